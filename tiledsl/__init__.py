@@ -1,0 +1,12 @@
+"""tiledsl: a tile-level language for GPU kernels.
+
+    prog = tiledsl.load("examples/attention.tdsl", params={"BM": 64})
+    report = prog.interpret(Q=q, K=k, V=v, O=o, scale=0.125)
+"""
+
+from tiledsl.diagnostics import Loc, TdslError
+from tiledsl.interp.report import InterpError, Report
+from tiledsl.program import Program, load
+
+__all__ = ["load", "Program", "Report", "InterpError", "TdslError", "Loc"]
+__version__ = "0.1.0"

@@ -1,0 +1,80 @@
+"""Source locations and user-facing errors.
+
+Every user mistake becomes a :class:`TdslError` holding one or more
+:class:`Diagnostic`s, printed as ``file:line:col: error: message`` with the
+source line and a caret. Internal invariants are not user errors: they raise
+``VerifyError`` from the IR instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Loc:
+    """A position in a source file (1-based line and column)."""
+
+    file: str
+    line: int
+    col: int
+    end_col: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True)
+class Source:
+    """The text of one program, kept so that diagnostics can quote it."""
+
+    name: str
+    text: str
+
+    def line(self, n: int) -> str:
+        lines = self.text.splitlines()
+        return lines[n - 1] if 0 < n <= len(lines) else ""
+
+
+@dataclass
+class Diagnostic:
+    loc: Loc | None
+    message: str
+    severity: str = "error"
+    notes: list[str] = field(default_factory=list)
+
+    def format(self, source: Source | None = None) -> str:
+        head = f"{self.loc}: {self.severity}: {self.message}" if self.loc else f"{self.severity}: {self.message}"
+        out = [head]
+        if self.loc is not None and source is not None and source.name == self.loc.file:
+            text = source.line(self.loc.line).replace("\t", " ")
+            if text:
+                width = max(1, (self.loc.end_col or self.loc.col + 1) - self.loc.col)
+                out.append(f"  {text}")
+                out.append("  " + " " * (self.loc.col - 1) + "^" + "~" * (width - 1))
+        out.extend(f"  note: {n}" for n in self.notes)
+        return "\n".join(out)
+
+
+class TdslError(Exception):
+    """A located error in a user's program (never an internal failure)."""
+
+    def __init__(self, loc: Loc | None, message: str, notes: list[str] | None = None,
+                 source: Source | None = None) -> None:
+        self.diagnostics = [Diagnostic(loc, message, notes=list(notes or []))]
+        self.source = source
+        super().__init__(message)
+
+    @property
+    def loc(self) -> Loc | None:
+        return self.diagnostics[0].loc
+
+    @property
+    def message(self) -> str:
+        return self.diagnostics[0].message
+
+    def format(self) -> str:
+        return "\n".join(d.format(self.source) for d in self.diagnostics)
+
+    def __str__(self) -> str:
+        return self.format()

@@ -1,0 +1,1 @@
+"""Frontend: source text → AST (parser.py) → tile IR (sema.py)."""

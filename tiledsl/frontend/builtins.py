@@ -1,0 +1,392 @@
+"""Built-in functions, constants and layout kinds of the language.
+
+Each built-in is one function ``(sema, call) -> value`` in the BUILTINS table, so a
+new built-in touches one place here plus its IR op.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from tiledsl.diagnostics import TdslError
+from tiledsl.frontend import ast
+from tiledsl.ir import ops
+from tiledsl.ir.core import Value
+from tiledsl.ir.types import FLOAT_DTYPES, TileType, scalar
+
+if TYPE_CHECKING:
+    from tiledsl.frontend.sema import Sema
+
+CONSTANTS = {"LOG2E": math.log2(math.e), "LN2": math.log(2.0), "PI": math.pi}
+BUILTINS: dict[str, Callable[[Sema, ast.Call], Any]] = {}
+
+
+def builtin(*names: str) -> Callable:
+    def deco(fn: Callable) -> Callable:
+        for n in names:
+            BUILTINS[n] = fn
+        return fn
+    return deco
+
+
+def _args(s: Sema, e: ast.Call, n: int | tuple[int, int], kw: tuple[str, ...] = ()) -> list[ast.Expr]:
+    lo, hi = (n, n) if isinstance(n, int) else n
+    for k in e.kwargs:
+        if k not in kw:
+            raise TdslError(e.kwargs[k].loc, f"{e.func}() has no argument '{k}'")
+    if not lo <= len(e.args) <= hi:
+        want = str(lo) if lo == hi else f"{lo} to {hi}"
+        raise TdslError(e.loc, f"{e.func}() takes {want} arguments, got {len(e.args)}")
+    return e.args
+
+
+def _tile(s: Sema, v: Any, loc: Any, what: str) -> Value:
+    v = s.materialize(v, loc)
+    if not isinstance(v.type, TileType):
+        raise TdslError(loc, f"{what} must be a tile, got {v.type}")
+    return v
+
+
+@builtin("__cast__")
+def _cast(s: Sema, e: ast.Call) -> Any:
+    (x,) = _args(s, e, 1)
+    v = s.expr(x)
+    from tiledsl.frontend.sema import Static
+    if isinstance(v, Static):
+        val = v.value
+        if e.func == "i32":
+            val = int(val)
+        elif e.func == "i1":
+            val = bool(val)
+        elif e.func in FLOAT_DTYPES:
+            val = float(val)
+        return Static(val, e.func, weak=False)
+    v = _tile(s, v, x.loc, "a cast operand")
+    if v.type.dtype == e.func:
+        return v
+    return s.emit(ops.CastOp([v], [TileType(e.func, v.type.shape)], loc=e.loc)).result
+
+
+@builtin("fill")
+def _fill(s: Sema, e: ast.Call) -> Value:
+    value, ty = _args(s, e, 2)
+    if not (isinstance(ty, ast.Subscript) and isinstance(ty.base, ast.Name) and ty.base.id in
+            ("f16", "bf16", "f32", "i32", "i1")):
+        raise TdslError(ty.loc, "fill() needs a tile type as its second argument, e.g. f32[BM, D]")
+    dtype = ty.base.id
+    shape = []
+    for i in ty.indices:
+        if i.kind != "scalar":
+            raise TdslError(i.loc, "a tile type lists its dims: f32[BM, D]")
+        d = s.static_int(i.start, "a tile dim", allow_sym=True)
+        if isinstance(d, int) and d < 1:
+            raise TdslError(i.start.loc, f"tile dims must be positive, got {d}")
+        shape.append(d)
+    v = s.expr(value)
+    from tiledsl.frontend.sema import Static
+    if isinstance(v, Static):
+        if dtype == "i32" and isinstance(v.value, float) and not v.value.is_integer():
+            raise TdslError(value.loc, f"cannot fill an i32 tile with {v.value}")
+        sv = s.const(v.value, dtype, value.loc)
+    else:
+        sv = _tile(s, v, value.loc, "the fill value")
+        if sv.type.shape != ():
+            raise TdslError(value.loc, f"the fill value must be a scalar, got {sv.type}")
+        if sv.type.dtype != dtype:
+            raise TdslError(value.loc, f"the fill value is {sv.type.dtype} but the tile is {dtype}",
+                            f"cast it: {dtype}(...)")
+    ty.ty = f"{dtype}[{','.join(map(str, shape))}]"
+    return s.emit(ops.FillOp([sv], [TileType(dtype, tuple(shape))], loc=e.loc)).result
+
+
+@builtin("iota")
+def _iota(s: Sema, e: ast.Call) -> Value:
+    (n,) = _args(s, e, 1)
+    size = s.static_int(n, "the length of iota()", allow_sym=True)
+    if isinstance(size, int) and size < 1:
+        raise TdslError(n.loc, f"iota() needs a positive length, got {size}")
+    return s.emit(ops.IotaOp([], [TileType("i32", (size,))], loc=e.loc)).result
+
+
+@builtin("arange")
+def _arange(s: Sema, e: ast.Call) -> Value:
+    lo_e, hi_e = _args(s, e, 2)
+    lo, hi = s.static_int(lo_e, "the start of arange()"), s.static_int(hi_e, "the end of arange()")
+    if hi <= lo:
+        raise TdslError(e.loc, f"arange({lo}, {hi}) is empty")
+    iota = s.emit(ops.IotaOp([], [TileType("i32", (hi - lo,))], loc=e.loc)).result
+    if lo == 0:
+        return iota
+    from tiledsl.frontend.sema import Static
+    return s.binary("+", iota, Static(lo, "i32"), e.loc)
+
+
+def _unary(name: str, pyfn: Callable[[float], float]) -> None:
+    @builtin(name)
+    def handler(s: Sema, e: ast.Call) -> Any:
+        (x,) = _args(s, e, 1)
+        v = s.expr(x)
+        from tiledsl.frontend.sema import Static
+        if isinstance(v, Static):
+            try:
+                return Static(pyfn(float(v.value)), v.dtype if v.dtype in FLOAT_DTYPES else "f32", v.weak)
+            except (ValueError, OverflowError):
+                raise TdslError(e.loc, f"{name}({v.value}) is not defined") from None
+        return s.unary(name, _tile(s, v, x.loc, f"the operand of {name}()"), e.loc)
+
+
+_unary("exp", math.exp)
+_unary("exp2", lambda x: 2.0 ** x)
+_unary("sqrt", math.sqrt)
+_unary("rsqrt", lambda x: 1.0 / math.sqrt(x))
+_unary("log2", math.log2)
+
+
+@builtin("abs")
+def _abs(s: Sema, e: ast.Call) -> Any:
+    (x,) = _args(s, e, 1)
+    v = s.expr(x)
+    from tiledsl.frontend.sema import Static
+    if isinstance(v, Static):
+        return Static(abs(v.value), v.dtype, v.weak)
+    return s.unary("abs", _tile(s, v, x.loc, "the operand of abs()"), e.loc)
+
+
+def _minmax(kind: str) -> None:
+    @builtin(kind)
+    def handler(s: Sema, e: ast.Call) -> Any:
+        args = _args(s, e, (1, 2), ("axis",))
+        if len(args) == 1:
+            if "axis" not in e.kwargs:
+                raise TdslError(e.loc, f"{kind}(x) reduces: give the axis, {kind}(x, axis=1), "
+                                       f"or use row{kind}/col{kind}")
+            return _reduce(s, e, kind, args[0], e.kwargs["axis"])
+        if "axis" in e.kwargs:
+            raise TdslError(e.kwargs["axis"].loc, f"{kind}(a, b) is element-wise and takes no axis")
+        a, b = s.expr(args[0]), s.expr(args[1])
+        from tiledsl.frontend.sema import Static
+        if isinstance(a, Static) and isinstance(b, Static):
+            r = max(a.value, b.value) if kind == "max" else min(a.value, b.value)
+            return Static(r, a.dtype if a.dtype == b.dtype else "f32", a.weak and b.weak)
+        dtype = s.common_dtype(kind, a, b, e.loc)
+        av, bv = s.materialize(a, e.loc, dtype), s.materialize(b, e.loc, dtype)
+        if dtype == "i1":
+            raise TdslError(e.loc, f"{kind}() does not take booleans")
+        shape = s.broadcast_shape(av.type.shape, bv.type.shape, e.loc, kind)
+        av, bv = s.broadcast(av, shape, e.loc), s.broadcast(bv, shape, e.loc)
+        return s.emit(ops.BINARY_OPS[kind]([av, bv], [TileType(dtype, shape)], loc=e.loc)).result
+
+
+_minmax("max")
+_minmax("min")
+
+
+def _reduce(s: Sema, e: ast.Call, kind: str, x: ast.Expr, axis_e: ast.Expr | int) -> Value:
+    v = _tile(s, s.expr(x), x.loc, f"the operand of {e.func}()")
+    axis = axis_e if isinstance(axis_e, int) else s.static_int(axis_e, "a reduction axis")
+    if v.type.rank == 0:
+        raise TdslError(e.loc, f"{e.func}() needs a tile, got the scalar {v.type}")
+    if not 0 <= axis < v.type.rank:
+        raise TdslError(e.loc, f"axis {axis} is out of range for {v.type}")
+    if v.type.dtype == "i1":
+        raise TdslError(e.loc, f"{e.func}() does not take booleans")
+    shape = v.type.shape[:axis] + v.type.shape[axis + 1:]
+    cls = ops.ReduceMaxOp if kind == "max" else ops.ReduceSumOp
+    return s.emit(cls([v], [TileType(v.type.dtype, shape)], {"axis": axis}, loc=e.loc)).result
+
+
+def _rowcol(name: str, kind: str, axis: int) -> None:
+    @builtin(name)
+    def handler(s: Sema, e: ast.Call) -> Value:
+        (x,) = _args(s, e, 1)
+        v = _tile(s, s.expr(x), x.loc, f"the operand of {name}()")
+        if v.type.rank != 2:
+            raise TdslError(x.loc, f"{name}() needs a 2-D tile, got {v.type}")
+        return _reduce_value(s, e, kind, v, axis)
+
+
+def _reduce_value(s: Sema, e: ast.Call, kind: str, v: Value, axis: int) -> Value:
+    shape = v.type.shape[:axis] + v.type.shape[axis + 1:]
+    cls = ops.ReduceMaxOp if kind == "max" else ops.ReduceSumOp
+    return s.emit(cls([v], [TileType(v.type.dtype, shape)], {"axis": axis}, loc=e.loc)).result
+
+
+_rowcol("rowmax", "max", 1)
+_rowcol("rowsum", "sum", 1)
+_rowcol("colmax", "max", 0)
+_rowcol("colsum", "sum", 0)
+
+
+@builtin("sum")
+def _sum(s: Sema, e: ast.Call) -> Value:
+    (x,) = _args(s, e, 1, ("axis",))
+    if "axis" not in e.kwargs:
+        raise TdslError(e.loc, "sum(x) needs an axis: sum(x, axis=1), or use rowsum/colsum")
+    return _reduce(s, e, "sum", x, e.kwargs["axis"])
+
+
+@builtin("where")
+def _where(s: Sema, e: ast.Call) -> Any:
+    c_e, a_e, b_e = _args(s, e, 3)
+    c, a, b = s.expr(c_e), s.expr(a_e), s.expr(b_e)
+    from tiledsl.frontend.sema import Static
+    if isinstance(c, Static):
+        return a if c.value else b
+    c = _tile(s, c, c_e.loc, "the condition of where()")
+    if c.type.dtype != "i1":
+        raise TdslError(c_e.loc, f"the condition of where() must be boolean, got {c.type}",
+                        "compare something: where(x > 0, ...)")
+    if isinstance(a, Static) and isinstance(b, Static) and a.weak and b.weak:
+        dtype = "f32" if isinstance(a.value, float) or isinstance(b.value, float) else "i32"
+    else:
+        dtype = s.common_dtype("where", a, b, e.loc)
+    av, bv = s.materialize(a, a_e.loc, dtype), s.materialize(b, b_e.loc, dtype)
+    shape = s.broadcast_shape(c.type.shape, s.broadcast_shape(av.type.shape, bv.type.shape, e.loc, "where"),
+                              e.loc, "where")
+    c, av, bv = (s.broadcast(x, shape, e.loc) for x in (c, av, bv))
+    return s.emit(ops.SelectOp([c, av, bv], [TileType(dtype, shape)], loc=e.loc)).result
+
+
+@builtin("dot")
+def _dot(s: Sema, e: ast.Call) -> Value:
+    args = _args(s, e, (2, 3), ("acc",))
+    if len(args) == 3 and "acc" in e.kwargs:
+        raise TdslError(e.loc, "dot() got the accumulator twice")
+    a = _tile(s, s.expr(args[0]), args[0].loc, "the first operand of dot()")
+    b = _tile(s, s.expr(args[1]), args[1].loc, "the second operand of dot()")
+    for v, x in ((a, args[0]), (b, args[1])):
+        if v.type.rank != 2:
+            raise TdslError(x.loc, f"dot() multiplies 2-D tiles, got {v.type}")
+    if a.type.shape[1] != b.type.shape[0]:
+        raise TdslError(e.loc, f"dot() of {a.type} and {b.type}: inner dims {a.type.shape[1]} and "
+                               f"{b.type.shape[0]} differ", "transpose one operand with x^T if needed")
+    if a.type.dtype != b.type.dtype:
+        raise TdslError(e.loc, f"dot() of {a.type.dtype} and {b.type.dtype}: operand dtypes differ",
+                        "cast one operand, e.g. f16(p)")
+    if a.type.dtype not in FLOAT_DTYPES:
+        raise TdslError(e.loc, f"dot() takes f16, bf16 or f32 operands, got {a.type.dtype}")
+    rtype = TileType("f32", (a.type.shape[0], b.type.shape[1]))
+    operands = [a, b]
+    acc_e = args[2] if len(args) == 3 else e.kwargs.get("acc")
+    if acc_e is not None:
+        acc = _tile(s, s.expr(acc_e), acc_e.loc, "the accumulator of dot()")
+        if acc.type.without_layout() != rtype:
+            raise TdslError(acc_e.loc, f"the accumulator must be {rtype}, got {acc.type}")
+        operands.append(acc)
+        rtype = acc.type
+    return s.emit(ops.DotOp(operands, [rtype], loc=e.loc)).result
+
+
+@builtin("transpose")
+def _transpose(s: Sema, e: ast.Call) -> Value:
+    (x,) = _args(s, e, 1)
+    return s.expr_Transpose(ast.Transpose(e.loc, x))
+
+
+@builtin("cdiv")
+def _cdiv(s: Sema, e: ast.Call) -> Any:
+    a_e, b_e = _args(s, e, 2)
+    from tiledsl.frontend.sema import Static
+    a, b = s.expr(a_e), s.expr(b_e)
+    if isinstance(b, Static) and b.value == 0:
+        raise TdslError(b_e.loc, "cdiv() by zero")
+    for v, x in ((a, a_e), (b, b_e)):
+        if isinstance(v, Static) and v.dtype != "i32":
+            raise TdslError(x.loc, f"cdiv() takes integers, got {v}")
+        if isinstance(v, Value) and v.type != scalar("i32"):
+            raise TdslError(x.loc, f"cdiv() takes i32 scalars, got {v.type}")
+    one = Static(1, "i32")
+    return s.binary("//", s.binary("-", s.binary("+", a, b, e.loc), one, e.loc), b, e.loc)
+
+
+# ------------------------------------------------------------------ layouts
+
+LAYOUT_KINDS = ("blocked", "mma", "dot_operand", "slice", "replicated")
+_LAYOUT_KW = {"blocked": ("spt", "order", "waves"), "mma": ("waves", "instr", "swap"),
+              "dot_operand": (), "slice": (), "replicated": ()}
+_LAYOUT_POS = {"blocked": 0, "mma": 0, "dot_operand": 2, "slice": 2, "replicated": 0}
+_LAYOUT_RANK = {"mma": 2, "dot_operand": 2, "slice": 1}
+
+
+def _int_list(s: Sema, v: Any, what: str, loc: Any) -> list[int]:
+    if not isinstance(v, list):
+        raise TdslError(loc, f"{what} must be a list of integers, e.g. [4, 1]")
+    out = []
+    for x in v:
+        n = s.static_int(x, what)
+        if n < 1 and what != "order":
+            raise TdslError(x.loc, f"{what} entries must be positive")
+        out.append(n)
+    return out
+
+
+def check_layout(s: Sema, e: ast.LayoutExpr, args: list[Any], kwargs: dict[str, Any]) -> str:
+    """Validate a layout expression and return its canonical text."""
+    kind = e.kind
+    for k in kwargs:
+        if k not in _LAYOUT_KW[kind]:
+            raise TdslError(e.loc, f"layout {kind}() has no argument '{k}'",
+                            f"it takes: {', '.join(_LAYOUT_KW[kind]) or 'positional arguments only'}")
+    if len(args) != _LAYOUT_POS[kind]:
+        raise TdslError(e.loc, f"layout {kind}() takes {_LAYOUT_POS[kind]} positional arguments, got {len(args)}")
+    waves_total = s.block_waves()
+    if kind in ("blocked", "mma"):
+        parts = []
+        if kind == "mma" and "waves" not in kwargs:
+            raise TdslError(e.loc, "mma() needs waves=[WM, WN]")
+        for key in _LAYOUT_KW[kind]:
+            if key not in kwargs:
+                continue
+            v = kwargs[key]
+            if key in ("spt", "order", "waves"):
+                lst = _int_list(s, v, key, e.loc)
+                if key == "waves":
+                    if kind == "mma" and len(lst) != 2:
+                        raise TdslError(e.loc, "mma() waves are [WM, WN]")
+                    prod = math.prod(lst)
+                    if waves_total is not None and prod != waves_total:
+                        raise TdslError(e.loc, f"the layout spreads over {prod} waves but the block has "
+                                               f"{waves_total}")
+                if key == "order" and sorted(lst) != list(range(len(lst))):
+                    raise TdslError(e.loc, f"order must be a permutation of 0..{len(lst) - 1}")
+                parts.append(f"{key}=[{','.join(map(str, lst))}]")
+            elif key == "instr":
+                if not isinstance(v, ast.Name):
+                    raise TdslError(e.loc, "instr= names a matrix instruction, e.g. mfma_f32_32x32x8_f16")
+                parts.append(f"instr={v.id}")
+            elif key == "swap":
+                if not isinstance(v, bool):
+                    raise TdslError(e.loc, "swap= is true or false")
+                parts.append(f"swap={'true' if v else 'false'}")
+        if kind == "blocked":
+            lens = {len(p.split("=")[1].strip("[]").split(",")) for p in parts if "[" in p}
+            if len(lens) > 1:
+                raise TdslError(e.loc, "spt, order and waves must have one entry per tile dim")
+        return f"{kind}({', '.join(parts)})"
+    if kind == "replicated":
+        return "replicated"
+    idx, parent = args
+    n = s.static_int(idx, "the operand/dim index") if isinstance(idx, ast.Expr) else idx
+    if n not in (0, 1):
+        raise TdslError(e.loc, f"{kind}() takes 0 or 1 as its first argument, got {n}")
+    if not isinstance(parent, ast.Name):
+        raise TdslError(e.loc, f"{kind}() takes a declared layout as its second argument: "
+                               f"layout acc = mma(...); layout a = {kind}({n}, acc)")
+    ref = s.lookup(parent.id, parent.loc)
+    from tiledsl.frontend.sema import LayoutRef
+    if not isinstance(ref, LayoutRef):
+        raise TdslError(parent.loc, f"'{parent.id}' is not a layout")
+    if kind == "dot_operand" and not ref.text.startswith("mma("):
+        raise TdslError(parent.loc, "dot_operand() takes an mma layout as its parent")
+    return f"{kind}({n}, {ref.text})"
+
+
+def check_layout_rank(s: Sema, e: ast.LayoutExpr, text: str, rank: int) -> None:
+    kind = text.split("(")[0]
+    want = _LAYOUT_RANK.get(kind)
+    if kind == "blocked" and "[" in text:
+        want = len(text.split("[")[1].split("]")[0].split(","))
+    if want is not None and want != rank:
+        raise TdslError(e.loc, f"layout {text} is for {want}-D tiles, but the value is {rank}-D")

@@ -1,0 +1,746 @@
+"""Semantic analysis: the AST → tile IR, with shape, dtype and level checks.
+
+Compile-time scalars (``param``/``const`` values, literals and arithmetic on them)
+are folded here as :class:`Static`; everything that exists at run time becomes an
+IR value. Every user mistake is a located :class:`TdslError`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from tiledsl.diagnostics import Loc, TdslError
+from tiledsl.frontend import ast
+from tiledsl.frontend.builtins import BUILTINS, CONSTANTS, LAYOUT_KINDS, check_layout
+from tiledsl.ir import ops
+from tiledsl.ir.core import Block, Op, Value
+from tiledsl.ir.types import DTYPES, FLOAT_DTYPES, Dim, LdsType, Sym, TensorType, TileType, scalar
+
+
+@dataclass
+class Static:
+    """A compile-time scalar. ``weak`` literals take the dtype of what they meet."""
+
+    value: int | float | bool
+    dtype: str
+    weak: bool = True
+
+    def __str__(self) -> str:
+        return f"static {self.dtype} = {self.value}"
+
+
+@dataclass
+class Unbound:
+    """A ``const`` with no value yet: usable as a symbolic tile dim only."""
+
+    name: str
+
+
+@dataclass
+class TensorRef:
+    value: Value
+    param: ast.TensorParam
+
+
+@dataclass
+class LdsRef:
+    value: Value
+    decl: ast.LdsDecl
+
+
+@dataclass
+class LayoutRef:
+    text: str
+
+
+SemaValue = Any  # Static | Value | Unbound | TensorRef | LdsRef | LayoutRef
+
+_BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "//": "floordiv", "%": "mod",
+           "<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne", "and": "and", "or": "or"}
+_CMP = {"<", "<=", ">", ">=", "==", "!="}
+
+
+def _type_str(v: SemaValue) -> str:
+    if isinstance(v, Value):
+        return str(v.type)
+    return str(v)
+
+
+class Sema:
+    """Builds one kernel op from a kernel AST and compile-time parameter values."""
+
+    def __init__(self, kernel: ast.Kernel, params: dict[str, int | float]) -> None:
+        self.k = kernel
+        self.overrides = dict(params)
+        self.scopes: list[dict[str, SemaValue]] = [{}]
+        self.blocks: list[Block] = []
+        self.assign_locs: dict[str, Loc] = {}
+        self.runtime_dims: dict[str, tuple[str, int]] = {}
+        self.params: dict[str, int | float] = {}
+        self.block_size: tuple[int, str] | None = None
+
+    # ------------------------------------------------------------ helpers
+    def err(self, loc: Loc | None, msg: str, *notes: str) -> TdslError:
+        return TdslError(loc, msg, list(notes))
+
+    def emit(self, op: Op) -> Op:
+        self.blocks[-1].append(op)
+        return op
+
+    def lookup(self, name: str, loc: Loc) -> SemaValue:
+        for scope in reversed(self.scopes):
+            if name in scope:
+                return scope[name]
+        if name in CONSTANTS:
+            return Static(CONSTANTS[name], "f32")
+        if name in self.runtime_dims:
+            return self.emit(ops.DimOp([], [scalar("i32")], {"name": name}, loc=loc, hints=[name])).result
+        raise self.err(loc, f"'{name}' is not defined")
+
+    def bind(self, name: str, v: SemaValue) -> None:
+        self.scopes[-1][name] = v
+
+    def const(self, value: int | float | bool, dtype: str, loc: Loc) -> Value:
+        py = bool(value) if dtype == "i1" else int(value) if dtype == "i32" else float(value)
+        return self.emit(ops.ConstOp([], [scalar(dtype)], {"value": py}, loc=loc)).result
+
+    def materialize(self, v: SemaValue, loc: Loc, dtype: str | None = None) -> Value:
+        """A run-time value for ``v``; weak statics take ``dtype``."""
+        if isinstance(v, Value):
+            return v
+        if isinstance(v, Static):
+            want = dtype if (dtype and v.weak) else v.dtype
+            if want == "i32" and isinstance(v.value, float):
+                raise self.err(loc, f"float value {v.value} used where an i32 is needed")
+            return self.const(v.value, want, loc)
+        if isinstance(v, LdsRef):
+            t = v.value.type
+            return self.emit(ops.LdsReadOp([v.value], [TileType(t.dtype, t.shape)], loc=loc)).result
+        raise self.err(loc, f"{self.describe(v)} is not a value here")
+
+    def describe(self, v: SemaValue) -> str:
+        if isinstance(v, TensorRef):
+            return f"tensor '{v.param.name}' (index it: {v.param.name}[...])"
+        if isinstance(v, LayoutRef):
+            return "a layout"
+        if isinstance(v, Unbound):
+            return f"const '{v.name}' (it has no value: pass -D {v.name}=...)"
+        return _type_str(v)
+
+    def static_int(self, e: ast.Expr, what: str, allow_sym: bool = False) -> Dim:
+        v = self.expr(e)
+        if isinstance(v, Unbound) and allow_sym:
+            return Sym(v.name)
+        if isinstance(v, Static) and v.dtype == "i32" and not isinstance(v.value, bool):
+            return int(v.value)
+        if isinstance(v, Static) and isinstance(v.value, float) and v.value.is_integer() and v.weak:
+            return int(v.value)
+        if isinstance(v, Value) and isinstance(v.type, TileType) and v.type.shape == ():
+            raise self.err(e.loc, f"{what} must be a compile-time integer, but this is a run-time value",
+                           "tile shapes are fixed when the kernel is compiled; use a param or a const")
+        if isinstance(v, Unbound):
+            raise self.err(e.loc, f"{what} uses const '{v.name}', which has no value here",
+                           f"pass -D {v.name}=... (or params={{'{v.name}': ...}})")
+        raise self.err(e.loc, f"{what} must be a compile-time integer, got {self.describe(v)}")
+
+    # ------------------------------------------------------------ kernel
+    def build(self) -> ops.KernelOp:
+        k = self.k
+        known = {c.name for c in k.consts} | {p.name for p in k.tile_params}
+        for name in self.overrides:
+            if name not in known:
+                raise self.err(k.loc, f"unknown parameter '{name}'",
+                               f"the kernel declares: {', '.join(sorted(known)) or 'none'}")
+        seen: dict[str, Loc] = {}
+        for p in [*k.params, *k.consts, *k.tile_params]:
+            if p.name in seen:
+                raise self.err(p.loc, f"'{p.name}' is declared twice (first at {seen[p.name]})")
+            if p.name in BUILTINS or p.name in DTYPES or p.name in CONSTANTS:
+                raise self.err(p.loc, f"'{p.name}' is a built-in name")
+            seen[p.name] = p.loc
+        for c in k.consts:
+            if c.name in self.overrides:
+                self.bind_param(c.name, self.overrides[c.name], c.loc)
+            elif c.default is not None:
+                self.bind_param(c.name, self.static_scalar(c.default), c.loc)
+            else:
+                self.bind(c.name, Unbound(c.name))
+        for p in k.tile_params:
+            value = self.overrides[p.name] if p.name in self.overrides else self.static_scalar(p.default)
+            self.bind_param(p.name, value, p.loc)
+        arg_types: list[Any] = []
+        for p in k.params:
+            if isinstance(p, ast.TensorParam):
+                if p.dtype == "i1":
+                    raise self.err(p.loc, "tensors of i1 are not supported")
+                for axis, d in enumerate(p.dims):
+                    if isinstance(d, str) and d not in self.params and not self.is_unbound(d):
+                        if d in seen and d not in known:
+                            raise self.err(p.loc, f"dim '{d}' has the name of a parameter")
+                        self.runtime_dims.setdefault(d, (p.name, axis))
+                arg_types.append(TensorType(p.dtype, tuple(p.dims), p.out))
+            else:
+                arg_types.append(scalar(p.dtype))
+        if k.grid is None:
+            raise self.err(k.loc, "the kernel has no grid: add e.g. 'grid (cdiv(N, BM)) as (bm)'")
+        if k.block is None:
+            raise self.err(k.loc, "the kernel has no block size: add e.g. 'block 4 waves'")
+        block_size = self.static_int(k.block.count, "the block size")
+        if not isinstance(block_size, int) or block_size < 1:
+            raise self.err(k.block.loc, "the block size must be a positive integer")
+        self.block_size = (block_size, k.block.unit)
+        grid_block = Block()
+        self.blocks.append(grid_block)
+        if not 1 <= len(k.grid.extents) <= 3:
+            raise self.err(k.grid.loc, "a grid has 1 to 3 dims")
+        if len(k.grid.names) != len(k.grid.extents):
+            raise self.err(k.grid.loc, f"the grid has {len(k.grid.extents)} extents but "
+                                       f"{len(k.grid.names)} coordinate names")
+        extents = []
+        for e in k.grid.extents:
+            v = self.expr(e)
+            if isinstance(v, Static) and (v.dtype != "i32" or isinstance(v.value, bool)):
+                raise self.err(e.loc, "a grid extent must be an integer")
+            if isinstance(v, Value) and v.type != scalar("i32"):
+                raise self.err(e.loc, f"a grid extent must be an i32 scalar, got {v.type}")
+            extents.append(self.materialize(v, e.loc, "i32"))
+        self.emit(ops.YieldOp(extents, [], loc=k.grid.loc))
+        self.blocks.pop()
+
+        body = Block(arg_types, [p.name for p in k.params])
+        self.blocks.append(body)
+        self.scopes.append({})
+        for p, a in zip(k.params, body.args):
+            self.bind(p.name, TensorRef(a, p) if isinstance(p, ast.TensorParam) else a)
+        for axis, name in enumerate(k.grid.names):
+            if name in seen:
+                raise self.err(k.grid.loc, f"grid coordinate '{name}' has the name of a parameter")
+            bid = self.emit(ops.BlockIdOp([], [scalar("i32")], {"axis": axis}, loc=k.grid.loc, hints=[name]))
+            self.bind(name, bid.result)
+        self.stmts(k.body)
+        self.blocks.pop()
+        attrs = {"sym_name": k.name, "block": block_size, "block_unit": k.block.unit,
+                 "params": dict(self.params), "grid_names": list(k.grid.names)}
+        return ops.KernelOp([], [], attrs, [grid_block, body], loc=k.loc)
+
+    def bind_param(self, name: str, value: Any, loc: Loc) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise self.err(loc, f"parameter '{name}' must be a number, got {value!r}")
+        self.params[name] = value
+        self.bind(name, Static(value, "i32" if isinstance(value, int) else "f32", weak=True))
+
+    def static_scalar(self, e: ast.Expr) -> int | float:
+        v = self.expr(e)
+        if not isinstance(v, Static):
+            raise self.err(e.loc, f"a parameter's value must be known at compile time, got {self.describe(v)}")
+        return v.value
+
+    def block_waves(self) -> int | None:
+        """The block size in waves, where the source gives it in waves."""
+        if self.block_size is not None and self.block_size[1] == "waves":
+            return self.block_size[0]
+        return None
+
+    def is_unbound(self, name: str) -> bool:
+        return any(isinstance(s.get(name), Unbound) for s in self.scopes)
+
+    # ------------------------------------------------------------ statements
+    def stmts(self, body: list[ast.Stmt]) -> None:
+        for s in body:
+            getattr(self, "stmt_" + type(s).__name__)(s)
+
+    def check_fresh(self, name: str, loc: Loc, what: str) -> None:
+        for scope in self.scopes:
+            if name in scope:
+                raise self.err(loc, f"{what} '{name}' is already defined")
+        if name in BUILTINS or name in DTYPES or name in CONSTANTS:
+            raise self.err(loc, f"'{name}' is a built-in name")
+
+    def stmt_LdsDecl(self, s: ast.LdsDecl) -> None:
+        self.check_fresh(s.name, s.loc, "LDS tile")
+        shape = tuple(self.static_int(e, "an LDS tile dim", allow_sym=True) for e in s.shape)
+        for d, e in zip(shape, s.shape):
+            if isinstance(d, int) and d < 1:
+                raise self.err(e.loc, f"LDS tile dims must be positive, got {d}")
+        op = self.emit(ops.LdsAllocOp([], [LdsType(s.dtype, shape)], loc=s.loc, hints=[s.name]))
+        self.bind(s.name, LdsRef(op.result, s))
+
+    def stmt_LayoutDecl(self, s: ast.LayoutDecl) -> None:
+        self.check_fresh(s.name, s.loc, "layout")
+        self.bind(s.name, LayoutRef(self.layout_text(s.layout)))
+
+    def layout_text(self, e: ast.LayoutExpr) -> str:
+        if e.args is None:
+            v = self.lookup(e.kind, e.loc) if any(e.kind in sc for sc in self.scopes) else None
+            if isinstance(v, LayoutRef):
+                return v.text
+            if e.kind in LAYOUT_KINDS:
+                return check_layout(self, e, [], {})
+            raise self.err(e.loc, f"'{e.kind}' is not a layout",
+                           f"declare it with 'layout {e.kind} = ...' or use one of {', '.join(LAYOUT_KINDS)}")
+        if e.kind not in LAYOUT_KINDS:
+            raise self.err(e.loc, f"unknown layout kind '{e.kind}'", f"known kinds: {', '.join(LAYOUT_KINDS)}")
+        return check_layout(self, e, e.args, e.kwargs)
+
+    def stmt_Assign(self, s: ast.Assign) -> None:
+        existing = None
+        for scope in reversed(self.scopes):
+            if s.name in scope:
+                existing = scope[s.name]
+                break
+        if isinstance(existing, (TensorRef, LdsRef, LayoutRef, Unbound)) or (
+                isinstance(existing, Static) and s.name in self.params):
+            raise self.err(s.loc, f"cannot assign to {self.describe(existing)} '{s.name}'",
+                           "LDS tiles and tensors are written with '<-'")
+        if s.name in BUILTINS or s.name in DTYPES or s.name in CONSTANTS:
+            raise self.err(s.loc, f"'{s.name}' is a built-in name")
+        v = self.expr(s.value)
+        if isinstance(v, LdsRef):
+            v = self.materialize(v, s.value.loc)
+        if not isinstance(v, (Static, Value)):
+            raise self.err(s.value.loc, f"cannot assign {self.describe(v)} to a variable")
+        if s.layout is not None:
+            text = self.layout_text(s.layout)
+            v = self.materialize(v, s.value.loc)
+            if not isinstance(v.type, TileType) or v.type.rank == 0:
+                raise self.err(s.layout.loc, "a layout annotates a tile, not a scalar")
+            from tiledsl.frontend.builtins import check_layout_rank
+            check_layout_rank(self, s.layout, text, v.type.rank)
+            if v.type.layout is not None and v.type.layout != text:
+                raise self.err(s.layout.loc, f"this value already has layout {v.type.layout}")
+            v.type = TileType(v.type.dtype, v.type.shape, text)
+        self.assign_locs[s.name] = s.loc
+        self.bind(s.name, v)
+
+    def stmt_Sync(self, s: ast.Sync) -> None:
+        self.emit(ops.SyncOp([], [], loc=s.loc))
+
+    def stmt_Copy(self, s: ast.Copy) -> None:
+        target = self.lookup(s.target, s.target_loc)
+        if isinstance(target, LdsRef):
+            if s.indices is not None:
+                raise self.err(s.target_loc, "LDS tiles are written whole: drop the subscript")
+            buf: LdsType = target.value.type
+            src = s.value
+            if isinstance(src, ast.Subscript) and isinstance(src.base, ast.Name) and isinstance(
+                    self.lookup_quiet(src.base.id), TensorRef):
+                tref = self.lookup_quiet(src.base.id)
+                starts, extents, shape = self.slice(tref, src.indices, src.loc)
+                if tref.param.dtype != buf.dtype:
+                    raise self.err(s.loc, f"cannot copy {tref.param.dtype} tensor '{tref.param.name}' into "
+                                          f"{buf.dtype} LDS tile '{s.target}'",
+                                   "load it into registers, cast, then write: lds <- f16(X[...])")
+                self.check_shape(s.loc, shape, buf.shape, f"LDS tile '{s.target}'")
+                pad = self.pad_value(src, buf.dtype)
+                src.ty = f"{buf.dtype}[{','.join(map(str, shape))}]"
+                self.emit(ops.CopyOp([tref.value, *starts, target.value], [],
+                                     {"extents": extents, "pad": pad}, loc=s.loc))
+                return
+            v = self.tile_of(self.expr(src), src.loc, buf.dtype, buf.shape)
+            if v.type.dtype != buf.dtype:
+                raise self.err(src.loc, f"cannot write {v.type} into {buf.dtype} LDS tile '{s.target}'",
+                               f"cast it: {buf.dtype}(...)")
+            self.check_shape(s.loc, v.type.shape, buf.shape, f"LDS tile '{s.target}'")
+            self.emit(ops.LdsWriteOp([target.value, v], [], loc=s.loc))
+            return
+        if isinstance(target, TensorRef):
+            if s.indices is None:
+                raise self.err(s.target_loc, f"write a slice of '{s.target}': {s.target}[...] <- value")
+            if not target.param.out:
+                raise self.err(s.target_loc, f"'{s.target}' is an input; only 'out' tensors can be written",
+                               f"declare it as 'out {s.target}: ...'")
+            starts, extents, shape = self.slice(target, s.indices, s.loc)
+            v = self.tile_of(self.expr(s.value), s.value.loc, target.param.dtype, shape)
+            if v.type.dtype != target.param.dtype:
+                raise self.err(s.value.loc, f"cannot store {v.type} into {target.param.dtype} tensor "
+                                            f"'{s.target}'", f"cast it: {target.param.dtype}(...)")
+            self.check_shape(s.loc, v.type.shape, shape, f"the slice of '{s.target}'")
+            self.emit(ops.StoreOp([target.value, *starts, v], [], {"extents": extents}, loc=s.loc))
+            return
+        raise self.err(s.target_loc, f"'{s.target}' is not an LDS tile or a tensor; use '=' for variables")
+
+    def lookup_quiet(self, name: str) -> SemaValue | None:
+        for scope in reversed(self.scopes):
+            if name in scope:
+                return scope[name]
+        return None
+
+    def check_shape(self, loc: Loc, got: tuple, want: tuple, what: str) -> None:
+        if tuple(got) != tuple(want):
+            g = ",".join(map(str, got))
+            w = ",".join(map(str, want))
+            raise self.err(loc, f"shape mismatch: the value is [{g}] but {what} is [{w}]")
+
+    def tile_of(self, v: SemaValue, loc: Loc, dtype: str, shape: tuple) -> Value:
+        """``v`` as a tile of ``shape``; scalars are broadcast (fill)."""
+        val = self.materialize(v, loc, dtype)
+        if isinstance(val.type, TileType) and val.type.shape == () and shape:
+            return self.emit(ops.FillOp([val], [TileType(val.type.dtype, tuple(shape))], loc=loc)).result
+        if not isinstance(val.type, TileType):
+            raise self.err(loc, f"{val.type} is not a tile")
+        return val
+
+    def pad_value(self, sub: ast.Subscript, dtype: str) -> float | int:
+        if sub.pad is None:
+            return 0 if dtype == "i32" else 0.0
+        v = self.expr(sub.pad)
+        if not isinstance(v, Static):
+            raise self.err(sub.pad.loc, "the pad value must be a compile-time constant")
+        if dtype == "i32":
+            if isinstance(v.value, float) and not v.value.is_integer():
+                raise self.err(sub.pad.loc, "an i32 tensor needs an integer pad value")
+            return int(v.value)
+        return float(v.value)
+
+    # ------------------------------------------------------------ control flow
+    def assigned_names(self, body: list[ast.Stmt]) -> list[str]:
+        out: list[str] = []
+        for s in body:
+            if isinstance(s, ast.Assign):
+                out.append(s.name)
+            elif isinstance(s, ast.For):
+                out.extend(n for n in self.assigned_names(s.body) if n != s.var)
+            elif isinstance(s, ast.If):
+                out.extend(self.assigned_names(s.then) + self.assigned_names(s.orelse))
+        return list(dict.fromkeys(out))
+
+    def carried(self, body: list[ast.Stmt], exclude: str | None = None) -> list[str]:
+        names = []
+        for n in self.assigned_names(body):
+            if n == exclude:
+                continue
+            v = self.lookup_quiet(n)
+            if isinstance(v, (Value, Static)) and n not in self.params:
+                names.append(n)
+        return names
+
+    def scalar_i32(self, e: ast.Expr, what: str) -> Value:
+        v = self.expr(e)
+        if isinstance(v, Static) and (v.dtype != "i32" or isinstance(v.value, bool)):
+            raise self.err(e.loc, f"{what} must be an integer, got {v}")
+        if isinstance(v, Value) and v.type != scalar("i32"):
+            raise self.err(e.loc, f"{what} must be an i32 scalar, got {v.type}")
+        e.ty = "i32"
+        return self.materialize(v, e.loc, "i32")
+
+    def stmt_For(self, s: ast.For) -> None:
+        lo = self.scalar_i32(s.lo, "the loop start")
+        hi = self.scalar_i32(s.hi, "the loop end")
+        if s.step is not None:
+            sv = self.expr(s.step)
+            if isinstance(sv, Static) and isinstance(sv.value, int) and sv.value <= 0:
+                raise self.err(s.step.loc, f"the loop step must be positive, got {sv.value}")
+        step = self.scalar_i32(s.step, "the loop step") if s.step is not None else self.const(1, "i32", s.loc)
+        names = self.carried(s.body, exclude=s.var)
+        inits = [self.materialize(self.lookup_quiet(n), s.loc) for n in names]
+        body = Block([scalar("i32"), *[v.type for v in inits]], [s.var, *names])
+        self.blocks.append(body)
+        self.scopes.append({s.var: body.args[0]})
+        for n, a in zip(names, body.args[1:]):
+            self.bind(n, a)
+        self.stmts(s.body)
+        nexts = self.region_results(names, [v.type for v in inits], s.loc, "loop")
+        self.emit(ops.YieldOp(nexts, [], loc=s.loc))
+        self.scopes.pop()
+        self.blocks.pop()
+        op = self.emit(ops.ForOp([lo, hi, step, *inits], [v.type for v in inits], regions=[body], loc=s.loc,
+                                 hints=names))
+        for n, r in zip(names, op.results):
+            self.rebind(n, r)
+
+    def region_results(self, names: list[str], types: list[Any], loc: Loc, what: str) -> list[Value]:
+        out = []
+        for n, t in zip(names, types):
+            v = self.materialize(self.lookup_quiet(n), self.assign_locs.get(n, loc), t.dtype)
+            if v.type.without_layout() != t.without_layout():
+                raise self.err(self.assign_locs.get(n, loc),
+                               f"'{n}' changes type inside the {what}: {t} before, {v.type} here",
+                               "a value carried through a loop or an if keeps one type")
+            out.append(v)
+        return out
+
+    def rebind(self, name: str, v: Value) -> None:
+        """After a region: the outer binding of a carried name becomes the op result."""
+        self.bind(name, v)
+
+    def stmt_If(self, s: ast.If) -> None:
+        c = self.expr(s.cond)
+        if isinstance(c, Static):
+            cond = self.const(bool(c.value), "i1", s.cond.loc)
+        else:
+            c = self.materialize(c, s.cond.loc)
+            if not (isinstance(c.type, TileType) and c.type.shape == ()):
+                raise self.err(s.cond.loc, f"an 'if' condition must be a uniform scalar, got {c.type}",
+                               "for a per-element choice use where(cond, a, b)")
+            if c.type.dtype == "i1":
+                cond = c
+            elif c.type.dtype == "i32":
+                zero = self.const(0, "i32", s.cond.loc)
+                cond = self.emit(ops.COMPARE_OPS["ne"]([c, zero], [scalar("i1")], loc=s.cond.loc)).result
+            else:
+                raise self.err(s.cond.loc, f"an 'if' condition must be i1 or i32, got {c.type}")
+        s.cond.ty = "i1"
+        names = self.carried(s.then + s.orelse)
+        types = [self.materialize(self.lookup_quiet(n), s.loc).type for n in names]
+        regions = []
+        for branch in (s.then, s.orelse):
+            block = Block()
+            self.blocks.append(block)
+            self.scopes.append({})
+            self.stmts(branch)
+            self.emit(ops.YieldOp(self.region_results(names, types, s.loc, "if"), [], loc=s.loc))
+            self.scopes.pop()
+            self.blocks.pop()
+            regions.append(block)
+        op = self.emit(ops.IfOp([cond], types, regions=regions, loc=s.loc, hints=names))
+        for n, r in zip(names, op.results):
+            self.rebind(n, r)
+
+    # ------------------------------------------------------------ expressions
+    def expr(self, e: ast.Expr) -> SemaValue:
+        v = getattr(self, "expr_" + type(e).__name__)(e)
+        if isinstance(v, Value):
+            e.ty = str(v.type)
+        elif isinstance(v, Static):
+            e.ty = str(v)
+        return v
+
+    def expr_IntLit(self, e: ast.IntLit) -> Static:
+        if e.value >= 2**31:
+            raise self.err(e.loc, f"integer {e.value} does not fit in i32")
+        return Static(e.value, "i32")
+
+    def expr_FloatLit(self, e: ast.FloatLit) -> Static:
+        return Static(e.value, "f32")
+
+    def expr_Name(self, e: ast.Name) -> SemaValue:
+        if e.id in DTYPES:
+            raise self.err(e.loc, f"'{e.id}' is a dtype, not a value",
+                           f"cast with {e.id}(x) or give a tile type as in fill(0, {e.id}[M, N])")
+        return self.lookup(e.id, e.loc)
+
+    def expr_Neg(self, e: ast.Neg) -> SemaValue:
+        v = self.expr(e.operand)
+        if isinstance(v, Static):
+            if v.dtype == "i1":
+                raise self.err(e.loc, "cannot negate a boolean")
+            return Static(-v.value, v.dtype, v.weak)
+        return self.unary("neg", self.materialize(v, e.loc), e.loc)
+
+    def expr_Not(self, e: ast.Not) -> SemaValue:
+        v = self.expr(e.operand)
+        if isinstance(v, Static):
+            return Static(not v.value, "i1")
+        v = self.materialize(v, e.loc)
+        if v.type.dtype != "i1":
+            raise self.err(e.loc, f"'not' needs a boolean, got {v.type}")
+        return self.unary("not", v, e.loc)
+
+    def unary(self, name: str, v: Value, loc: Loc) -> Value:
+        op_cls = ops.UNARY_OPS[name]
+        if not isinstance(v.type, TileType):
+            raise self.err(loc, f"{name} needs a tile, got {v.type}")
+        if op_cls.operand_dtypes and v.type.dtype not in op_cls.operand_dtypes:
+            raise self.err(loc, f"{name} does not take {v.type.dtype} (got {v.type})",
+                           "cast it first, e.g. f32(x)" if v.type.dtype == "i32" else "")
+        return self.emit(op_cls([v], [v.type.without_layout()], loc=loc)).result
+
+    def expr_BinOp(self, e: ast.BinOp) -> SemaValue:
+        a, b = self.expr(e.lhs), self.expr(e.rhs)
+        return self.binary(e.op, a, b, e.loc)
+
+    def binary(self, op: str, a: SemaValue, b: SemaValue, loc: Loc) -> SemaValue:
+        if isinstance(a, LdsRef):
+            a = self.materialize(a, loc)
+        if isinstance(b, LdsRef):
+            b = self.materialize(b, loc)
+        for v in (a, b):
+            if not isinstance(v, (Static, Value)) or (isinstance(v, Value) and not isinstance(v.type, TileType)):
+                raise self.err(loc, f"'{op}' cannot take {self.describe(v)}")
+        if isinstance(a, Static) and isinstance(b, Static):
+            return self.fold(op, a, b, loc)
+        dtype = self.common_dtype(op, a, b, loc)
+        av, bv = self.materialize(a, loc, dtype), self.materialize(b, loc, dtype)
+        shape = self.broadcast_shape(av.type.shape, bv.type.shape, loc, op)
+        av, bv = self.broadcast(av, shape, loc), self.broadcast(bv, shape, loc)
+        name = _BINOPS[op]
+        if op in ("and", "or"):
+            if dtype != "i1":
+                raise self.err(loc, f"'{op}' needs booleans, got {dtype}")
+            cls = ops.BINARY_OPS[name]
+        elif op in _CMP:
+            cls = ops.COMPARE_OPS[name]
+        else:
+            cls = ops.BINARY_OPS[name]
+            if dtype == "i1":
+                raise self.err(loc, f"'{op}' does not take booleans")
+            if op == "/" and dtype == "i32":
+                raise self.err(loc, "'/' on integers: use '//' (floor division) or cdiv(a, b)")
+            if op in ("//", "%") and dtype != "i32":
+                raise self.err(loc, f"'{op}' is for integers; got {dtype}")
+        rtype = TileType("i1" if op in _CMP else dtype, shape)
+        return self.emit(cls([av, bv], [rtype], loc=loc)).result
+
+    def fold(self, op: str, a: Static, b: Static, loc: Loc) -> Static:
+        x, y = a.value, b.value
+        is_int = a.dtype == "i32" and b.dtype == "i32"
+        if op == "/" and is_int:
+            raise self.err(loc, "'/' on integers: use '//' (floor division) or cdiv(a, b)")
+        if op in ("//", "%") and y == 0:
+            raise self.err(loc, "division by zero")
+        if op == "/" and y == 0:
+            r: Any = math.copysign(math.inf, x) if x != 0 else math.nan
+        else:
+            r = {"+": lambda: x + y, "-": lambda: x - y, "*": lambda: x * y, "/": lambda: x / y,
+                 "//": lambda: x // y, "%": lambda: x % y, "<": lambda: x < y, "<=": lambda: x <= y,
+                 ">": lambda: x > y, ">=": lambda: x >= y, "==": lambda: x == y, "!=": lambda: x != y,
+                 "and": lambda: bool(x) and bool(y), "or": lambda: bool(x) or bool(y)}[op]()
+        if op in _CMP or op in ("and", "or"):
+            return Static(bool(r), "i1")
+        if is_int:
+            if not -2**31 <= r < 2**31:
+                raise self.err(loc, f"integer overflow in a compile-time expression ({r})")
+            return Static(int(r), "i32", a.weak and b.weak)
+        dtype = a.dtype if not a.weak else b.dtype if not b.weak else "f32"
+        if dtype == "i32":
+            dtype = "f32"
+        return Static(float(r), dtype, a.weak and b.weak)
+
+    def common_dtype(self, op: str, a: SemaValue, b: SemaValue, loc: Loc) -> str:
+        ta = a.type.dtype if isinstance(a, Value) else None
+        tb = b.type.dtype if isinstance(b, Value) else None
+        if ta and tb:
+            if ta != tb:
+                raise self.err(loc, f"'{op}' of {a.type} and {b.type}: dtypes differ",
+                               f"cast one side explicitly, e.g. {ta}(...) or {tb}(...)")
+            return ta
+        tile, st = (ta, b) if ta else (tb, a)
+        if st.weak:
+            if tile == "i32" and isinstance(st.value, float) and not float(st.value).is_integer():
+                raise self.err(loc, f"float constant {st.value} combined with an i32 tile",
+                               "cast the tile: f32(...)")
+            if tile == "i1" and op not in ("and", "or", "==", "!="):
+                raise self.err(loc, f"'{op}' does not take booleans")
+            return tile
+        if st.dtype != tile:
+            raise self.err(loc, f"'{op}' of {tile} and {st.dtype}: dtypes differ", "cast one side explicitly")
+        return tile
+
+    def broadcast_shape(self, sa: tuple, sb: tuple, loc: Loc, op: str) -> tuple:
+        if not sa:
+            return sb
+        if not sb:
+            return sa
+        if len(sa) != len(sb):
+            raise self.err(loc, f"'{op}' of shapes [{','.join(map(str, sa))}] and [{','.join(map(str, sb))}]: "
+                                "ranks differ", "say which axis broadcasts: x[:, _] or x[_, :]")
+        out = []
+        for x, y in zip(sa, sb):
+            if x == y or y == 1:
+                out.append(x)
+            elif x == 1:
+                out.append(y)
+            else:
+                raise self.err(loc, f"'{op}' of shapes [{','.join(map(str, sa))}] and "
+                                    f"[{','.join(map(str, sb))}]: dims {x} and {y} do not match")
+        return tuple(out)
+
+    def broadcast(self, v: Value, shape: tuple, loc: Loc) -> Value:
+        if v.type.shape == tuple(shape):
+            return v
+        return self.emit(ops.BroadcastOp([v], [TileType(v.type.dtype, tuple(shape))], loc=loc)).result
+
+    def expr_Transpose(self, e: ast.Transpose) -> Value:
+        v = self.materialize(self.expr(e.operand), e.loc)
+        if not isinstance(v.type, TileType) or v.type.rank != 2:
+            raise self.err(e.loc, f"transpose needs a 2-D tile, got {v.type}")
+        t = v.type
+        return self.emit(ops.TransposeOp([v], [TileType(t.dtype, (t.shape[1], t.shape[0]))], loc=e.loc)).result
+
+    def expr_Subscript(self, e: ast.Subscript) -> SemaValue:
+        if isinstance(e.base, ast.Name) and e.base.id in DTYPES:
+            raise self.err(e.loc, f"a tile type ({e.base.id}[...]) is not a value",
+                           f"to make a tile write fill(0, {e.base.id}[...])")
+        base = self.expr(e.base)
+        if isinstance(base, TensorRef):
+            starts, extents, shape = self.slice(base, e.indices, e.loc)
+            pad = self.pad_value(e, base.param.dtype)
+            return self.emit(ops.LoadOp([base.value, *starts], [TileType(base.param.dtype, shape)],
+                                        {"extents": extents, "pad": pad}, loc=e.loc)).result
+        if e.pad is not None:
+            raise self.err(e.pad.loc, "'pad' applies to slices of global tensors only")
+        if isinstance(base, LdsRef):
+            if all(i.kind == "full" for i in e.indices) and len(e.indices) == len(base.value.type.shape):
+                return self.materialize(base, e.loc)
+            raise self.err(e.loc, "LDS tiles are read whole; sub-slices of LDS are not supported")
+        v = self.materialize(base, e.loc)
+        if not isinstance(v.type, TileType):
+            raise self.err(e.loc, f"cannot index {v.type}")
+        kept = [i for i in e.indices if i.kind != "newaxis"]
+        if any(i.kind != "full" for i in kept):
+            bad = next(i for i in kept if i.kind != "full")
+            raise self.err(bad.loc, "register tiles can be indexed only with ':' and '_' (new axis)")
+        if len(kept) != v.type.rank:
+            raise self.err(e.loc, f"{v.type} has {v.type.rank} dims but the subscript keeps {len(kept)}")
+        shape = list(v.type.shape)
+        for axis, i in enumerate(e.indices):
+            if i.kind == "newaxis":
+                shape.insert(axis, 1)
+                v = self.emit(ops.ExpandDimsOp([v], [TileType(v.type.dtype, tuple(shape))], {"axis": axis},
+                                               loc=i.loc)).result
+        return v
+
+    def slice(self, t: TensorRef, indices: list[ast.Index], loc: Loc) -> tuple[list[Value], list[Dim], tuple]:
+        """Starts, extents (0 = dropped dim) and tile shape of a global slice."""
+        p = t.param
+        if len(indices) != len(p.dims):
+            raise self.err(loc, f"'{p.name}' has {len(p.dims)} dims but the subscript has {len(indices)}")
+        starts, extents = [], []
+        for axis, (i, d) in enumerate(zip(indices, p.dims)):
+            if i.kind == "newaxis":
+                raise self.err(i.loc, "'_' (new axis) applies to register tiles, not to tensor slices")
+            if i.kind == "scalar":
+                starts.append(self.scalar_i32(i.start, "an index"))
+                extents.append(0)
+            elif i.kind == "extent":
+                starts.append(self.scalar_i32(i.start, "a slice start"))
+                ext = self.static_int(i.extent, "a slice extent", allow_sym=True)
+                if isinstance(ext, int) and ext < 1:
+                    raise self.err(i.extent.loc, f"a slice extent must be positive, got {ext}")
+                extents.append(ext)
+            else:
+                starts.append(self.const(0, "i32", i.loc))
+                extents.append(self.full_extent(d, p, i.loc))
+        return starts, extents, tuple(e for e in extents if e != 0)
+
+    def full_extent(self, d: str | int, p: ast.TensorParam, loc: Loc) -> Dim:
+        if isinstance(d, int):
+            return d
+        v = self.lookup_quiet(d)
+        if isinstance(v, Static) and d in self.params:
+            return int(v.value)
+        if isinstance(v, Unbound):
+            return Sym(d)
+        raise self.err(loc, f"':' over dim '{d}' of '{p.name}' makes a tile whose shape is not compile-time",
+                       f"'{d}' is a run-time size; take a fixed-size piece with start :+ EXTENT, "
+                       f"or declare 'const {d}'")
+
+    def expr_Call(self, e: ast.Call) -> SemaValue:
+        if e.func in DTYPES:
+            return BUILTINS["__cast__"](self, e)
+        if e.func not in BUILTINS or e.func.startswith("__"):
+            v = self.lookup_quiet(e.func)
+            if v is not None:
+                raise self.err(e.loc, f"'{e.func}' is not a function")
+            raise self.err(e.loc, f"unknown function '{e.func}'")
+        return BUILTINS[e.func](self, e)
+
+
+def build_kernel(kernel: ast.Kernel, params: dict[str, int | float]) -> ops.KernelOp:
+    """Check a kernel AST and build its tile IR (raises TdslError)."""
+    return Sema(kernel, params).build()
+
+
+__all__ = ["build_kernel", "Sema", "Static", "FLOAT_DTYPES"]

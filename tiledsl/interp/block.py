@@ -1,0 +1,398 @@
+"""The block-level interpreter: runs tile IR with NumPy for every block of the grid.
+
+Blocks are vectorised: every value carries a leading block axis, of length 1 when
+the value is the same in every block (constants, dims) so that NumPy broadcasting
+does the rest. Loops whose trip count differs between blocks (causal attention) and
+``if``s whose condition differs run with an *active* mask over blocks, exactly like
+SIMT lanes. While it runs it checks unmasked global accesses, reads of LDS nothing
+wrote, and — at the end — that every element of every ``out`` tensor was written
+exactly once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from tiledsl.interp.numerics import ELEMENTWISE, round_to
+from tiledsl.interp.report import InterpError, Report
+from tiledsl.ir import ops
+from tiledsl.ir.core import Block, Op, Value
+from tiledsl.ir.types import LdsType, TensorType, TileType
+
+Handler = Callable[["BlockInterpreter", Op, list[Any]], list[Any] | None]
+HANDLERS: dict[str, Handler] = {}
+
+
+def handles(*names: str) -> Callable[[Handler], Handler]:
+    def deco(fn: Handler) -> Handler:
+        for n in names:
+            HANDLERS[n] = fn
+        return fn
+    return deco
+
+
+@dataclass
+class GlobalTensor:
+    """A tensor argument: its data in storage form and, for outs, a write count."""
+
+    name: str
+    data: np.ndarray
+    dtype: str
+    counts: np.ndarray | None = None
+
+
+@dataclass
+class LdsBuffer:
+    data: np.ndarray        # [blocks, *shape]
+    written: np.ndarray     # [blocks, *shape] bool
+    name: str
+
+
+class BlockInterpreter:
+    """Interprets one kernel op over a chunk of blocks at a time."""
+
+    def __init__(self, kernel: ops.KernelOp, tensors: dict[str, GlobalTensor], scalars: dict[str, Any],
+                 dims: dict[str, int], report: Report) -> None:
+        self.kernel = kernel
+        self.tensors = tensors
+        self.scalars = scalars
+        self.dims = dims
+        self.report = report
+        self.env: dict[int, Any] = {}
+        self.coords: list[np.ndarray] = []
+        self.active = np.ones(1, dtype=bool)
+
+    # ------------------------------------------------------------ driving
+    def grid_extents(self) -> list[int]:
+        vals = self.run_block(self.kernel.grid, [])
+        return [int(np.asarray(v).reshape(-1)[0]) for v in vals]
+
+    def run(self, chunk_elems: int = 1 << 22) -> None:
+        grid = self.grid_extents()
+        if any(g < 0 for g in grid):
+            raise ValueError(f"the grid extents {grid} are negative")
+        total = int(np.prod(grid)) if grid else 1
+        self.report.blocks = total
+        per_block = max(self._largest_tile(), 1)
+        chunk = max(1, min(total, chunk_elems // per_block))
+        all_ids = np.arange(total)
+        for start in range(0, total, chunk):
+            ids = all_ids[start:start + chunk]
+            self.coords = list(np.unravel_index(ids, grid, order="F")) if grid else []
+            self.coords = [c.astype(np.int32) for c in self.coords]
+            self.active = np.ones(len(ids), dtype=bool)
+            args = []
+            for a in self.kernel.body.args:
+                name = a.hint
+                args.append(self.tensors[name] if isinstance(a.type, TensorType)
+                            else np.asarray([self.scalars[name]]))
+            self.run_block(self.kernel.body, args)
+
+    def _largest_tile(self) -> int:
+        best = 1
+        for op in self.kernel.walk():
+            for r in op.results:
+                if isinstance(r.type, (TileType, LdsType)) and all(isinstance(d, int) for d in r.type.shape):
+                    best = max(best, int(np.prod(r.type.shape)))
+        return best
+
+    def run_block(self, block: Block, args: list[Any]) -> list[Any]:
+        for a, v in zip(block.args, args):
+            self.env[id(a)] = v
+        for op in block.ops:
+            if isinstance(op, ops.YieldOp):
+                return [self.env[id(v)] for v in op.operands]
+            handler = HANDLERS.get(op.name)
+            if handler is None:
+                raise NotImplementedError(f"the block interpreter has no handler for '{op.name}'")
+            outs = handler(self, op, [self.env[id(v)] for v in op.operands])
+            for r, v in zip(op.results, outs or []):
+                self.env[id(r)] = v
+        return []
+
+    # ------------------------------------------------------------ helpers
+    @property
+    def nb(self) -> int:
+        return len(self.active)
+
+    def block_coords(self, i: int) -> tuple[int, ...]:
+        return tuple(int(c[i]) for c in self.coords)
+
+    def error(self, kind: str, op: Op, message: str, block_index: int | None) -> None:
+        block = self.block_coords(block_index) if block_index is not None else None
+        self.report.add(InterpError(kind, op.loc, message, block))
+
+    def per_block(self, x: np.ndarray) -> np.ndarray:
+        """``x`` with a full block axis (a uniform value is repeated)."""
+        return np.broadcast_to(x, (self.nb, *x.shape[1:]))
+
+    def slice_indices(self, op: Op, tensor: GlobalTensor, starts: list[np.ndarray]
+                      ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+        """Index arrays over [blocks, *tile], the in-bounds mask, and the per-element
+        flag of unmasked out-of-bounds positions."""
+        extents = op.attrs["extents"]
+        kept = [e for e in extents if e != 0]
+        rank = len(kept)
+        idx, inb, unmasked_bad = [], np.ones((1,) * (rank + 1), dtype=bool), np.zeros((1,) * (rank + 1), bool)
+        pos = 0
+        for d, (e, st) in enumerate(zip(extents, starts)):
+            size = tensor.data.shape[d]
+            st = np.asarray(st).reshape(-1, *([1] * rank)).astype(np.int64)
+            if e == 0:
+                ix = st
+                ok = (ix >= 0) & (ix < size)
+                unmasked_bad = unmasked_bad | ~ok
+            else:
+                shape = [1] * (rank + 1)
+                shape[pos + 1] = e
+                ix = st + np.arange(e).reshape(shape)
+                ok = (ix >= 0) & (ix < size)
+                pos += 1
+            inb = inb & ok
+            idx.append(ix)
+        return idx, inb, unmasked_bad
+
+    def check_unmasked(self, op: Op, tensor: GlobalTensor, bad: np.ndarray, idx: list[np.ndarray],
+                       active: np.ndarray) -> None:
+        bad_blocks = np.broadcast_to(bad, (self.nb, *bad.shape[1:])).reshape(self.nb, -1).any(axis=1) & active
+        if bad_blocks.any():
+            b = int(np.argmax(bad_blocks))
+            where = [int(np.asarray(ix).reshape(ix.shape[0], -1)[min(b, ix.shape[0] - 1)][0]) for ix in idx]
+            self.error("out-of-bounds", op,
+                       f"unmasked index out of range of '{tensor.name}' {list(tensor.data.shape)}: "
+                       f"element {where} ({int(bad_blocks.sum())} blocks affected)", b)
+
+
+# ---------------------------------------------------------------- handlers
+
+@handles("dim")
+def _dim(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    return [np.asarray([it.dims[op.attrs["name"]]], dtype=np.int32)]
+
+
+@handles("block_id")
+def _block_id(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    return [it.coords[op.attrs["axis"]]]
+
+
+@handles("const")
+def _const(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    return [round_to(np.asarray([op.attrs["value"]]), op.result.type.dtype)]
+
+
+@handles("fill")
+def _fill(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    (s,) = args
+    shape = op.result.type.shape
+    return [np.broadcast_to(s.reshape(-1, *([1] * len(shape))), (s.shape[0], *shape))]
+
+
+@handles("iota")
+def _iota(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    return [np.arange(op.result.type.shape[0], dtype=np.int32)[None]]
+
+
+def _elementwise(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    return [ELEMENTWISE[op.name](op, *args)]
+
+
+for _name in ELEMENTWISE:
+    HANDLERS[_name] = _elementwise
+
+
+@handles("expand_dims")
+def _expand(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    return [np.expand_dims(args[0], op.attrs["axis"] + 1)]
+
+
+@handles("broadcast")
+def _broadcast(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    (x,) = args
+    shape = op.result.type.shape
+    if x.ndim == 1:
+        x = x.reshape(-1, *([1] * len(shape)))
+    return [np.broadcast_to(x, (x.shape[0], *shape))]
+
+
+@handles("transpose")
+def _transpose(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    return [np.swapaxes(args[0], -1, -2)]
+
+
+@handles("reduce_max")
+def _reduce_max(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    return [np.max(args[0], axis=op.attrs["axis"] + 1)]
+
+
+@handles("reduce_sum")
+def _reduce_sum(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    dtype = op.result.type.dtype
+    acc = np.sum(args[0], axis=op.attrs["axis"] + 1, dtype=np.float32 if dtype != "i32" else np.int32)
+    return [round_to(acc, dtype)]
+
+
+@handles("dot")
+def _dot(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    # Operands are already rounded to their dtype; the products and sums are f32.
+    out = np.matmul(args[0], args[1], dtype=np.float32)
+    if len(args) == 3:
+        out = out + args[2]
+    return [out]
+
+
+@handles("load")
+def _load(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    tensor, starts = args[0], args[1:]
+    idx, inb, bad = it.slice_indices(op, tensor, starts)
+    it.check_unmasked(op, tensor, bad, idx, it.active)
+    clipped = tuple(np.clip(ix, 0, max(s - 1, 0)) for ix, s in zip(idx, tensor.data.shape))
+    if tensor.data.size == 0:
+        vals = np.zeros(np.broadcast_shapes(*[ix.shape for ix in idx]), np.float32)
+    else:
+        vals = tensor.data[clipped]
+    pad = round_to(np.asarray(op.attrs["pad"]), tensor.dtype)
+    return [np.where(inb, vals, pad)]
+
+
+@handles("store")
+def _store(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    tensor, starts, value = args[0], args[1:-1], args[-1]
+    _scatter(it, op, tensor, starts, value)
+    return []
+
+
+def _scatter(it: BlockInterpreter, op: Op, tensor: GlobalTensor, starts: list[np.ndarray],
+             value: np.ndarray) -> None:
+    idx, inb, bad = it.slice_indices(op, tensor, starts)
+    it.check_unmasked(op, tensor, bad, idx, it.active)
+    tile_shape = tuple(e for e in op.attrs["extents"] if e != 0)
+    full = (it.nb, *tile_shape)
+    mask = np.broadcast_to(inb, full) & it.active.reshape(-1, *([1] * len(tile_shape)))
+    where = tuple(np.broadcast_to(ix, full)[mask] for ix in idx)
+    vals = np.broadcast_to(value, full)[mask]
+    tensor.data[where] = round_to(vals, tensor.dtype)
+    if tensor.counts is not None:
+        np.add.at(tensor.counts, where, 1)
+
+
+@handles("lds_alloc")
+def _lds_alloc(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    shape = op.result.type.shape
+    data = np.full((it.nb, *shape), np.nan, dtype=np.float32)
+    return [LdsBuffer(data, np.zeros((it.nb, *shape), dtype=bool), op.result.hint or "lds")]
+
+
+def _lds_store(it: BlockInterpreter, buf: LdsBuffer, value: np.ndarray) -> None:
+    act = it.active
+    full = np.broadcast_to(value, buf.data.shape)
+    if act.all():
+        buf.data[...] = full
+        buf.written[...] = True
+    else:
+        buf.data[act] = full[act]
+        buf.written[act] = True
+
+
+@handles("copy")
+def _copy(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    tensor, starts, buf = args[0], args[1:-1], args[-1]
+    (vals,) = _load(it, op, [tensor, *starts])
+    _lds_store(it, buf, vals)
+    return []
+
+
+@handles("lds_write")
+def _lds_write(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    buf, value = args
+    _lds_store(it, buf, value)
+    return []
+
+
+@handles("lds_read")
+def _lds_read(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    (buf,) = args
+    unwritten = ~buf.written.reshape(it.nb, -1)
+    bad = unwritten.any(axis=1) & it.active
+    if bad.any():
+        b = int(np.argmax(bad))
+        first = np.unravel_index(int(np.argmax(unwritten[b])), buf.data.shape[1:])
+        self_count = int(unwritten[b].sum())
+        it.error("uninitialized-lds", op, f"read of LDS tile '{buf.name}' where nothing was written: "
+                 f"{self_count} elements, first {[int(i) for i in first]}", b)
+    return [buf.data.copy()]
+
+
+@handles("sync")
+def _sync(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    return []
+
+
+def _merge(mask: np.ndarray, new: Any, old: Any) -> Any:
+    if isinstance(new, np.ndarray) or isinstance(old, np.ndarray):
+        new, old = np.asarray(new), np.asarray(old)
+        m = mask.reshape(-1, *([1] * (max(new.ndim, old.ndim) - 1)))
+        return np.where(m, new, old)
+    return new
+
+
+@handles("for")
+def _for(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    lo, hi, step, *carried = args
+    body = op.regions[0]
+    iv = np.asarray(lo).astype(np.int32)
+    outer = it.active
+    uniform = all(np.asarray(x).shape[0] == 1 for x in (lo, hi, step))
+    if uniform:
+        lo_, hi_, st_ = (int(np.asarray(x)[0]) for x in (lo, hi, step))
+        if st_ <= 0:
+            raise RuntimeError(f"{op.loc}: loop step {st_} is not positive")
+        for v in range(lo_, hi_, st_):
+            carried = it.run_block(body, [np.asarray([v], dtype=np.int32), *carried])
+        return carried
+    if (np.asarray(step) <= 0).any():
+        raise RuntimeError(f"{op.loc}: loop step is not positive")
+    while True:
+        running = outer & np.broadcast_to(iv < hi, outer.shape)
+        if not running.any():
+            break
+        it.active = running
+        new = it.run_block(body, [iv, *carried])
+        carried = new if running.all() else [_merge(running, n, o) for n, o in zip(new, carried)]
+        iv = (iv + step).astype(np.int32)
+    it.active = outer
+    return carried
+
+
+@handles("if")
+def _if(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    cond = np.broadcast_to(np.asarray(args[0]), it.active.shape)
+    outer = it.active
+    taken = outer & cond
+    if not (outer & ~cond).any():
+        return it.run_block(op.regions[0], [])
+    if not taken.any():
+        return it.run_block(op.regions[1], [])
+    it.active = taken
+    then = it.run_block(op.regions[0], [])
+    it.active = outer & ~cond
+    orelse = it.run_block(op.regions[1], [])
+    it.active = outer
+    return [_merge(taken, a, b) for a, b in zip(then, orelse)]
+
+
+def check_coverage(op: Op | None, tensors: dict[str, GlobalTensor], report: Report) -> None:
+    """Every element of every out tensor written exactly once: list holes and double writes."""
+    for t in tensors.values():
+        if t.counts is None:
+            continue
+        for kind, mask in (("output-hole", t.counts == 0), ("output-double-write", t.counts > 1)):
+            n = int(mask.sum())
+            if n:
+                first = [[int(i) for i in p] for p in np.argwhere(mask)[:4]]
+                what = "never written" if kind == "output-hole" else "written more than once"
+                report.add(InterpError(kind, op.loc if op else None,
+                                       f"{n} of {t.counts.size} elements of '{t.name}' {what}; first at {first}"))

@@ -1,0 +1,102 @@
+"""The numeric semantics of tile IR values, in NumPy — the living definition that
+the interpreters and constant folding share.
+
+Storage: f16, bf16 and f32 values are float32 arrays holding values already rounded
+to their dtype; i32 is int32 (wrapping); i1 is bool. Every op computes in f32 (exact
+for one f16/bf16 operation, then rounded once) and rounds its result to its dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+STORAGE = {"f16": np.float32, "bf16": np.float32, "f32": np.float32, "i32": np.int32, "i1": np.bool_}
+
+
+def round_bf16(x: np.ndarray) -> np.ndarray:
+    """Round float32 values to the nearest bfloat16 (ties to even), kept as float32."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    bits = x.view(np.uint32)
+    nan = np.isnan(x)
+    rounded = (bits + np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1))) & np.uint32(0xFFFF0000)
+    out = rounded.view(np.float32).copy()
+    out[nan] = np.nan
+    return out
+
+
+def round_to(x: Any, dtype: str) -> np.ndarray:
+    """``x`` in the storage of ``dtype``, rounded as a store of that dtype rounds."""
+    x = np.asarray(x)
+    if dtype == "f16":
+        with np.errstate(over="ignore"):
+            return x.astype(np.float16).astype(np.float32)
+    if dtype == "bf16":
+        return round_bf16(x.astype(np.float32))
+    if dtype == "f32":
+        return x.astype(np.float32, copy=False)
+    if dtype == "i32":
+        if x.dtype.kind == "f":
+            with np.errstate(invalid="ignore"):
+                t = np.trunc(np.nan_to_num(x.astype(np.float64), nan=0.0))
+            return np.clip(t, -2**31, 2**31 - 1).astype(np.int32)
+        return x.astype(np.int32)
+    if dtype == "i1":
+        return x.astype(np.bool_)
+    raise ValueError(f"unknown dtype {dtype}")
+
+
+def to_storage(x: Any, dtype: str) -> np.ndarray:
+    return round_to(x, dtype)
+
+
+def to_python(x: np.ndarray, dtype: str) -> int | float | bool:
+    v = np.asarray(x).reshape(())[()]
+    if dtype == "i1":
+        return bool(v)
+    if dtype == "i32":
+        return int(v)
+    return float(v)
+
+
+def _float(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    def run(op: Any, *args: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            return round_to(fn(*args), op.results[0].type.dtype)
+    return run
+
+
+def _same(fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    """An op whose result has the operands' dtype: round floats, keep ints."""
+    def run(op: Any, *args: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            return round_to(fn(*args), op.results[0].type.dtype)
+    return run
+
+
+def _floordiv(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    safe = np.where(b == 0, 1, b)
+    return np.where(b == 0, 0, np.floor_divide(a, safe))
+
+
+def _mod(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    safe = np.where(b == 0, 1, b)
+    return np.where(b == 0, 0, np.mod(a, safe))
+
+
+ELEMENTWISE: dict[str, Callable[..., np.ndarray]] = {
+    "add": _same(np.add), "sub": _same(np.subtract), "mul": _same(np.multiply),
+    "div": _float(np.divide), "floordiv": _same(_floordiv), "mod": _same(_mod),
+    "max": _same(np.maximum), "min": _same(np.minimum),
+    "and": lambda op, a, b: np.logical_and(a, b), "or": lambda op, a, b: np.logical_or(a, b),
+    "not": lambda op, a: np.logical_not(a),
+    "lt": lambda op, a, b: a < b, "le": lambda op, a, b: a <= b, "gt": lambda op, a, b: a > b,
+    "ge": lambda op, a, b: a >= b, "eq": lambda op, a, b: a == b, "ne": lambda op, a, b: a != b,
+    "neg": _same(np.negative), "abs": _same(np.abs),
+    "exp": _float(np.exp), "exp2": _float(np.exp2), "sqrt": _float(np.sqrt),
+    "rsqrt": _float(lambda x: 1.0 / np.sqrt(x)), "log2": _float(np.log2),
+    "select": lambda op, c, a, b: np.where(c, a, b),
+    "cast": lambda op, a: round_to(a, op.results[0].type.dtype),
+}

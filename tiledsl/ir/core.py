@@ -1,0 +1,177 @@
+"""The IR skeleton shared by tile IR and thread IR: values, ops, blocks, the op registry.
+
+An op is a small class registered under its textual name; it declares how many
+operands and results it takes and verifies itself. Regions hold one block each
+(control flow is structured: ``for`` and ``if`` own their bodies).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any, ClassVar
+
+from tiledsl.diagnostics import Loc
+from tiledsl.ir.types import Type
+
+
+class VerifyError(Exception):
+    """An internal invariant of the IR is broken (a compiler bug, not a user error)."""
+
+    def __init__(self, op: Op | None, message: str) -> None:
+        where = f" at {op.loc}" if op is not None and op.loc else ""
+        name = f"'{op.name}'" if op is not None else "IR"
+        super().__init__(f"{name}{where}: {message}")
+        self.op = op
+
+
+class Value:
+    """An SSA value: an op result or a block argument."""
+
+    __slots__ = ("type", "owner", "index", "hint", "uses")
+
+    def __init__(self, type: Type, owner: Op | Block | None = None, index: int = 0,
+                 hint: str | None = None) -> None:
+        self.type = type
+        self.owner = owner
+        self.index = index
+        self.hint = hint
+        self.uses: list[Op] = []
+
+    def __repr__(self) -> str:
+        return f"<Value {self.hint or '?'}: {self.type}>"
+
+
+class Block:
+    """A list of ops with typed arguments (the body of a region)."""
+
+    def __init__(self, arg_types: list[Type] | None = None, arg_hints: list[str | None] | None = None) -> None:
+        hints = arg_hints or [None] * len(arg_types or [])
+        self.args = [Value(t, self, i, h) for i, (t, h) in enumerate(zip(arg_types or [], hints))]
+        self.ops: list[Op] = []
+        self.parent: Op | None = None
+
+    def append(self, op: Op) -> Op:
+        op.parent = self
+        self.ops.append(op)
+        return op
+
+    @property
+    def terminator(self) -> Op | None:
+        return self.ops[-1] if self.ops else None
+
+
+OPS: dict[str, type[Op]] = {}
+
+
+def register(cls: type[Op]) -> type[Op]:
+    """Class decorator: make an op known to the parser and the dispatch tables."""
+    if cls.name in OPS:
+        raise RuntimeError(f"op {cls.name!r} registered twice")
+    OPS[cls.name] = cls
+    return cls
+
+
+class Op:
+    """Base class of every op. Subclasses set ``name`` and override ``verify``.
+
+    ``pure`` ops have no side effects (DCE may drop them); ``cse`` ops may also be
+    merged with an identical op (CSE) — memory reads are pure but not merged.
+    """
+
+    name: ClassVar[str] = "?"
+    pure: ClassVar[bool] = False
+    cse: ClassVar[bool] = False
+    num_regions: ClassVar[int] = 0
+
+    def __init__(self, operands: list[Value], result_types: list[Type], attrs: dict[str, Any] | None = None,
+                 regions: list[Block] | None = None, loc: Loc | None = None,
+                 hints: list[str | None] | None = None) -> None:
+        self.operands: list[Value] = []
+        for v in operands:
+            self._add_operand(v)
+        hints = hints or [None] * len(result_types)
+        self.results = [Value(t, self, i, h) for i, (t, h) in enumerate(zip(result_types, hints))]
+        self.attrs: dict[str, Any] = dict(attrs or {})
+        self.regions: list[Block] = list(regions or [])
+        for r in self.regions:
+            r.parent = self
+        self.loc = loc
+        self.parent: Block | None = None
+
+    def _add_operand(self, v: Value) -> None:
+        if not isinstance(v, Value):
+            raise TypeError(f"operand of {self.name} is {v!r}, not a Value")
+        self.operands.append(v)
+        v.uses.append(self)
+
+    @property
+    def result(self) -> Value:
+        if len(self.results) != 1:
+            raise VerifyError(self, f"has {len(self.results)} results, not 1")
+        return self.results[0]
+
+    def set_operand(self, i: int, v: Value) -> None:
+        old = self.operands[i]
+        old.uses.remove(self)
+        self.operands[i] = v
+        v.uses.append(self)
+
+    def drop_operands(self) -> None:
+        for v in self.operands:
+            v.uses.remove(self)
+        self.operands = []
+
+    def walk(self) -> Iterator[Op]:
+        """This op and every op nested in its regions, in program order."""
+        yield self
+        for r in self.regions:
+            for op in list(r.ops):
+                yield from op.walk()
+
+    def verify(self) -> None:
+        """Check this op's own invariants; raise VerifyError. Subclasses extend."""
+        if self.num_regions != len(self.regions):
+            raise VerifyError(self, f"expects {self.num_regions} regions, has {len(self.regions)}")
+
+    def __repr__(self) -> str:
+        return f"<{self.name} at {self.loc}>"
+
+
+def replace_all_uses(old: Value, new: Value) -> None:
+    for user in list(old.uses):
+        for i, v in enumerate(user.operands):
+            if v is old:
+                user.set_operand(i, new)
+
+
+def erase(op: Op) -> None:
+    """Remove an op (and everything nested in it) from its block."""
+    for inner in list(op.walk()):
+        inner.drop_operands()
+        if inner is not op:
+            inner.parent = None
+    if op.parent is not None:
+        op.parent.ops.remove(op)
+        op.parent = None
+
+
+def verify_tree(root: Op) -> None:
+    """Verify every op, that every operand is defined before use (dominance in
+    structured regions) and that every operand's definition is visible."""
+    visible: list[set[int]] = []
+
+    def visit_block(block: Block) -> None:
+        visible.append({id(a) for a in block.args})
+        for op in block.ops:
+            for v in op.operands:
+                if not any(id(v) in s for s in visible):
+                    raise VerifyError(op, f"operand {v!r} is used before it is defined or out of scope")
+            op.verify()
+            for r in op.regions:
+                visit_block(r)
+            visible[-1].update(id(r) for r in op.results)
+        visible.pop()
+
+    root.verify()
+    for r in root.regions:
+        visit_block(r)

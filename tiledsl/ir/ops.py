@@ -1,0 +1,518 @@
+"""Tile IR: block-level SSA ops on tiles.
+
+One small class per op, each with its own verifier. The vocabulary follows the
+seed design: ``fill`` (blockwise_fill), ``reduce_*`` (blockwise_reduction), ``dot``
+(accel gemm), ``copy``/``load``/``store``, element-wise ops, ``sync``; plus
+structured ``for``/``if`` with loop-carried values.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from tiledsl.ir.core import Block, Op, Value, VerifyError, register
+from tiledsl.ir.types import FLOAT_DTYPES, LdsType, TensorType, TileType, Type
+
+
+def _tile(op: Op, v: Value, what: str) -> TileType:
+    if not isinstance(v.type, TileType):
+        raise VerifyError(op, f"{what} must be a register tile, got {v.type}")
+    return v.type
+
+
+def _same_shape(op: Op, a: TileType, b: TileType, what: str) -> None:
+    if a.shape != b.shape:
+        raise VerifyError(op, f"{what}: shapes [{a.shape}] and [{b.shape}] differ")
+
+
+class _Fixed(Op):
+    """An op with a fixed number of operands and results."""
+
+    num_operands: ClassVar[int | None] = None
+    num_results: ClassVar[int | None] = 1
+
+    def verify(self) -> None:
+        super().verify()
+        if self.num_operands is not None and len(self.operands) != self.num_operands:
+            raise VerifyError(self, f"expects {self.num_operands} operands, has {len(self.operands)}")
+        if self.num_results is not None and len(self.results) != self.num_results:
+            raise VerifyError(self, f"expects {self.num_results} results, has {len(self.results)}")
+
+
+# ---------------------------------------------------------------- kernel structure
+
+@register
+class KernelOp(Op):
+    """The kernel. Region 0 computes the grid extents from the dims (ends in
+    ``yield``); region 1 is the body, whose arguments are the kernel parameters.
+
+    attrs: ``sym_name``, ``block`` (size), ``block_unit`` ("waves"|"threads"),
+    ``params`` (compile-time values by name), ``grid_names``.
+    """
+
+    name = "kernel"
+    num_regions = 2
+
+    def verify(self) -> None:
+        super().verify()
+        grid, body = self.regions
+        if not grid.ops or not isinstance(grid.terminator, YieldOp):
+            raise VerifyError(self, "grid region must end in yield")
+        for v in grid.terminator.operands:
+            if not (isinstance(v.type, TileType) and v.type.shape == () and v.type.dtype == "i32"):
+                raise VerifyError(self, "grid extents must be i32 scalars")
+        for a in body.args:
+            if not isinstance(a.type, (TensorType, TileType)):
+                raise VerifyError(self, f"kernel parameter of type {a.type}")
+
+    @property
+    def grid(self) -> Block:
+        return self.regions[0]
+
+    @property
+    def body(self) -> Block:
+        return self.regions[1]
+
+
+@register
+class DimOp(_Fixed):
+    """The runtime size of a named dim (``N``), read from the tensor shapes."""
+
+    name = "dim"
+    num_operands = 0
+    pure = cse = True
+
+
+@register
+class BlockIdOp(_Fixed):
+    """This block's coordinate along grid axis ``axis``."""
+
+    name = "block_id"
+    num_operands = 0
+    pure = cse = True
+
+
+@register
+class ConstOp(_Fixed):
+    """A scalar constant; ``value`` is a Python int, float or bool."""
+
+    name = "const"
+    num_operands = 0
+    pure = cse = True
+
+    def verify(self) -> None:
+        super().verify()
+        t = _tile(self, self.result, "const")
+        if t.shape != ():
+            raise VerifyError(self, "const must be a scalar")
+        if not isinstance(self.attrs.get("value"), (int, float, bool)):
+            raise VerifyError(self, "const needs a numeric value")
+
+
+@register
+class FillOp(_Fixed):
+    """A tile with every element equal to a scalar operand."""
+
+    name = "fill"
+    num_operands = 1
+    pure = cse = True
+
+    def verify(self) -> None:
+        super().verify()
+        s = _tile(self, self.operands[0], "fill value")
+        t = _tile(self, self.result, "fill result")
+        if s.shape != () or s.dtype != t.dtype:
+            raise VerifyError(self, "fill value must be a scalar of the result dtype")
+
+
+@register
+class IotaOp(_Fixed):
+    """``i32[n]`` holding 0, 1, ..., n-1."""
+
+    name = "iota"
+    num_operands = 0
+    pure = cse = True
+
+    def verify(self) -> None:
+        super().verify()
+        t = _tile(self, self.result, "iota")
+        if t.dtype != "i32" or t.rank != 1:
+            raise VerifyError(self, "iota yields a 1-D i32 tile")
+
+
+# ---------------------------------------------------------------- element-wise
+
+class ElementwiseOp(_Fixed):
+    """Operands and result share one shape; the result dtype is checked per op."""
+
+    pure = cse = True
+    operand_dtypes: ClassVar[tuple[str, ...] | None] = None
+    result_dtype: ClassVar[str | None] = None     # None: same as the first operand
+
+    def verify(self) -> None:
+        super().verify()
+        r = _tile(self, self.result, "result")
+        tiles = [_tile(self, v, "operand") for v in self.operands]
+        for t in tiles:
+            _same_shape(self, t, r, self.name)
+        self.verify_dtypes(tiles, r)
+
+    def verify_dtypes(self, tiles: list[TileType], r: TileType) -> None:
+        if len({t.dtype for t in tiles}) > 1:
+            raise VerifyError(self, f"operand dtypes differ: {[t.dtype for t in tiles]}")
+        if self.operand_dtypes is not None and tiles[0].dtype not in self.operand_dtypes:
+            raise VerifyError(self, f"does not take {tiles[0].dtype}")
+        want = self.result_dtype or tiles[0].dtype
+        if r.dtype != want:
+            raise VerifyError(self, f"result dtype {r.dtype}, expected {want}")
+
+
+def _elementwise(name: str, arity: int, operand_dtypes: tuple[str, ...] | None = None,
+                 result_dtype: str | None = None) -> type[ElementwiseOp]:
+    cls = type(f"{name.title().replace('_', '')}Op", (ElementwiseOp,), {
+        "name": name, "num_operands": arity, "operand_dtypes": operand_dtypes, "result_dtype": result_dtype,
+        "__doc__": f"Element-wise ``{name}``.",
+    })
+    return register(cls)
+
+
+NUMERIC = ("f16", "bf16", "f32", "i32")
+BINARY_OPS = {name: _elementwise(name, 2, NUMERIC) for name in ("add", "sub", "mul", "max", "min")}
+BINARY_OPS["div"] = _elementwise("div", 2, FLOAT_DTYPES)
+BINARY_OPS["floordiv"] = _elementwise("floordiv", 2, ("i32",))
+BINARY_OPS["mod"] = _elementwise("mod", 2, ("i32",))
+BINARY_OPS["and"] = _elementwise("and", 2, ("i1",))
+BINARY_OPS["or"] = _elementwise("or", 2, ("i1",))
+COMPARE_OPS = {name: _elementwise(name, 2, NUMERIC, "i1") for name in ("lt", "le", "gt", "ge", "eq", "ne")}
+UNARY_OPS = {name: _elementwise(name, 1, FLOAT_DTYPES) for name in ("exp", "exp2", "sqrt", "rsqrt", "log2")}
+UNARY_OPS["neg"] = _elementwise("neg", 1, NUMERIC)
+UNARY_OPS["abs"] = _elementwise("abs", 1, NUMERIC)
+UNARY_OPS["not"] = _elementwise("not", 1, ("i1",))
+
+
+@register
+class SelectOp(ElementwiseOp):
+    """``where(cond, a, b)``: a where cond is true, else b."""
+
+    name = "select"
+    num_operands = 3
+
+    def verify_dtypes(self, tiles: list[TileType], r: TileType) -> None:
+        c, a, b = tiles
+        if c.dtype != "i1":
+            raise VerifyError(self, "condition must be i1")
+        if a.dtype != b.dtype or r.dtype != a.dtype:
+            raise VerifyError(self, "branches and result must share a dtype")
+
+
+@register
+class CastOp(ElementwiseOp):
+    """Convert to the result dtype (round to nearest even for f16/bf16)."""
+
+    name = "cast"
+    num_operands = 1
+
+    def verify_dtypes(self, tiles: list[TileType], r: TileType) -> None:
+        pass
+
+
+# ---------------------------------------------------------------- shape ops
+
+@register
+class ExpandDimsOp(_Fixed):
+    """Insert a size-1 axis at ``axis`` (the ``_`` in ``x[:, _]``)."""
+
+    name = "expand_dims"
+    num_operands = 1
+    pure = cse = True
+
+    def verify(self) -> None:
+        super().verify()
+        s, r = _tile(self, self.operands[0], "operand"), _tile(self, self.result, "result")
+        ax = self.attrs.get("axis")
+        if not isinstance(ax, int) or not 0 <= ax <= s.rank:
+            raise VerifyError(self, f"bad axis {ax}")
+        want = s.shape[:ax] + (1,) + s.shape[ax:]
+        if r.shape != want or r.dtype != s.dtype:
+            raise VerifyError(self, f"result {r} should be {s.dtype}[{want}]")
+
+
+@register
+class BroadcastOp(_Fixed):
+    """Repeat size-1 axes (or a scalar) to the result shape."""
+
+    name = "broadcast"
+    num_operands = 1
+    pure = cse = True
+
+    def verify(self) -> None:
+        super().verify()
+        s, r = _tile(self, self.operands[0], "operand"), _tile(self, self.result, "result")
+        if s.dtype != r.dtype:
+            raise VerifyError(self, "broadcast keeps the dtype")
+        if s.rank == 0:
+            return
+        if s.rank != r.rank or any(a != b and a != 1 for a, b in zip(s.shape, r.shape)):
+            raise VerifyError(self, f"cannot broadcast {s} to {r}")
+
+
+@register
+class TransposeOp(_Fixed):
+    """Swap the two axes of a 2-D tile."""
+
+    name = "transpose"
+    num_operands = 1
+    pure = cse = True
+
+    def verify(self) -> None:
+        super().verify()
+        s, r = _tile(self, self.operands[0], "operand"), _tile(self, self.result, "result")
+        if s.rank != 2 or r.shape != (s.shape[1], s.shape[0]) or r.dtype != s.dtype:
+            raise VerifyError(self, f"transpose of {s} cannot be {r}")
+
+
+class ReduceOp(_Fixed):
+    """Reduce a tile along ``axis`` (the axis is removed)."""
+
+    num_operands = 1
+    pure = cse = True
+
+    def verify(self) -> None:
+        super().verify()
+        s, r = _tile(self, self.operands[0], "operand"), _tile(self, self.result, "result")
+        ax = self.attrs.get("axis")
+        if not isinstance(ax, int) or not 0 <= ax < s.rank:
+            raise VerifyError(self, f"bad axis {ax}")
+        if r.shape != s.shape[:ax] + s.shape[ax + 1:] or r.dtype != s.dtype:
+            raise VerifyError(self, f"result {r} does not match a reduction of {s} over axis {ax}")
+
+
+@register
+class ReduceMaxOp(ReduceOp):
+    name = "reduce_max"
+
+
+@register
+class ReduceSumOp(ReduceOp):
+    name = "reduce_sum"
+
+
+@register
+class DotOp(_Fixed):
+    """``a[M,K] · b[K,N] (+ acc[M,N])`` with f32 accumulation."""
+
+    name = "dot"
+    pure = cse = True
+
+    def verify(self) -> None:
+        super().verify()
+        if len(self.operands) not in (2, 3):
+            raise VerifyError(self, "dot takes a, b and an optional accumulator")
+        a, b = _tile(self, self.operands[0], "a"), _tile(self, self.operands[1], "b")
+        r = _tile(self, self.result, "result")
+        if a.rank != 2 or b.rank != 2 or a.shape[1] != b.shape[0]:
+            raise VerifyError(self, f"cannot multiply {a} by {b}")
+        if a.dtype != b.dtype or a.dtype not in FLOAT_DTYPES:
+            raise VerifyError(self, "operands must share a float dtype")
+        if r.dtype != "f32" or r.shape != (a.shape[0], b.shape[1]):
+            raise VerifyError(self, f"result must be f32[{a.shape[0]},{b.shape[1]}]")
+        if len(self.operands) == 3:
+            c = _tile(self, self.operands[2], "acc")
+            if c.without_layout() != r.without_layout():
+                raise VerifyError(self, "accumulator must have the result's type")
+
+
+# ---------------------------------------------------------------- memory
+
+class GlobalAccess(Op):
+    """Shared checks of ops that address a slice of a global tensor.
+
+    Operands: the tensor, then one i32 start per tensor dim. ``extents[d]`` is the
+    tile extent along dim d, or 0 where a scalar index drops the dim. Elements
+    outside the tensor are masked for extent dims (reads give ``pad``, writes are
+    dropped); a scalar index out of range is an out-of-bounds access.
+    """
+
+    def _check_slice(self, tile_shape: tuple[Any, ...]) -> TensorType:
+        t = self.operands[0].type
+        if not isinstance(t, TensorType):
+            raise VerifyError(self, "first operand must be a tensor")
+        extents = self.attrs.get("extents")
+        if not isinstance(extents, list) or len(extents) != len(t.dims):
+            raise VerifyError(self, "extents must list one entry per tensor dim")
+        for v in self.operands[1:1 + len(t.dims)]:
+            if not (isinstance(v.type, TileType) and v.type.shape == () and v.type.dtype == "i32"):
+                raise VerifyError(self, "slice starts must be i32 scalars")
+        want = tuple(e for e in extents if e != 0)
+        if tuple(tile_shape) != want:
+            raise VerifyError(self, f"tile shape {tile_shape} does not match slice extents {want}")
+        return t
+
+
+@register
+class LoadOp(GlobalAccess):
+    """Read a masked slice of a global tensor into registers."""
+
+    name = "load"
+    pure = True
+
+    def verify(self) -> None:
+        super().verify()
+        r = _tile(self, self.result, "result")
+        t = self._check_slice(r.shape)
+        if len(self.operands) != 1 + len(t.dims) or r.dtype != t.dtype:
+            raise VerifyError(self, "load operands/dtype mismatch")
+
+
+@register
+class StoreOp(GlobalAccess):
+    """Write a register tile to a masked slice of an ``out`` tensor."""
+
+    name = "store"
+
+    def verify(self) -> None:
+        super().verify()
+        v = _tile(self, self.operands[-1], "stored value")
+        t = self._check_slice(v.shape)
+        if len(self.operands) != 2 + len(t.dims) or self.results:
+            raise VerifyError(self, "store takes tensor, starts, value and has no result")
+        if v.dtype != t.dtype or not t.out:
+            raise VerifyError(self, "store needs an out tensor of the value's dtype")
+
+
+@register
+class CopyOp(GlobalAccess):
+    """Cooperative copy of a masked global slice into an LDS tile."""
+
+    name = "copy"
+
+    def verify(self) -> None:
+        super().verify()
+        buf = self.operands[-1].type
+        if not isinstance(buf, LdsType):
+            raise VerifyError(self, "copy destination must be an LDS tile")
+        t = self._check_slice(buf.shape)
+        if len(self.operands) != 2 + len(t.dims) or buf.dtype != t.dtype or self.results:
+            raise VerifyError(self, "copy operands/dtype mismatch")
+
+
+@register
+class LdsAllocOp(_Fixed):
+    """Declare an LDS tile. ``offset`` (bytes) is set by LDS allocation."""
+
+    name = "lds_alloc"
+    num_operands = 0
+
+    def verify(self) -> None:
+        super().verify()
+        if not isinstance(self.result.type, LdsType):
+            raise VerifyError(self, "lds_alloc yields an LDS tile")
+
+
+@register
+class LdsReadOp(_Fixed):
+    """Read a whole LDS tile into registers."""
+
+    name = "lds_read"
+    num_operands = 1
+    pure = True
+
+    def verify(self) -> None:
+        super().verify()
+        b, r = self.operands[0].type, _tile(self, self.result, "result")
+        if not isinstance(b, LdsType) or b.shape != r.shape or b.dtype != r.dtype:
+            raise VerifyError(self, f"cannot read {b} as {r}")
+
+
+@register
+class LdsWriteOp(_Fixed):
+    """Write a register tile into an LDS tile."""
+
+    name = "lds_write"
+    num_operands = 2
+    num_results = 0
+
+    def verify(self) -> None:
+        super().verify()
+        b, v = self.operands[0].type, _tile(self, self.operands[1], "value")
+        if not isinstance(b, LdsType) or b.shape != v.shape or b.dtype != v.dtype:
+            raise VerifyError(self, f"cannot write {v} into {b}")
+
+
+@register
+class SyncOp(_Fixed):
+    """Block-wide barrier: LDS writes before it are visible to reads after it."""
+
+    name = "sync"
+    num_operands = 0
+    num_results = 0
+
+
+# ---------------------------------------------------------------- control flow
+
+@register
+class YieldOp(Op):
+    """Ends a region; its operands are the region's results."""
+
+    name = "yield"
+
+
+def _check_yield(op: Op, block: Block, types: list[Type]) -> None:
+    term = block.terminator
+    if not isinstance(term, YieldOp):
+        raise VerifyError(op, "region must end in yield")
+    got = [v.type for v in term.operands]
+    if [_strip(t) for t in got] != [_strip(t) for t in types]:
+        raise VerifyError(op, f"yields {[str(t) for t in got]}, expected {[str(t) for t in types]}")
+
+
+def _strip(t: Type) -> Type:
+    return t.without_layout() if isinstance(t, TileType) else t
+
+
+@register
+class ForOp(Op):
+    """``for iv in lo .. hi step s`` with loop-carried values.
+
+    Operands: lo, hi, step, then the initial carried values. The body's arguments
+    are iv and the carried values; its yield gives the next carried values; the
+    op's results are the values after the last iteration.
+    """
+
+    name = "for"
+    num_regions = 1
+
+    def verify(self) -> None:
+        super().verify()
+        if len(self.operands) < 3:
+            raise VerifyError(self, "for needs lo, hi, step")
+        for v in self.operands[:3]:
+            if not (isinstance(v.type, TileType) and v.type.shape == () and v.type.dtype == "i32"):
+                raise VerifyError(self, "loop bounds must be i32 scalars")
+        inits = [v.type for v in self.operands[3:]]
+        body = self.regions[0]
+        if [_strip(a.type) for a in body.args] != [_strip(t) for t in [self.operands[0].type, *inits]]:
+            raise VerifyError(self, "body arguments must be iv and the carried values")
+        if [_strip(r.type) for r in self.results] != [_strip(t) for t in inits]:
+            raise VerifyError(self, "results must match the carried values")
+        _check_yield(self, body, inits)
+
+
+@register
+class IfOp(Op):
+    """``if cond { then } else { orelse }`` on a uniform i1 scalar; both regions yield
+    the op's results."""
+
+    name = "if"
+    num_regions = 2
+
+    def verify(self) -> None:
+        super().verify()
+        if len(self.operands) != 1:
+            raise VerifyError(self, "if takes one condition")
+        c = self.operands[0].type
+        if not (isinstance(c, TileType) and c.shape == () and c.dtype == "i1"):
+            raise VerifyError(self, "if condition must be an i1 scalar")
+        types = [r.type for r in self.results]
+        for r in self.regions:
+            _check_yield(self, r, types)

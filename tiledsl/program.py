@@ -1,0 +1,205 @@
+"""The Python API: ``tiledsl.load`` → :class:`Program`.
+
+A program is a parsed kernel plus compile-time parameter values. Tile IR is built
+(and checked) for those values; a ``const`` dim without a value is bound from the
+argument shapes when interpreting, which specialises the program.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from tiledsl.diagnostics import Source, TdslError
+from tiledsl.frontend import ast
+from tiledsl.frontend.parser import parse
+from tiledsl.frontend.sema import build_kernel
+from tiledsl.interp.block import BlockInterpreter, GlobalTensor, check_coverage
+from tiledsl.interp.numerics import STORAGE, round_to
+from tiledsl.interp.report import Report
+from tiledsl.ir import ops
+from tiledsl.ir.core import verify_tree
+from tiledsl.ir.passes import DEFAULT_PIPELINE, PassManager
+from tiledsl.ir.printer import print_op
+
+_NUMPY_OK = {"f16": "f", "bf16": "f", "f32": "f", "i32": "iu"}
+
+
+@dataclass
+class Program:
+    """A checked kernel. Build with :func:`load`."""
+
+    source: Source
+    ast: ast.Kernel
+    params: dict[str, int | float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._tile_ir: ops.KernelOp | None = None
+
+    # ------------------------------------------------------------ structure
+    @property
+    def name(self) -> str:
+        return self.ast.name
+
+    @property
+    def tensor_params(self) -> list[ast.TensorParam]:
+        return [p for p in self.ast.params if isinstance(p, ast.TensorParam)]
+
+    @property
+    def scalar_params(self) -> list[ast.ScalarParam]:
+        return [p for p in self.ast.params if isinstance(p, ast.ScalarParam)]
+
+    @property
+    def unbound_consts(self) -> list[str]:
+        return [c.name for c in self.ast.consts if c.default is None and c.name not in self.params]
+
+    def tile_ir(self) -> ops.KernelOp:
+        """The tile IR as sema builds it (before any pass). Raises TdslError."""
+        if self._tile_ir is None:
+            try:
+                k = build_kernel(self.ast, self.params)
+            except TdslError as e:
+                e.source = self.source
+                raise
+            verify_tree(k)
+            self._tile_ir = k
+        return self._tile_ir
+
+    def lower(self, passes: tuple[str, ...] = DEFAULT_PIPELINE, record: bool = False
+              ) -> tuple[ops.KernelOp, PassManager]:
+        """A fresh copy of the tile IR after ``passes`` (each verified)."""
+        from tiledsl.ir.parser import parse_op
+        kernel = parse_op(print_op(self.tile_ir()))
+        pm = PassManager(passes, record=record)
+        pm.run(kernel)
+        return kernel, pm
+
+    def ir(self, passes: tuple[str, ...] = DEFAULT_PIPELINE) -> str:
+        return print_op(self.lower(passes)[0])
+
+    def specialize(self, **params: int | float) -> Program:
+        """The same kernel with more compile-time values fixed."""
+        return Program(self.source, self.ast, {**self.params, **params})
+
+    # ------------------------------------------------------------ running
+    def bind_shapes(self, args: Mapping[str, Any]) -> tuple[Program, dict[str, int]]:
+        """Check argument shapes against the parameters; return the program
+        specialised for unbound consts and the runtime dim sizes."""
+        dims: dict[str, int] = {}
+        where: dict[str, str] = {}
+        for p in self.tensor_params:
+            if p.name not in args:
+                raise TypeError(f"missing argument '{p.name}'")
+            arr = args[p.name]
+            shape = np.shape(arr)
+            if len(shape) != len(p.dims):
+                raise ValueError(f"'{p.name}' must have {len(p.dims)} dims {p.dims}, got shape {shape}")
+            for d, n in zip(p.dims, shape):
+                if isinstance(d, int):
+                    if d != n:
+                        raise ValueError(f"'{p.name}' dim must be {d}, got {n} (shape {shape})")
+                    continue
+                if d in dims and dims[d] != n:
+                    raise ValueError(f"dim {d} is {dims[d]} in '{where[d]}' but {n} in '{p.name}'")
+                dims[d] = int(n)
+                where[d] = p.name
+        consts = {c.name for c in self.ast.consts} | {t.name for t in self.ast.tile_params}
+        extra = {}
+        for name in consts & set(dims):
+            if name in self.params:
+                if self.params[name] != dims[name]:
+                    raise ValueError(f"{name} is {self.params[name]} at compile time but the arguments have "
+                                     f"{name}={dims[name]}")
+            elif name in self.unbound_consts:
+                extra[name] = dims[name]
+        for name in self.unbound_consts:
+            if name not in dims and name not in extra:
+                raise ValueError(f"const {name} has no value: pass params={{'{name}': ...}}")
+        prog = self.specialize(**extra) if extra else self
+        return prog, dims
+
+    def interpret(self, level: str = "block", target: str | None = None, **args: Any) -> Report:
+        """Run the kernel on NumPy arrays (by parameter name); ``out`` arrays are
+        written in place. Returns a :class:`Report`; ``report.ok`` is False when a
+        check (bounds, uninitialised LDS, output coverage, races) failed."""
+        if level not in ("block", "thread"):
+            raise ValueError(f"level must be 'block' or 'thread', got {level!r}")
+        known = {p.name for p in self.ast.params}
+        for name in args:
+            if name not in known:
+                raise TypeError(f"'{self.name}' has no parameter '{name}' (it has: {', '.join(sorted(known))})")
+        for p in self.scalar_params:
+            if p.name not in args:
+                raise TypeError(f"missing argument '{p.name}'")
+        prog, dims = self.bind_shapes(args)
+        tensors: dict[str, GlobalTensor] = {}
+        for p in self.tensor_params:
+            arr = args[p.name]
+            if not isinstance(arr, np.ndarray):
+                raise TypeError(f"'{p.name}' must be a NumPy array, got {type(arr).__name__}")
+            if arr.dtype.kind not in _NUMPY_OK[p.dtype] and not (p.dtype == "bf16" and arr.dtype.name == "bfloat16"):
+                raise TypeError(f"'{p.name}' is {p.dtype} but the array is {arr.dtype}")
+            if p.out and not arr.flags.writeable:
+                raise ValueError(f"out array '{p.name}' is read-only")
+            data = round_to(np.asarray(arr, dtype=np.float64 if arr.dtype.kind == "f" else None), p.dtype)
+            data = np.array(data, dtype=STORAGE[p.dtype])
+            counts = np.zeros(arr.shape, dtype=np.int32) if p.out else None
+            tensors[p.name] = GlobalTensor(p.name, data, p.dtype, counts)
+        scalars = {}
+        for p in self.scalar_params:
+            v = args[p.name]
+            if not np.isscalar(v) and np.ndim(v) != 0:
+                raise TypeError(f"'{p.name}' is a scalar parameter, got {type(v).__name__}")
+            scalars[p.name] = round_to(np.asarray(v), p.dtype)[()]
+        kernel, _ = prog.lower()
+        report = Report(level=level)
+        if level == "block":
+            BlockInterpreter(kernel, tensors, scalars, dims, report).run()
+        else:
+            from tiledsl.interp.thread import run_thread_level
+            run_thread_level(prog, kernel, tensors, scalars, dims, report, target or "gfx942")
+        stores = {op.operands[0].hint: op for op in kernel.walk() if isinstance(op, ops.StoreOp)}
+        for t in tensors.values():
+            if t.counts is not None:
+                check_coverage(stores.get(t.name, kernel), {t.name: t}, report)
+        for p in self.tensor_params:
+            if p.out:
+                out = args[p.name]
+                out[...] = tensors[p.name].data.astype(out.dtype) if out.dtype.name != "bfloat16" else \
+                    tensors[p.name].data
+        return report
+
+
+def load(path_or_source: str | os.PathLike, params: Mapping[str, int | float] | None = None) -> Program:
+    """Parse and check a .tdsl program from a path or from source text.
+
+    Raises :class:`tiledsl.TdslError` (with file:line:col) for a mistake in the program.
+    """
+    text, name = _read(path_or_source)
+    source = Source(name, text)
+    try:
+        kernel = parse(text, name)
+    except TdslError as e:
+        e.source = source
+        raise
+    prog = Program(source, kernel, dict(params or {}))
+    prog.tile_ir()
+    return prog
+
+
+def _read(path_or_source: str | os.PathLike) -> tuple[str, str]:
+    if isinstance(path_or_source, os.PathLike):
+        p = os.fspath(path_or_source)
+        with open(p, encoding="utf-8") as f:
+            return f.read(), p
+    s = str(path_or_source)
+    if "\n" not in s and "{" not in s:
+        if not os.path.exists(s):
+            raise FileNotFoundError(f"no such file: {s}")
+        with open(s, encoding="utf-8") as f:
+            return f.read(), s
+    return s, "<string>"
