@@ -39,6 +39,8 @@ class Program:
 
     def __post_init__(self) -> None:
         self._tile_ir: ops.KernelOp | None = None
+        self._lowered: dict[tuple[str, ...], ops.KernelOp] = {}
+        self._specialized: dict[tuple, Program] = {}
 
     # ------------------------------------------------------------ structure
     @property
@@ -81,9 +83,18 @@ class Program:
     def ir(self, passes: tuple[str, ...] = DEFAULT_PIPELINE) -> str:
         return print_op(self.lower(passes)[0])
 
+    def lowered(self, passes: tuple[str, ...] = DEFAULT_PIPELINE) -> ops.KernelOp:
+        """The tile IR after ``passes``, computed once; callers must not mutate it."""
+        if passes not in self._lowered:
+            self._lowered[passes] = self.lower(passes)[0]
+        return self._lowered[passes]
+
     def specialize(self, **params: int | float) -> Program:
-        """The same kernel with more compile-time values fixed."""
-        return Program(self.source, self.ast, {**self.params, **params})
+        """The same kernel with more compile-time values fixed (cached per values)."""
+        key = tuple(sorted(params.items()))
+        if key not in self._specialized:
+            self._specialized[key] = Program(self.source, self.ast, {**self.params, **params})
+        return self._specialized[key]
 
     # ------------------------------------------------------------ running
     def bind_shapes(self, args: Mapping[str, Any]) -> tuple[Program, dict[str, int]]:
@@ -145,8 +156,10 @@ class Program:
                 raise TypeError(f"'{p.name}' is {p.dtype} but the array is {arr.dtype}")
             if p.out and not arr.flags.writeable:
                 raise ValueError(f"out array '{p.name}' is read-only")
-            data = round_to(np.asarray(arr, dtype=np.float64 if arr.dtype.kind == "f" else None), p.dtype)
-            data = np.array(data, dtype=STORAGE[p.dtype])
+            if arr.dtype == np.float16 and p.dtype == "f16":
+                data = arr.astype(np.float32)      # exact: no rounding needed
+            else:
+                data = np.array(round_to(np.asarray(arr), p.dtype), dtype=STORAGE[p.dtype])
             counts = np.zeros(arr.shape, dtype=np.int32) if p.out else None
             tensors[p.name] = GlobalTensor(p.name, data, p.dtype, counts)
         scalars = {}
@@ -155,7 +168,7 @@ class Program:
             if not np.isscalar(v) and np.ndim(v) != 0:
                 raise TypeError(f"'{p.name}' is a scalar parameter, got {type(v).__name__}")
             scalars[p.name] = round_to(np.asarray(v), p.dtype)[()]
-        kernel, _ = prog.lower()
+        kernel = prog.lowered()
         report = Report(level=level)
         if level == "block":
             BlockInterpreter(kernel, tensors, scalars, dims, report).run()

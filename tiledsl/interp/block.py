@@ -132,32 +132,41 @@ class BlockInterpreter:
 
     def slice_indices(self, op: Op, tensor: GlobalTensor, starts: list[np.ndarray]
                       ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
-        """Index arrays over [blocks, *tile], the in-bounds mask, and the per-element
-        flag of unmasked out-of-bounds positions."""
+        """Per-dim index arrays (broadcastable to [blocks, *tile]), the in-bounds mask,
+        and the flag of unmasked (scalar-index) out-of-bounds positions."""
         extents = op.attrs["extents"]
-        kept = [e for e in extents if e != 0]
-        rank = len(kept)
-        idx, inb, unmasked_bad = [], np.ones((1,) * (rank + 1), dtype=bool), np.zeros((1,) * (rank + 1), bool)
+        rank = sum(1 for e in extents if e != 0)
+        idx = []
+        inb = np.ones((1,) * (rank + 1), dtype=bool)
+        unmasked_bad = np.zeros((1,) * (rank + 1), dtype=bool)
         pos = 0
         for d, (e, st) in enumerate(zip(extents, starts)):
             size = tensor.data.shape[d]
-            st = np.asarray(st).reshape(-1, *([1] * rank)).astype(np.int64)
-            if e == 0:
-                ix = st
-                ok = (ix >= 0) & (ix < size)
-                unmasked_bad = unmasked_bad | ~ok
-            else:
+            ix = np.asarray(st).reshape(-1, *([1] * rank)).astype(np.int64)
+            if e != 0:
                 shape = [1] * (rank + 1)
                 shape[pos + 1] = e
-                ix = st + np.arange(e).reshape(shape)
-                ok = (ix >= 0) & (ix < size)
+                ix = ix + np.arange(e).reshape(shape)
                 pos += 1
+            ok = (ix >= 0) & (ix < size)
+            if e == 0:
+                unmasked_bad = unmasked_bad | ~ok
             inb = inb & ok
             idx.append(ix)
         return idx, inb, unmasked_bad
 
+    def linear_index(self, tensor: GlobalTensor, idx: list[np.ndarray], inb: np.ndarray) -> np.ndarray:
+        """Flat offsets into the tensor (out-of-bounds positions point at element 0)."""
+        strides = np.cumprod((1, *tensor.data.shape[:0:-1]))[::-1]
+        lin = sum(ix * int(s) for ix, s in zip(idx, strides))
+        if not inb.all():
+            lin = np.where(inb, lin, 0)
+        return lin
+
     def check_unmasked(self, op: Op, tensor: GlobalTensor, bad: np.ndarray, idx: list[np.ndarray],
                        active: np.ndarray) -> None:
+        if not bad.any():
+            return
         bad_blocks = np.broadcast_to(bad, (self.nb, *bad.shape[1:])).reshape(self.nb, -1).any(axis=1) & active
         if bad_blocks.any():
             b = int(np.argmax(bad_blocks))
@@ -249,34 +258,30 @@ def _load(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
     tensor, starts = args[0], args[1:]
     idx, inb, bad = it.slice_indices(op, tensor, starts)
     it.check_unmasked(op, tensor, bad, idx, it.active)
-    clipped = tuple(np.clip(ix, 0, max(s - 1, 0)) for ix, s in zip(idx, tensor.data.shape))
     if tensor.data.size == 0:
-        vals = np.zeros(np.broadcast_shapes(*[ix.shape for ix in idx]), np.float32)
-    else:
-        vals = tensor.data[clipped]
-    pad = round_to(np.asarray(op.attrs["pad"]), tensor.dtype)
-    return [np.where(inb, vals, pad)]
+        shape = np.broadcast_shapes(*[ix.shape for ix in idx])
+        return [np.full(shape, round_to(np.asarray(op.attrs["pad"]), tensor.dtype), np.float32)]
+    vals = tensor.data.reshape(-1).take(it.linear_index(tensor, idx, inb))
+    if not inb.all():
+        vals = np.where(inb, vals, round_to(np.asarray(op.attrs["pad"]), tensor.dtype))
+    return [vals]
 
 
 @handles("store")
 def _store(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
     tensor, starts, value = args[0], args[1:-1], args[-1]
-    _scatter(it, op, tensor, starts, value)
-    return []
-
-
-def _scatter(it: BlockInterpreter, op: Op, tensor: GlobalTensor, starts: list[np.ndarray],
-             value: np.ndarray) -> None:
     idx, inb, bad = it.slice_indices(op, tensor, starts)
     it.check_unmasked(op, tensor, bad, idx, it.active)
     tile_shape = tuple(e for e in op.attrs["extents"] if e != 0)
     full = (it.nb, *tile_shape)
     mask = np.broadcast_to(inb, full) & it.active.reshape(-1, *([1] * len(tile_shape)))
-    where = tuple(np.broadcast_to(ix, full)[mask] for ix in idx)
+    lin = np.broadcast_to(it.linear_index(tensor, idx, inb), full)[mask]
     vals = np.broadcast_to(value, full)[mask]
-    tensor.data[where] = round_to(vals, tensor.dtype)
+    tensor.data.reshape(-1)[lin] = round_to(vals, tensor.dtype)
     if tensor.counts is not None:
-        np.add.at(tensor.counts, where, 1)
+        # bincount counts repeated positions within one store (overlapping blocks).
+        tensor.counts.reshape(-1)[...] += np.bincount(lin, minlength=tensor.counts.size).astype(np.int32)
+    return []
 
 
 @handles("lds_alloc")

@@ -1,0 +1,309 @@
+"""``tdslc``: the command-line driver.
+
+Every user mistake (in the program or on the command line) ends in a located
+message and exit code 1 (2 for a malformed command line); nothing is written
+half-way: outputs go to a temporary file that is renamed into place at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tiledsl.diagnostics import TdslError
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+TOLERANCE = {"f32": 1e-4, "f16": 2e-3, "bf16": 1.6e-2, "i32": 0.0}
+
+
+class UserError(Exception):
+    """A mistake on the command line or in the inputs: printed without a traceback."""
+
+
+def command(name: str) -> Callable:
+    def deco(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS[name] = fn
+        return fn
+    return deco
+
+
+# ---------------------------------------------------------------- argument helpers
+
+def _define(text: str) -> tuple[str, int | float]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got '{text}'")
+    name, value = text.split("=", 1)
+    if not name.isidentifier():
+        raise argparse.ArgumentTypeError(f"'{name}' is not a name")
+    try:
+        return name, int(value)
+    except ValueError:
+        try:
+            return name, float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"value of {name} must be a number, got '{value}'") from None
+
+
+def _shape(text: str) -> dict[str, int]:
+    out = {}
+    for part in text.split(","):
+        name, value = _define(part.strip())
+        if not isinstance(value, int) or value < 0:
+            raise argparse.ArgumentTypeError(f"size of {name} must be a non-negative integer")
+        out[name] = value
+    return out
+
+
+def _add_defines(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-D", dest="defines", action="append", type=_define, default=[], metavar="NAME=VALUE",
+                   help="set a compile-time const or tile param (repeatable), e.g. -D BM=64 -D D=128")
+
+
+def _load(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Any:
+    import tiledsl
+    path = Path(args.file)
+    if not path.is_file():
+        raise UserError(f"cannot read '{args.file}': no such file")
+    params = dict(args.defines)
+    params.update(extra or {})
+    return tiledsl.load(path, params=params)
+
+
+def _write_output(out: str | None, text: str | bytes) -> None:
+    """Print to stdout, or write ``out`` atomically (temp file + rename)."""
+    if out is None or out == "-":
+        if isinstance(text, bytes):
+            sys.stdout.buffer.write(text)
+        else:
+            sys.stdout.write(text)
+        return
+    target = Path(out)
+    if target.parent and not target.parent.exists():
+        raise UserError(f"cannot write '{out}': directory '{target.parent}' does not exist")
+    fd, tmp = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(text if isinstance(text, bytes) else text.encode())
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# ---------------------------------------------------------------- commands
+
+@command("check")
+def cmd_check(args: argparse.Namespace) -> int:
+    prog = _load(args)
+    prog.lower()
+    unbound = prog.unbound_consts
+    note = f" (checked with symbolic {', '.join(unbound)})" if unbound else ""
+    print(f"{args.file}: ok: kernel '{prog.name}'{note}")
+    return 0
+
+
+@command("compile")
+def cmd_compile(args: argparse.Namespace) -> int:
+    from tiledsl.frontend import ast as ast_mod
+    from tiledsl.ir.passes import DEFAULT_PIPELINE
+    prog = _load(args)
+    if args.emit == "ast":
+        prog.tile_ir()   # sema fills in the types
+        _write_output(args.output, ast_mod.dump(prog.ast) + "\n")
+        return 0
+    passes = DEFAULT_PIPELINE if args.passes is None else tuple(p for p in args.passes.split(",") if p)
+    from tiledsl.ir.passes import PASSES
+    for p in passes:
+        if p not in PASSES:
+            raise UserError(f"unknown pass '{p}' (known: {', '.join(sorted(PASSES))})")
+    if args.emit == "ir":
+        from tiledsl.ir.printer import print_op
+        kernel, pm = prog.lower(passes, record=args.print_after_all)
+        for name, text in pm.snapshots:
+            sys.stderr.write(f"// ----- IR after {name} ----- //\n{text}")
+        _write_output(args.output, print_op(kernel))
+        return 0
+    raise UserError(f"--emit {args.emit} is not available yet")
+
+
+def _random_inputs(prog: Any, shape: dict[str, int], rng: np.random.Generator,
+                   scalar_args: dict[str, float]) -> dict[str, Any]:
+    args: dict[str, Any] = {}
+    for p in prog.tensor_params:
+        dims = []
+        for d in p.dims:
+            if isinstance(d, int):
+                dims.append(d)
+            elif d in shape:
+                dims.append(shape[d])
+            elif d in prog.params:
+                dims.append(int(prog.params[d]))
+            else:
+                raise UserError(f"--shape gives no size for dim '{d}' of '{p.name}' (e.g. --shape {d}=64)")
+        np_dtype = {"f16": np.float16, "bf16": np.float32, "f32": np.float32, "i32": np.int32}[p.dtype]
+        if p.out:
+            args[p.name] = np.full(dims, np.nan, dtype=np_dtype) if p.dtype != "i32" else \
+                np.zeros(dims, dtype=np_dtype)
+        elif p.dtype == "i32":
+            args[p.name] = rng.integers(-8, 8, size=dims).astype(np.int32)
+        else:
+            args[p.name] = rng.standard_normal(dims).astype(np_dtype)
+    for p in prog.scalar_params:
+        if p.name in scalar_args:
+            args[p.name] = scalar_args[p.name]
+        elif p.dtype == "i32":
+            args[p.name] = 1
+        else:
+            args[p.name] = float(rng.uniform(0.05, 0.5))
+    return args
+
+
+def _reference(args: argparse.Namespace, prog: Any) -> Callable[..., Any] | None:
+    spec = args.ref
+    if spec is None:
+        default = Path(args.file).with_name("reference.py")
+        if not default.is_file():
+            return None
+        spec = f"{default}:{prog.name}"
+    if ":" not in spec:
+        raise UserError(f"--ref must be FILE.py:FUNCTION, got '{spec}'")
+    path, func = spec.rsplit(":", 1)
+    if not Path(path).is_file():
+        raise UserError(f"--ref: cannot read '{path}'")
+    mod_spec = importlib.util.spec_from_file_location("tdsl_reference", path)
+    module = importlib.util.module_from_spec(mod_spec)
+    mod_spec.loader.exec_module(module)
+    fn = getattr(module, func, None)
+    if fn is None:
+        if args.ref is None:
+            return None
+        raise UserError(f"--ref: '{path}' has no function '{func}'")
+    return fn
+
+
+def rel_error(out: np.ndarray, ref: np.ndarray) -> float:
+    out64, ref64 = np.asarray(out, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    if out64.shape != ref64.shape:
+        raise UserError(f"the reference returned shape {ref64.shape}, the kernel's output is {out64.shape}")
+    if not np.all(np.isfinite(out64)):
+        return float("inf")
+    denom = np.linalg.norm(ref64)
+    return float(np.linalg.norm(out64 - ref64) / (denom if denom > 0 else 1.0))
+
+
+def compare_outputs(prog: Any, args: dict[str, Any], ref_fn: Callable[..., Any] | None,
+                    tol: float | None) -> bool:
+    """Print ‖out − ref‖/‖ref‖ per out tensor; True when all are within tolerance."""
+    if ref_fn is None:
+        print("no reference function: outputs not compared (give --ref FILE.py:FUNC)")
+        return True
+    inputs = {k: v for k, v in args.items() if k not in {p.name for p in prog.tensor_params if p.out}}
+    ref = ref_fn(**inputs, **prog.params)
+    outs = [p for p in prog.tensor_params if p.out]
+    if not isinstance(ref, dict):
+        ref = {outs[0].name: ref}
+    ok = True
+    for p in outs:
+        if p.name not in ref:
+            raise UserError(f"the reference returned no value for '{p.name}'")
+        err = rel_error(args[p.name], ref[p.name])
+        limit = tol if tol is not None else TOLERANCE[p.dtype]
+        good = err <= limit
+        ok &= good
+        print(f"{p.name}: |out - ref| / |ref| = {err:.3e}  (tolerance {limit:.1e})  {'ok' if good else 'MISMATCH'}")
+    return ok
+
+
+@command("run")
+def cmd_run(args: argparse.Namespace) -> int:
+    shape = args.shape or {}
+    consts = {c.name for c in _load(args).ast.consts}
+    prog = _load(args, {k: v for k, v in shape.items() if k in consts and k not in dict(args.defines)})
+    rng = np.random.default_rng(args.seed)
+    inputs = _random_inputs(prog, shape, rng, dict(args.arg))
+    ref_fn = _reference(args, prog)
+    try:
+        report = prog.interpret(level=args.level, target=args.target, **inputs)
+    except (ValueError, TypeError) as e:
+        raise UserError(str(e)) from None
+    print(report)
+    ok = report.ok
+    ok &= compare_outputs(prog, inputs, ref_fn, args.tol)
+    return 0 if ok else 1
+
+
+# ---------------------------------------------------------------- parser
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tdslc", description="tiledsl compiler driver: check, compile and run .tdsl tile programs.",
+        epilog="Run 'tdslc COMMAND --help' for the flags of each command.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("check", help="parse and check a program; report errors as file:line:col",
+                       description="Parse and check FILE (syntax, shapes, dtypes, levels). Consts without a "
+                                   "value are checked symbolically. Exit 0 when the program is valid, 1 otherwise.")
+    p.add_argument("file", metavar="FILE", help="the .tdsl program")
+    _add_defines(p)
+
+    p = sub.add_parser("compile", help="print a program at a stage of the pipeline (AST, tile IR, ...)",
+                       description="Compile FILE and print the result of one stage.")
+    p.add_argument("file", metavar="FILE", help="the .tdsl program")
+    p.add_argument("--emit", choices=["ast", "ir"], default="ir",
+                   help="what to print: 'ast' = the typed AST, 'ir' = tile IR after the passes (default: ir)")
+    p.add_argument("-o", dest="output", metavar="OUT", help="write to OUT instead of stdout (atomically)")
+    p.add_argument("--passes", metavar="P1,P2", default=None,
+                   help="comma-separated tile IR passes to run (default: fold,cse,dce; '' for none)")
+    p.add_argument("--print-after-all", action="store_true",
+                   help="print the IR after every pass to stderr")
+    _add_defines(p)
+
+    p = sub.add_parser("run", help="interpret a program on random inputs and compare with a NumPy reference",
+                       description="Make random inputs for the given shape, interpret FILE, check bounds, LDS "
+                                   "and output coverage, and compare every out tensor with a reference "
+                                   "(|out-ref|/|ref|). Exit 1 on a mismatch or a failed check.")
+    p.add_argument("file", metavar="FILE", help="the .tdsl program")
+    p.add_argument("--shape", type=_shape, metavar="DIM=N,...",
+                   help="sizes of the tensor dims, e.g. Z=1,H=2,N=200,D=64 (consts among them are compile-time)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    p.add_argument("--ref", metavar="PY:FUNC",
+                   help="reference function FILE.py:NAME taking the inputs and params by name and returning "
+                        "the out tensor (or a dict of them); default: reference.py beside FILE, function "
+                        "named like the kernel")
+    p.add_argument("--arg", action="append", type=_define, default=[], metavar="NAME=VALUE",
+                   help="value of a scalar parameter (default: random in [0.05, 0.5) for floats, 1 for ints)")
+    p.add_argument("--tol", type=float, default=None,
+                   help="relative error tolerance (default by dtype: f32 1e-4, f16 2e-3, bf16 1.6e-2)")
+    p.add_argument("--level", choices=["block", "thread"], default="block",
+                   help="interpreter level: 'block' (tile IR) or 'thread' (SIMT thread IR)")
+    p.add_argument("--target", default=None, help="target for --level thread (default gfx942)")
+    _add_defines(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except TdslError as e:
+        sys.stderr.write(e.format() + "\n")
+        return 1
+    except UserError as e:
+        sys.stderr.write(f"tdslc: error: {e}\n")
+        return 1
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
