@@ -96,7 +96,7 @@ def _fill(s: Sema, e: ast.Call) -> Value:
             raise TdslError(value.loc, f"the fill value must be a scalar, got {sv.type}")
         if sv.type.dtype != dtype:
             raise TdslError(value.loc, f"the fill value is {sv.type.dtype} but the tile is {dtype}",
-                            f"cast it: {dtype}(...)")
+                            [f"cast it: {dtype}(...)"])
     ty.ty = f"{dtype}[{','.join(map(str, shape))}]"
     return s.emit(ops.FillOp([sv], [TileType(dtype, tuple(shape))], loc=e.loc)).result
 
@@ -237,7 +237,7 @@ def _where(s: Sema, e: ast.Call) -> Any:
     c = _tile(s, c, c_e.loc, "the condition of where()")
     if c.type.dtype != "i1":
         raise TdslError(c_e.loc, f"the condition of where() must be boolean, got {c.type}",
-                        "compare something: where(x > 0, ...)")
+                        ["compare something: where(x > 0, ...)"])
     if isinstance(a, Static) and isinstance(b, Static) and a.weak and b.weak:
         dtype = "f32" if isinstance(a.value, float) or isinstance(b.value, float) else "i32"
     else:
@@ -261,10 +261,10 @@ def _dot(s: Sema, e: ast.Call) -> Value:
             raise TdslError(x.loc, f"dot() multiplies 2-D tiles, got {v.type}")
     if a.type.shape[1] != b.type.shape[0]:
         raise TdslError(e.loc, f"dot() of {a.type} and {b.type}: inner dims {a.type.shape[1]} and "
-                               f"{b.type.shape[0]} differ", "transpose one operand with x^T if needed")
+                               f"{b.type.shape[0]} differ", ["transpose one operand with x^T if needed"])
     if a.type.dtype != b.type.dtype:
         raise TdslError(e.loc, f"dot() of {a.type.dtype} and {b.type.dtype}: operand dtypes differ",
-                        "cast one operand, e.g. f16(p)")
+                        ["cast one operand, e.g. f16(p)"])
     if a.type.dtype not in FLOAT_DTYPES:
         raise TdslError(e.loc, f"dot() takes f16, bf16 or f32 operands, got {a.type.dtype}")
     rtype = TileType("f32", (a.type.shape[0], b.type.shape[1]))
@@ -323,12 +323,22 @@ def _int_list(s: Sema, v: Any, what: str, loc: Any) -> list[int]:
 
 
 def check_layout(s: Sema, e: ast.LayoutExpr, args: list[Any], kwargs: dict[str, Any]) -> str:
-    """Validate a layout expression and return its canonical text."""
+    """Validate a layout expression and return its canonical text (as the layout
+    module prints its spec)."""
+    from tiledsl.layout import LayoutError, parse_layout_spec
+    text = _layout_text(s, e, args, kwargs)
+    try:
+        return str(parse_layout_spec(text))
+    except LayoutError as err:
+        raise TdslError(e.loc, f"invalid layout: {err}") from None
+
+
+def _layout_text(s: Sema, e: ast.LayoutExpr, args: list[Any], kwargs: dict[str, Any]) -> str:
     kind = e.kind
     for k in kwargs:
         if k not in _LAYOUT_KW[kind]:
             raise TdslError(e.loc, f"layout {kind}() has no argument '{k}'",
-                            f"it takes: {', '.join(_LAYOUT_KW[kind]) or 'positional arguments only'}")
+                            [f"it takes: {', '.join(_LAYOUT_KW[kind]) or 'positional arguments only'}"])
     if len(args) != _LAYOUT_POS[kind]:
         raise TdslError(e.loc, f"layout {kind}() takes {_LAYOUT_POS[kind]} positional arguments, got {len(args)}")
     waves_total = s.block_waves()
@@ -364,7 +374,7 @@ def check_layout(s: Sema, e: ast.LayoutExpr, args: list[Any], kwargs: dict[str, 
             lens = {len(p.split("=")[1].strip("[]").split(",")) for p in parts if "[" in p}
             if len(lens) > 1:
                 raise TdslError(e.loc, "spt, order and waves must have one entry per tile dim")
-        return f"{kind}({', '.join(parts)})"
+        return f"{kind}({', '.join(parts)})" if parts else kind
     if kind == "replicated":
         return "replicated"
     idx, parent = args

@@ -1,0 +1,18 @@
+"""NVIDIA targets: sm_80 (A100) and sm_90 (H100), with mma.sync m16n8k16 (REFERENCE §9.4)."""
+
+from __future__ import annotations
+
+from tiledsl.targets.matrix import MMA_M16N8K16_BF16, MMA_M16N8K16_F16
+from tiledsl.targets.target import Target
+
+_MMA_SYNC = (MMA_M16N8K16_F16, MMA_M16N8K16_BF16)
+
+# No "readlane": a shfl.sync.idx with a constant source lane does the same job.
+_NV_CROSS_LANE = frozenset({"shuffle", "shuffle_xor"})
+
+# Shared memory one block may use (opt-in): 227 KiB on sm_90.  For sm_80 we budget 160 KiB, a little
+# under the 163 KiB opt-in maximum the CUDA guide gives, so an allocation that fits here fits there.
+SM_80 = Target(name="sm_80", vendor="nvidia", wave_size=32, lds_bytes=163840,
+               matrix_instrs=_MMA_SYNC, cross_lane=_NV_CROSS_LANE, has_async_copy=True)
+SM_90 = Target(name="sm_90", vendor="nvidia", wave_size=32, lds_bytes=232448,
+               matrix_instrs=_MMA_SYNC, cross_lane=_NV_CROSS_LANE, has_async_copy=True)

@@ -1,0 +1,64 @@
+"""The target description: the facts about a GPU that the tile level needs, as plain data.
+
+LLVM facts (triples, intrinsics, attributes) live in the backend modules; what is here is what
+layout assignment, LDS allocation and the thread interpreter decide with: wave size, LDS capacity,
+which matrix instructions exist and which cross-lane operations exist.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from tiledsl.targets.matrix import MatrixInstr
+
+Vendor = Literal["amd", "nvidia", "generic"]
+
+# The names used in ``Target.cross_lane``.  "shuffle" is a pull from an arbitrary lane (NVIDIA
+# shfl.sync.idx/bfly, AMD ds_bpermute); "shuffle_xor" a dedicated butterfly (shfl.sync.bfly); the
+# others are the AMD instructions of REFERENCE §7.
+CROSS_LANE_OPS = frozenset({"shuffle", "shuffle_xor", "dpp", "swizzle", "permlanex16", "permlane64", "readlane"})
+
+
+@dataclass(frozen=True)
+class Target:
+    """One GPU target as seen by the tile level.
+
+    ``matrix_instrs`` is ordered by preference: for each input dtype the first instruction taking
+    it is the default.  ``lds_bytes`` is what one block may allocate.
+    """
+
+    name: str
+    vendor: Vendor
+    wave_size: int
+    lds_bytes: int
+    max_threads_per_block: int = 1024
+    matrix_instrs: tuple[MatrixInstr, ...] = ()
+    cross_lane: frozenset[str] = field(default_factory=frozenset)
+    has_async_copy: bool = False
+
+    def __post_init__(self) -> None:
+        unknown = self.cross_lane - CROSS_LANE_OPS
+        if unknown:
+            raise ValueError(f"target {self.name}: unknown cross-lane ops {sorted(unknown)}")
+        for instr in self.matrix_instrs:
+            if instr.lanes != self.wave_size:
+                raise ValueError(f"target {self.name}: {instr.name} runs in {instr.lanes} lanes, "
+                                 f"the wave has {self.wave_size}")
+
+    def __str__(self) -> str:
+        return self.name
+
+    def default_matrix_instr(self, a_dtype: str) -> MatrixInstr | None:
+        """The preferred matrix instruction whose A/B operands are ``a_dtype``, or None."""
+        for instr in self.matrix_instrs:
+            if instr.in_dtype == a_dtype:
+                return instr
+        return None
+
+    def matrix_instr(self, name: str) -> MatrixInstr | None:
+        """The matrix instruction called ``name`` on this target, or None."""
+        for instr in self.matrix_instrs:
+            if instr.name == name:
+                return instr
+        return None
