@@ -65,6 +65,10 @@ class BlockInterpreter:
         self.env: dict[int, Any] = {}
         self.coords: list[np.ndarray] = []
         self.active = np.ones(1, dtype=bool)
+        # Optional observer of global and LDS accesses (used to draw who touches what):
+        # tracer(op, kind, name, flat_index[blocks, *tile], mask[blocks, *tile], block_coords)
+        # with kind "read" | "write" | "lds_read" | "lds_write".
+        self.tracer: Callable[..., None] | None = None
 
     # ------------------------------------------------------------ driving
     def grid_extents(self) -> list[int]:
@@ -261,7 +265,12 @@ def _load(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
     if tensor.data.size == 0:
         shape = np.broadcast_shapes(*[ix.shape for ix in idx])
         return [np.full(shape, round_to(np.asarray(op.attrs["pad"]), tensor.dtype), np.float32)]
-    vals = tensor.data.reshape(-1).take(it.linear_index(tensor, idx, inb))
+    lin = it.linear_index(tensor, idx, inb)
+    vals = tensor.data.reshape(-1).take(lin)
+    if it.tracer is not None:
+        full = (it.nb, *lin.shape[1:])
+        mask = np.broadcast_to(inb, full) & it.active.reshape(-1, *([1] * (lin.ndim - 1)))
+        it.tracer(op, "read", tensor.name, np.broadcast_to(lin, full), mask, it.coords)
     if not inb.all():
         vals = np.where(inb, vals, round_to(np.asarray(op.attrs["pad"]), tensor.dtype))
     return [vals]
@@ -275,7 +284,10 @@ def _store(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
     tile_shape = tuple(e for e in op.attrs["extents"] if e != 0)
     full = (it.nb, *tile_shape)
     mask = np.broadcast_to(inb, full) & it.active.reshape(-1, *([1] * len(tile_shape)))
-    lin = np.broadcast_to(it.linear_index(tensor, idx, inb), full)[mask]
+    lin_full = np.broadcast_to(it.linear_index(tensor, idx, inb), full)
+    if it.tracer is not None:
+        it.tracer(op, "write", tensor.name, lin_full, mask, it.coords)
+    lin = lin_full[mask]
     vals = np.broadcast_to(value, full)[mask]
     tensor.data.reshape(-1)[lin] = round_to(vals, tensor.dtype)
     if tensor.counts is not None:
@@ -291,7 +303,16 @@ def _lds_alloc(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
     return [LdsBuffer(data, np.zeros((it.nb, *shape), dtype=bool), op.result.hint or "lds")]
 
 
-def _lds_store(it: BlockInterpreter, buf: LdsBuffer, value: np.ndarray) -> None:
+def _lds_trace(it: BlockInterpreter, op: Op, kind: str, buf: LdsBuffer) -> None:
+    if it.tracer is not None:
+        shape = buf.data.shape
+        lin = np.broadcast_to(np.arange(int(np.prod(shape[1:]))).reshape(shape[1:]), shape)
+        mask = np.broadcast_to(it.active.reshape(-1, *([1] * (len(shape) - 1))), shape)
+        it.tracer(op, kind, buf.name, lin, mask, it.coords)
+
+
+def _lds_store(it: BlockInterpreter, op: Op, buf: LdsBuffer, value: np.ndarray) -> None:
+    _lds_trace(it, op, "lds_write", buf)
     act = it.active
     full = np.broadcast_to(value, buf.data.shape)
     if act.all():
@@ -306,20 +327,21 @@ def _lds_store(it: BlockInterpreter, buf: LdsBuffer, value: np.ndarray) -> None:
 def _copy(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
     tensor, starts, buf = args[0], args[1:-1], args[-1]
     (vals,) = _load(it, op, [tensor, *starts])
-    _lds_store(it, buf, vals)
+    _lds_store(it, op, buf, vals)
     return []
 
 
 @handles("lds_write")
 def _lds_write(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
     buf, value = args
-    _lds_store(it, buf, value)
+    _lds_store(it, op, buf, value)
     return []
 
 
 @handles("lds_read")
 def _lds_read(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
     (buf,) = args
+    _lds_trace(it, op, "lds_read", buf)
     unwritten = ~buf.written.reshape(it.nb, -1)
     bad = unwritten.any(axis=1) & it.active
     if bad.any():
