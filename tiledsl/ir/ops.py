@@ -11,12 +11,19 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from tiledsl.ir.core import Block, Op, Value, VerifyError, register
-from tiledsl.ir.types import FLOAT_DTYPES, LdsType, TensorType, TileType, Type
+from tiledsl.ir.types import FLOAT_DTYPES, LdsType, RegsType, TensorType, TileType, Type
 
 
 def _tile(op: Op, v: Value, what: str) -> TileType:
     if not isinstance(v.type, TileType):
         raise VerifyError(op, f"{what} must be a register tile, got {v.type}")
+    return v.type
+
+
+def _values(op: Op, v: Value, what: str) -> TileType | RegsType:
+    """A tile (tile IR, or a uniform scalar) or a register vector (thread IR)."""
+    if not isinstance(v.type, (TileType, RegsType)):
+        raise VerifyError(op, f"{what} must be a tile or registers, got {v.type}")
     return v.type
 
 
@@ -151,9 +158,11 @@ class ElementwiseOp(_Fixed):
 
     def verify(self) -> None:
         super().verify()
-        r = _tile(self, self.result, "result")
-        tiles = [_tile(self, v, "operand") for v in self.operands]
+        r = _values(self, self.result, "result")
+        tiles = [_values(self, v, "operand") for v in self.operands]
         for t in tiles:
+            if type(t) is not type(r):
+                raise VerifyError(self, f"mixes {t} and {r}")
             _same_shape(self, t, r, self.name)
         self.verify_dtypes(tiles, r)
 
@@ -272,19 +281,41 @@ class TransposeOp(_Fixed):
 
 
 class ReduceOp(_Fixed):
-    """Reduce a tile along ``axis`` (the axis is removed)."""
+    """Reduce a tile along ``axis`` (the axis is removed). After layout assignment a
+    reduction whose axis spans several waves takes a second operand: the LDS scratch
+    tile through which the waves combine their partial results."""
 
-    num_operands = 1
+    num_operands = None
     pure = cse = True
 
     def verify(self) -> None:
         super().verify()
+        if len(self.operands) not in (1, 2):
+            raise VerifyError(self, "reduce takes a tile and an optional LDS scratch")
+        if len(self.operands) == 2 and not isinstance(self.operands[1].type, LdsType):
+            raise VerifyError(self, "the second operand must be an LDS scratch tile")
         s, r = _tile(self, self.operands[0], "operand"), _tile(self, self.result, "result")
         ax = self.attrs.get("axis")
         if not isinstance(ax, int) or not 0 <= ax < s.rank:
             raise VerifyError(self, f"bad axis {ax}")
         if r.shape != s.shape[:ax] + s.shape[ax + 1:] or r.dtype != s.dtype:
             raise VerifyError(self, f"result {r} does not match a reduction of {s} over axis {ax}")
+
+
+@register
+class ConvertLayoutOp(_Fixed):
+    """The same tile in another thread layout (inserted by layout assignment where two
+    layouts meet; conversions through LDS are spelled out as LDS ops instead)."""
+
+    name = "convert_layout"
+    num_operands = 1
+    pure = cse = True
+
+    def verify(self) -> None:
+        super().verify()
+        s, r = _tile(self, self.operands[0], "operand"), _tile(self, self.result, "result")
+        if s.without_layout() != r.without_layout():
+            raise VerifyError(self, f"converts {s} to {r}: only the layout may change")
 
 
 @register
@@ -467,7 +498,7 @@ def _check_yield(op: Op, block: Block, types: list[Type]) -> None:
 
 
 def _strip(t: Type) -> Type:
-    return t.without_layout() if isinstance(t, TileType) else t
+    return t.without_layout() if isinstance(t, (TileType, RegsType)) else t
 
 
 @register

@@ -12,7 +12,7 @@ import lark
 
 from tiledsl.diagnostics import Loc
 from tiledsl.ir.core import OPS, Block, Op, Value
-from tiledsl.ir.types import LdsType, Sym, TensorType, TileType, Type
+from tiledsl.ir.types import LdsType, RegsType, Sym, TensorType, TileType, Type
 
 # Named types (``name<args>``) of other IR levels register a constructor here.
 NAMED_TYPES: dict[str, Callable[[list[Any]], Type]] = {}
@@ -95,6 +95,8 @@ class _IRBuilder:
             dtype, *dims, layout = t.children
             shape = tuple(_dim(d) for d in dims if d is not None)
             return TileType(str(dtype), shape, str(layout)[1:] if layout is not None else None)
+        if kind == "regs_t":
+            return RegsType(str(t.children[0]), int(t.children[1]))
         if kind == "lds_t":
             dtype, *dims = t.children
             return LdsType(str(dtype), tuple(_dim(d) for d in dims if d is not None))

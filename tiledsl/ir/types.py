@@ -112,5 +112,24 @@ class TensorType(Type):
         return f"{'out ' if self.out else ''}tensor<{self.dtype}[{inner}]>"
 
 
+@dataclass(frozen=True)
+class RegsType(Type):
+    """Thread IR: ``n`` registers of ``dtype`` in every thread of the block (a
+    distributed tile: register r of thread t holds the element its layout says)."""
+
+    dtype: str
+    n: int
+
+    def __str__(self) -> str:
+        return f"regs<{self.dtype}, {self.n}>"
+
+    @property
+    def shape(self) -> tuple[int]:
+        return (self.n,)
+
+    def without_layout(self) -> RegsType:
+        return self
+
+
 def scalar(dtype: str) -> TileType:
     return TileType(dtype, ())

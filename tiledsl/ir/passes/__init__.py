@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tiledsl.ir.core import Op, verify_tree
-from tiledsl.ir.passes import cse, dce, fold
+from tiledsl.ir.passes import cse, dce, fold, sink_broadcast
 from tiledsl.ir.printer import print_op
 
 
@@ -31,6 +31,8 @@ def register_pass(name: str, run: Callable[[Op], bool], doc: str) -> None:
 
 register_pass("fold", fold.run, "constant folding, and `if` on a constant condition replaced by its branch")
 register_pass("cse", cse.run, "common subexpression elimination of pure ops, scoped by region")
+register_pass("sink-broadcast", sink_broadcast.run,
+              "push broadcasts through element-wise ops so only x[:, _] broadcasts remain")
 register_pass("dce", dce.run, "dead code elimination of pure ops whose results are unused")
 
 DEFAULT_PIPELINE = ("fold", "cse", "dce")

@@ -1,0 +1,236 @@
+"""The NVPTX target (sm_80, sm_90, sm_90a): every NVIDIA-specific fact tiledsl relies on.
+
+Section numbers refer to shared/reference/llvm-targets/REFERENCE.md. mma.sync m16n8k16 and its
+fragment layout were run on an H100 there; the rest was checked by compiling.
+
+``--nvptx-short-ptr`` (32-bit shared-memory pointers, which Triton uses) is deliberately *not*
+set. It is a process-global LLVM option that must be set before any NVPTX TargetMachine exists
+and changes the data layout (section 1, t14); llvmlite sets it by re-parsing LLVM's command
+line, which exits the process if the option is given twice. And it bought nothing we could
+measure: a loop of 32 shared loads compiled with ptxas 13 to 19 registers with 64-bit shared
+addresses and 24 with 32-bit ones, because ptxas forms 32-bit shared addresses itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from tiledsl.backend_nvptx.compiled import NvptxCompiledModule
+from tiledsl.llvm import irgen
+from tiledsl.llvm.irgen import F16, F32, I16, I32, VOID, byte_array, call_intrinsic
+from tiledsl.llvm.llvm_init import ir
+from tiledsl.llvm.target_base import MATRIX_INSTRS, GpuTarget, MatrixInstr, record_dynamic_lds
+
+
+@dataclass(frozen=True)
+class NvArch:
+    """Facts about one NVIDIA architecture."""
+
+    name: str
+    #: PTX ISA feature for the TargetMachine. Empty means LLVM's minimum for the arch (PTX 7.0
+    #: for sm_80, 7.8 for sm_90, section 2), so the PTX loads on the oldest driver that knows
+    #: the arch; sm_90a (wgmma, setmaxnreg) needs PTX 8.0.
+    ptx_features: str
+    #: Largest dynamic shared memory one block may opt into (CUDA programming guide, compute
+    #: capability table: 163 KiB on 8.0, 227 KiB on 9.0).
+    max_shared_per_block: int
+
+
+NV_ARCHES: Mapping[str, NvArch] = {
+    a.name: a
+    for a in (
+        NvArch("sm_80", "", 163 * 1024),
+        NvArch("sm_90", "", 227 * 1024),
+        NvArch("sm_90a", "+ptx80", 227 * 1024),
+    )
+}
+
+#: mma.sync m16n8k16 with f32 accumulators (section 9.4). For f16 inputs the name's suffix is
+#: <D type>.<C type> and the operands are <2 x half> pairs; for bf16 it is the input type and
+#: each pair travels as an i32 (low half = the lower-numbered element).
+_MMA_INTRINSICS: Mapping[str, str] = {
+    "mma_m16n8k16_f16": "llvm.nvvm.mma.m16n8k16.row.col.f32.f32",
+    "mma_m16n8k16_bf16": "llvm.nvvm.mma.m16n8k16.row.col.bf16",
+}
+
+_AXES = "xyz"
+_FULL_MASK = -1  # every lane of the warp takes part in a .sync shuffle
+_LAUNCH_BOUNDS = ("reqntid", "maxntid")
+
+
+class NvptxTarget(GpuTarget):
+    """sm_80 / sm_90 (/ sm_90a): warps of 32, mma.sync m16n8k16.
+
+    ``launch_bound`` picks the kernel attribute that states the block size: ``"reqntid"`` (the
+    block is exactly that size, as tiledsl launches it; Triton uses it on sm_90) or
+    ``"maxntid"`` (at most that size). PTX does not allow both on one kernel.
+    """
+
+    triple = "nvptx64-nvidia-cuda"
+    kernel_calling_convention = "ptx_kernel"
+    wave_size = 32
+    # NVPTX has no object emission; the "object" is the PTX text (see CompiledModule).
+    _emits_object = False
+
+    def __init__(self, arch: str = "sm_90", *, launch_bound: str = "reqntid") -> None:
+        super().__init__()
+        if arch not in NV_ARCHES:
+            raise ValueError(f"unknown NVPTX arch {arch!r}; supported: {', '.join(NV_ARCHES)}")
+        if launch_bound not in _LAUNCH_BOUNDS:
+            raise ValueError(f"launch_bound must be one of {_LAUNCH_BOUNDS}, not {launch_bound!r}")
+        self.arch = NV_ARCHES[arch]
+        self.name = self.cpu = arch
+        self.features = self.arch.ptx_features
+        self.launch_bound = launch_bound
+        self.matrix_instrs: Mapping[str, MatrixInstr] = {n: MATRIX_INSTRS[n] for n in _MMA_INTRINSICS}
+
+    def _package(self, *, llvm_ir: str, asm: str, obj: bytes, dynamic_lds_bytes: int) -> NvptxCompiledModule:
+        return NvptxCompiledModule(self.name, llvm_ir, asm, obj, dynamic_lds_bytes)
+
+    # ---- kernels and ids -------------------------------------------------------------------
+    def declare_kernel(
+        self,
+        module: ir.Module,
+        name: str,
+        arg_types: Sequence[ir.Type],
+        block_threads: int,
+        *,
+        arg_names: Sequence[str] | None = None,
+        noalias: bool = True,
+        readonly_args: Sequence[int] = (),
+    ) -> ir.Function:
+        self._check_block(block_threads)
+        # Kernel-ness is the ptx_kernel calling convention in LLVM 22; noalias + readonly lets
+        # loads become ld.global.nc (section 8).
+        fn = self._new_kernel(module, name, arg_types, arg_names, noalias, readonly_args)
+        # Launch bounds as *function attributes*: the legacy !nvvm.annotations form is still
+        # upgraded, but its key "maxntid" (without x/y/z) is silently dropped (section 5).
+        # ptxas uses the bound to budget registers for that many threads.
+        irgen.set_string_attribute(fn, f"nvvm.{self.launch_bound}", str(block_threads))
+        return fn
+
+    def thread_id(self, b: ir.IRBuilder, axis: int = 0) -> ir.Value:
+        return call_intrinsic(b, f"llvm.nvvm.read.ptx.sreg.tid.{_AXES[axis]}", I32, [], f"tid.{_AXES[axis]}")
+
+    def block_id(self, b: ir.IRBuilder, axis: int) -> ir.Value:
+        return call_intrinsic(b, f"llvm.nvvm.read.ptx.sreg.ctaid.{_AXES[axis]}", I32, [], f"bid.{_AXES[axis]}")
+
+    # wave_id: the base class's tid >> 5. There are no scalar registers to move it into, so the
+    # AMD readfirstlane has no NVIDIA counterpart worth emitting.
+
+    # ---- synchronisation, math, cross-lane ----------------------------------------------------
+    def barrier(self, b: ir.IRBuilder) -> None:
+        """``bar.sync 0``, as Triton emits it (``barrier.cta.sync.aligned.all``).
+
+        No fence is emitted: bar.sync orders shared-memory accesses among the threads of the
+        CTA by PTX semantics (section 4; not tested on hardware here).
+        """
+        call_intrinsic(b, "llvm.nvvm.barrier.cta.sync.aligned.all", VOID, [ir.Constant(I32, 0)])
+
+    def exp2(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+        # llvm.exp2.f32 becomes one ex2.approx.f32 even without fast-math flags (section 6);
+        # never llvm.exp.f32, which has no libcall on NVPTX and aborts.
+        if x.type == F32:
+            return call_intrinsic(b, "llvm.exp2.f32", F32, [x], "exp2")
+        if x.type == F16:
+            return call_intrinsic(b, "llvm.exp2.f16", F16, [x], "exp2")
+        raise TypeError(f"exp2 of {x.type}: f32 or f16 only")
+
+    def ex2_approx(self, b: ir.IRBuilder, x: ir.Value, ftz: bool = False) -> ir.Value:
+        """``ex2.approx[.ftz].f32`` by name, for code that wants the flush-to-zero form."""
+        name = "llvm.nvvm.ex2.approx.ftz.f32" if ftz else "llvm.nvvm.ex2.approx.f32"
+        return call_intrinsic(b, name, F32, [x], "ex2")
+
+    def shuffle_xor(self, b: ir.IRBuilder, v: ir.Value, mask: int) -> ir.Value:
+        if not 0 < mask < self.wave_size:
+            raise ValueError(f"shuffle_xor mask {mask} outside 1..31")
+        return self._shfl(b, "bfly", v, ir.Constant(I32, mask))
+
+    def shuffle_idx(self, b: ir.IRBuilder, v: ir.Value, src_lane: ir.Value | int) -> ir.Value:
+        if isinstance(src_lane, int) and not 0 <= src_lane < self.wave_size:
+            raise ValueError(f"lane {src_lane} outside 0..31")
+        return self._shfl(b, "idx", v, irgen.as_i32(src_lane))
+
+    def _shfl(self, b: ir.IRBuilder, mode: str, v: ir.Value, operand: ir.Value) -> ir.Value:
+        # shfl.sync.<mode>.b32 with member mask -1 (the whole warp) and c = 31: clamp to the
+        # warp, no sub-warp segments (section 7).
+        def move(word: ir.Value) -> ir.Value:
+            args = [ir.Constant(I32, _FULL_MASK), word, operand, ir.Constant(I32, 31)]
+            suffix = "f32" if word.type == F32 else "i32"
+            return call_intrinsic(b, f"llvm.nvvm.shfl.sync.{mode}.{suffix}", word.type, args, "shfl")
+
+        if v.type == F32:
+            return move(v)
+        return irgen.from_lane_words(b, [move(w) for w in irgen.to_lane_words(b, v)], v.type)
+
+    # ---- memory ------------------------------------------------------------------------------
+    def lds_global(self, module: ir.Module, name: str, nbytes: int, align: int) -> ir.GlobalVariable:
+        """A *dynamic* shared-memory arena (``.extern .shared .align A .b8 name[]``).
+
+        Dynamic because static ``.shared`` is capped at 48 KiB per block, while FA2 tiles
+        (e.g. Q 128x128 + K, V 64x128 in f16 = 64 KiB) need more; Triton uses dynamic shared
+        memory for the same reason. The size is recorded in the module and comes back as
+        ``CompiledModule.dynamic_lds_bytes``, which the launch must pass (and, above 48 KiB,
+        opt into with cuFuncSetAttribute). All dynamic arrays of a kernel start at the same
+        address, so a module has one arena.
+        """
+        self._check_lds_align(align)
+        if not 0 < nbytes <= self.arch.max_shared_per_block:
+            raise ValueError(f"shared arena of {nbytes} bytes: {self.name} allows 1..{self.arch.max_shared_per_block}")
+        record_dynamic_lds(module, nbytes)
+        gv = ir.GlobalVariable(module, byte_array(0), name, addrspace=self.LDS_ADDRSPACE)
+        gv.linkage = "external"
+        gv.align = align
+        gv.type = self.lds_ptr_type  # opaque whatever llvmlite's pointer mode (llvm_init)
+        return gv
+
+    def ldmatrix(self, b: ir.IRBuilder, lds_ptr: ir.Value, count: int = 4, trans: bool = False) -> list[ir.Value]:
+        """``ldmatrix.sync.aligned.m8n8.x{count}[.trans].shared.b16``: ``count`` 8x8 b16 tiles.
+
+        Returns ``count`` i32 registers, each holding two b16 elements (low half first). Lanes
+        8i..8i+7 supply the row addresses of tile i (the thread-to-row mapping is [U] in
+        section 9.4: not run on hardware).
+        """
+        if count not in (1, 2, 4):
+            raise ValueError(f"ldmatrix loads 1, 2 or 4 tiles, not {count}")
+        name = f"llvm.nvvm.ldmatrix.sync.aligned.m8n8.x{count}{'.trans' if trans else ''}.b16.p3"
+        ret = I32 if count == 1 else ir.LiteralStructType([I32] * count)
+        r = call_intrinsic(b, name, ret, [lds_ptr], "ldm")
+        return [r] if count == 1 else [b.extract_value(r, i) for i in range(count)]
+
+    def cp_async_copy16(self, b: ir.IRBuilder, lds_dst: ir.Value, global_src: ir.Value) -> None:
+        """Asynchronous 16-byte global→shared copy (``cp.async.cg.shared.global``, sm_80+).
+
+        ``.cg`` caches in L2 only: tiles are streamed once into shared memory, so L1 would only
+        be polluted (and .cg is the only form that copies 16 bytes).
+        """
+        call_intrinsic(b, "llvm.nvvm.cp.async.cg.shared.global.16", VOID, [lds_dst, global_src])
+
+    def cp_async_commit(self, b: ir.IRBuilder) -> None:
+        """Close the current group of cp.async copies (``cp.async.commit_group``)."""
+        call_intrinsic(b, "llvm.nvvm.cp.async.commit.group", VOID, [])
+
+    def cp_async_wait(self, b: ir.IRBuilder, pending: int = 0) -> None:
+        """Wait until at most ``pending`` committed groups are in flight (``cp.async.wait_group``).
+
+        Only this thread's copies are waited for; a barrier must follow before other threads
+        read the data.
+        """
+        call_intrinsic(b, "llvm.nvvm.cp.async.wait.group", VOID, [ir.Constant(I32, pending)])
+
+    # ---- matrix instructions -----------------------------------------------------------------
+    def _emit_matrix(
+        self, b: ir.IRBuilder, info: MatrixInstr, a: list[ir.Value], bv: list[ir.Value], c: list[ir.Value]
+    ) -> list[ir.Value]:
+        regs = [self._pair(b, elems[i], elems[i + 1], info) for elems in (a, bv) for i in range(0, len(elems), 2)]
+        d = call_intrinsic(b, _MMA_INTRINSICS[info.name], ir.LiteralStructType([F32] * 4), regs + c, info.name)
+        return [b.extract_value(d, i) for i in range(4)]
+
+    @staticmethod
+    def _pair(b: ir.IRBuilder, lo: ir.Value, hi: ir.Value, info: MatrixInstr) -> ir.Value:
+        # Element 2j goes in the low 16 bits of register j (section 9.4); a 2-vector's element 0
+        # is its low half, so pack as a vector (and bitcast to i32 for bf16).
+        if info.operand_dtype == "f16":
+            return irgen.pack(b, [lo, hi], F16)
+        return b.bitcast(irgen.pack(b, [lo, hi], I16), I32)

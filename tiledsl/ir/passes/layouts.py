@@ -1,0 +1,424 @@
+"""Layout assignment: give every register tile a thread layout.
+
+Anchors come first: ``@ layout`` annotations, then ``dot`` results (an ``mma`` layout
+of the target's matrix instruction; the kernel's own ``layout`` declarations are tried
+before the defaults) and their operands (the matching ``dot_operand`` layouts), and
+reductions (the ``slice`` of their operand's layout). Layouts then flow forwards and
+backwards through element-wise ops, broadcasts, loops and ifs until nothing changes;
+what is left gets a default ``blocked`` layout. Where two layouts meet a conversion is
+inserted: a ``convert_layout`` when every thread already holds the data it needs (a
+register shuffle), otherwise a round trip through an LDS scratch tile, written out as
+ordinary LDS ops between two ``sync``s.
+
+A ``dot`` that no matrix-instruction layout fits (small tiles, f32 operands) keeps its
+operands in LDS and is computed with FMAs (``lds_dot`` in thread IR).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tiledsl.ir import ops
+from tiledsl.ir.core import Op, Value, replace_all_uses
+from tiledsl.ir.types import LdsType, TileType
+from tiledsl.layout import BlockedSpec, DotOperandSpec, LayoutError, LayoutSpec, MmaSpec, SliceSpec, parse_layout_spec
+from tiledsl.layout.blocked import resolve_blocked
+from tiledsl.thread.context import ThreadContext, register_mapping
+
+LDS_DOT = "lds_dot"
+
+
+def _is_tile(v: Value) -> bool:
+    return isinstance(v.type, TileType) and v.type.rank > 0
+
+
+def _shape(v: Value) -> tuple[int, ...]:
+    return tuple(v.type.shape)
+
+
+class LayoutAssignment:
+    def __init__(self, kernel: ops.KernelOp, ctx: ThreadContext) -> None:
+        self.kernel = kernel
+        self.ctx = ctx
+        self.lay: dict[int, LayoutSpec] = {}
+        self.values: dict[int, Value] = {}
+        self.declared = [parse_layout_spec(t) for t in self._declared_texts()]
+
+    def _declared_texts(self) -> list[str]:
+        seen = []
+        for op in self.kernel.walk():
+            for r in op.results:
+                t = r.type
+                if isinstance(t, TileType) and t.layout and t.layout.startswith("mma(") and t.layout not in seen:
+                    seen.append(t.layout)
+        return seen
+
+    # ------------------------------------------------------------ bookkeeping
+    def get(self, v: Value) -> LayoutSpec | None:
+        return self.lay.get(id(v))
+
+    def set(self, v: Value, spec: LayoutSpec | None) -> bool:
+        if spec is None or not _is_tile(v) or id(v) in self.lay:
+            return False
+        self.lay[id(v)] = spec
+        self.values[id(v)] = v
+        return True
+
+    def fits(self, spec: LayoutSpec, v: Value | tuple, dtype: str | None = None) -> bool:
+        shape = _shape(v) if isinstance(v, Value) else v
+        try:
+            self.ctx.bind(spec, shape, dtype or (v.type.dtype if isinstance(v, Value) else "f32"))
+            return True
+        except LayoutError:
+            return False
+
+    # ------------------------------------------------------------ anchors
+    def dot_spec(self, op: ops.DotOp) -> LayoutSpec | None:
+        """The accumulator layout of a dot, or None for the LDS/FMA fallback."""
+        a, b = op.operands[0], op.operands[1]
+        if a.type.dtype not in ("f16", "bf16") and self.ctx.target.matrix_instrs:
+            return None
+        w = self.ctx.num_waves
+        splits = [(w // d, d) for d in range(1, w + 1) if w % d == 0]
+        candidates = [self.fit_instr(d, op.result) for d in self.declared] + [MmaSpec(waves=s) for s in splits]
+        candidates += [MmaSpec(waves=s, instr=i.name) for i in self.ctx.target.matrix_instrs for s in splits
+                       if i.in_dtype == a.type.dtype]
+        for spec in candidates:
+            if self.dot_fits(spec, op):
+                return spec
+        return None
+
+    def dot_fits(self, spec: LayoutSpec, op: ops.DotOp) -> bool:
+        if not isinstance(spec, MmaSpec):
+            return False
+        a, b = op.operands[0], op.operands[1]
+        return (self.fits(spec, op.result, "f32") and self.fits(DotOperandSpec(spec, 0), a)
+                and self.fits(DotOperandSpec(spec, 1), b))
+
+    def fit_instr(self, spec: LayoutSpec, v: Value) -> LayoutSpec:
+        """An ``mma`` spec that names no instruction takes the first of the target's
+        instructions whose fragments tile this value."""
+        if not isinstance(spec, MmaSpec) or spec.instr is not None or self.fits(spec, v, "f32"):
+            return spec
+        for instr in self.ctx.target.matrix_instrs:
+            cand = MmaSpec(waves=spec.waves, instr=instr.name, swap=spec.swap)
+            if self.fits(cand, v, "f32"):
+                return cand
+        return spec
+
+    def seed(self) -> None:
+        for op in self.kernel.walk():
+            for r in op.results:
+                if _is_tile(r) and r.type.layout:
+                    spec = self.fit_instr(parse_layout_spec(r.type.layout), r)
+                    try:
+                        self.ctx.bind(spec, _shape(r), r.type.dtype)
+                    except LayoutError as e:
+                        from tiledsl.diagnostics import TdslError
+                        raise TdslError(op.loc, f"layout {spec} does not fit {r.type.without_layout()} on "
+                                                f"{self.ctx.target.name}: {e}") from None
+                    self.set(r, spec)
+        for op in self.kernel.walk():
+            if isinstance(op, ops.DotOp):
+                spec = self.get(op.result)
+                if spec is None:
+                    spec = self.dot_spec(op)
+                    if spec is not None:
+                        self.set(op.result, spec)
+                    else:
+                        op.attrs["strategy"] = LDS_DOT
+                elif not self.dot_fits(spec, op):
+                    if isinstance(spec, MmaSpec):
+                        self.raise_layout(op, spec)
+                    op.attrs["strategy"] = LDS_DOT
+
+    def raise_layout(self, op: Op, spec: LayoutSpec) -> None:
+        from tiledsl.diagnostics import TdslError
+        for v, s, dt in ((op.result, spec, "f32"), (op.operands[0], DotOperandSpec(spec, 0), None),
+                         (op.operands[1], DotOperandSpec(spec, 1), None)):
+            try:
+                self.ctx.bind(s, _shape(v), dt or v.type.dtype)
+            except LayoutError as e:
+                raise TdslError(op.loc, f"layout {spec} does not fit this dot on {self.ctx.target.name}: {e}") \
+                    from None
+
+    # ------------------------------------------------------------ propagation
+    def demands(self, op: Op) -> list[tuple[Value, LayoutSpec | None]]:
+        """(operand, layout it must have) pairs implied by op's known layouts."""
+        out: list[tuple[Value, LayoutSpec | None]] = []
+        if isinstance(op, (ops.ElementwiseOp, ops.ConvertLayoutOp)) and not isinstance(op, ops.ConvertLayoutOp):
+            spec = self.get(op.result) if _is_tile(op.result) else None
+            out += [(v, spec) for v in op.operands if _is_tile(v)]
+        elif isinstance(op, ops.BroadcastOp):
+            src = op.operands[0]
+            spec = self.get(op.result)
+            if isinstance(src.owner, ops.ExpandDimsOp) and spec is not None:
+                axis = src.owner.attrs["axis"]
+                out.append((src.owner.operands[0], slice_of(spec, axis, _shape(op.result))))
+            elif _is_tile(src):
+                out.append((src, spec))
+        elif isinstance(op, ops.DotOp) and op.attrs.get("strategy") != LDS_DOT:
+            spec = self.get(op.result)
+            if spec is not None:
+                out += [(op.operands[0], DotOperandSpec(spec, 0)), (op.operands[1], DotOperandSpec(spec, 1))]
+                if len(op.operands) == 3:
+                    out.append((op.operands[2], spec))
+        elif isinstance(op, ops.DotOp):
+            spec = self.get(op.result)
+            if len(op.operands) == 3:
+                out.append((op.operands[2], spec))
+        elif isinstance(op, ops.ReduceOp):
+            spec = self.get(op.result)
+            if isinstance(spec, SliceSpec) and spec.dim == op.attrs["axis"]:
+                out.append((op.operands[0], spec.parent))
+        elif isinstance(op, ops.ForOp):
+            body = op.regions[0]
+            for init, arg, res, nxt in zip(op.operands[3:], body.args[1:], op.results, body.terminator.operands):
+                spec = self.get(arg) or self.get(res)
+                out += [(init, spec), (nxt, spec)]
+        elif isinstance(op, ops.IfOp):
+            for i, res in enumerate(op.results):
+                spec = self.get(res)
+                out += [(r.terminator.operands[i], spec) for r in op.regions]
+        return [(v, s) for v, s in out if _is_tile(v)]
+
+    def forward(self, op: Op) -> bool:
+        changed = False
+        if isinstance(op, ops.ElementwiseOp) and _is_tile(op.result):
+            for v in op.operands:
+                if _is_tile(v) and self.get(v) is not None:
+                    changed |= self.set(op.result, self.get(v))
+                    break
+        elif isinstance(op, ops.BroadcastOp):
+            src = op.operands[0]
+            if isinstance(src.owner, ops.ExpandDimsOp):
+                inner = self.get(src.owner.operands[0])
+                if isinstance(inner, SliceSpec) and inner.dim == src.owner.attrs["axis"]:
+                    changed |= self.set(op.result, inner.parent)
+            elif _is_tile(src) and self.get(src) is not None:
+                changed |= self.set(op.result, self.get(src))
+        elif isinstance(op, ops.ReduceOp) and _is_tile(op.result) and self.get(op.operands[0]) is not None:
+            changed |= self.set(op.result, slice_of(self.get(op.operands[0]), op.attrs["axis"],
+                                                    _shape(op.operands[0])))
+        elif isinstance(op, ops.ForOp):
+            body = op.regions[0]
+            for init, arg, res, nxt in zip(op.operands[3:], body.args[1:], op.results, body.terminator.operands):
+                spec = self.get(arg) or self.get(res) or self.get(init) or self.get(nxt)
+                changed |= self.set(arg, spec) | self.set(res, spec)
+        elif isinstance(op, ops.IfOp):
+            for i, res in enumerate(op.results):
+                for r in op.regions:
+                    changed |= self.set(res, self.get(r.terminator.operands[i]))
+        return changed
+
+    def propagate(self) -> None:
+        changed = True
+        while changed:
+            changed = False
+            all_ops = list(self.kernel.walk())
+            for op in all_ops:
+                changed |= self.forward(op)
+            for op in reversed(all_ops):
+                for v, spec in self.demands(op):
+                    if spec is not None and self.get(v) is None and self.accepts(v, spec):
+                        changed |= self.set(v, spec)
+
+    def accepts(self, v: Value, spec: LayoutSpec) -> bool:
+        """Values that can be produced directly in any layout take a demanded one."""
+        owner = v.owner
+        if isinstance(owner, (ops.LdsReadOp, ops.LoadOp, ops.FillOp, ops.IotaOp, ops.TransposeOp,
+                              ops.ElementwiseOp, ops.BroadcastOp, ops.ReduceOp, ops.DotOp, ops.ForOp, ops.IfOp)):
+            return self.fits(spec, v)
+        return self.fits(spec, v)
+
+    def defaults(self) -> bool:
+        """Give the default blocked layout to one value: the highest-rank, largest
+        unassigned tile (so that 1-D row statistics inherit the slice of a 2-D tile
+        rather than the other way round)."""
+        best: Value | None = None
+        for op in self.kernel.walk():
+            for r in op.results:
+                if _is_tile(r) and self.get(r) is None and not isinstance(op, ops.ExpandDimsOp):
+                    key = (r.type.rank, int(np.prod(r.type.shape)))
+                    if best is None or key > (best.type.rank, int(np.prod(best.type.shape))):
+                        best = r
+        if best is None:
+            return False
+        # Resolved to explicit numbers: the defaults depend on the dtype (16-byte vectors)
+        # and the layout must mean the same registers for every value that shares it.
+        spt, _, waves, order = resolve_blocked(BlockedSpec(), _shape(best), self.ctx.num_waves,
+                                               self.ctx.target.wave_size, best.type.dtype)
+        self.set(best, BlockedSpec(size_per_thread=spt, order=order, waves=waves))
+        return True
+
+    # ------------------------------------------------------------ materialise
+    def run(self) -> None:
+        self.seed()
+        self.propagate()
+        while self.defaults():
+            self.propagate()
+        for op in list(self.kernel.walk()):
+            for r in op.results:
+                spec = self.get(r)
+                if spec is not None:
+                    r.type = TileType(r.type.dtype, r.type.shape, str(spec))
+            if isinstance(op, ops.ForOp):
+                for a in op.regions[0].args[1:]:
+                    spec = self.get(a)
+                    if spec is not None:
+                        a.type = TileType(a.type.dtype, a.type.shape, str(spec))
+        for op in list(self.kernel.walk()):
+            if op.parent is None:
+                continue
+            if isinstance(op, ops.TransposeOp) and not isinstance(op.operands[0].owner, ops.LdsReadOp):
+                self.transpose_through_lds(op)
+            for v, spec in self.demands(op):
+                if spec is None:
+                    continue
+                user = op
+                if isinstance(op, ops.BroadcastOp) and isinstance(op.operands[0].owner, ops.ExpandDimsOp):
+                    user = op.operands[0].owner
+                if isinstance(op, ops.ForOp) and any(v is x for x in op.operands[3:]):
+                    self.convert_operand(op, v, spec)
+                elif isinstance(op, (ops.ForOp, ops.IfOp)):
+                    term = next(r.terminator for r in op.regions if any(v is x for x in r.terminator.operands))
+                    self.convert_operand(term, v, spec)
+                else:
+                    self.convert_operand(user, v, spec)
+            if isinstance(op, ops.DotOp) and op.attrs.get("strategy") == LDS_DOT:
+                self.stage_lds_dot(op)
+            if isinstance(op, ops.ReduceOp):
+                self.reduce_scratch(op)
+
+    def convert_operand(self, user: Op, v: Value, spec: LayoutSpec) -> None:
+        have = self.get(v)
+        if have == spec:
+            return
+        if isinstance(v.owner, (ops.LdsReadOp, ops.TransposeOp)) and len(v.uses) == 1 and have is not None:
+            # A read of LDS can be done in any layout: re-type it instead of converting.
+            self.lay[id(v)] = spec
+            v.type = TileType(v.type.dtype, v.type.shape, str(spec))
+            return
+        new = self.converted(v, spec, user)
+        for i, x in enumerate(user.operands):
+            if x is v:
+                user.set_operand(i, new)
+
+    def converted(self, v: Value, spec: LayoutSpec, before: Op) -> Value:
+        dtype = v.type.dtype
+        src = self.ctx.bind(self.get(v), _shape(v), dtype)
+        dst = self.ctx.bind(spec, _shape(v), dtype)
+        new_type = TileType(dtype, v.type.shape, str(spec))
+        block = before.parent
+        pos = block.ops.index(before)
+        if register_mapping(src, dst) is not None:
+            op = ops.ConvertLayoutOp([v], [new_type], loc=before.loc)
+            block.ops.insert(pos, op)
+            op.parent = block
+            self.set(op.result, spec)
+            return op.result
+        return self.through_lds(v, new_type, before, transpose=False)
+
+    def through_lds(self, v: Value, new_type: TileType, before: Op, transpose: bool) -> Value:
+        """Write v to a scratch LDS tile and read it back (transposed, if asked)."""
+        block = before.parent
+        pos = block.ops.index(before)
+        loc = before.loc
+        scratch = ops.LdsAllocOp([], [LdsType(v.type.dtype, v.type.shape)], {"scratch": True}, loc=loc)
+        shape = new_type.shape
+        seq: list[Op] = [ops.SyncOp([], [], loc=loc), ops.LdsWriteOp([scratch.result, v], [], loc=loc),
+                         ops.SyncOp([], [], loc=loc)]
+        read_t = TileType(v.type.dtype, v.type.shape, None if transpose else new_type.layout)
+        read = ops.LdsReadOp([scratch.result], [read_t], loc=loc)
+        seq.append(read)
+        result = read.result
+        if transpose:
+            tr = ops.TransposeOp([read.result], [new_type], loc=loc)
+            seq.append(tr)
+            result = tr.result
+        seq.append(ops.SyncOp([], [], loc=loc))
+        self.insert_scratch(scratch)
+        for i, op in enumerate(seq):
+            block.ops.insert(pos + i, op)
+            op.parent = block
+        self.lay[id(result)] = parse_layout_spec(new_type.layout)
+        del shape
+        return result
+
+    def insert_scratch(self, alloc: Op) -> None:
+        body = self.kernel.body
+        first = next(i for i, o in enumerate(body.ops) if not isinstance(o, (ops.BlockIdOp, ops.LdsAllocOp)))
+        body.ops.insert(first, alloc)
+        alloc.parent = body
+
+    def transpose_through_lds(self, op: ops.TransposeOp) -> None:
+        x = op.operands[0]
+        new = self.through_lds(x, op.result.type, op, transpose=True)
+        replace_all_uses(op.result, new)
+        from tiledsl.ir.core import erase
+        erase(op)
+
+    def stage_lds_dot(self, op: ops.DotOp) -> None:
+        """The FMA fallback reads its operands from LDS: make sure they are there."""
+        for i in (0, 1):
+            v = op.operands[i]
+            base = v.owner.operands[0].owner if isinstance(v.owner, ops.TransposeOp) else v.owner
+            if isinstance(base, ops.LdsReadOp) and len(v.uses) == 1:
+                continue
+            block = op.parent
+            pos = block.ops.index(op)
+            scratch = ops.LdsAllocOp([], [LdsType(v.type.dtype, v.type.shape)], {"scratch": True}, loc=op.loc)
+            self.insert_scratch(scratch)
+            read_t = TileType(v.type.dtype, v.type.shape)
+            seq = [ops.SyncOp([], [], loc=op.loc), ops.LdsWriteOp([scratch.result, v], [], loc=op.loc),
+                   ops.SyncOp([], [], loc=op.loc), ops.LdsReadOp([scratch.result], [read_t], loc=op.loc)]
+            for j, o in enumerate(seq):
+                block.ops.insert(pos + j, o)
+                o.parent = block
+            op.set_operand(i, seq[-1].result)
+            after = ops.SyncOp([], [], loc=op.loc)
+            block.ops.insert(block.ops.index(op) + 1, after)
+            after.parent = block
+
+    def reduce_scratch(self, op: ops.ReduceOp) -> None:
+        """A reduction whose axis is spread over several waves combines them in LDS."""
+        src = self.ctx.bind(self.get(op.operands[0]), _shape(op.operands[0]), op.operands[0].type.dtype)
+        axis = op.attrs["axis"]
+        waves = waves_along(src, axis)
+        if waves > 1 and len(op.operands) == 1:
+            out_shape = tuple(op.result.type.shape)
+            scratch = ops.LdsAllocOp([], [LdsType("f32" if op.result.type.dtype != "i32" else "i32",
+                                                  (waves, *out_shape) if out_shape else (waves,))],
+                                     {"scratch": True}, loc=op.loc)
+            self.insert_scratch(scratch)
+            op._add_operand(scratch.result)
+
+
+def slice_of(parent: LayoutSpec, axis: int, parent_shape: tuple[int, ...]) -> SliceSpec:
+    """The layout of a reduction of ``parent`` along ``axis`` (blocked layouts need the
+    extent of the removed dim to know how lanes were split)."""
+    if isinstance(parent, BlockedSpec):
+        return SliceSpec(parent, axis, size=parent_shape[axis])
+    return SliceSpec(parent, axis)
+
+
+def waves_along(layout: Any, axis: int) -> int:
+    """How many waves hold parts of one line of the tile along ``axis``."""
+    m = layout.index_map()
+    valid = m[..., 0] >= 0
+    other = np.delete(m, axis, axis=-1)
+    key = (other * np.cumprod((1, *np.delete(np.array(layout.shape), axis)[:0:-1]))[::-1]).sum(-1) \
+        if other.shape[-1] else np.zeros(m.shape[:3], np.int64)
+    most = 1
+    for k in np.unique(key[valid]):
+        waves = np.unique(np.nonzero((key == k) & valid)[0])
+        most = max(most, len(waves))
+    return most
+
+
+def run(kernel: Op, ctx: ThreadContext) -> bool:
+    """Assign layouts to every register tile of ``kernel`` for ``ctx``'s target."""
+    LayoutAssignment(kernel, ctx).run()
+    return True

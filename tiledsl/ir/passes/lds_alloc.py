@@ -1,0 +1,111 @@
+"""LDS allocation: byte offsets for every LDS tile, reusing memory across lifetimes.
+
+A tile is live from its first to its last use in program order; a use inside a loop
+keeps it live for the whole loop (the next iteration comes back to it). Tiles whose
+lifetimes do not overlap may share bytes; when a tile takes over bytes that another
+used before, a ``sync`` must separate the old tile's last use from the new tile's
+first use, and one is inserted if the program has none there. Offsets are 16-byte
+aligned (room for 128-bit accesses). Sets ``offset`` on each ``lds_alloc`` and
+``lds_bytes`` on the kernel; a program over the target's LDS size is a located error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tiledsl.diagnostics import TdslError
+from tiledsl.ir import ops
+from tiledsl.ir.core import Op
+from tiledsl.ir.types import DTYPE_BYTES, LdsType, num_elements
+
+ALIGN = 16
+
+
+@dataclass
+class Buffer:
+    alloc: ops.LdsAllocOp
+    size: int
+    start: int = 0
+    end: int = 0
+    offset: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.alloc.result.hint or "scratch"
+
+
+def _numbered(kernel: Op) -> tuple[list[Op], dict[int, int]]:
+    order = list(kernel.walk())
+    return order, {id(op): i for i, op in enumerate(order)}
+
+
+def _loop_span(op: Op, index: dict[int, int]) -> tuple[int, int]:
+    """The position range of the outermost loop around ``op`` (or op itself)."""
+    lo = hi = index[id(op)]
+    cur = op.parent.parent if op.parent is not None else None
+    while cur is not None and not isinstance(cur, ops.KernelOp):
+        if isinstance(cur, ops.ForOp):
+            lo = index[id(cur)]
+            hi = max(index[id(o)] for o in cur.walk())
+        cur = cur.parent.parent if cur.parent is not None else None
+    return lo, hi
+
+
+def run(kernel: Op, lds_limit: int | None = None, target_name: str = "") -> bool:
+    order, index = _numbered(kernel)
+    buffers: list[Buffer] = []
+    for op in order:
+        if isinstance(op, ops.LdsAllocOp):
+            t: LdsType = op.result.type
+            size = num_elements(t.shape) * DTYPE_BYTES[t.dtype]
+            b = Buffer(op, (size + ALIGN - 1) // ALIGN * ALIGN)
+            spans = [_loop_span(u, index) for u in op.result.uses]
+            if spans:
+                b.start, b.end = min(s[0] for s in spans), max(s[1] for s in spans)
+            else:
+                b.start = b.end = index[id(op)]
+            buffers.append(b)
+    placed: list[Buffer] = []
+    for b in sorted(buffers, key=lambda x: (x.start, -x.size)):
+        live = sorted((p for p in placed if not (p.end < b.start or b.end < p.start)), key=lambda p: p.offset)
+        offset = 0
+        for p in live:
+            if offset + b.size <= p.offset:
+                break
+            offset = max(offset, p.offset + p.size)
+        b.offset = offset
+        placed.append(b)
+    total = max((b.offset + b.size for b in buffers), default=0)
+    for b in buffers:
+        b.alloc.attrs["offset"] = b.offset
+    kernel.attrs["lds_bytes"] = total
+    if lds_limit is not None and total > lds_limit:
+        worst = max(buffers, key=lambda x: x.size)
+        parts = ", ".join(f"{b.name} {b.size} B" for b in buffers)
+        raise TdslError(worst.alloc.loc, f"the kernel needs {total} bytes of LDS but {target_name} has "
+                                         f"{lds_limit} ({parts})", ["use smaller tiles (-D BM=..., -D BN=...)"])
+    _insert_reuse_syncs(kernel, buffers)
+    return True
+
+
+def _insert_reuse_syncs(kernel: Op, buffers: list[Buffer]) -> None:
+    """Where a tile reuses bytes of an earlier one, make sure a sync lies between."""
+    order, index = _numbered(kernel)
+    sync_positions = [index[id(o)] for o in order if isinstance(o, ops.SyncOp)]
+    for b in buffers:
+        for old in buffers:
+            if old is b or old.end >= b.start:
+                continue
+            if old.offset + old.size <= b.offset or b.offset + b.size <= old.offset:
+                continue
+            if not b.alloc.result.uses:
+                continue
+            first = min((u for u in b.alloc.result.uses), key=lambda u: index[id(u)])
+            if any(old.end < s < index[id(first)] for s in sync_positions):
+                continue
+            sync = ops.SyncOp([], [], {"reuse": True}, loc=first.loc)
+            blk = first.parent
+            blk.ops.insert(blk.ops.index(first), sync)
+            sync.parent = blk
+            order, index = _numbered(kernel)
+            sync_positions = [index[id(o)] for o in order if isinstance(o, ops.SyncOp)]

@@ -1,0 +1,374 @@
+"""The interface between the target-independent LLVM lowering and one GPU target.
+
+The lowering from thread IR to LLVM IR is the same code for every target; whatever differs
+between AMDGPU and NVPTX (intrinsics, address spaces, attributes, matrix instructions) is a
+method of a :class:`GpuTarget`. Methods that emit code take an ``ir.IRBuilder`` positioned where
+the code goes and llvmlite values, and return llvmlite values.
+
+Conventions shared by all targets:
+- blocks are one-dimensional (``block_threads`` threads along x), so a thread's lane is the low
+  bits of its x id and its wave is the rest;
+- pointers are opaque (see ``llvm_init``): global tensors are ``ptr addrspace(1)``, LDS is
+  ``ptr addrspace(3)``; loads and GEPs must name their element type;
+- bf16 values are carried as ``i16`` bit patterns (llvmlite.ir has no ``bfloat`` type, and the
+  AMD matrix intrinsics take ``i16`` vectors anyway, REFERENCE section 9.1/9.3).
+"""
+
+from __future__ import annotations
+
+import abc
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from tiledsl.llvm import irgen
+from tiledsl.llvm.irgen import F16, F32, I16, I32
+from tiledsl.llvm.llvm_init import binding, initialize, ir
+from tiledsl.llvm.pipeline import CompileError, compile_text, run_in_child
+
+
+class UnsupportedOnTarget(NotImplementedError):
+    """The target has no instruction for this operation (e.g. MFMA on gfx1100)."""
+
+    def __init__(self, target: str, op: str, detail: str = "") -> None:
+        msg = f"{op} is not available on target {target}"
+        super().__init__(f"{msg}: {detail}" if detail else msg)
+        self.target = target
+        self.op = op
+        self._detail = detail
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, str]]:
+        # Keeps the exception picklable, so that safe_compile can raise it in the parent.
+        return (type(self), (self.target, self.op, self._detail))
+
+
+@dataclass(frozen=True)
+class MatrixInstr:
+    """Shape of one matrix instruction and how many scalars each lane holds per operand.
+
+    ``matrix_op`` takes and returns flat per-lane lists in the lane-element order of REFERENCE
+    section 9 (element ``e`` of the A/B operand, register ``r`` of C/D).
+    """
+
+    name: str
+    m: int
+    n: int
+    k: int
+    operand_dtype: str  # "f16" or "bf16"; the accumulator is always f32
+    a_per_lane: int
+    b_per_lane: int
+    c_per_lane: int
+
+    @property
+    def operand_type(self) -> ir.Type:
+        """The llvmlite type of one A/B element: ``half``, or ``i16`` holding bf16 bits."""
+        return F16 if self.operand_dtype == "f16" else I16
+
+
+#: Every matrix instruction name that some target implements. Per-lane counts are
+#: m*k / wave (A), k*n / wave (B), m*n / wave (C), except WMMA's A and B, which gfx11 wave32
+#: replicates in both half-waves (16 elements per lane, REFERENCE 9.3).
+MATRIX_INSTRS: Mapping[str, MatrixInstr] = {
+    i.name: i
+    for i in (
+        MatrixInstr("mfma_f32_32x32x8_f16", 32, 32, 8, "f16", 4, 4, 16),
+        MatrixInstr("mfma_f32_16x16x16_f16", 16, 16, 16, "f16", 4, 4, 4),
+        MatrixInstr("mfma_f32_32x32x8_bf16", 32, 32, 8, "bf16", 4, 4, 16),
+        MatrixInstr("mfma_f32_16x16x16_bf16", 16, 16, 16, "bf16", 4, 4, 4),
+        MatrixInstr("wmma_f32_16x16x16_f16", 16, 16, 16, "f16", 16, 16, 8),
+        MatrixInstr("wmma_f32_16x16x16_bf16", 16, 16, 16, "bf16", 16, 16, 8),
+        MatrixInstr("mma_m16n8k16_f16", 16, 8, 16, "f16", 8, 4, 4),
+        MatrixInstr("mma_m16n8k16_bf16", 16, 8, 16, "bf16", 8, 4, 4),
+    )
+}
+
+_DYNAMIC_LDS_MD = "tiledsl.dynamic_lds_bytes"
+_DYNAMIC_LDS_RE = re.compile(r"^!tiledsl\.dynamic_lds_bytes = !\{!(\d+)\}", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class CompiledModule:
+    """What one compile produces.
+
+    ``llvm_ir`` is the optimised module as LLVM prints it, ``asm`` the target assembly (AMDGPU
+    ``.s`` with its metadata block, or PTX), ``object`` the loadable bytes before linking (an
+    AMDGPU ELF relocatable; for NVPTX, which has no object emission, the PTX text).
+    ``dynamic_lds_bytes`` is the LDS size that must be passed at launch (0 when all LDS is static).
+    """
+
+    target: str
+    llvm_ir: str
+    asm: str
+    object: bytes
+    dynamic_lds_bytes: int = 0
+
+
+class GpuTarget(abc.ABC):
+    """One GPU target: its facts and the code for every target-specific thread-IR operation."""
+
+    #: A stable name, e.g. ``"gfx942"`` or ``"sm_90"``.
+    name: str
+    triple: str
+    cpu: str
+    features: str
+    wave_size: int
+    kernel_calling_convention: str
+    #: The matrix instructions ``matrix_op`` accepts on this target (empty: FMA only).
+    matrix_instrs: Mapping[str, MatrixInstr]
+    #: Relocation model of the target machine (AMDGPU code objects are position independent).
+    reloc: str = "default"
+    #: Whether the TargetMachine can emit an object file (NVPTX cannot).
+    _emits_object: bool = True
+
+    GLOBAL_ADDRSPACE = 1
+    LDS_ADDRSPACE = 3
+
+    def __init__(self) -> None:
+        self._machines: dict[int, binding.TargetMachine] = {}
+
+    # ---- target machine and module -------------------------------------------------------
+    def target_machine(self, opt: int = 3) -> binding.TargetMachine:
+        """The (cached) LLVM TargetMachine for this target at codegen level ``opt``."""
+        if opt not in self._machines:
+            initialize()
+            tm = binding.Target.from_triple(self.triple).create_target_machine(
+                cpu=self.cpu, features=self.features, opt=opt, reloc=self.reloc
+            )
+            self._configure_machine(tm)
+            self._machines[opt] = tm
+        return self._machines[opt]
+
+    def _configure_machine(self, tm: binding.TargetMachine) -> None:
+        """Hook for per-target TargetMachine settings (asm verbosity ...)."""
+
+    @property
+    def data_layout(self) -> str:
+        """The data layout string of this target's TargetMachine (REFERENCE section 1/2)."""
+        return str(self.target_machine().target_data)
+
+    @property
+    def global_ptr_type(self) -> ir.PointerType:
+        """Pointer to global memory (tensor arguments)."""
+        return ir.PointerType(addrspace=self.GLOBAL_ADDRSPACE)
+
+    @property
+    def lds_ptr_type(self) -> ir.PointerType:
+        """Pointer to LDS / shared memory."""
+        return ir.PointerType(addrspace=self.LDS_ADDRSPACE)
+
+    @property
+    def has_matrix(self) -> bool:
+        """Whether any matrix instruction is available (else the lowering uses FMA)."""
+        return bool(self.matrix_instrs)
+
+    def new_module(self, name: str) -> ir.Module:
+        """An empty module with this target's triple, data layout and module flags."""
+        module = ir.Module(name)
+        module.triple = self.triple
+        # Set before optimisation, not left to codegen: the O3 pipeline otherwise runs with
+        # 64-bit pointers everywhere and emits worse code (REFERENCE section 1, t02b).
+        module.data_layout = self.data_layout
+        self._add_module_flags(module)
+        return module
+
+    def _add_module_flags(self, module: ir.Module) -> None:
+        """Hook: module flags the target needs (e.g. the AMDGPU code object version)."""
+
+    # ---- kernels and ids -----------------------------------------------------------------
+    @abc.abstractmethod
+    def declare_kernel(
+        self,
+        module: ir.Module,
+        name: str,
+        arg_types: Sequence[ir.Type],
+        block_threads: int,
+        *,
+        arg_names: Sequence[str] | None = None,
+        noalias: bool = True,
+        readonly_args: Sequence[int] = (),
+    ) -> ir.Function:
+        """Define a kernel ``name(arg_types...)`` for blocks of exactly ``block_threads`` threads.
+
+        ``noalias`` marks every pointer argument ``noalias``: tiledsl's calling contract is that
+        tensor arguments do not overlap. ``readonly_args`` are indices of pointer arguments the
+        kernel never writes. The function has no body yet.
+        """
+
+    def _check_block(self, block_threads: int) -> None:
+        if not 1 <= block_threads <= 1024:
+            raise ValueError(f"block of {block_threads} threads: must be 1..1024")
+
+    def _new_kernel(
+        self,
+        module: ir.Module,
+        name: str,
+        arg_types: Sequence[ir.Type],
+        arg_names: Sequence[str] | None,
+        noalias: bool,
+        readonly_args: Sequence[int],
+    ) -> ir.Function:
+        """The common part of ``declare_kernel``: signature, CC, names, alias attributes."""
+        fn = ir.Function(module, ir.FunctionType(irgen.VOID, list(arg_types)), name)
+        fn.calling_convention = self.kernel_calling_convention
+        for i, arg in enumerate(fn.args):
+            if arg_names is not None:
+                arg.name = arg_names[i]
+            if isinstance(arg.type, ir.PointerType):
+                if noalias:
+                    arg.add_attribute("noalias")
+                if i in readonly_args:
+                    irgen.add_arg_attribute(arg, "readonly")
+            elif i in readonly_args:
+                raise ValueError(f"argument {i} of {name} is not a pointer; it cannot be readonly")
+        return fn
+
+    @abc.abstractmethod
+    def thread_id(self, b: ir.IRBuilder, axis: int = 0) -> ir.Value:
+        """This thread's i32 index within its block along ``axis`` (0 = x)."""
+
+    @abc.abstractmethod
+    def block_id(self, b: ir.IRBuilder, axis: int) -> ir.Value:
+        """This block's i32 index within the grid along ``axis`` (0, 1, 2)."""
+
+    def lane_id(self, b: ir.IRBuilder) -> ir.Value:
+        """This thread's lane within its wave.
+
+        Blocks are 1-D and waves are cut from consecutive x ids, so the lane is
+        ``tid.x & (wave-1)``: one AND whose range LLVM knows, instead of ``mbcnt.lo/hi`` (two
+        VALU, REFERENCE section 3) or a special-register read.
+        """
+        return b.and_(self.thread_id(b), ir.Constant(I32, self.wave_size - 1), name="lane")
+
+    def wave_id(self, b: ir.IRBuilder) -> ir.Value:
+        """This thread's wave within its block (``tid.x // wave_size``)."""
+        return b.lshr(self.thread_id(b), ir.Constant(I32, self.wave_size.bit_length() - 1), name="wave")
+
+    # ---- synchronisation, math, cross-lane ------------------------------------------------
+    @abc.abstractmethod
+    def barrier(self, b: ir.IRBuilder) -> None:
+        """Block-wide barrier after which every thread sees the LDS writes made before it."""
+
+    @abc.abstractmethod
+    def exp2(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+        """Fast 2**x of an f32 (or f16) scalar: one hardware instruction on every target."""
+
+    @abc.abstractmethod
+    def shuffle_xor(self, b: ir.IRBuilder, v: ir.Value, mask: int) -> ir.Value:
+        """The value ``v`` of lane ``lane ^ mask`` (all lanes of the wave must be active)."""
+
+    @abc.abstractmethod
+    def shuffle_idx(self, b: ir.IRBuilder, v: ir.Value, src_lane: ir.Value | int) -> ir.Value:
+        """The value ``v`` of lane ``src_lane`` (all lanes of the wave must be active)."""
+
+    # ---- memory ---------------------------------------------------------------------------
+    @abc.abstractmethod
+    def lds_global(self, module: ir.Module, name: str, nbytes: int, align: int) -> ir.GlobalVariable:
+        """The LDS arena of the module's kernel: ``nbytes`` bytes, aligned to ``align``.
+
+        Address it with byte offsets (``b.gep(arena, [off], source_etype=I8)``). Its ``.type`` is
+        the opaque ``ptr addrspace(3)`` on every target.
+        """
+
+    def _check_lds_align(self, align: int) -> None:
+        if align <= 0 or align & (align - 1):
+            raise ValueError(f"LDS alignment {align} is not a power of two")
+
+    # ---- matrix instructions --------------------------------------------------------------
+    def matrix_info(self, instr_name: str) -> MatrixInstr:
+        """The shape of ``instr_name``; raises UnsupportedOnTarget if this target lacks it."""
+        if instr_name not in MATRIX_INSTRS:
+            raise ValueError(f"unknown matrix instruction {instr_name!r}; known: {', '.join(MATRIX_INSTRS)}")
+        if instr_name not in self.matrix_instrs:
+            have = ", ".join(self.matrix_instrs) or "none (FMA only)"
+            raise UnsupportedOnTarget(self.name, instr_name, f"this target has {have}")
+        return self.matrix_instrs[instr_name]
+
+    def matrix_op(
+        self,
+        b: ir.IRBuilder,
+        instr_name: str,
+        a_elems: Sequence[ir.Value],
+        b_elems: Sequence[ir.Value],
+        c_elems: Sequence[ir.Value],
+    ) -> list[ir.Value]:
+        """D = A·B + C with the target's matrix instruction, on this lane's fragment.
+
+        The lists are this lane's scalars in REFERENCE section 9 order: A/B elements are
+        ``half`` (f16) or ``i16`` (bf16 bits), C elements are ``float``. Returns D's f32 scalars
+        in C's order. The lowering never builds the vector operands itself.
+        """
+        info = self.matrix_info(instr_name)
+        for what, elems, count, ty in (
+            ("A", a_elems, info.a_per_lane, info.operand_type),
+            ("B", b_elems, info.b_per_lane, info.operand_type),
+            ("C", c_elems, info.c_per_lane, F32),
+        ):
+            if len(elems) != count:
+                raise ValueError(f"{instr_name}: {what} needs {count} elements per lane, got {len(elems)}")
+            bad = [str(e.type) for e in elems if e.type != ty]
+            if bad:
+                raise TypeError(f"{instr_name}: {what} elements must be {ty}, got {bad[0]}")
+        return self._emit_matrix(b, info, list(a_elems), list(b_elems), list(c_elems))
+
+    @abc.abstractmethod
+    def _emit_matrix(
+        self, b: ir.IRBuilder, info: MatrixInstr, a: list[ir.Value], bv: list[ir.Value], c: list[ir.Value]
+    ) -> list[ir.Value]:
+        """Target part of ``matrix_op``; the operands are already checked."""
+
+    # ---- compilation ----------------------------------------------------------------------
+    def compile(self, module_or_text: ir.Module | str, opt: int = 3) -> CompiledModule:
+        """Parse, verify, optimise (O``opt``) and emit asm and object for this target.
+
+        Raises CompileError when LLVM rejects the module. An intrinsic the target cannot select
+        aborts the whole process inside LLVM; use :meth:`safe_compile` when that may happen.
+        """
+        text = str(module_or_text)
+        llvm_ir, asm, obj = compile_text(
+            self.target_machine(opt), self.triple, text, opt, emit_object=self._emits_object
+        )
+        dynamic = _read_dynamic_lds(llvm_ir)
+        return self._package(llvm_ir=llvm_ir, asm=asm, obj=obj if obj is not None else asm.encode(),
+                             dynamic_lds_bytes=dynamic)
+
+    def _package(self, *, llvm_ir: str, asm: str, obj: bytes, dynamic_lds_bytes: int) -> CompiledModule:
+        """Hook: wrap the compile products in the target's CompiledModule class."""
+        return CompiledModule(self.name, llvm_ir, asm, obj, dynamic_lds_bytes)
+
+    def safe_compile(self, module_or_text: ir.Module | str, opt: int = 3) -> CompiledModule:
+        """:meth:`compile` in a forked child, so that an LLVM abort becomes a Python error.
+
+        Raises CompileError (or its subclass LlvmAbort, with LLVM's message) instead of
+        letting ``report_fatal_error`` end the caller (REFERENCE section 1, "Fatal errors").
+        """
+        return run_in_child(self.compile, module_or_text, opt)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"
+
+
+def record_dynamic_lds(module: ir.Module, nbytes: int) -> None:
+    """Note in the module (named metadata) the dynamic LDS size the launch must provide."""
+    if _DYNAMIC_LDS_MD in module.namedmetadata:
+        raise ValueError("the module already has a dynamic LDS arena; use one arena per module")
+    module.add_named_metadata(_DYNAMIC_LDS_MD, [ir.Constant(irgen.I64, nbytes)])
+
+
+def _read_dynamic_lds(llvm_ir: str) -> int:
+    m = _DYNAMIC_LDS_RE.search(llvm_ir)
+    if not m:
+        return 0
+    node = re.search(rf"^!{m.group(1)} = !\{{i64 (\d+)\}}", llvm_ir, re.MULTILINE)
+    if node is None:
+        raise CompileError(f"malformed !{_DYNAMIC_LDS_MD} in the optimised module")
+    return int(node.group(1))
+
+
+__all__ = [
+    "MATRIX_INSTRS",
+    "CompiledModule",
+    "GpuTarget",
+    "MatrixInstr",
+    "UnsupportedOnTarget",
+    "record_dynamic_lds",
+]

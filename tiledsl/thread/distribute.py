@@ -1,0 +1,530 @@
+"""Distribution: tile IR (with layouts and LDS offsets) → thread IR.
+
+Each register tile becomes ``regs<dtype, R>`` in every thread, R being its layout's
+registers per thread; uniform scalars stay scalars. Memory ops get per-register
+indices and masks computed from the layout's coordinates, with vector widths where
+consecutive registers are consecutive in memory; ``dot`` becomes ``mma_tile`` (or the
+``lds_dot`` FMA fallback); reductions go in-thread, then across lanes by xor
+shuffles, then across waves through LDS; ``sync`` becomes ``barrier``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from tiledsl.ir import ops
+from tiledsl.ir.core import Block, Op, Value
+from tiledsl.ir.passes.layouts import LDS_DOT
+from tiledsl.ir.types import DTYPE_BYTES, LdsType, RegsType, TensorType, TileType, scalar
+from tiledsl.layout import BlockedSpec, Layout
+from tiledsl.thread import ops as tops
+from tiledsl.thread.context import ThreadContext, register_mapping
+
+IDENTITY = {"max": float("-inf"), "sum": 0.0}
+
+
+def _layout_attrs(layout: Layout, dtype: str) -> dict[str, Any]:
+    return {"layout": str(layout.spec), "shape": list(layout.shape), "dtype": dtype}
+
+
+class Distributor:
+    """Builds the thread IR kernel for one tile IR kernel."""
+
+    def __init__(self, kernel: ops.KernelOp, ctx: ThreadContext) -> None:
+        self.kernel = kernel
+        self.ctx = ctx
+        self.env: dict[int, Any] = {}
+        self.blocks: list[Block] = []
+        self.prologue: Block | None = None
+        self.prologue_pos = 0
+        self.hoisted: dict[tuple, Value] = {}
+
+    # ------------------------------------------------------------ building
+    def emit(self, op: Op) -> Op:
+        self.blocks[-1].append(op)
+        return op
+
+    def hoist(self, key: tuple, make: Callable[[], Op]) -> Value:
+        """Loop-invariant per-thread data (coordinates, masks, constants), emitted once
+        at the top of the kernel body."""
+        if key not in self.hoisted:
+            op = make()
+            assert self.prologue is not None
+            self.prologue.ops.insert(self.prologue_pos, op)
+            op.parent = self.prologue
+            self.prologue_pos += 1
+            self.hoisted[key] = op.result
+        return self.hoisted[key]
+
+    def layout(self, v: Value) -> Layout:
+        t = v.type
+        if not t.layout:
+            raise RuntimeError(f"internal: value {v!r} has no layout")
+        return self.ctx.bind(t.layout, tuple(t.shape), t.dtype)
+
+    def const(self, value: int | float | bool, dtype: str) -> Value:
+        return self.hoist(("const", value, dtype), lambda: ops.ConstOp([], [scalar(dtype)], {"value": value}))
+
+    def splat(self, s: Value, n: int) -> Value:
+        return self.emit(tops.SplatOp([s], [RegsType(s.type.dtype, n)])).result
+
+    def splat_const(self, value: int | float | bool, dtype: str, n: int) -> Value:
+        c = self.const(value, dtype)
+        return self.hoist(("splat", value, dtype, n), lambda: tops.SplatOp([c], [RegsType(dtype, n)]))
+
+    def coord(self, layout: Layout, dim: int, dtype: str) -> Value:
+        attrs = {**_layout_attrs(layout, dtype), "dim": dim}
+        return self.hoist(("coord", str(layout.spec), layout.shape, dtype, dim),
+                          lambda: tops.CoordOp([], [RegsType("i32", layout.regs)], attrs))
+
+    def valid(self, layout: Layout, dtype: str, owner: str | None = None) -> Value:
+        attrs = _layout_attrs(layout, dtype)
+        if owner:
+            attrs["owner"] = owner
+        return self.hoist(("valid", str(layout.spec), layout.shape, dtype, owner),
+                          lambda: tops.ValidOp([], [RegsType("i1", layout.regs)], attrs))
+
+    def binop(self, name: str, a: Value, b: Value) -> Value:
+        t = a.type
+        rt = RegsType("i1", t.n) if name in ops.COMPARE_OPS else t
+        cls = ops.COMPARE_OPS.get(name) or ops.BINARY_OPS[name]
+        return self.emit(cls([a, b], [rt])).result
+
+    # ------------------------------------------------------------ driver
+    def run(self) -> ops.KernelOp:
+        k = self.kernel
+        grid = Block()
+        self.blocks.append(grid)
+        for op in k.grid.ops:
+            self.visit(op)
+        self.blocks.pop()
+        body = Block([a.type for a in k.body.args], [a.hint for a in k.body.args])
+        for a, b in zip(k.body.args, body.args):
+            self.env[id(a)] = b
+        self.prologue = body
+        self.blocks.append(body)
+        for op in k.body.ops:
+            self.visit(op)
+        self.blocks.pop()
+        attrs = dict(k.attrs)
+        attrs.update(target=self.ctx.target.name, waves=self.ctx.num_waves,
+                     wave_size=self.ctx.target.wave_size, threads=self.ctx.threads)
+        return ops.KernelOp([], [], attrs, [grid, body], loc=k.loc)
+
+    def visit(self, op: Op) -> None:
+        handler = getattr(self, "op_" + op.name, None)
+        if handler is None:
+            if isinstance(op, ops.ElementwiseOp):
+                handler = self.op_elementwise
+            elif isinstance(op, ops.ReduceOp):
+                handler = self.op_reduce
+            else:
+                raise NotImplementedError(f"distribution has no rule for '{op.name}' ({op.loc})")
+        handler(op)
+
+    def get(self, v: Value) -> Any:
+        return self.env[id(v)]
+
+    def clone_uniform(self, op: Op) -> None:
+        new = type(op)([self.get(v) for v in op.operands], [r.type for r in op.results], dict(op.attrs),
+                       loc=op.loc, hints=[r.hint for r in op.results])
+        self.emit(new)
+        for r, n in zip(op.results, new.results):
+            self.env[id(r)] = n
+
+    # ------------------------------------------------------------ simple ops
+    op_const = op_dim = op_block_id = clone_uniform
+
+    def op_yield(self, op: Op) -> None:
+        self.emit(ops.YieldOp([self.get(v) for v in op.operands], [], loc=op.loc))
+
+    def op_elementwise(self, op: Op) -> None:
+        if op.result.type.shape == ():
+            return self.clone_uniform(op)
+        n = self.layout(op.result).regs
+        new = type(op)([self.get(v) for v in op.operands], [RegsType(op.result.type.dtype, n)], dict(op.attrs),
+                       loc=op.loc)
+        self.env[id(op.result)] = self.emit(new).result
+
+    def op_fill(self, op: Op) -> None:
+        n = self.layout(op.result).regs
+        self.env[id(op.result)] = self.emit(tops.SplatOp([self.get(op.operands[0])],
+                                                         [RegsType(op.result.type.dtype, n)], loc=op.loc)).result
+
+    def op_iota(self, op: Op) -> None:
+        self.env[id(op.result)] = self.coord(self.layout(op.result), 0, "i32")
+
+    def op_expand_dims(self, op: Op) -> None:
+        self.env[id(op.result)] = ("expanded", op.operands[0], op.attrs["axis"])
+
+    def op_broadcast(self, op: Op) -> None:
+        src = op.operands[0]
+        dst = self.layout(op.result)
+        if src.type.shape == ():
+            self.env[id(op.result)] = self.emit(tops.SplatOp([self.get(src)], [RegsType(src.type.dtype, dst.regs)],
+                                                             loc=op.loc)).result
+            return
+        marker = self.get(src)
+        if not (isinstance(marker, tuple) and marker[0] == "expanded"):
+            raise NotImplementedError(f"{op.loc}: broadcast of a tile that was not made with x[:, _] / x[_, :]")
+        _, inner, axis = marker
+        mapping = register_mapping(self.layout(inner), dst, drop_axis=axis)
+        if mapping is None:
+            raise RuntimeError(f"internal: {op.loc}: broadcast needs data from other threads")
+        self.env[id(op.result)] = self.gather(self.get(inner), mapping, op)
+
+    def gather(self, v: Value, mapping: list[int], op: Op) -> Value:
+        if mapping == list(range(v.type.n)):
+            return v
+        return self.emit(tops.RegGatherOp([v], [RegsType(v.type.dtype, len(mapping))], {"indices": mapping},
+                                          loc=op.loc)).result
+
+    def op_convert_layout(self, op: Op) -> None:
+        mapping = register_mapping(self.layout(op.operands[0]), self.layout(op.result))
+        if mapping is None:
+            raise RuntimeError(f"internal: {op.loc}: convert_layout needs data from other threads")
+        self.env[id(op.result)] = self.gather(self.get(op.operands[0]), mapping, op)
+
+    def op_sync(self, op: Op) -> None:
+        self.emit(tops.BarrierOp([], [], loc=op.loc))
+
+    def op_lds_alloc(self, op: Op) -> None:
+        self.env[id(op.result)] = op.attrs["offset"]
+
+    # ------------------------------------------------------------ memory
+    def vec_width(self, layout: Layout, dtype: str, contiguous_dim: int | None) -> int:
+        """The widest power-of-two register group that is contiguous along the tile's
+        last dim in every thread (at most 16 bytes)."""
+        if contiguous_dim is None or not layout.shape:
+            return 1
+        m = layout.index_map()
+        best = 1
+        v = 2
+        while v * DTYPE_BYTES[dtype] <= 16 and layout.regs % v == 0:
+            g = m.reshape(m.shape[0], m.shape[1], layout.regs // v, v, m.shape[-1])
+            first = g[..., :1, :]
+            step = np.zeros(m.shape[-1], dtype=np.int64)
+            step[contiguous_dim] = 1
+            want = first + np.arange(v)[:, None] * step
+            empty = (g[..., 0] < 0).all(-1)
+            aligned = (first[..., 0, contiguous_dim] % v == 0)
+            if ((g == want).all(axis=(-1, -2)) | empty).all() and (aligned | empty).all():
+                best = v
+                v *= 2
+            else:
+                break
+        return best
+
+    def lds_offsets(self, layout: Layout, base: int, buf_shape: tuple[int, ...], dtype: str,
+                    transpose: bool = False) -> Value:
+        """Byte offsets of the LDS elements each register holds (row-major buffer)."""
+        es = DTYPE_BYTES[dtype]
+        rank = len(buf_shape)
+        strides = [int(np.prod(buf_shape[d + 1:])) for d in range(rank)]
+        n = layout.regs
+        total = self.splat_const(base, "i32", n)
+        for d in range(rank):
+            tile_dim = (rank - 1 - d) if transpose else d
+            c = self.coord(layout, tile_dim, dtype)
+            scaled = self.binop("mul", c, self.splat_const(strides[d] * es, "i32", n))
+            total = self.binop("add", total, scaled)
+        return total
+
+    def op_lds_read(self, op: Op) -> None:
+        if all(isinstance(u, ops.TransposeOp) for u in op.result.uses) and op.result.uses:
+            self.env[id(op.result)] = ("lds", op.operands[0])
+            return
+        self.env[id(op.result)] = self.read_lds(op.operands[0], self.layout(op.result), op, transpose=False)
+
+    def read_lds(self, buf: Value, layout: Layout, op: Op, transpose: bool) -> Value:
+        t: LdsType = buf.type
+        off = self.lds_offsets(layout, self.get(buf), tuple(t.shape), t.dtype, transpose)
+        vec = 1 if transpose else self.vec_width(layout, t.dtype, len(t.shape) - 1)
+        mask = self.valid(layout, t.dtype)
+        return self.emit(tops.LdsLoadOp([off, mask], [RegsType(t.dtype, layout.regs)], {"vec": vec},
+                                        loc=op.loc)).result
+
+    def op_transpose(self, op: Op) -> None:
+        marker = self.get(op.operands[0])
+        if not (isinstance(marker, tuple) and marker[0] == "lds"):
+            raise RuntimeError(f"internal: {op.loc}: transpose of a register tile survived layout assignment")
+        self.env[id(op.result)] = self.read_lds(marker[1], self.layout(op.result), op, transpose=True)
+
+    def op_lds_write(self, op: Op) -> None:
+        buf, v = op.operands
+        layout = self.layout(v)
+        t: LdsType = buf.type
+        off = self.lds_offsets(layout, self.get(buf), tuple(t.shape), t.dtype)
+        mask = self.valid(layout, t.dtype, owner="block")
+        vec = self.vec_width(layout, t.dtype, len(t.shape) - 1) if layout.replication().max() == 1 else 1
+        self.emit(tops.LdsStoreOp([off, mask, self.get(v)], [], {"vec": vec}, loc=op.loc))
+
+    def global_access(self, op: Op, layout: Layout, dtype: str, owner: str | None
+                      ) -> tuple[list[Value], Value, int]:
+        """Per-dim indices, the mask (bounds of the sliced dims, valid slots) and the
+        vector width of a global slice read or written in ``layout``."""
+        tensor = op.operands[0]
+        tt: TensorType = tensor.type
+        extents = op.attrs["extents"]
+        starts = op.operands[1:1 + len(tt.dims)]
+        n = layout.regs
+        mask = self.valid(layout, dtype, owner)
+        indices: list[Value] = []
+        pos = 0
+        for d, (ext, st) in enumerate(zip(extents, starts)):
+            s = self.get(st)
+            if ext == 0:
+                indices.append(s)
+                continue
+            idx = self.binop("add", self.splat(s, n), self.coord(layout, pos, dtype))
+            pos += 1
+            size = self.dim_size(tt, d)
+            inside = self.binop("and", self.binop("lt", idx, self.splat(size, n)),
+                                self.binop("ge", idx, self.splat_const(0, "i32", n)))
+            mask = self.binop("and", mask, inside)
+            indices.append(idx)
+        last_full = extents[-1] != 0 and isinstance(tt.dims[-1], int) or (
+            extents[-1] != 0 and self.static_dim(tt.dims[-1]) == extents[-1] and self.is_zero(starts[-1]))
+        vec = self.vec_width(layout, dtype, len(layout.shape) - 1) if last_full and (
+            owner is None or layout.replication().max() == 1) else 1
+        return indices, mask, vec
+
+    def static_dim(self, d: str | int) -> int | None:
+        if isinstance(d, int):
+            return d
+        v = self.kernel.attrs["params"].get(d)
+        return int(v) if isinstance(v, int) else None
+
+    def is_zero(self, v: Value) -> bool:
+        return isinstance(v.owner, ops.ConstOp) and v.owner.attrs["value"] == 0
+
+    def dim_size(self, tt: TensorType, d: int) -> Value:
+        name = tt.dims[d]
+        static = self.static_dim(name)
+        if static is not None:
+            return self.const(static, "i32")
+        return self.hoist(("dim", name), lambda: ops.DimOp([], [scalar("i32")], {"name": name}))
+
+    def op_load(self, op: Op) -> None:
+        layout = self.layout(op.result)
+        dtype = op.result.type.dtype
+        indices, mask, vec = self.global_access(op, layout, dtype, None)
+        self.env[id(op.result)] = self.emit(tops.GlobalLoadOp(
+            [self.get(op.operands[0]), *indices, mask], [RegsType(dtype, layout.regs)],
+            {"pad": op.attrs["pad"], "vec": vec}, loc=op.loc)).result
+
+    def op_store(self, op: Op) -> None:
+        v = op.operands[-1]
+        layout = self.layout(v)
+        indices, mask, vec = self.global_access(op, layout, v.type.dtype, "block")
+        self.emit(tops.GlobalStoreOp([self.get(op.operands[0]), *indices, mask, self.get(v)], [],
+                                     {"vec": vec}, loc=op.loc))
+
+    def op_copy(self, op: Op) -> None:
+        buf = op.operands[-1]
+        t: LdsType = buf.type
+        layout = self.ctx.bind(BlockedSpec(), tuple(t.shape), t.dtype)
+        indices, mask, vec = self.global_access(op, layout, t.dtype, None)
+        regs = self.emit(tops.GlobalLoadOp([self.get(op.operands[0]), *indices, mask],
+                                           [RegsType(t.dtype, layout.regs)],
+                                           {"pad": op.attrs["pad"], "vec": vec}, loc=op.loc)).result
+        off = self.lds_offsets(layout, self.get(buf), tuple(t.shape), t.dtype)
+        store_mask = self.valid(layout, t.dtype, owner="block")
+        self.emit(tops.LdsStoreOp([off, store_mask, regs], [],
+                                  {"vec": self.vec_width(layout, t.dtype, len(t.shape) - 1)}, loc=op.loc))
+
+    # ------------------------------------------------------------ compute
+    def op_dot(self, op: Op) -> None:
+        c_layout = self.layout(op.result)
+        acc = self.get(op.operands[2]) if len(op.operands) == 3 else \
+            self.splat_const(0.0, "f32", c_layout.regs)
+        if op.attrs.get("strategy") == LDS_DOT:
+            return self.lds_dot(op, c_layout, acc)
+        a, b = op.operands[0], op.operands[1]
+        dtype = a.type.dtype
+        instr = c_layout.instr
+        if instr is not None and instr.family != "fma" and instr.in_dtype != dtype:
+            twin = next(i for i in self.ctx.target.matrix_instrs
+                        if i.in_dtype == dtype and (i.m, i.n, i.k) == (instr.m, instr.n, instr.k))
+            instr = twin
+        attrs = {"instr": instr.name if instr else "fma", "a_layout": a.type.layout, "b_layout": b.type.layout,
+                 "c_layout": op.result.type.layout, "m": c_layout.shape[0], "n": c_layout.shape[1],
+                 "k": a.type.shape[1], "dtype": dtype}
+        self.env[id(op.result)] = self.emit(tops.MmaTileOp([self.get(a), self.get(b), acc],
+                                                           [RegsType("f32", c_layout.regs)], attrs,
+                                                           loc=op.loc)).result
+
+    def lds_operand(self, v: Value) -> tuple[int, list[int]]:
+        """(byte offset, element strides [row, col]) of a dot operand staged in LDS."""
+        owner = v.owner
+        transposed = isinstance(owner, ops.TransposeOp)
+        read = owner.operands[0].owner if transposed else owner
+        buf = read.operands[0]
+        rows, cols = buf.type.shape
+        strides = [cols, 1]
+        if transposed:
+            strides = [1, cols]
+        return self.get(buf), strides
+
+    def lds_dot(self, op: Op, c_layout: Layout, acc: Value) -> None:
+        a_off, a_str = self.lds_operand(op.operands[0])
+        b_off, b_str = self.lds_operand(op.operands[1])
+        attrs = {"a_offset": a_off, "a_strides": a_str, "b_offset": b_off, "b_strides": b_str,
+                 "k": op.operands[0].type.shape[1], "dtype": op.operands[0].type.dtype,
+                 "c_layout": op.result.type.layout, "shape": list(c_layout.shape)}
+        self.env[id(op.result)] = self.emit(tops.LdsDotOp([acc], [RegsType("f32", c_layout.regs)], attrs,
+                                                          loc=op.loc)).result
+
+    def op_reduce(self, op: Op) -> None:
+        kind = "max" if op.name == "reduce_max" else "sum"
+        src, dst = self.layout(op.operands[0]), self.layout(op.result)
+        axis = op.attrs["axis"]
+        x = self.get(op.operands[0])
+        groups = reduce_groups(src, dst, axis)
+        if groups is None:
+            raise NotImplementedError(f"{op.loc}: this layout's reduction groups differ between threads")
+        v = self.emit(tops.RegReduceOp([x], [RegsType(x.type.dtype, dst.regs)], {"kind": kind, "groups": groups},
+                                       loc=op.loc)).result
+        combine = ops.BINARY_OPS["max" if kind == "max" else "add"]
+        for mask in lane_masks(src, dst, axis, op):
+            other = self.emit(tops.ShuffleXorOp([v], [v.type], {"mask": mask}, loc=op.loc)).result
+            v = self.emit(combine([v, other], [v.type], loc=op.loc)).result
+        if len(op.operands) == 2:
+            v = self.across_waves(op, v, dst, kind, combine)
+        self.env[id(op.result)] = v
+
+    def across_waves(self, op: Op, v: Value, dst: Layout, kind: str, combine: type[Op]) -> Value:
+        """Each wave writes its partial per output element to LDS; every thread then
+        combines the partials of the waves that hold its elements."""
+        buf = op.operands[1]
+        base = self.get(buf)
+        dtype = v.type.dtype
+        es = DTYPE_BYTES[buf.type.dtype]
+        out_len = int(np.prod(dst.shape)) if dst.shape else 1
+        n = dst.regs
+        lin = self.coord(dst, 0, dtype) if dst.shape else self.splat_const(0, "i32", n)
+        waves = self.ctx.num_waves
+        wave_col = self.binop("mul", lin, self.splat_const(waves * es, "i32", n))
+        tid = self.emit(tops.ThreadIdOp([], [RegsType("i32", 1)], loc=op.loc)).result
+        wave = self.binop("floordiv", tid, self.splat_const(self.ctx.target.wave_size, "i32", 1))
+        wave_n = self.gather(wave, [0] * n, op)
+        off = self.binop("add", self.splat_const(base, "i32", n),
+                         self.binop("add", wave_col, self.binop("mul", wave_n, self.splat_const(es, "i32", n))))
+        writer = self.valid(dst, dtype, owner="wave")
+        self.emit(tops.LdsStoreOp([off, writer, v], [], {"vec": 1}, loc=op.loc))
+        self.emit(tops.BarrierOp([], [], loc=op.loc))
+        acc = self.splat_const(IDENTITY[kind], dtype, n)
+        for w in range(waves):
+            held = self.hoist(("held", str(dst.spec), dst.shape, w), lambda w=w: tops.HeldByWaveOp(
+                [], [RegsType("i1", n)], {**_layout_attrs(dst, dtype), "wave": w}))
+            off_w = self.binop("add", self.splat_const(base + w * es, "i32", n), wave_col)
+            part = self.emit(tops.LdsLoadOp([off_w, held], [RegsType(dtype, n)],
+                                            {"vec": 1, "pad": IDENTITY[kind]}, loc=op.loc)).result
+            acc = self.emit(combine([acc, part], [acc.type], loc=op.loc)).result
+        self.emit(tops.BarrierOp([], [], loc=op.loc))
+        del out_len
+        return acc
+
+    # ------------------------------------------------------------ control flow
+    def op_for(self, op: Op) -> None:
+        lo, hi, step = (self.get(v) for v in op.operands[:3])
+        inits = [self.get(v) for v in op.operands[3:]]
+        old = op.regions[0]
+        body = Block([scalar("i32"), *[v.type for v in inits]], [a.hint for a in old.args])
+        for a, b in zip(old.args, body.args):
+            self.env[id(a)] = b
+        self.blocks.append(body)
+        for inner in old.ops:
+            self.visit(inner)
+        self.blocks.pop()
+        new = self.emit(ops.ForOp([lo, hi, step, *inits], [v.type for v in inits], regions=[body], loc=op.loc,
+                                  hints=[r.hint for r in op.results]))
+        for r, n in zip(op.results, new.results):
+            self.env[id(r)] = n
+
+    def op_if(self, op: Op) -> None:
+        regions = []
+        types = None
+        for old in op.regions:
+            blk = Block()
+            self.blocks.append(blk)
+            for inner in old.ops:
+                self.visit(inner)
+            self.blocks.pop()
+            regions.append(blk)
+            types = [v.type for v in blk.terminator.operands]
+        new = self.emit(ops.IfOp([self.get(op.operands[0])], types or [], regions=regions, loc=op.loc,
+                                 hints=[r.hint for r in op.results]))
+        for r, n in zip(op.results, new.results):
+            self.env[id(r)] = n
+
+
+def _lin(coords: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    if not shape:
+        return np.zeros(coords.shape[:-1], np.int64)
+    strides = np.cumprod((1, *shape[:0:-1]))[::-1]
+    return np.where(coords[..., 0] >= 0, (coords * strides).sum(-1), -1)
+
+
+def reduce_groups(src: Layout, dst: Layout, axis: int) -> list[list[int]] | None:
+    """For each destination register, the source registers of the same thread whose
+    element lies on the same line (the same in every thread), or None."""
+    s = np.delete(src.index_map(), axis, axis=-1)
+    s_lin = _lin(s, dst.shape)
+    s_lin = np.where(src.index_map()[..., 0] >= 0, s_lin, -1)
+    d_lin = _lin(dst.index_map(), dst.shape)
+    ref: list[list[int]] | None = None
+    for t in range(s_lin.shape[0] * s_lin.shape[1]):
+        w, lane = divmod(t, s_lin.shape[1])
+        groups = []
+        for r in range(dst.regs):
+            want = d_lin[w, lane, r]
+            g = [int(i) for i in np.nonzero(s_lin[w, lane] == want)[0]] if want >= 0 else []
+            groups.append(g)
+        if ref is None:
+            ref = groups
+            continue
+        for r, (g0, g1) in enumerate(zip(ref, groups)):
+            if not g1:
+                continue
+            if not g0:
+                ref[r] = g1
+            elif g0 != g1:
+                return None
+    assert ref is not None
+    return [g if g else [0] for g in ref]
+
+
+def lane_masks(src: Layout, dst: Layout, axis: int, op: Op) -> list[int]:
+    """Xor masks of the butterfly that combines the lanes of a wave holding parts of
+    the same line."""
+    s = np.delete(src.index_map(), axis, axis=-1)
+    key = np.where(src.index_map()[..., 0] >= 0, _lin(s, dst.shape), -1)     # [W, L, R]
+    sets = [frozenset(int(x) for x in key[0, lane] if x >= 0) for lane in range(key.shape[1])]
+    partners = {lane for lane in range(key.shape[1]) if sets[lane] == sets[0] and sets[0]}
+    span = {0}
+    masks = []
+    for p in sorted(partners):
+        if p not in span:
+            masks.append(p)
+            span |= {x ^ p for x in span}
+    for w in range(key.shape[0]):
+        wsets = [frozenset(int(x) for x in key[w, lane] if x >= 0) for lane in range(key.shape[1])]
+        for lane in range(key.shape[1]):
+            group = {lane ^ x for x in span}
+            if any(wsets[g] != wsets[lane] for g in group):
+                raise NotImplementedError(f"{op.loc}: the lanes sharing a line of this layout do not form "
+                                          f"an xor group; cannot reduce across lanes")
+    return masks
+
+
+def distribute(kernel: ops.KernelOp, ctx: ThreadContext) -> ops.KernelOp:
+    """Thread IR for a tile IR kernel whose values all have layouts and whose LDS
+    tiles all have offsets."""
+    return Distributor(kernel, ctx).run()
+
+
+__all__ = ["distribute", "TileType"]
