@@ -125,14 +125,32 @@ def cmd_compile(args: argparse.Namespace) -> int:
     for p in passes:
         if p not in PASSES:
             raise UserError(f"unknown pass '{p}' (known: {', '.join(sorted(PASSES))})")
+    from tiledsl.ir.printer import print_op
     if args.emit == "ir":
-        from tiledsl.ir.printer import print_op
         kernel, pm = prog.lower(passes, record=args.print_after_all)
         for name, text in pm.snapshots:
             sys.stderr.write(f"// ----- IR after {name} ----- //\n{text}")
         _write_output(args.output, print_op(kernel))
         return 0
+    target = _target_name(args.target or "gfx942")
+    if args.emit == "layout-ir":
+        from tiledsl.thread import layout_ir
+        kernel, _ = layout_ir(prog, target)
+        _write_output(args.output, print_op(kernel))
+        return 0
+    if args.emit == "thread-ir":
+        from tiledsl.thread import compile_thread_ir
+        kernel, _ = compile_thread_ir(prog, target)
+        _write_output(args.output, print_op(kernel))
+        return 0
     raise UserError(f"--emit {args.emit} is not available yet")
+
+
+def _target_name(name: str) -> str:
+    from tiledsl.targets import TARGETS
+    if name not in TARGETS:
+        raise UserError(f"unknown target '{name}' (known: {', '.join(sorted(TARGETS))})")
+    return name
 
 
 def _random_inputs(prog: Any, shape: dict[str, int], rng: np.random.Generator,
@@ -232,13 +250,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     inputs = _random_inputs(prog, shape, rng, dict(args.arg))
     ref_fn = _reference(args, prog)
     try:
-        report = prog.interpret(level=args.level, target=args.target, **inputs)
+        target = _target_name(args.target) if args.target else None
+        report = prog.interpret(level=args.level, target=target, shuffle_blocks=args.shuffle_blocks,
+                                nan_fill=args.nan_fill, seed=args.seed, **inputs)
     except (ValueError, TypeError) as e:
         raise UserError(str(e)) from None
     print(report)
     ok = report.ok
     ok &= compare_outputs(prog, inputs, ref_fn, args.tol)
     return 0 if ok else 1
+
+
+@command("tiles")
+def cmd_tiles(args: argparse.Namespace) -> int:
+    from tiledsl.viz.cli_tiles import cmd_tiles as run
+    return run(args)
 
 
 # ---------------------------------------------------------------- parser
@@ -258,8 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="print a program at a stage of the pipeline (AST, tile IR, ...)",
                        description="Compile FILE and print the result of one stage.")
     p.add_argument("file", metavar="FILE", help="the .tdsl program")
-    p.add_argument("--emit", choices=["ast", "ir"], default="ir",
-                   help="what to print: 'ast' = the typed AST, 'ir' = tile IR after the passes (default: ir)")
+    p.add_argument("--emit", choices=["ast", "ir", "layout-ir", "thread-ir"], default="ir",
+                   help="what to print: 'ast' = the typed AST, 'ir' = tile IR after the passes (default), "
+                        "'layout-ir' = tile IR with thread layouts and LDS offsets for --target, "
+                        "'thread-ir' = the SIMT thread IR for --target")
+    p.add_argument("--target", default=None,
+                   help="target for layout-ir/thread-ir: gfx90a, gfx942 (default), gfx1100, sm_80, sm_90, generic")
     p.add_argument("-o", dest="output", metavar="OUT", help="write to OUT instead of stdout (atomically)")
     p.add_argument("--passes", metavar="P1,P2", default=None,
                    help="comma-separated tile IR passes to run (default: fold,cse,dce; '' for none)")
@@ -285,8 +315,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="relative error tolerance (default by dtype: f32 1e-4, f16 2e-3, bf16 1.6e-2)")
     p.add_argument("--level", choices=["block", "thread"], default="block",
                    help="interpreter level: 'block' (tile IR) or 'thread' (SIMT thread IR)")
-    p.add_argument("--target", default=None, help="target for --level thread (default gfx942)")
+    p.add_argument("--target", default=None,
+                   help="target for --level thread: gfx90a, gfx942 (default), gfx1100, sm_80, sm_90, generic")
+    p.add_argument("--shuffle-blocks", action="store_true",
+                   help="thread level: run the blocks in a random order (seeded by --seed)")
+    p.add_argument("--nan-fill", action="store_true",
+                   help="thread level: fill uninitialised LDS with NaN so reads of it poison the result")
     _add_defines(p)
+
+    from tiledsl.viz.cli_tiles import add_tiles_parser
+    add_tiles_parser(sub)
     return parser
 
 

@@ -133,10 +133,15 @@ class Program:
         prog = self.specialize(**extra) if extra else self
         return prog, dims
 
-    def interpret(self, level: str = "block", target: str | None = None, **args: Any) -> Report:
+    def interpret(self, level: str = "block", target: str | None = None, *, shuffle_blocks: bool = False,
+                  nan_fill: bool = False, seed: int = 0, **args: Any) -> Report:
         """Run the kernel on NumPy arrays (by parameter name); ``out`` arrays are
         written in place. Returns a :class:`Report`; ``report.ok`` is False when a
-        check (bounds, uninitialised LDS, output coverage, races) failed."""
+        check (bounds, uninitialised LDS, output coverage, races) failed.
+
+        ``level="thread"`` runs the thread IR for ``target`` (default gfx942);
+        ``shuffle_blocks`` runs its blocks in a random order (``seed``) and
+        ``nan_fill`` fills uninitialised LDS with NaN bits."""
         if level not in ("block", "thread"):
             raise ValueError(f"level must be 'block' or 'thread', got {level!r}")
         known = {p.name for p in self.ast.params}
@@ -174,7 +179,8 @@ class Program:
             BlockInterpreter(kernel, tensors, scalars, dims, report).run()
         else:
             from tiledsl.interp.thread import run_thread_level
-            run_thread_level(prog, kernel, tensors, scalars, dims, report, target or "gfx942")
+            run_thread_level(prog, kernel, tensors, scalars, dims, report, target or "gfx942",
+                             shuffle_blocks=shuffle_blocks, nan_fill=nan_fill, seed=seed)
         stores = {op.operands[0].hint: op for op in kernel.walk() if isinstance(op, ops.StoreOp)}
         for t in tensors.values():
             if t.counts is not None:

@@ -256,7 +256,10 @@ def _reduce_sum(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
 @handles("dot")
 def _dot(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
     # Operands are already rounded to their dtype; the products and sums are f32.
-    out = np.matmul(args[0], args[1], dtype=np.float32)
+    # Contiguous f32 operands keep np.matmul on BLAS (a transposed view takes a slow loop).
+    a = np.ascontiguousarray(args[0], dtype=np.float32)
+    b = np.ascontiguousarray(args[1], dtype=np.float32)
+    out = np.matmul(a, b)
     if len(args) == 3:
         out = out + args[2]
     return [out]

@@ -137,14 +137,14 @@ class ThreadInterpreter:
         return f"wave {w} lane {lane}"
 
     def lds_name(self, byte: int) -> str:
-        for off, name, dtype, shape in reversed(self.buffers):
-            if byte >= off:
-                es = DTYPE_BYTES[dtype]
-                idx = (byte - off) // es
-                size = int(np.prod(shape))
-                if idx < size:
-                    return f"LDS tile '{name}' element {[int(i) for i in np.unravel_index(idx, shape)]}"
-        return f"LDS byte {byte}"
+        """The LDS tile element(s) at ``byte``: tiles that reuse memory share bytes."""
+        names = []
+        for off, name, dtype, shape in self.buffers:
+            es = DTYPE_BYTES[dtype]
+            idx = (byte - off) // es
+            if byte >= off and idx < int(np.prod(shape)):
+                names.append(f"LDS tile '{name}' element {[int(i) for i in np.unravel_index(idx, shape)]}")
+        return " or ".join(names) if names else f"LDS byte {byte}"
 
     # ------------------------------------------------------------ LDS
     def lds_access(self, op: Op, offsets: np.ndarray, mask: np.ndarray, es: int, write: bool) -> tuple:

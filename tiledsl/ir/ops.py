@@ -526,6 +526,10 @@ class ForOp(Op):
             raise VerifyError(self, "body arguments must be iv and the carried values")
         if [_strip(r.type) for r in self.results] != [_strip(t) for t in inits]:
             raise VerifyError(self, "results must match the carried values")
+        for arg, res in zip(body.args[1:], self.results):
+            la, lr = getattr(arg.type, "layout", None), getattr(res.type, "layout", None)
+            if la and lr and la != lr:
+                raise VerifyError(self, f"carried value has layout {la} in the loop but {lr} after it")
         _check_yield(self, body, inits)
 
 

@@ -41,9 +41,12 @@ class Distributor:
         self.prologue: Block | None = None
         self.prologue_pos = 0
         self.hoisted: dict[tuple, Value] = {}
+        self.loc = kernel.loc      # the tile op being distributed: its location goes on every op it makes
 
     # ------------------------------------------------------------ building
     def emit(self, op: Op) -> Op:
+        if op.loc is None:
+            op.loc = self.loc
         self.blocks[-1].append(op)
         return op
 
@@ -52,6 +55,7 @@ class Distributor:
         at the top of the kernel body."""
         if key not in self.hoisted:
             op = make()
+            op.loc = op.loc or self.loc
             assert self.prologue is not None
             self.prologue.ops.insert(self.prologue_pos, op)
             op.parent = self.prologue
@@ -115,6 +119,7 @@ class Distributor:
         return ops.KernelOp([], [], attrs, [grid, body], loc=k.loc)
 
     def visit(self, op: Op) -> None:
+        self.loc = op.loc or self.loc
         handler = getattr(self, "op_" + op.name, None)
         if handler is None:
             if isinstance(op, ops.ElementwiseOp):
@@ -527,4 +532,4 @@ def distribute(kernel: ops.KernelOp, ctx: ThreadContext) -> ops.KernelOp:
     return Distributor(kernel, ctx).run()
 
 
-__all__ = ["distribute", "TileType"]
+__all__ = ["TileType", "distribute"]

@@ -45,6 +45,13 @@ class LayoutAssignment:
         self.lay: dict[int, LayoutSpec] = {}
         self.values: dict[int, Value] = {}
         self.declared = [parse_layout_spec(t) for t in self._declared_texts()]
+        # A loop's carried block argument and its result are one value across the loop:
+        # they must always get the same layout.
+        self.ties: dict[int, Value] = {}
+        for op in kernel.walk():
+            if isinstance(op, ops.ForOp):
+                for arg, res in zip(op.regions[0].args[1:], op.results):
+                    self.ties[id(arg)], self.ties[id(res)] = res, arg
 
     def _declared_texts(self) -> list[str]:
         seen = []
@@ -60,10 +67,19 @@ class LayoutAssignment:
         return self.lay.get(id(v))
 
     def set(self, v: Value, spec: LayoutSpec | None) -> bool:
+        """Record ``spec`` for ``v`` unless it has one or the spec cannot lay out its
+        shape (a layout flowing in from a tile of another shape)."""
         if spec is None or not _is_tile(v) or id(v) in self.lay:
+            return False
+        spec = self.fit_instr(spec, v)
+        if not self.fits(spec, v):
             return False
         self.lay[id(v)] = spec
         self.values[id(v)] = v
+        partner = self.ties.get(id(v))
+        if partner is not None and id(partner) not in self.lay:
+            self.lay[id(partner)] = spec
+            self.values[id(partner)] = partner
         return True
 
     def fits(self, spec: LayoutSpec, v: Value | tuple, dtype: str | None = None) -> bool:
