@@ -132,6 +132,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
             sys.stderr.write(f"// ----- IR after {name} ----- //\n{text}")
         _write_output(args.output, print_op(kernel))
         return 0
+    if args.emit in NATIVE_EMITS:
+        return _emit_native(args, prog)
     target = _target_name(args.target or "gfx942")
     if args.emit == "layout-ir":
         from tiledsl.thread import layout_ir
@@ -144,6 +146,49 @@ def cmd_compile(args: argparse.Namespace) -> int:
         _write_output(args.output, print_op(kernel))
         return 0
     raise UserError(f"--emit {args.emit} is not available yet")
+
+
+NATIVE_EMITS = ("llvm", "asm", "obj", "hsaco", "ptx", "cubin", "meta")
+
+
+def _compile_native(args: argparse.Namespace, prog: Any) -> Any:
+    from tiledsl.compile import COMPILE_TARGETS
+    target = args.target or "gfx942"
+    if target not in COMPILE_TARGETS:
+        raise UserError(f"cannot compile natively for '{target}' (native targets: {', '.join(COMPILE_TARGETS)})")
+    if args.no_matrix_cores and not target.startswith("gfx"):
+        raise UserError("--no-matrix-cores applies to AMDGPU targets")
+    return prog.compile(target=target, matrix=not args.no_matrix_cores)
+
+
+def _emit_native(args: argparse.Namespace, prog: Any) -> int:
+    art = _compile_native(args, prog)
+    emit = args.emit
+    amd = art.is_amd
+    if emit in ("hsaco", "obj") and not amd or emit in ("ptx", "cubin") and amd:
+        raise UserError(f"--emit {emit} is for {'NVPTX' if emit in ('ptx', 'cubin') else 'AMDGPU'} targets")
+    from tiledsl.backend_amdgpu.codeobject import LinkerNotFound
+    from tiledsl.backend_nvptx.ptx import PtxasNotFound
+    try:
+        out: str | bytes = {"llvm": lambda: art.llvm_ir, "asm": lambda: art.asm, "ptx": lambda: art.asm,
+                            "obj": lambda: art.object, "hsaco": lambda: art.binary, "cubin": art.cubin,
+                            "meta": art.meta_json}[emit]()
+    except (LinkerNotFound, PtxasNotFound) as e:
+        raise UserError(str(e)) from None
+    if isinstance(out, bytes) and (args.output is None or args.output == "-") and sys.stdout.isatty():
+        raise UserError(f"--emit {emit} is binary: write it to a file with -o")
+    _write_output(args.output, out)
+    return 0
+
+
+@command("resources")
+def cmd_resources(args: argparse.Namespace) -> int:
+    prog = _load(args)
+    art = _compile_native(args, prog)
+    res = art.resources
+    print(f"{prog.name} on {art.target}: block {art.block_threads} threads, LDS {art.lds_bytes} bytes")
+    print(res.table() if hasattr(res, "table") else res)
+    return 0
 
 
 def _target_name(name: str) -> str:
@@ -284,17 +329,29 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="print a program at a stage of the pipeline (AST, tile IR, ...)",
                        description="Compile FILE and print the result of one stage.")
     p.add_argument("file", metavar="FILE", help="the .tdsl program")
-    p.add_argument("--emit", choices=["ast", "ir", "layout-ir", "thread-ir"], default="ir",
-                   help="what to print: 'ast' = the typed AST, 'ir' = tile IR after the passes (default), "
-                        "'layout-ir' = tile IR with thread layouts and LDS offsets for --target, "
-                        "'thread-ir' = the SIMT thread IR for --target")
+    p.add_argument("--emit", choices=["ast", "ir", "layout-ir", "thread-ir", *NATIVE_EMITS], default="ir",
+                   help="what to produce: 'ast' = the typed AST, 'ir' = tile IR after the passes (default), "
+                        "'layout-ir' = tile IR with thread layouts and LDS offsets, 'thread-ir' = SIMT thread IR, "
+                        "'llvm' = LLVM IR (optimised), 'asm' = AMDGPU assembly or PTX, 'ptx' = PTX, "
+                        "'obj' = AMDGPU relocatable object, 'hsaco' = linked AMDGPU code object (needs ld.lld), "
+                        "'cubin' = NVIDIA cubin (needs ptxas), 'meta' = launch metadata JSON")
     p.add_argument("--target", default=None,
-                   help="target for layout-ir/thread-ir: gfx90a, gfx942 (default), gfx1100, sm_80, sm_90, generic")
+                   help="target: gfx90a, gfx942 (default), gfx1100, sm_80, sm_90; generic for layout-ir/thread-ir")
+    p.add_argument("--no-matrix-cores", action="store_true",
+                   help="AMDGPU: compute dot with FMAs instead of MFMA/WMMA")
     p.add_argument("-o", dest="output", metavar="OUT", help="write to OUT instead of stdout (atomically)")
     p.add_argument("--passes", metavar="P1,P2", default=None,
                    help="comma-separated tile IR passes to run (default: fold,cse,dce; '' for none)")
     p.add_argument("--print-after-all", action="store_true",
                    help="print the IR after every pass to stderr")
+    _add_defines(p)
+
+    p = sub.add_parser("resources", help="compile and report registers, spills, scratch, LDS and occupancy",
+                       description="Compile FILE for --target and print the resources read from the code "
+                                   "object's metadata (AMDGPU) or from ptxas (NVPTX).")
+    p.add_argument("file", metavar="FILE", help="the .tdsl program")
+    p.add_argument("--target", default="gfx942", help="gfx90a, gfx942 (default), gfx1100, sm_80, sm_90")
+    p.add_argument("--no-matrix-cores", action="store_true", help="AMDGPU: FMAs instead of MFMA/WMMA")
     _add_defines(p)
 
     p = sub.add_parser("run", help="interpret a program on random inputs and compare with a NumPy reference",

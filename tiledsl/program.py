@@ -89,12 +89,22 @@ class Program:
             self._lowered[passes] = self.lower(passes)[0]
         return self._lowered[passes]
 
-    def specialize(self, **params: int | float) -> Program:
+    def specialize(self, **params: float) -> Program:
         """The same kernel with more compile-time values fixed (cached per values)."""
         key = tuple(sorted(params.items()))
         if key not in self._specialized:
             self._specialized[key] = Program(self.source, self.ast, {**self.params, **params})
         return self._specialized[key]
+
+    def compile(self, target: str = "gfx942", matrix: bool = True) -> Any:
+        """Compile to native code for ``target`` (gfx90a, gfx942, gfx1100, sm_80, sm_90):
+        an Artifact with ``.llvm_ir``, ``.asm``, ``.binary``, ``.resources`` and ``.meta``.
+        ``matrix=False`` uses FMAs instead of matrix instructions (AMDGPU)."""
+        from tiledsl.compile import compile_program
+        if self.unbound_consts:
+            raise TdslError(self.ast.loc, "compiling needs every const: pass params="
+                                          + str({c: "..." for c in self.unbound_consts}), source=self.source)
+        return compile_program(self, target, matrix)
 
     # ------------------------------------------------------------ running
     def bind_shapes(self, args: Mapping[str, Any]) -> tuple[Program, dict[str, int]]:

@@ -230,7 +230,8 @@ class _Builder(Transformer):
         name, *args = c
         pos = [a for a in args if a is not None and not isinstance(a, tuple)]
         kw = {a[0]: a[1] for a in args if isinstance(a, tuple)}
-        return ast.Call(self._tloc(name), str(name), pos, kw)
+        end = meta.end_column if getattr(meta, "end_line", None) == name.line else name.end_column
+        return ast.Call(Loc(self.file, name.line, name.column, end), str(name), pos, kw)
 
     def kwarg(self, c):
         return (str(c[0]), c[1])

@@ -20,7 +20,7 @@ import numpy as np
 from tiledsl.interp.numerics import ELEMENTWISE, round_to
 from tiledsl.interp.report import InterpError, Report
 from tiledsl.ir import ops
-from tiledsl.ir.core import Block, Op, Value
+from tiledsl.ir.core import Block, Op
 from tiledsl.ir.types import LdsType, TensorType, TileType
 
 Handler = Callable[["BlockInterpreter", Op, list[Any]], list[Any] | None]

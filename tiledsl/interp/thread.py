@@ -288,7 +288,7 @@ def _valid(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
 def _held(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
     def make(lay: Layout) -> np.ndarray:
         lin = lay.linear_map()
-        mine = set(int(x) for x in lin[op.attrs["wave"]].reshape(-1) if x >= 0)
+        mine = {int(x) for x in lin[op.attrs["wave"]].reshape(-1) if x >= 0}
         flat = lin.reshape(it.T, lay.regs)
         return np.isin(flat, list(mine)) & (flat >= 0)
     return [_layout_array(it, op, make)]
@@ -381,7 +381,7 @@ def _lds_load(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
     rt: RegsType = op.result.type
     es = DTYPE_BYTES[rt.dtype]
     off, mask = it.full(off, rt.n), it.full(mask, rt.n)
-    _, offs = it.lds_access(op, off, mask, es, write=False)
+    it.lds_access(op, off, mask, es, write=False)
     out = np.full((it.T, rt.n), op.attrs.get("pad", 0), dtype=np.float32 if rt.dtype != "i32" else np.int32)
     ok = mask & (off >= 0) & (off + es <= it.lds.data.size)
     if ok.any():
@@ -432,7 +432,7 @@ def _mma_tile(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
         at = _scatter_tile(la, a[rows].reshape(it.W, la.regs), w)
         bt = _scatter_tile(lb, b[rows].reshape(it.W, lb.regs), w)
         with np.errstate(invalid="ignore"):
-            prod = np.matmul(np.nan_to_num(at, nan=np.nan), bt)
+            prod = np.matmul(at, bt)
         mc = lc.index_map()[w]
         ok = mc[..., 0] >= 0
         out_w = out[rows]

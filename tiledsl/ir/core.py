@@ -27,7 +27,7 @@ class VerifyError(Exception):
 class Value:
     """An SSA value: an op result or a block argument."""
 
-    __slots__ = ("type", "owner", "index", "hint", "uses")
+    __slots__ = ("hint", "index", "owner", "type", "uses")
 
     def __init__(self, type: Type, owner: Op | Block | None = None, index: int = 0,
                  hint: str | None = None) -> None:

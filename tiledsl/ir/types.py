@@ -8,7 +8,6 @@ works before the program is specialised. Scalars are rank-0 tiles.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 DTYPES = ("f16", "bf16", "f32", "i32", "i1")
 FLOAT_DTYPES = ("f16", "bf16", "f32")
@@ -26,7 +25,7 @@ class Sym:
         return self.text
 
 
-Dim = Union[int, Sym]
+Dim = int | Sym
 
 
 def dim_str(d: Dim) -> str:
@@ -41,7 +40,7 @@ def num_elements(shape: tuple[Dim, ...]) -> int:
     n = 1
     for d in shape:
         if not isinstance(d, int):
-            raise ValueError(f"shape {shape_str(shape)} is symbolic")
+            raise TypeError(f"shape {shape_str(shape)} is symbolic")
         n *= d
     return n
 

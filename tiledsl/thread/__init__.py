@@ -14,15 +14,16 @@ from tiledsl.diagnostics import TdslError
 from tiledsl.ir import ops as tile_ops
 from tiledsl.ir.core import verify_tree
 from tiledsl.ir.parser import parse_op
-from tiledsl.ir.passes import cse, dce, lds_alloc, layouts, sink_broadcast
+from tiledsl.ir.passes import cse, dce, layouts, lds_alloc, sink_broadcast
 from tiledsl.ir.printer import print_op
 from tiledsl.layout import Layout, LayoutError
+from tiledsl.targets import Target
 from tiledsl.thread import ops as thread_ops  # noqa: F401  (registers the thread IR ops)
 from tiledsl.thread.context import ThreadContext
 from tiledsl.thread.distribute import distribute
 
 
-def layout_ir(program: Any, target: str) -> tuple[tile_ops.KernelOp, ThreadContext]:
+def layout_ir(program: Any, target: str | Target) -> tuple[tile_ops.KernelOp, ThreadContext]:
     """Tile IR with a layout on every register tile and an offset on every LDS tile."""
     kernel = parse_op(print_op(program.lowered()))
     if program.unbound_consts:
@@ -45,10 +46,11 @@ def layout_ir(program: Any, target: str) -> tuple[tile_ops.KernelOp, ThreadConte
     return kernel, ctx
 
 
-def compile_thread_ir(program: Any, target: str) -> tuple[tile_ops.KernelOp, ThreadContext]:
+def compile_thread_ir(program: Any, target: str | Target) -> tuple[tile_ops.KernelOp, ThreadContext]:
     """Thread IR for ``program`` on ``target`` (cached on the program per target)."""
     cache = program.__dict__.setdefault("_thread_ir", {})
-    if target not in cache:
+    key = target if isinstance(target, str) else target.name
+    if key not in cache:
         kernel, ctx = layout_ir(program, target)
         buffers = {}
         for op in kernel.walk():
@@ -62,8 +64,8 @@ def compile_thread_ir(program: Any, target: str) -> tuple[tile_ops.KernelOp, Thr
         cse.run(tk)
         dce.run(tk)
         verify_tree(tk)
-        cache[target] = (tk, ctx)
-    return cache[target]
+        cache[key] = (tk, ctx)
+    return cache[key]
 
 
 def layouts_of(program: Any, target: str) -> dict[str, Layout]:
@@ -81,4 +83,4 @@ def layouts_of(program: Any, target: str) -> dict[str, Layout]:
     return out
 
 
-__all__ = ["compile_thread_ir", "layout_ir", "layouts_of", "ThreadContext"]
+__all__ = ["ThreadContext", "compile_thread_ir", "layout_ir", "layouts_of"]

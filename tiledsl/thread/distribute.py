@@ -69,13 +69,13 @@ class Distributor:
             raise RuntimeError(f"internal: value {v!r} has no layout")
         return self.ctx.bind(t.layout, tuple(t.shape), t.dtype)
 
-    def const(self, value: int | float | bool, dtype: str) -> Value:
+    def const(self, value: float | bool, dtype: str) -> Value:
         return self.hoist(("const", value, dtype), lambda: ops.ConstOp([], [scalar(dtype)], {"value": value}))
 
     def splat(self, s: Value, n: int) -> Value:
         return self.emit(tops.SplatOp([s], [RegsType(s.type.dtype, n)])).result
 
-    def splat_const(self, value: int | float | bool, dtype: str, n: int) -> Value:
+    def splat_const(self, value: float | bool, dtype: str, n: int) -> Value:
         c = self.const(value, dtype)
         return self.hoist(("splat", value, dtype, n), lambda: tops.SplatOp([c], [RegsType(dtype, n)]))
 
@@ -368,7 +368,7 @@ class Distributor:
         transposed = isinstance(owner, ops.TransposeOp)
         read = owner.operands[0].owner if transposed else owner
         buf = read.operands[0]
-        rows, cols = buf.type.shape
+        cols = buf.type.shape[1]
         strides = [cols, 1]
         if transposed:
             strides = [1, cols]

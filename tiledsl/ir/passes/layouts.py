@@ -23,7 +23,15 @@ import numpy as np
 from tiledsl.ir import ops
 from tiledsl.ir.core import Op, Value, replace_all_uses
 from tiledsl.ir.types import LdsType, TileType
-from tiledsl.layout import BlockedSpec, DotOperandSpec, LayoutError, LayoutSpec, MmaSpec, SliceSpec, parse_layout_spec
+from tiledsl.layout import (
+    BlockedSpec,
+    DotOperandSpec,
+    LayoutError,
+    LayoutSpec,
+    MmaSpec,
+    SliceSpec,
+    parse_layout_spec,
+)
 from tiledsl.layout.blocked import resolve_blocked
 from tiledsl.thread.context import ThreadContext, register_mapping
 
@@ -93,7 +101,7 @@ class LayoutAssignment:
     # ------------------------------------------------------------ anchors
     def dot_spec(self, op: ops.DotOp) -> LayoutSpec | None:
         """The accumulator layout of a dot, or None for the LDS/FMA fallback."""
-        a, b = op.operands[0], op.operands[1]
+        a = op.operands[0]
         if a.type.dtype not in ("f16", "bf16") and self.ctx.target.matrix_instrs:
             return None
         w = self.ctx.num_waves

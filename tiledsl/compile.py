@@ -1,0 +1,170 @@
+"""Native compilation: thread IR → LLVM (shared lowering) → code object / PTX.
+
+    artifact = program.compile(target="gfx942")
+    artifact.llvm_ir, artifact.asm, artifact.binary, artifact.resources, artifact.meta
+
+``meta`` tells a host program how to launch the kernel: the symbol, the kernel
+arguments in order with byte offsets and sizes (tensor pointers, scalars, then the
+run-time sizes of the symbolic dims), the block size, the grid as expressions of the
+dims, and the dynamic LDS bytes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from tiledsl.diagnostics import TdslError
+from tiledsl.ir import ops
+from tiledsl.ir.core import Op, Value
+from tiledsl.targets import Target, get_target
+
+AMD_ARCHES = ("gfx90a", "gfx942", "gfx1100")
+NVIDIA_ARCHES = ("sm_80", "sm_90")
+COMPILE_TARGETS = AMD_ARCHES + NVIDIA_ARCHES
+_ARG_SIZE = {"ptr": 8, "f32": 4, "i32": 4, "f16": 2, "bf16": 2, "i1": 1}
+
+
+def thread_target(name: str, matrix: bool = True) -> Target:
+    """The tiledsl target description used to build thread IR for a compile target;
+    ``matrix=False`` is the same machine without matrix instructions (FMA fallback)."""
+    t = get_target(name)
+    if matrix:
+        return t
+    return dataclasses.replace(t, name=f"{t.name}-fma", matrix_instrs=())
+
+
+def llvm_target(name: str, matrix: bool = True) -> Any:
+    """The LLVM target module for a compile target name."""
+    if name in AMD_ARCHES:
+        from tiledsl.backend_amdgpu import AmdgpuTarget
+        return AmdgpuTarget(name, matrix=matrix)
+    if name in NVIDIA_ARCHES:
+        if not matrix:
+            raise TdslError(None, "--no-matrix-cores applies to AMDGPU targets")
+        from tiledsl.backend_nvptx import NvptxTarget
+        return NvptxTarget(name)
+    raise TdslError(None, f"unknown compile target '{name}' (known: {', '.join(COMPILE_TARGETS)})")
+
+
+def grid_expressions(kernel: ops.KernelOp) -> list[str]:
+    """The grid extents as C/Python expressions of the run-time dims."""
+    text: dict[int, str] = {}
+    symbols = {"add": "+", "sub": "-", "mul": "*", "floordiv": "/", "mod": "%"}
+
+    def expr(v: Value) -> str:
+        return text[id(v)]
+
+    for op in kernel.grid.ops:
+        if isinstance(op, ops.YieldOp):
+            return [expr(v) for v in op.operands]
+        if isinstance(op, ops.ConstOp):
+            text[id(op.result)] = str(op.attrs["value"])
+        elif isinstance(op, ops.DimOp):
+            text[id(op.result)] = op.attrs["name"]
+        elif op.name in symbols:
+            a, b = op.operands
+            text[id(op.result)] = f"({expr(a)} {symbols[op.name]} {expr(b)})"
+        elif op.name in ("max", "min"):
+            a, b = op.operands
+            text[id(op.result)] = f"{op.name}({expr(a)}, {expr(b)})"
+        else:
+            raise TdslError(op.loc, f"the grid uses '{op.name}', which launch metadata cannot express")
+    return []
+
+
+@dataclass
+class KernelArgInfo:
+    name: str
+    kind: str          # "tensor" | "scalar" | "dim"
+    dtype: str
+    offset: int
+    size: int
+
+
+@dataclass
+class Artifact:
+    """A kernel compiled for one target. ``binary`` is the linked HSA code object on
+    AMDGPU and the PTX text (bytes) on NVPTX (``cubin()`` runs ptxas when present)."""
+
+    target: str
+    name: str
+    compiled: Any
+    args: list[KernelArgInfo]
+    block_threads: int
+    lds_bytes: int
+    grid: list[str]
+    params: dict[str, Any] = field(default_factory=dict)
+    thread_kernel: Op | None = None
+
+    @property
+    def llvm_ir(self) -> str:
+        return self.compiled.llvm_ir
+
+    @property
+    def asm(self) -> str:
+        return self.compiled.asm
+
+    @property
+    def is_amd(self) -> bool:
+        return self.target.split("-")[0] in AMD_ARCHES
+
+    @cached_property
+    def binary(self) -> bytes:
+        if self.is_amd:
+            return self.compiled.link()
+        return self.compiled.asm.encode()
+
+    @property
+    def object(self) -> bytes:
+        return self.compiled.object
+
+    def cubin(self) -> bytes:
+        return self.compiled.cubin()
+
+    @cached_property
+    def resources(self) -> Any:
+        if self.is_amd:
+            return self.compiled.resources(dynamic_lds_bytes=0)
+        from tiledsl.backend_nvptx.ptx import ptxas_resources
+        return ptxas_resources(self.compiled.asm, self.target)
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return {
+            "kernel": self.name, "target": self.target,
+            "args": [dataclasses.asdict(a) for a in self.args],
+            "kernarg_bytes": max((a.offset + a.size for a in self.args), default=0),
+            "block": [self.block_threads, 1, 1], "grid": self.grid,
+            "dynamic_lds_bytes": 0 if self.is_amd else self.lds_bytes,
+            "static_lds_bytes": self.lds_bytes if self.is_amd else 0,
+            "params": self.params,
+        }
+
+    def meta_json(self) -> str:
+        return json.dumps(self.meta, indent=2) + "\n"
+
+
+def _layout_args(lowered_args: list[Any]) -> list[KernelArgInfo]:
+    out, offset = [], 0
+    for a in lowered_args:
+        size = _ARG_SIZE["ptr" if a.kind == "tensor" else a.dtype]
+        offset = (offset + size - 1) // size * size
+        out.append(KernelArgInfo(a.name, a.kind, a.dtype, offset, size))
+        offset += size
+    return out
+
+
+def compile_program(program: Any, target: str, matrix: bool = True, opt: int = 3) -> Artifact:
+    """Compile ``program`` for ``target`` (gfx90a, gfx942, gfx1100, sm_80, sm_90)."""
+    from tiledsl.llvm.lower import lower_kernel
+    from tiledsl.thread import compile_thread_ir
+    backend = llvm_target(target, matrix)
+    tk, ctx = compile_thread_ir(program, thread_target(target, matrix))
+    lowered = lower_kernel(tk, ctx, backend)
+    compiled = backend.compile(lowered.module, opt=opt)
+    return Artifact(target if matrix else f"{target}-fma", lowered.name, compiled, _layout_args(lowered.args),
+                    lowered.block_threads, lowered.lds_bytes, grid_expressions(tk), dict(tk.attrs["params"]), tk)
