@@ -99,6 +99,14 @@ class Artifact:
     grid: list[str]
     params: dict[str, Any] = field(default_factory=dict)
     thread_kernel: Op | None = None
+    tensor_params: list[Any] = field(default_factory=list)
+
+    def launcher(self) -> Any:
+        """A callable that launches this kernel on an NVIDIA GPU (sm_80/sm_90 artifacts)."""
+        if self.is_amd:
+            raise TdslError(None, "launching is supported for NVIDIA targets only (no AMD GPU here)")
+        from tiledsl.runtime.cuda import CudaKernel
+        return CudaKernel(self)
 
     @property
     def llvm_ir(self) -> str:
@@ -167,4 +175,5 @@ def compile_program(program: Any, target: str, matrix: bool = True, opt: int = 3
     lowered = lower_kernel(tk, ctx, backend)
     compiled = backend.compile(lowered.module, opt=opt)
     return Artifact(target if matrix else f"{target}-fma", lowered.name, compiled, _layout_args(lowered.args),
-                    lowered.block_threads, lowered.lds_bytes, grid_expressions(tk), dict(tk.attrs["params"]), tk)
+                    lowered.block_threads, lowered.lds_bytes, grid_expressions(tk), dict(tk.attrs["params"]), tk,
+                    list(program.tensor_params))

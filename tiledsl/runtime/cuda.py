@@ -1,0 +1,130 @@
+"""Launch compiled kernels on an NVIDIA GPU.
+
+    kernel = program.compile(target="sm_90").launcher()
+    kernel(Q=q, K=k, V=v, O=o, scale=0.125)           # CuPy or PyTorch arrays, by name
+
+Arrays may be anything exposing ``__cuda_array_interface__`` (CuPy, PyTorch CUDA tensors,
+Numba) or DLPack (converted through CuPy). The launcher checks dtypes, ranks, contiguity
+and the compile-time dims, derives the run-time dims from the shapes, computes the grid,
+and launches the PTX through CuPy's driver bindings (the module is loaded once, with
+the dynamic shared memory the kernel needs opted in above 48 KiB).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+_TYPESTR = {"f16": ("<f2",), "bf16": ("<V2", "<u2", "<i2"), "f32": ("<f4",), "i32": ("<i4",)}
+_TORCH = {"f16": "torch.float16", "bf16": "torch.bfloat16", "f32": "torch.float32", "i32": "torch.int32"}
+_SCALAR = {"f32": np.float32, "i32": np.int32, "f16": np.float16}
+
+
+class LaunchError(ValueError):
+    """An argument does not fit the kernel (a user mistake, reported without a traceback)."""
+
+
+def _interface(x: Any, name: str) -> dict[str, Any]:
+    if hasattr(x, "__cuda_array_interface__"):
+        return x.__cuda_array_interface__
+    if hasattr(x, "__dlpack__"):
+        import cupy
+        return cupy.from_dlpack(x).__cuda_array_interface__
+    raise LaunchError(f"'{name}' must be a GPU array (CuPy, PyTorch CUDA tensor or DLPack), got {type(x).__name__}")
+
+
+def _contiguous(iface: dict[str, Any], itemsize: int) -> bool:
+    strides = iface.get("strides")
+    if strides is None:
+        return True
+    expect, s = [], itemsize
+    for d in reversed(iface["shape"]):
+        expect.append(s)
+        s *= d
+    return tuple(strides) == tuple(reversed(expect)) or int(np.prod(iface["shape"])) <= 1
+
+
+def grid_value(expr: str, dims: dict[str, int]) -> int:
+    """Evaluate a grid expression of the launch metadata (C integer syntax)."""
+    py = expr.replace("/", "//")
+    return int(eval(py, {"__builtins__": {}, "max": max, "min": min}, dict(dims)))  # noqa: S307
+
+
+class CudaKernel:
+    """A compiled kernel, callable with GPU arrays by parameter name."""
+
+    def __init__(self, artifact: Any) -> None:
+        self.artifact = artifact
+        self._function = None
+
+    def _load(self) -> Any:
+        if self._function is None:
+            import cupy
+            module = cupy.cuda.function.Module()
+            module.load(self.artifact.asm.encode())
+            fn = module.get_function(self.artifact.name)
+            if self.artifact.lds_bytes > 48 * 1024:
+                fn.max_dynamic_shared_size_bytes = self.artifact.lds_bytes
+            self._module, self._function = module, fn
+        return self._function
+
+    def prepare(self, args: dict[str, Any]) -> tuple[tuple[int, int, int], list[Any]]:
+        """Check the arguments; return the grid and the launch argument list."""
+        meta = self.artifact.meta
+        params = meta["params"]
+        dims: dict[str, int] = {}
+        kernel_args: list[Any] = []
+        tensors = [a for a in meta["args"] if a["kind"] == "tensor"]
+        known = {a["name"] for a in meta["args"] if a["kind"] != "dim"}
+        for name in args:
+            if name not in known:
+                raise LaunchError(f"'{self.artifact.name}' has no parameter '{name}' "
+                                  f"(it has: {', '.join(sorted(known))})")
+        decl = {p.name: p for p in self.artifact.tensor_params}
+        for a in tensors:
+            name = a["name"]
+            if name not in args:
+                raise LaunchError(f"missing argument '{name}'")
+            iface = _interface(args[name], name)
+            p = decl[name]
+            if iface["typestr"] not in _TYPESTR[p.dtype] and not (
+                    p.dtype == "bf16" and "bfloat16" in str(getattr(args[name], "dtype", ""))):
+                raise LaunchError(f"'{name}' is {p.dtype} but the array is {iface['typestr']} "
+                                  f"({getattr(args[name], 'dtype', '?')}); expected {_TORCH[p.dtype]} or equivalent")
+            shape = tuple(iface["shape"])
+            if len(shape) != len(p.dims):
+                raise LaunchError(f"'{name}' must have {len(p.dims)} dims {p.dims}, got shape {shape}")
+            if not _contiguous(iface, 2 if p.dtype in ("f16", "bf16") else 4):
+                raise LaunchError(f"'{name}' must be contiguous (row-major)")
+            for d, n in zip(p.dims, shape):
+                want = d if isinstance(d, int) else params.get(d)
+                if want is not None and int(want) != n:
+                    raise LaunchError(f"'{name}' has {d}={n} but the kernel was compiled for {d}={want}")
+                if isinstance(d, str) and want is None:
+                    if d in dims and dims[d] != n:
+                        raise LaunchError(f"dim {d} is {dims[d]} elsewhere but {n} in '{name}'")
+                    dims[d] = int(n)
+        for a in meta["args"]:
+            if a["kind"] == "tensor":
+                kernel_args.append(np.uint64(_interface(args[a["name"]], a["name"])["data"][0]))
+            elif a["kind"] == "scalar":
+                if a["name"] not in args:
+                    raise LaunchError(f"missing argument '{a['name']}'")
+                kernel_args.append(_SCALAR[a["dtype"]](args[a["name"]]))
+            else:
+                if a["name"] not in dims:
+                    raise LaunchError(f"no tensor gives the size of dim '{a['name']}'")
+                kernel_args.append(np.int32(dims[a["name"]]))
+        grid = [grid_value(g, {**dims, **{k: v for k, v in params.items() if isinstance(v, int)}})
+                for g in meta["grid"]]
+        grid += [1] * (3 - len(grid))
+        return (grid[0], grid[1], grid[2]), kernel_args
+
+    def __call__(self, stream: Any = None, **args: Any) -> None:
+        grid, kernel_args = self.prepare(args)
+        if 0 in grid:
+            return
+        fn = self._load()
+        block = (self.artifact.block_threads, 1, 1)
+        fn(grid, block, tuple(kernel_args), shared_mem=self.artifact.lds_bytes, stream=stream)
