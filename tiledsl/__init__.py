@@ -8,5 +8,5 @@ from tiledsl.diagnostics import Loc, TdslError
 from tiledsl.interp.report import InterpError, Report
 from tiledsl.program import Program, load
 
-__all__ = ["load", "Program", "Report", "InterpError", "TdslError", "Loc"]
+__all__ = ["InterpError", "Loc", "Program", "Report", "TdslError", "load"]
 __version__ = "0.1.0"

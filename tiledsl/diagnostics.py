@@ -32,8 +32,8 @@ class Source:
     text: str
 
     def line(self, n: int) -> str:
-        lines = self.text.splitlines()
-        return lines[n - 1] if 0 < n <= len(lines) else ""
+        lines = self.text.split("\n")       # lark counts lines by \n only
+        return lines[n - 1].rstrip("\r") if 0 < n <= len(lines) else ""
 
 
 @dataclass

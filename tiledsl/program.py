@@ -185,12 +185,11 @@ class Program:
             scalars[p.name] = round_to(np.asarray(v), p.dtype)[()]
         kernel = prog.lowered()
         report = Report(level=level)
-        if level == "block":
-            BlockInterpreter(kernel, tensors, scalars, dims, report).run()
-        else:
-            from tiledsl.interp.thread import run_thread_level
-            run_thread_level(prog, kernel, tensors, scalars, dims, report, target or "gfx942",
-                             shuffle_blocks=shuffle_blocks, nan_fill=nan_fill, seed=seed)
+        try:
+            self._run(level, prog, kernel, tensors, scalars, dims, report, target, shuffle_blocks, nan_fill, seed)
+        except TdslError as e:
+            e.source = e.source or self.source
+            raise
         stores = {op.operands[0].hint: op for op in kernel.walk() if isinstance(op, ops.StoreOp)}
         for t in tensors.values():
             if t.counts is not None:
@@ -201,6 +200,17 @@ class Program:
                 out[...] = tensors[p.name].data.astype(out.dtype) if out.dtype.name != "bfloat16" else \
                     tensors[p.name].data
         return report
+
+    @staticmethod
+    def _run(level: str, prog: Program, kernel: ops.KernelOp, tensors: dict[str, GlobalTensor],
+             scalars: dict[str, Any], dims: dict[str, int], report: Report, target: str | None,
+             shuffle_blocks: bool, nan_fill: bool, seed: int) -> None:
+        if level == "block":
+            BlockInterpreter(kernel, tensors, scalars, dims, report).run()
+            return
+        from tiledsl.interp.thread import run_thread_level
+        run_thread_level(prog, kernel, tensors, scalars, dims, report, target or "gfx942",
+                         shuffle_blocks=shuffle_blocks, nan_fill=nan_fill, seed=seed)
 
 
 def load(path_or_source: str | os.PathLike, params: Mapping[str, int | float] | None = None) -> Program:

@@ -57,6 +57,8 @@ def _cast(s: Sema, e: ast.Call) -> Any:
     if isinstance(v, Static):
         val = v.value
         if e.func == "i32":
+            if not math.isfinite(val) or not -2**31 <= int(val) < 2**31:
+                raise TdslError(x.loc, f"i32({val}) is out of the range of i32")
             val = int(val)
         elif e.func == "i1":
             val = bool(val)
@@ -132,7 +134,7 @@ def _unary(name: str, pyfn: Callable[[float], float]) -> None:
         if isinstance(v, Static):
             try:
                 return Static(pyfn(float(v.value)), v.dtype if v.dtype in FLOAT_DTYPES else "f32", v.weak)
-            except (ValueError, OverflowError):
+            except (ValueError, OverflowError, ZeroDivisionError):
                 raise TdslError(e.loc, f"{name}({v.value}) is not defined") from None
         return s.unary(name, _tile(s, v, x.loc, f"the operand of {name}()"), e.loc)
 

@@ -302,7 +302,10 @@ def parse(text: str, file: str = "<string>") -> ast.Kernel:
 
 
 def _end_loc(text: str, file: str) -> Loc:
-    lines = text.splitlines() or [""]
+    # Lines are counted as lark counts them (at '\n' only); a final newline opens no new line.
+    lines = text.split("\n")
+    if len(lines) > 1 and lines[-1] == "":
+        lines.pop()
     return Loc(file, len(lines), len(lines[-1]) + 1)
 
 

@@ -63,8 +63,8 @@ _CMP = {"<", "<=", ">", ">=", "==", "!="}
 
 
 def _type_str(v: SemaValue) -> str:
-    if isinstance(v, Value):
-        return str(v.type)
+    if isinstance(v, (Value, LdsRef)):
+        return str(v.value.type if isinstance(v, LdsRef) else v.type)
     return str(v)
 
 
@@ -422,6 +422,8 @@ class Sema:
             raise self.err(e.loc, f"{what} must be an integer, got {v}")
         if isinstance(v, Value) and v.type != scalar("i32"):
             raise self.err(e.loc, f"{what} must be an i32 scalar, got {v.type}")
+        if isinstance(v, LdsRef):
+            raise self.err(e.loc, f"{what} must be an i32 scalar, got the LDS tile {v.value.type}")
         e.ty = "i32"
         return self.materialize(v, e.loc, "i32")
 
@@ -544,7 +546,7 @@ class Sema:
             raise self.err(loc, f"{name} needs a tile, got {v.type}")
         if op_cls.operand_dtypes and v.type.dtype not in op_cls.operand_dtypes:
             raise self.err(loc, f"{name} does not take {v.type.dtype} (got {v.type})",
-                           "cast it first, e.g. f32(x)" if v.type.dtype == "i32" else "")
+                           *(["cast it first, e.g. f32(x)"] if v.type.dtype == "i32" else []))
         return self.emit(op_cls([v], [v.type.without_layout()], loc=loc)).result
 
     def expr_BinOp(self, e: ast.BinOp) -> SemaValue:
@@ -609,13 +611,26 @@ class Sema:
         return Static(float(r), dtype, a.weak and b.weak)
 
     def common_dtype(self, op: str, a: SemaValue, b: SemaValue, loc: Loc) -> str:
-        ta = a.type.dtype if isinstance(a, Value) else None
-        tb = b.type.dtype if isinstance(b, Value) else None
+        for v in (a, b):
+            if not isinstance(v, (Static, Value, LdsRef)) or (
+                    isinstance(v, Value) and not isinstance(v.type, TileType)):
+                raise self.err(loc, f"'{op}' cannot take {self.describe(v)}")
+        ta = a.value.type.dtype if isinstance(a, LdsRef) else a.type.dtype if isinstance(a, Value) else None
+        tb = b.value.type.dtype if isinstance(b, LdsRef) else b.type.dtype if isinstance(b, Value) else None
         if ta and tb:
             if ta != tb:
-                raise self.err(loc, f"'{op}' of {a.type} and {b.type}: dtypes differ",
+                raise self.err(loc, f"'{op}' of {_type_str(a)} and {_type_str(b)}: dtypes differ",
                                f"cast one side explicitly, e.g. {ta}(...) or {tb}(...)")
             return ta
+        if not ta and not tb:
+            # Two compile-time scalars (e.g. where(c, f16(1), 2.0)): the strong one decides.
+            strong = {v.dtype for v in (a, b) if not v.weak}
+            if len(strong) > 1:
+                raise self.err(loc, f"'{op}' of {a.dtype} and {b.dtype}: dtypes differ",
+                               "cast one side explicitly")
+            if strong:
+                return strong.pop()
+            return "f32" if isinstance(a.value, float) or isinstance(b.value, float) else "i32"
         tile, st = (ta, b) if ta else (tb, a)
         if st.weak:
             if tile == "i32" and isinstance(st.value, float) and not float(st.value).is_integer():

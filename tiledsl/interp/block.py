@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from tiledsl.diagnostics import TdslError
 from tiledsl.interp.numerics import ELEMENTWISE, round_to
 from tiledsl.interp.report import InterpError, Report
 from tiledsl.ir import ops
@@ -384,12 +385,12 @@ def _for(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
     if uniform:
         lo_, hi_, st_ = (int(np.asarray(x)[0]) for x in (lo, hi, step))
         if st_ <= 0:
-            raise RuntimeError(f"{op.loc}: loop step {st_} is not positive")
+            raise TdslError(op.loc, f"loop step {st_} is not positive")
         for v in range(lo_, hi_, st_):
             carried = it.run_block(body, [np.asarray([v], dtype=np.int32), *carried])
         return carried
     if (np.asarray(step) <= 0).any():
-        raise RuntimeError(f"{op.loc}: loop step is not positive")
+        raise TdslError(op.loc, "loop step is not positive in some block")
     while True:
         running = outer & np.broadcast_to(iv < hi, outer.shape)
         if not running.any():

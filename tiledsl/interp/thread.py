@@ -470,7 +470,8 @@ def _for(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
     lo, hi, step, *carried = args
     lo_, hi_, st_ = (int(np.asarray(x).reshape(-1)[0]) for x in (lo, hi, step))
     if st_ <= 0:
-        raise RuntimeError(f"{op.loc}: loop step {st_} is not positive")
+        from tiledsl.diagnostics import TdslError
+        raise TdslError(op.loc, f"loop step {st_} is not positive")
     for v in range(lo_, hi_, st_):
         carried = it.run_block(op.regions[0], [np.asarray([v], dtype=np.int32), *carried])
     return carried
