@@ -68,15 +68,59 @@ def triton_fa2():
     return run
 
 
-def main() -> None:
+def measure(n: int, d: int, causal: int, tri) -> dict:
+    """TFLOP/s of every kernel at one shape (a string where one cannot run or is wrong)."""
     import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     import tiledsl
     from tiledsl.tune import best_params
 
+    z, h = 32768 // n, 16
+    q, k, v = (torch.randn(z, h, n, d, device="cuda", dtype=torch.float16) for _ in range(3))
+    ref = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=bool(causal))
+    flops = 4 * z * h * n * n * d / (2 if causal else 1)
+    row: dict = {"N": n, "D": d, "causal": causal, "Z": z, "H": h}
+
+    def record(name: str, fn, into: dict) -> None:
+        try:
+            out = fn()
+            err = ((out.float() - ref).norm() / ref.norm()).item()
+            if not err < 1e-2:
+                into[name] = f"wrong (rel err {err:.1e})"
+                return
+            into[name] = round(flops / bench(fn) / 1e9, 1)
+        except (RuntimeError, ValueError, TypeError) as e:   # a peer that cannot run this shape
+            into[name] = f"n/a ({type(e).__name__}: {str(e)[:60]})"
+
+    params = best_params("attention", {"N": n, "D": d, "CAUSAL": causal}) or {"BM": 128, "BN": 64}
+    row["params"] = params
+    prog = tiledsl.load(ROOT / "examples" / "attention.tdsl", params={"D": d, "CAUSAL": causal, **params})
+    kern = prog.compile(target="sm_90").launcher()
+    o = torch.empty_like(q)
+
+    def ours():
+        kern(Q=q, K=k, V=v, O=o, scale=d ** -0.5)
+        return o
+    record("tiledsl", ours, row)
+    for name, backend in [("torch-flash", SDPBackend.FLASH_ATTENTION), ("torch-cudnn", SDPBackend.CUDNN_ATTENTION)]:
+        def sdpa(backend=backend):
+            with sdpa_kernel(backend):
+                return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=bool(causal))
+        record(name, sdpa, row)
+    ot = torch.empty_like(q)
+    tried: dict = {}
+    for cfg in [(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3)]:
+        record(str(cfg), lambda cfg=cfg: tri(q, k, v, ot, causal, *cfg), tried)
+    numbers = [x for x in tried.values() if isinstance(x, float)]
+    row["triton"] = max(numbers) if numbers else next(iter(tried.values()))
+    return row
+
+
+def main() -> None:
+    import torch
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="only N=4096, D=128")
+    ap.add_argument("--quick", action="store_true", help="only N=4096, D=128, non-causal")
     ap.add_argument("--out", default=".")
     args = ap.parse_args()
     shapes = [(n, d, c) for d in (64, 128) for n in (1024, 4096, 16384) for c in (0, 1)]
@@ -85,43 +129,9 @@ def main() -> None:
     tri = triton_fa2()
     rows = []
     for n, d, causal in shapes:
-        z, h = 32768 // n, 16
-        q, k, v = (torch.randn(z, h, n, d, device="cuda", dtype=torch.float16) for _ in range(3))
-        ref = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), is_causal=bool(causal))
-        flops = 4 * z * h * n * n * d / (2 if causal else 1)
-        row = {"N": n, "D": d, "causal": causal, "Z": z, "H": h}
-
-        def record(name, fn, into=row):
-            try:
-                out = fn()
-                err = ((out.float() - ref).norm() / ref.norm()).item()
-                if not err < 1e-2:
-                    into[name] = f"wrong (rel err {err:.1e})"
-                    return
-                into[name] = round(flops / bench(fn) / 1e9, 1)
-            except Exception as e:  # a peer that cannot run this shape is reported, not fatal
-                into[name] = f"n/a ({type(e).__name__}: {str(e)[:60]})"
-
-        params = best_params("attention", {"N": n, "D": d, "CAUSAL": causal}) or {"BM": 128, "BN": 64}
-        prog = tiledsl.load(ROOT / "examples" / "attention.tdsl", params={"D": d, "CAUSAL": causal, **params})
-        kern = prog.compile(target="sm_90").launcher()
-        o = torch.empty_like(q)
-        record("tiledsl", lambda: (kern(Q=q, K=k, V=v, O=o, scale=d ** -0.5), o)[1])
-        for name, be in [("torch-flash", SDPBackend.FLASH_ATTENTION), ("torch-cudnn", SDPBackend.CUDNN_ATTENTION)]:
-            def sdpa(be=be):
-                with sdpa_kernel(be):
-                    return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=bool(causal))
-            record(name, sdpa)
-        ot = torch.empty_like(q)
-        tried: dict[str, object] = {}
-        for cfg in [(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3)]:
-            record(str(cfg), lambda cfg=cfg: tri(q, k, v, ot, causal, *cfg), into=tried)
-        numbers = [x for x in tried.values() if isinstance(x, float)]
-        row["triton"] = max(numbers) if numbers else next(iter(tried.values()))
-        row["params"] = params
-        rows.append(row)
-        print(row, flush=True)
-        del q, k, v, ref
+        rows.append(measure(n, d, causal, tri))
+        print(rows[-1], flush=True)
+        torch.cuda.empty_cache()
     print(f"\n{torch.cuda.get_device_name()}, torch {torch.__version__}, triton "
           f"{__import__('triton').__version__}; TFLOP/s (higher is better)\n")
     print("| N | D | causal | tiledsl | torch flash (FA2) | torch cuDNN | Triton FA2 | tiledsl / flash |")

@@ -286,14 +286,53 @@ def compare_outputs(prog: Any, args: dict[str, Any], ref_fn: Callable[..., Any] 
     return ok
 
 
+def _program_for_shape(args: argparse.Namespace) -> Any:
+    shape = args.shape or {}
+    consts = {c.name for c in _load(args).ast.consts}
+    return _load(args, {k: v for k, v in shape.items() if k in consts and k not in dict(args.defines)})
+
+
+def _gpu_target(args: argparse.Namespace) -> str:
+    target = args.target or "sm_90"
+    if target not in ("sm_80", "sm_90"):
+        raise UserError(f"--device cuda runs NVPTX targets (sm_80, sm_90), not '{target}'")
+    return target
+
+
+def _to_gpu(inputs: dict[str, Any]) -> dict[str, Any]:
+    try:
+        import cupy
+    except ImportError:
+        raise UserError("--device cuda needs CuPy (pip install cupy-cuda12x or cupy-cuda13x)") from None
+    return {k: cupy.asarray(v) if isinstance(v, np.ndarray) else v for k, v in inputs.items()}
+
+
+def _run_on_gpu(args: argparse.Namespace, prog: Any, inputs: dict[str, Any]) -> None:
+    from tiledsl.runtime.cuda import LaunchError
+    kernel = prog.compile(target=_gpu_target(args)).launcher()
+    gpu = _to_gpu(inputs)
+    try:
+        kernel(**gpu)
+    except LaunchError as e:
+        raise UserError(str(e)) from None
+    for p in prog.tensor_params:
+        if p.out:
+            inputs[p.name][...] = gpu[p.name].get()
+    print(f"ran '{prog.name}' on the GPU ({_gpu_target(args)})")
+
+
 @command("run")
 def cmd_run(args: argparse.Namespace) -> int:
     shape = args.shape or {}
-    consts = {c.name for c in _load(args).ast.consts}
-    prog = _load(args, {k: v for k, v in shape.items() if k in consts and k not in dict(args.defines)})
+    prog = _program_for_shape(args)
     rng = np.random.default_rng(args.seed)
     inputs = _random_inputs(prog, shape, rng, dict(args.arg))
     ref_fn = _reference(args, prog)
+    if args.device == "cuda":
+        if args.level != "block":
+            raise UserError("--level applies to the interpreters, not to --device cuda")
+        _run_on_gpu(args, prog, inputs)
+        return 0 if compare_outputs(prog, inputs, ref_fn, args.tol) else 1
     try:
         target = _target_name(args.target) if args.target else None
         report = prog.interpret(level=args.level, target=target, shuffle_blocks=args.shuffle_blocks,
@@ -310,6 +349,66 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_tiles(args: argparse.Namespace) -> int:
     from tiledsl.viz.cli_tiles import cmd_tiles as run
     return run(args)
+
+
+@command("bench")
+def cmd_bench(args: argparse.Namespace) -> int:
+    from tiledsl.runtime.cuda import LaunchError
+    from tiledsl.tune import time_launch
+    prog = _program_for_shape(args)
+    inputs = _to_gpu(_random_inputs(prog, args.shape or {}, np.random.default_rng(args.seed), dict(args.arg)))
+    kernel = prog.compile(target=_gpu_target(args)).launcher()
+    try:
+        ms = time_launch(kernel, inputs, warmup=args.warmup, reps=args.reps)
+    except LaunchError as e:
+        raise UserError(str(e)) from None
+    line = f"{prog.name} on {_gpu_target(args)}: median {ms:.4f} ms over {args.reps} runs"
+    if args.flops:
+        try:   # an arithmetic expression of the user's own dims and params
+            flops = float(eval(args.flops, {"__builtins__": {}}, {**(args.shape or {}), **prog.params}))
+        except (SyntaxError, NameError, TypeError, ValueError, ZeroDivisionError) as e:
+            raise UserError(f"--flops: cannot evaluate '{args.flops}': {e}") from None
+        line += f", {flops / ms / 1e9:.1f} TFLOP/s"
+    print(line)
+    return 0
+
+
+@command("tune")
+def cmd_tune(args: argparse.Namespace) -> int:
+    from tiledsl.tune import cache_path, tune
+    shape = args.shape or {}
+    prog = _program_for_shape(args)
+    space = dict(args.space)
+    if not space:
+        raise UserError("give the search space: --space BM=64,128 --space BN=32,64")
+    inputs = _to_gpu(_random_inputs(prog, shape, np.random.default_rng(args.seed), dict(args.arg)))
+    key = {**shape, **{k: v for k, v in prog.params.items() if k not in space}}
+    best, ms, results = tune(prog, space, inputs, key, target=_gpu_target(args))
+    for params, t in results:
+        print(f"  {params}: {t if isinstance(t, str) else f'{t:.4f} ms'}")
+    print(f"best {best}: {ms:.4f} ms (cached in {cache_path()})")
+    return 0
+
+
+def _space(text: str) -> tuple[str, list[int]]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected NAME=V1,V2,..., got '{text}'")
+    name, values = text.split("=", 1)
+    try:
+        return name, [int(v) for v in values.split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"values of {name} must be integers") from None
+
+
+def _add_gpu_run_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE", help="the .tdsl program")
+    p.add_argument("--device", choices=["cuda"], default="cuda", help="where to run (an NVIDIA GPU through CuPy)")
+    p.add_argument("--target", default=None, help="sm_80 or sm_90 (default)")
+    p.add_argument("--shape", type=_shape, metavar="DIM=N,...", help="sizes of the tensor dims")
+    p.add_argument("--arg", action="append", type=_define, default=[], metavar="NAME=VALUE",
+                   help="value of a scalar parameter")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    _add_defines(p)
 
 
 # ---------------------------------------------------------------- parser
@@ -372,13 +471,33 @@ def build_parser() -> argparse.ArgumentParser:
                    help="relative error tolerance (default by dtype: f32 1e-4, f16 2e-3, bf16 1.6e-2)")
     p.add_argument("--level", choices=["block", "thread"], default="block",
                    help="interpreter level: 'block' (tile IR) or 'thread' (SIMT thread IR)")
+    p.add_argument("--device", choices=["interp", "cuda"], default="interp",
+                   help="'interp' (default): the NumPy interpreters; 'cuda': compile for --target "
+                        "(sm_90 by default) and run on the GPU")
     p.add_argument("--target", default=None,
-                   help="target for --level thread: gfx90a, gfx942 (default), gfx1100, sm_80, sm_90, generic")
+                   help="target for --level thread: gfx90a, gfx942 (default), gfx1100, sm_80, sm_90, generic; "
+                        "for --device cuda: sm_80 or sm_90 (default)")
     p.add_argument("--shuffle-blocks", action="store_true",
                    help="thread level: run the blocks in a random order (seeded by --seed)")
     p.add_argument("--nan-fill", action="store_true",
                    help="thread level: fill uninitialised LDS with NaN so reads of it poison the result")
     _add_defines(p)
+
+    p = sub.add_parser("bench", help="time a kernel on the GPU (CUDA events, warm-up, median of many runs)",
+                       description="Compile FILE for an NVIDIA target, launch it on random inputs of --shape "
+                                   "and print the median time (and TFLOP/s with --flops).")
+    _add_gpu_run_flags(p)
+    p.add_argument("--warmup", type=int, default=10, help="untimed launches first (default 10)")
+    p.add_argument("--reps", type=int, default=100, help="timed launches (default 100)")
+    p.add_argument("--flops", metavar="EXPR",
+                   help="FLOPs as an expression of the dims and params, e.g. '4*Z*H*N*N*D'")
+
+    p = sub.add_parser("tune", help="pick tile parameters by timing them on the GPU; cache the best on disk",
+                       description="Time every combination of --space values on the GPU and remember the best "
+                                   "per kernel and shape (used by bench/attention_gpu.py).")
+    _add_gpu_run_flags(p)
+    p.add_argument("--space", action="append", type=_space, default=[], metavar="NAME=V1,V2",
+                   help="values to try for a tile parameter (repeatable), e.g. --space BM=64,128")
 
     from tiledsl.viz.cli_tiles import add_tiles_parser
     add_tiles_parser(sub)

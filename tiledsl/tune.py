@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from tiledsl.diagnostics import TdslError
+
 
 def cache_path() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
@@ -80,7 +82,7 @@ def tune(program: Any, space: dict[str, list[int]], args: dict[str, Any], shape_
         try:
             kern = program.specialize(**params).compile(target=target).launcher()
             ms = time_launch(kern, args)
-        except Exception as e:  # an unfit point (too much LDS, a layout that does not tile) is skipped
+        except (TdslError, ValueError, RuntimeError) as e:  # an unfit point (too much LDS, ...) is skipped
             results.append((params, f"skipped: {str(e).splitlines()[0][:80]}"))
             continue
         results.append((params, ms))
