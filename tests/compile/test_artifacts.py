@@ -1,0 +1,97 @@
+"""Native artifacts: the launch metadata against the code object's own metadata, the
+emits of tdslc compile, and tdslc resources against the artifact."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import tiledsl
+from tiledsl.cli import main
+from tiledsl.runtime.cuda import grid_value
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+HAVE_LLD = any(shutil.which(n) for n in ("ld.lld", "ld.lld-19", "ld.lld-20", "ld.lld-18"))
+
+
+@pytest.fixture(scope="module")
+def attention_gfx942() -> tiledsl.compile.Artifact:
+    return tiledsl.load(EXAMPLES / "attention.tdsl", params={"D": 64}).compile(target="gfx942")
+
+
+@pytest.mark.parametrize("example, params", [("attention", {"D": 64}), ("gemm", {}), ("layernorm", {})])
+@pytest.mark.parametrize("target", ["gfx90a", "gfx942", "gfx1100"])
+def test_meta_args_match_the_code_object(example: str, params: dict, target: str) -> None:
+    art = tiledsl.load(EXAMPLES / f"{example}.tdsl", params=params).compile(target=target)
+    md = art.compiled.metadata()["amdhsa.kernels"][0]
+    meta = art.meta
+    assert md[".name"] == meta["kernel"]
+    got = [(a["offset"], a["size"]) for a in meta["args"]]
+    want = [(a[".offset"], a[".size"]) for a in md[".args"]]
+    assert got == want
+    kinds = ["global_buffer" if a["kind"] == "tensor" else "by_value" for a in meta["args"]]
+    assert kinds == [a[".value_kind"] for a in md[".args"]]
+    assert meta["kernarg_bytes"] == md[".kernarg_segment_size"]
+    assert meta["block"][0] == md[".max_flat_workgroup_size"]
+    assert meta["static_lds_bytes"] == md[".group_segment_fixed_size"]
+
+
+def test_grid_expressions_evaluate_like_the_interpreter(attention_gfx942) -> None:
+    grid = attention_gfx942.meta["grid"]
+    for n in (1, 127, 128, 129, 1000):
+        dims = {"Z": 2, "H": 3, "N": n}
+        assert [grid_value(g, dims) for g in grid] == [(n + 127) // 128, 3, 2]
+
+
+def test_resources_come_from_the_metadata_note(attention_gfx942) -> None:
+    md = attention_gfx942.compiled.metadata()["amdhsa.kernels"][0]
+    res = attention_gfx942.resources
+    assert res.vgprs == md[".vgpr_count"]
+    assert res.sgprs == md[".sgpr_count"]
+    assert res.vgpr_spills == md[".vgpr_spill_count"]
+    assert res.lds_bytes == md[".group_segment_fixed_size"]
+
+
+@pytest.mark.skipif(not HAVE_LLD, reason="ld.lld (Debian lld-19) is not installed")
+@pytest.mark.parametrize("emit, magic", [("hsaco", b"\x7fELF"), ("obj", b"\x7fELF"), ("llvm", b"; ModuleID"),
+                                         ("asm", b"\t.amdgcn_target"), ("meta", b"{")])
+def test_emits(tmp_path: Path, emit: str, magic: bytes) -> None:
+    out = tmp_path / f"k.{emit}"
+    assert main(["compile", str(EXAMPLES / "gemm.tdsl"), "--target", "gfx942", "--emit", emit, "-o", str(out)]) == 0
+    data = out.read_bytes()
+    assert magic in data[:4096]
+    if emit == "meta":
+        assert json.loads(data)["kernel"] == "gemm"
+
+
+def test_ptx_emit_and_wrong_pairings(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "k.ptx"
+    assert main(["compile", str(EXAMPLES / "gemm.tdsl"), "--target", "sm_90", "--emit", "ptx", "-o", str(out)]) == 0
+    assert ".entry gemm(" in out.read_text()
+    assert main(["compile", str(EXAMPLES / "gemm.tdsl"), "--target", "sm_90", "--emit", "hsaco",
+                 "-o", str(tmp_path / "x")]) == 1
+    assert main(["compile", str(EXAMPLES / "gemm.tdsl"), "--target", "gfx942", "--emit", "ptx",
+                 "-o", str(tmp_path / "y")]) == 1
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "is for" in err
+
+
+def test_resources_command(capsys: pytest.CaptureFixture) -> None:
+    assert main(["resources", str(EXAMPLES / "gemm.tdsl"), "--target", "gfx942"]) == 0
+    out = capsys.readouterr().out
+    art = tiledsl.load(EXAMPLES / "gemm.tdsl").compile(target="gfx942")
+    assert f"VGPRs      {art.resources.vgprs}" in out
+    assert "spills" in out and "occupancy" in out
+
+
+def test_no_matrix_cores_uses_no_mfma() -> None:
+    prog = tiledsl.load(EXAMPLES / "gemm.tdsl")
+    fma = prog.compile(target="gfx942", matrix=False)
+    mfma = prog.compile(target="gfx942")
+    assert "v_mfma" not in fma.asm
+    assert "v_fma" in fma.asm            # v_fma_* / v_fmac_* / v_pk_fma_*
+    assert "v_mfma" in mfma.asm
