@@ -137,6 +137,13 @@ class NvptxTarget(GpuTarget):
             return call_intrinsic(b, "llvm.exp2.f16", F16, [x], "exp2")
         raise TypeError(f"exp2 of {x.type}: f32 or f16 only")
 
+    def log2(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+        # llvm.log2.f32 aborts on NVPTX ("no libcall available for flog2"); lg2.approx.f32 has a
+        # relative error of 2^-22 and keeps subnormal inputs (no .ftz).
+        if x.type != F32:
+            raise TypeError(f"log2 of {x.type}: f32 only")
+        return call_intrinsic(b, "llvm.nvvm.lg2.approx.f", F32, [x], "lg2")
+
     def ex2_approx(self, b: ir.IRBuilder, x: ir.Value, ftz: bool = False) -> ir.Value:
         """``ex2.approx[.ftz].f32`` by name, for code that wants the flush-to-zero form."""
         name = "llvm.nvvm.ex2.approx.ftz.f32" if ftz else "llvm.nvvm.ex2.approx.f32"

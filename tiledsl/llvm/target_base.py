@@ -252,6 +252,16 @@ class GpuTarget(abc.ABC):
     def exp2(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
         """Fast 2**x of an f32 (or f16) scalar: one hardware instruction on every target."""
 
+    def log2(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
+        """log2(x) of an f32 scalar.
+
+        ``llvm.log2.f32`` by default (one ``v_log_f32`` plus a denormal fix-up on AMDGPU); a
+        target without a lowering for it (NVPTX: "no libcall available for flog2") overrides.
+        """
+        if x.type != F32:
+            raise TypeError(f"log2 of {x.type}: f32 only")
+        return irgen.call_intrinsic(b, "llvm.log2.f32", F32, [x], "log2")
+
     @abc.abstractmethod
     def shuffle_xor(self, b: ir.IRBuilder, v: ir.Value, mask: int) -> ir.Value:
         """The value ``v`` of lane ``lane ^ mask`` (all lanes of the wave must be active)."""
