@@ -1,0 +1,115 @@
+"""The CUDA launcher and the GPU commands, on a real NVIDIA GPU (skipped where there is none)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import tiledsl
+from tiledsl.cli import main
+from tiledsl.runtime.cuda import LaunchError
+
+pytestmark = pytest.mark.gpu
+cupy = pytest.importorskip("cupy")
+try:
+    if cupy.cuda.runtime.getDeviceCount() < 1:
+        pytest.skip("no CUDA device", allow_module_level=True)
+except cupy.cuda.runtime.CUDARuntimeError:
+    pytest.skip("no CUDA device", allow_module_level=True)
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+_spec = importlib.util.spec_from_file_location("reference", EXAMPLES / "reference.py")
+reference = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(reference)
+
+
+def _rel(out: np.ndarray, ref: np.ndarray) -> float:
+    return float(np.linalg.norm(out.astype(np.float64) - ref) / np.linalg.norm(ref))
+
+
+@pytest.mark.parametrize("d, causal, n", [(64, 0, 333), (64, 1, 200), (128, 0, 129), (128, 1, 77)])
+def test_attention_with_cupy_arrays(d: int, causal: int, n: int) -> None:
+    rng = np.random.default_rng(d + causal)
+    q, k, v = (rng.standard_normal((2, 3, n, d)).astype(np.float16) for _ in range(3))
+    prog = tiledsl.load(EXAMPLES / "attention.tdsl", params={"D": d, "CAUSAL": causal})
+    kernel = prog.compile(target="sm_90").launcher()
+    o = cupy.full(q.shape, np.nan, dtype=cupy.float16)
+    kernel(Q=cupy.asarray(q), K=cupy.asarray(k), V=cupy.asarray(v), O=o, scale=d ** -0.5)
+    out = o.get()
+    ref = reference.attention(q, k, v, d ** -0.5, CAUSAL=causal)
+    assert _rel(out, ref) < 2e-3
+    thread = np.zeros_like(q)
+    assert prog.interpret(level="thread", target="sm_90", Q=q, K=k, V=v, O=thread, scale=d ** -0.5).ok
+    assert _rel(out, thread.astype(np.float64)) < 2e-3
+
+
+def test_attention_bf16_with_torch_tensors() -> None:
+    torch = pytest.importorskip("torch")
+    src = (EXAMPLES / "attention.tdsl").read_text().replace("f16[Z, H, N, D]", "bf16[Z, H, N, D]") \
+        .replace("f16(p)", "bf16(p)").replace("<- f16(acc", "<- bf16(acc")
+    prog = tiledsl.load(src, params={"D": 64})
+    q, k, v = (torch.randn(1, 2, 150, 64, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+    o = torch.empty_like(q)
+    prog.compile(target="sm_90").launcher()(Q=q, K=k, V=v, O=o, scale=0.125)
+    ref = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), scale=0.125)
+    assert ((o.float() - ref).norm() / ref.norm()).item() < 1.6e-2
+
+
+@pytest.mark.parametrize("example, shape", [("gemm", {"M": 300, "N": 200, "K": 250}),
+                                            ("softmax", {"M": 77, "N": 1000}),
+                                            ("layernorm", {"M": 77, "N": 1000})])
+def test_other_examples(example: str, shape: dict) -> None:
+    rng = np.random.default_rng(1)
+    prog = tiledsl.load(EXAMPLES / f"{example}.tdsl")
+    if example == "gemm":
+        args = {"A": rng.standard_normal((shape["M"], shape["K"])).astype(np.float16),
+                "B": rng.standard_normal((shape["K"], shape["N"])).astype(np.float16)}
+        out_name, out_shape = "C", (shape["M"], shape["N"])
+    else:
+        args = {"X": rng.standard_normal((shape["M"], shape["N"])).astype(np.float32)}
+        out_name, out_shape = "Y", (shape["M"], shape["N"])
+        if example == "layernorm":
+            args.update(W=rng.standard_normal(shape["N"]).astype(np.float32),
+                        B=rng.standard_normal(shape["N"]).astype(np.float32), eps=1e-5)
+    gpu = {k: cupy.asarray(v) if isinstance(v, np.ndarray) else v for k, v in args.items()}
+    gpu[out_name] = cupy.full(out_shape, np.nan, dtype=cupy.float32)
+    prog.compile(target="sm_90").launcher()(**gpu)
+    ref = getattr(reference, example)(**args)
+    assert _rel(gpu[out_name].get(), ref) < 1e-4
+
+
+def test_launcher_rejects_bad_arguments() -> None:
+    prog = tiledsl.load(EXAMPLES / "attention.tdsl", params={"D": 64})
+    kernel = prog.compile(target="sm_90").launcher()
+    q = cupy.zeros((1, 1, 64, 64), dtype=cupy.float16)
+    with pytest.raises(LaunchError, match="is f16"):
+        kernel(Q=q.astype(cupy.float32), K=q, V=q, O=q, scale=1.0)
+    with pytest.raises(LaunchError, match="compiled for D=64"):
+        kernel(Q=cupy.zeros((1, 1, 64, 32), cupy.float16), K=q, V=q, O=q, scale=1.0)
+    with pytest.raises(LaunchError, match="dim N"):
+        kernel(Q=q, K=cupy.zeros((1, 1, 32, 64), cupy.float16), V=q, O=q, scale=1.0)
+    with pytest.raises(LaunchError, match="missing argument 'scale'"):
+        kernel(Q=q, K=q, V=q, O=q)
+    with pytest.raises(LaunchError, match="contiguous"):
+        kernel(Q=cupy.zeros((1, 1, 64, 128), cupy.float16)[..., ::2], K=q, V=q, O=q, scale=1.0)
+    with pytest.raises(LaunchError, match="GPU array"):
+        kernel(Q=np.zeros((1, 1, 64, 64), np.float16), K=q, V=q, O=q, scale=1.0)
+
+
+def test_cli_run_and_bench_on_the_gpu(capsys: pytest.CaptureFixture) -> None:
+    assert main(["run", str(EXAMPLES / "attention.tdsl"), "--device", "cuda", "--shape",
+                 "Z=1,H=2,N=200,D=64"]) == 0
+    out = capsys.readouterr().out
+    assert "on the GPU" in out and "ok" in out
+    assert main(["bench", str(EXAMPLES / "attention.tdsl"), "--shape", "Z=1,H=4,N=1024,D=64", "--reps", "20",
+                 "--flops", "4*Z*H*N*N*D"]) == 0
+    out = capsys.readouterr().out
+    assert "median" in out and "TFLOP/s" in out
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-q"]))
