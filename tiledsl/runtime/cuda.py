@@ -25,13 +25,28 @@ class LaunchError(ValueError):
     """An argument does not fit the kernel (a user mistake, reported without a traceback)."""
 
 
+_TORCH_TYPESTR = {"torch.float16": "<f2", "torch.bfloat16": "<V2", "torch.float32": "<f4", "torch.int32": "<i4"}
+_DLPACK_CUDA = (2, 13)     # kDLCUDA, kDLCUDAManaged
+
+
 def _interface(x: Any, name: str) -> dict[str, Any]:
+    """Pointer, shape, byte strides and typestr of a GPU array, as a CUDA array interface."""
+    module = type(x).__module__
+    if module.startswith("torch") and hasattr(x, "data_ptr"):
+        # PyTorch does not export bf16 through __cuda_array_interface__: read the tensor itself.
+        if not x.is_cuda:
+            raise LaunchError(f"'{name}' is a CPU tensor; move it to the GPU with .cuda()")
+        size = x.element_size()
+        return {"data": (x.data_ptr(), False), "shape": tuple(x.shape),
+                "strides": tuple(st * size for st in x.stride()),
+                "typestr": _TORCH_TYPESTR.get(str(x.dtype), str(x.dtype))}
     if hasattr(x, "__cuda_array_interface__"):
         return x.__cuda_array_interface__
-    if hasattr(x, "__dlpack__"):
+    if hasattr(x, "__dlpack__") and hasattr(x, "__dlpack_device__") and x.__dlpack_device__()[0] in _DLPACK_CUDA:
         import cupy
         return cupy.from_dlpack(x).__cuda_array_interface__
-    raise LaunchError(f"'{name}' must be a GPU array (CuPy, PyTorch CUDA tensor or DLPack), got {type(x).__name__}")
+    raise LaunchError(f"'{name}' must be a GPU array (CuPy, PyTorch CUDA tensor or DLPack on a CUDA device), "
+                      f"got {type(x).__name__}")
 
 
 def _contiguous(iface: dict[str, Any], itemsize: int) -> bool:
@@ -88,8 +103,7 @@ class CudaKernel:
                 raise LaunchError(f"missing argument '{name}'")
             iface = _interface(args[name], name)
             p = decl[name]
-            if iface["typestr"] not in _TYPESTR[p.dtype] and not (
-                    p.dtype == "bf16" and "bfloat16" in str(getattr(args[name], "dtype", ""))):
+            if iface["typestr"] not in _TYPESTR[p.dtype]:
                 raise LaunchError(f"'{name}' is {p.dtype} but the array is {iface['typestr']} "
                                   f"({getattr(args[name], 'dtype', '?')}); expected {_TORCH[p.dtype]} or equivalent")
             shape = tuple(iface["shape"])
