@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 
@@ -49,8 +50,7 @@ def test_attention_with_cupy_arrays(d: int, causal: int, n: int) -> None:
 
 def test_attention_bf16_with_torch_tensors() -> None:
     torch = pytest.importorskip("torch")
-    src = (EXAMPLES / "attention.tdsl").read_text().replace("f16[Z, H, N, D]", "bf16[Z, H, N, D]") \
-        .replace("f16(p)", "bf16(p)").replace("<- f16(acc", "<- bf16(acc")
+    src = re.sub(r"\bf16\b", "bf16", (EXAMPLES / "attention.tdsl").read_text())
     prog = tiledsl.load(src, params={"D": 64})
     q, k, v = (torch.randn(1, 2, 150, 64, device="cuda", dtype=torch.bfloat16) for _ in range(3))
     o = torch.empty_like(q)
