@@ -274,6 +274,9 @@ def _load(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
     if tensor.data.size == 0:
         shape = np.broadcast_shapes(*[ix.shape for ix in idx])
         return [np.full(shape, round_to(np.asarray(op.attrs["pad"]), tensor.dtype), np.float32)]
+    row = _row_gather(tensor, op.attrs["extents"], idx, inb)
+    if row is not None and it.tracer is None:
+        return [row]
     lin = it.linear_index(tensor, idx, inb)
     vals = tensor.data.reshape(-1).take(lin)
     if it.tracer is not None:
@@ -283,6 +286,20 @@ def _load(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
     if not inb.all():
         vals = np.where(inb, vals, round_to(np.asarray(op.attrs["pad"]), tensor.dtype))
     return [vals]
+
+
+def _row_gather(tensor: GlobalTensor, extents: list, idx: list[np.ndarray], inb: np.ndarray) -> np.ndarray | None:
+    """Fast path of a load whose last dim is taken whole and in bounds: gather rows,
+    not elements (the index array is a row's length smaller)."""
+    size = tensor.data.shape[-1]
+    last = idx[-1]
+    if extents[-1] != size or last.shape[-1] != size or not inb.all() or len(idx) < 2:
+        return None
+    if not (last.reshape(-1, size)[:, 0] == 0).all():
+        return None
+    rows = sum(ix[..., :1] * int(np.prod(tensor.data.shape[d + 1:-1])) for d, ix in enumerate(idx[:-1]))
+    rows = np.asarray(rows)[..., 0]
+    return tensor.data.reshape(-1, size).take(rows, axis=0)
 
 
 @handles("store")
