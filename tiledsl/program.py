@@ -143,17 +143,10 @@ class Program:
         prog = self.specialize(**extra) if extra else self
         return prog, dims
 
-    def interpret(self, level: str = "block", target: str | None = None, *, shuffle_blocks: bool = False,
-                  nan_fill: bool = False, seed: int = 0, **args: Any) -> Report:
-        """Run the kernel on NumPy arrays (by parameter name); ``out`` arrays are
-        written in place. Returns a :class:`Report`; ``report.ok`` is False when a
-        check (bounds, uninitialised LDS, output coverage, races) failed.
-
-        ``level="thread"`` runs the thread IR for ``target`` (default gfx942);
-        ``shuffle_blocks`` runs its blocks in a random order (``seed``) and
-        ``nan_fill`` fills uninitialised LDS with NaN bits."""
-        if level not in ("block", "thread"):
-            raise ValueError(f"level must be 'block' or 'thread', got {level!r}")
+    def prepare_arguments(self, args: Mapping[str, Any]
+                          ) -> tuple[Program, dict[str, GlobalTensor], dict[str, Any], dict[str, int]]:
+        """Check ``args`` against the parameters and put them in the interpreters' storage:
+        (the program specialised for the shapes, tensors, scalars, run-time dims)."""
         known = {p.name for p in self.ast.params}
         for name in args:
             if name not in known:
@@ -183,6 +176,20 @@ class Program:
             if not np.isscalar(v) and np.ndim(v) != 0:
                 raise TypeError(f"'{p.name}' is a scalar parameter, got {type(v).__name__}")
             scalars[p.name] = round_to(np.asarray(v), p.dtype)[()]
+        return prog, tensors, scalars, dims
+
+    def interpret(self, level: str = "block", target: str | None = None, *, shuffle_blocks: bool = False,
+                  nan_fill: bool = False, seed: int = 0, **args: Any) -> Report:
+        """Run the kernel on NumPy arrays (by parameter name); ``out`` arrays are
+        written in place. Returns a :class:`Report`; ``report.ok`` is False when a
+        check (bounds, uninitialised LDS, output coverage, races) failed.
+
+        ``level="thread"`` runs the thread IR for ``target`` (default gfx942);
+        ``shuffle_blocks`` runs its blocks in a random order (``seed``) and
+        ``nan_fill`` fills uninitialised LDS with NaN bits."""
+        if level not in ("block", "thread"):
+            raise ValueError(f"level must be 'block' or 'thread', got {level!r}")
+        prog, tensors, scalars, dims = self.prepare_arguments(args)
         kernel = prog.lowered()
         report = Report(level=level)
         try:
@@ -190,16 +197,21 @@ class Program:
         except TdslError as e:
             e.source = e.source or self.source
             raise
-        stores = {op.operands[0].hint: op for op in kernel.walk() if isinstance(op, ops.StoreOp)}
-        for t in tensors.values():
-            if t.counts is not None:
-                check_coverage(stores.get(t.name, kernel), {t.name: t}, report)
+        self.check_coverage(kernel, tensors, report)
         for p in self.tensor_params:
             if p.out:
                 out = args[p.name]
                 out[...] = tensors[p.name].data.astype(out.dtype) if out.dtype.name != "bfloat16" else \
                     tensors[p.name].data
         return report
+
+    @staticmethod
+    def check_coverage(kernel: ops.KernelOp, tensors: dict[str, GlobalTensor], report: Report) -> None:
+        """Report holes and double writes of every out tensor, at the op that stores it."""
+        stores = {op.operands[0].hint: op for op in kernel.walk() if isinstance(op, ops.StoreOp)}
+        for t in tensors.values():
+            if t.counts is not None:
+                check_coverage(stores.get(t.name, kernel), {t.name: t}, report)
 
     @staticmethod
     def _run(level: str, prog: Program, kernel: ops.KernelOp, tensors: dict[str, GlobalTensor],

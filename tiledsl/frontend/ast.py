@@ -209,9 +209,7 @@ def dump(node: Any, indent: int = 0) -> str:
         if f.name in ("loc", "ty", "target_loc"):
             continue
         v = getattr(node, f.name)
-        if isinstance(v, (Node, Index)) or (isinstance(v, list) and v and isinstance(v[0], (Node, Index))):
-            children.append((f.name, v))
-        elif isinstance(v, dict) and v:
+        if isinstance(v, (Node, Index)) or (isinstance(v, list) and v and isinstance(v[0], (Node, Index))) or isinstance(v, dict) and v:
             children.append((f.name, v))
         elif v is not None and v != [] and v != {}:
             scalars.append(f"{f.name}={v!r}")

@@ -102,7 +102,7 @@ class Sema:
     def bind(self, name: str, v: SemaValue) -> None:
         self.scopes[-1][name] = v
 
-    def const(self, value: int | float | bool, dtype: str, loc: Loc) -> Value:
+    def const(self, value: float | bool, dtype: str, loc: Loc) -> Value:
         py = bool(value) if dtype == "i1" else int(value) if dtype == "i32" else float(value)
         return self.emit(ops.ConstOp([], [scalar(dtype)], {"value": py}, loc=loc)).result
 
@@ -758,4 +758,4 @@ def build_kernel(kernel: ast.Kernel, params: dict[str, int | float]) -> ops.Kern
     return Sema(kernel, params).build()
 
 
-__all__ = ["build_kernel", "Sema", "Static", "FLOAT_DTYPES"]
+__all__ = ["FLOAT_DTYPES", "Sema", "Static", "build_kernel"]

@@ -68,7 +68,8 @@ class BlockInterpreter:
         self.active = np.ones(1, dtype=bool)
         # Optional observer of global and LDS accesses (used to draw who touches what):
         # tracer(op, kind, name, flat_index[blocks, *tile], mask[blocks, *tile], block_coords)
-        # with kind "read" | "write" | "lds_read" | "lds_write".
+        # with kind "read" | "write" | "lds_read" | "lds_write"; and tracer(op, "sync", "", None,
+        # active_blocks, block_coords) at every sync.
         self.tracer: Callable[..., None] | None = None
 
     # ------------------------------------------------------------ driving
@@ -381,6 +382,8 @@ def _lds_read(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
 
 @handles("sync")
 def _sync(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    if it.tracer is not None:
+        it.tracer(op, "sync", "", None, it.active, it.coords)
     return []
 
 

@@ -18,11 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from tiledsl.interp.block import HANDLERS, BlockInterpreter, GlobalTensor, check_coverage
-from tiledsl.interp.numerics import STORAGE, round_to
+from tiledsl.interp.block import BlockInterpreter
 from tiledsl.interp.report import Report
 from tiledsl.ir import ops
-from tiledsl.ir.core import Block, Op
+from tiledsl.ir.core import Op
 from tiledsl.ir.types import TensorType
 
 KINDS = ("read", "write", "lds_read", "lds_write")
@@ -77,6 +76,9 @@ class AccessTrace:
     # ------------------------------------------------------------ recording
     def __call__(self, op: Op, kind: str, name: str, flat_index: np.ndarray, mask: np.ndarray,
                  block_coords: Sequence[np.ndarray]) -> None:
+        if kind == "sync":
+            self.barrier(mask, block_coords)
+            return
         if kind not in KINDS:
             raise ValueError(f"internal: unknown access kind '{kind}'")
         if name not in self.shapes:
@@ -223,37 +225,6 @@ def _op_label(op: Op) -> str:
     return f"{text} (line {line})" if line is not None else text
 
 
-class _TracingInterpreter(BlockInterpreter):
-    """The block interpreter, telling the trace where the ``sync``s are.
-
-    The tracer hook sees memory accesses only; barrier intervals also need the syncs, so this
-    subclass runs blocks of ops the way ``BlockInterpreter.run_block`` does and calls
-    ``trace.barrier`` before each ``sync``.
-    """
-
-    def __init__(self, *args: Any, trace: AccessTrace, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.trace = trace
-
-    def run_block(self, block: Block, args: list[Any]) -> list[Any]:
-        if not any(isinstance(op, ops.SyncOp) for op in block.ops):
-            return super().run_block(block, args)
-        for a, v in zip(block.args, args):
-            self.env[id(a)] = v
-        for op in block.ops:
-            if isinstance(op, ops.YieldOp):
-                return [self.env[id(v)] for v in op.operands]
-            if isinstance(op, ops.SyncOp):
-                self.trace.barrier(self.active, self.coords)
-            handler = HANDLERS.get(op.name)
-            if handler is None:
-                raise NotImplementedError(f"the block interpreter has no handler for '{op.name}'")
-            outs = handler(self, op, [self.env[id(v)] for v in op.operands])
-            for r, v in zip(op.results, outs or []):
-                self.env[id(r)] = v
-        return []
-
-
 def record_block_level(program: Any, args: Mapping[str, Any], watch_block: int = 0) -> AccessTrace:
     """Run ``program`` at block level on ``args`` (arrays and scalars by parameter name) and trace it.
 
@@ -261,17 +232,7 @@ def record_block_level(program: Any, args: Mapping[str, Any], watch_block: int =
     ``args`` are not written.  The interpreter's report (bounds, LDS, coverage) is in
     ``trace.report``.  Raises ``ValueError``/``TypeError`` for arguments that do not fit.
     """
-    for p in program.scalar_params:
-        if p.name not in args:
-            raise TypeError(f"missing argument '{p.name}'")
-    prog, dims = program.bind_shapes(args)
-    tensors: dict[str, GlobalTensor] = {}
-    for p in prog.tensor_params:
-        arr = np.asarray(args[p.name])
-        data = np.array(round_to(arr, p.dtype), dtype=STORAGE[p.dtype])
-        counts = np.zeros(data.shape, dtype=np.int32) if p.out else None
-        tensors[p.name] = GlobalTensor(p.name, data, p.dtype, counts)
-    scalars = {p.name: round_to(np.asarray(args[p.name]), p.dtype)[()] for p in prog.scalar_params}
+    prog, tensors, scalars, dims = program.prepare_arguments(args)
     kernel = prog.lowered()
     shapes: dict[str, tuple[int, ...]] = {name: t.data.shape for name, t in tensors.items()}
     for op in kernel.walk():
@@ -279,13 +240,10 @@ def record_block_level(program: Any, args: Mapping[str, Any], watch_block: int =
             shapes[op.result.hint or "lds"] = tuple(int(d) for d in op.result.type.shape)
     report = Report(level="block")
     trace = AccessTrace(shapes, (), tuple(kernel.attrs.get("grid_names", ())), watch_block)
-    interp = _TracingInterpreter(kernel, tensors, scalars, dims, report, trace=trace)
+    interp = BlockInterpreter(kernel, tensors, scalars, dims, report)
     trace.grid = tuple(interp.grid_extents())
     interp.tracer = trace
     interp.run()
-    stores = {op.operands[0].hint: op for op in kernel.walk() if isinstance(op, ops.StoreOp)}
-    for t in tensors.values():
-        if t.counts is not None:
-            check_coverage(stores.get(t.name, kernel), {t.name: t}, report)
+    program.check_coverage(kernel, tensors, report)
     trace.report = report
     return trace
