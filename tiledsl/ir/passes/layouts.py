@@ -412,9 +412,10 @@ class LayoutAssignment:
         axis = op.attrs["axis"]
         waves = waves_along(src, axis)
         if waves > 1 and len(op.operands) == 1:
-            out_shape = tuple(op.result.type.shape)
-            scratch = ops.LdsAllocOp([], [LdsType("f32" if op.result.type.dtype != "i32" else "i32",
-                                                  (waves, *out_shape) if out_shape else (waves,))],
+            # One slot per (output element, wave): wave w writes its partial at [i, w].
+            out_len = int(np.prod(op.result.type.shape)) if op.result.type.shape else 1
+            dtype = "i32" if op.result.type.dtype == "i32" else "f32"
+            scratch = ops.LdsAllocOp([], [LdsType(dtype, (out_len, self.ctx.num_waves))],
                                      {"scratch": True}, loc=op.loc)
             self.insert_scratch(scratch)
             op._add_operand(scratch.result)
