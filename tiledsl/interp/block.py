@@ -18,22 +18,14 @@ from typing import Any
 import numpy as np
 
 from tiledsl.diagnostics import TdslError
+from tiledsl.interp.dispatch import OpInterpreter, handler_table
 from tiledsl.interp.numerics import ELEMENTWISE, round_to
 from tiledsl.interp.report import InterpError, Report
 from tiledsl.ir import ops
-from tiledsl.ir.core import Block, Op
+from tiledsl.ir.core import Op
 from tiledsl.ir.types import LdsType, TensorType, TileType
 
-Handler = Callable[["BlockInterpreter", Op, list[Any]], list[Any] | None]
-HANDLERS: dict[str, Handler] = {}
-
-
-def handles(*names: str) -> Callable[[Handler], Handler]:
-    def deco(fn: Handler) -> Handler:
-        for n in names:
-            HANDLERS[n] = fn
-        return fn
-    return deco
+HANDLERS, handles = handler_table()
 
 
 @dataclass
@@ -53,17 +45,20 @@ class LdsBuffer:
     name: str
 
 
-class BlockInterpreter:
+class BlockInterpreter(OpInterpreter):
     """Interprets one kernel op over a chunk of blocks at a time."""
+
+    handlers = HANDLERS
+    level = "block"
 
     def __init__(self, kernel: ops.KernelOp, tensors: dict[str, GlobalTensor], scalars: dict[str, Any],
                  dims: dict[str, int], report: Report) -> None:
+        super().__init__()
         self.kernel = kernel
         self.tensors = tensors
         self.scalars = scalars
         self.dims = dims
         self.report = report
-        self.env: dict[int, Any] = {}
         self.coords: list[np.ndarray] = []
         self.active = np.ones(1, dtype=bool)
         # Optional observer of global and LDS accesses (used to draw who touches what):
@@ -105,20 +100,6 @@ class BlockInterpreter:
                 if isinstance(r.type, (TileType, LdsType)) and all(isinstance(d, int) for d in r.type.shape):
                     best = max(best, int(np.prod(r.type.shape)))
         return best
-
-    def run_block(self, block: Block, args: list[Any]) -> list[Any]:
-        for a, v in zip(block.args, args):
-            self.env[id(a)] = v
-        for op in block.ops:
-            if isinstance(op, ops.YieldOp):
-                return [self.env[id(v)] for v in op.operands]
-            handler = HANDLERS.get(op.name)
-            if handler is None:
-                raise NotImplementedError(f"the block interpreter has no handler for '{op.name}'")
-            outs = handler(self, op, [self.env[id(v)] for v in op.operands])
-            for r, v in zip(op.results, outs or []):
-                self.env[id(r)] = v
-        return []
 
     # ------------------------------------------------------------ helpers
     @property

@@ -18,25 +18,17 @@ from typing import Any
 import numpy as np
 
 from tiledsl.interp.block import GlobalTensor
+from tiledsl.interp.dispatch import OpInterpreter, handler_table
 from tiledsl.interp.numerics import ELEMENTWISE, round_to
 from tiledsl.interp.report import InterpError, Report
 from tiledsl.ir import ops
-from tiledsl.ir.core import Block, Op
+from tiledsl.ir.core import Op
 from tiledsl.ir.types import DTYPE_BYTES, RegsType, TensorType
 from tiledsl.layout import Layout
 from tiledsl.thread.context import ThreadContext
 
-Handler = Callable[["ThreadInterpreter", Op, list[Any]], list[Any] | None]
-HANDLERS: dict[str, Handler] = {}
+HANDLERS, handles = handler_table()
 _NP = {"f16": np.float16, "f32": np.float32, "i32": np.int32}
-
-
-def handles(*names: str) -> Callable[[Handler], Handler]:
-    def deco(fn: Handler) -> Handler:
-        for n in names:
-            HANDLERS[n] = fn
-        return fn
-    return deco
 
 
 @dataclass
@@ -66,9 +58,13 @@ class LdsState:
         self.r_multi = np.zeros(n, dtype=bool)
 
 
-class ThreadInterpreter:
+class ThreadInterpreter(OpInterpreter):
+    handlers = HANDLERS
+    level = "thread"
+
     def __init__(self, kernel: ops.KernelOp, ctx: ThreadContext, tensors: dict[str, GlobalTensor],
                  scalars: dict[str, Any], dims: dict[str, int], report: Report, nan_fill: bool = False) -> None:
+        super().__init__()
         self.kernel = kernel
         self.ctx = ctx
         self.T = ctx.threads
@@ -78,7 +74,6 @@ class ThreadInterpreter:
         self.dims = dims
         self.report = report
         self.nan_fill = nan_fill
-        self.env: dict[int, Any] = {}
         self.coords: tuple[int, ...] = ()
         self.epoch = 0
         self.lds = LdsState(0, nan_fill)
@@ -100,23 +95,6 @@ class ThreadInterpreter:
                 args.append(self.tensors[a.hint] if isinstance(a.type, TensorType)
                             else np.asarray([self.scalars[a.hint]]))
             self.run_block(self.kernel.body, args)
-
-    def run_block(self, block: Block, args: list[Any]) -> list[Any]:
-        for a, v in zip(block.args, args):
-            self.env[id(a)] = v
-        for op in block.ops:
-            if isinstance(op, ops.YieldOp):
-                return [self.env[id(v)] for v in op.operands]
-            handler = HANDLERS.get(op.name)
-            if handler is None:
-                if isinstance(op, ops.ElementwiseOp):
-                    handler = _elementwise
-                else:
-                    raise NotImplementedError(f"the thread interpreter has no handler for '{op.name}'")
-            outs = handler(self, op, [self.env[id(v)] for v in op.operands])
-            for r, v in zip(op.results, outs or []):
-                self.env[id(r)] = v
-        return []
 
     # ------------------------------------------------------------ helpers
     def error(self, kind: str, op: Op, message: str, thread: int | None = None) -> None:
@@ -216,6 +194,7 @@ class ThreadInterpreter:
 
 # ---------------------------------------------------------------- handlers
 
+@handles(*ELEMENTWISE)
 def _elementwise(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
     return [ELEMENTWISE[op.name](op, *args)]
 
