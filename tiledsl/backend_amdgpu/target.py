@@ -6,7 +6,7 @@ checked by compiling with llvmlite 0.50 / LLVM 22 (nothing here has run on AMD h
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from tiledsl.backend_amdgpu.compiled import AmdgpuCompiledModule
@@ -130,19 +130,7 @@ class AmdgpuTarget(GpuTarget):
         return AmdgpuCompiledModule(self.name, llvm_ir, asm, obj, dynamic_lds_bytes, arch=self.arch)
 
     # ---- kernels and ids -------------------------------------------------------------------
-    def declare_kernel(
-        self,
-        module: ir.Module,
-        name: str,
-        arg_types: Sequence[ir.Type],
-        block_threads: int,
-        *,
-        arg_names: Sequence[str] | None = None,
-        noalias: bool = True,
-        readonly_args: Sequence[int] = (),
-    ) -> ir.Function:
-        self._check_block(block_threads)
-        fn = self._new_kernel(module, name, arg_types, arg_names, noalias, readonly_args)
+    def _kernel_attributes(self, fn: ir.Function, block_threads: int) -> None:
         # The default maximum is 1024 threads, which caps gfx90a/gfx942 at 128 VGPRs so that
         # 16 waves fit on a CU: a kernel with 160 live floats spills at the default and does not
         # at "1,256" (section 5, t04b). tiledsl knows its block size, so state it.
@@ -161,7 +149,6 @@ class AmdgpuTarget(GpuTarget):
             # also runs on firmware without preload (section 5, t13); gfx1100 ignores inreg.
             for arg in fn.args:
                 arg.add_attribute("inreg")
-        return fn
 
     def thread_id(self, b: ir.IRBuilder, axis: int = 0) -> ir.Value:
         return call_intrinsic(b, f"llvm.amdgcn.workitem.id.{_AXES[axis]}", I32, [], f"tid.{_AXES[axis]}")

@@ -13,7 +13,7 @@ addresses and 24 with 32-bit ones, because ptxas forms 32-bit shared addresses i
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tiledsl.backend_nvptx.compiled import NvptxCompiledModule
@@ -89,26 +89,13 @@ class NvptxTarget(GpuTarget):
         return NvptxCompiledModule(self.name, llvm_ir, asm, obj, dynamic_lds_bytes)
 
     # ---- kernels and ids -------------------------------------------------------------------
-    def declare_kernel(
-        self,
-        module: ir.Module,
-        name: str,
-        arg_types: Sequence[ir.Type],
-        block_threads: int,
-        *,
-        arg_names: Sequence[str] | None = None,
-        noalias: bool = True,
-        readonly_args: Sequence[int] = (),
-    ) -> ir.Function:
-        self._check_block(block_threads)
-        # Kernel-ness is the ptx_kernel calling convention in LLVM 22; noalias + readonly lets
-        # loads become ld.global.nc (section 8).
-        fn = self._new_kernel(module, name, arg_types, arg_names, noalias, readonly_args)
+    def _kernel_attributes(self, fn: ir.Function, block_threads: int) -> None:
+        # Kernel-ness is the ptx_kernel calling convention in LLVM 22 (set by _new_kernel);
+        # noalias + readonly lets loads become ld.global.nc (section 8).
         # Launch bounds as *function attributes*: the legacy !nvvm.annotations form is still
         # upgraded, but its key "maxntid" (without x/y/z) is silently dropped (section 5).
         # ptxas uses the bound to budget registers for that many threads.
         irgen.set_string_attribute(fn, f"nvvm.{self.launch_bound}", str(block_threads))
-        return fn
 
     def thread_id(self, b: ir.IRBuilder, axis: int = 0) -> ir.Value:
         return call_intrinsic(b, f"llvm.nvvm.read.ptx.sreg.tid.{_AXES[axis]}", I32, [], f"tid.{_AXES[axis]}")

@@ -175,7 +175,6 @@ class GpuTarget(abc.ABC):
         """Hook: module flags the target needs (e.g. the AMDGPU code object version)."""
 
     # ---- kernels and ids -----------------------------------------------------------------
-    @abc.abstractmethod
     def declare_kernel(
         self,
         module: ir.Module,
@@ -193,6 +192,13 @@ class GpuTarget(abc.ABC):
         tensor arguments do not overlap. ``readonly_args`` are indices of pointer arguments the
         kernel never writes. The function has no body yet.
         """
+        self._check_block(block_threads)
+        fn = self._new_kernel(module, name, arg_types, arg_names, noalias, readonly_args)
+        self._kernel_attributes(fn, block_threads)
+        return fn
+
+    def _kernel_attributes(self, fn: ir.Function, block_threads: int) -> None:
+        """Hook: the target's kernel attributes (launch bounds, work-group size, ...); none by default."""
 
     def _check_block(self, block_threads: int) -> None:
         if not 1 <= block_threads <= 1024:
