@@ -40,7 +40,7 @@ def test_canonical_text(spec: LayoutSpec, text: str) -> None:
 
 @pytest.mark.parametrize(("text", "spec"), [
     ("mma( waves = [4, 1] )", MmaSpec((4, 1))),
-    ("mma(swap=false, waves=[1,4])", MmaSpec((1, 4))),
+    ("mma(swap=false, waves=[1,4])", MmaSpec((1, 4), swap=False)),
     ("blocked()", BlockedSpec()),
     ("  replicated  ", ReplicatedSpec()),
     ("blocked(waves=[2,2], spt=[2,2])", BlockedSpec((2, 2), None, (2, 2))),

@@ -83,13 +83,15 @@ def lower(source: str, key: str, **params: int) -> LoweredKernel:
     return lower_kernel(kernel, ctx, gpu_target(key))
 
 
-def swapped_attention() -> str:
-    """examples/attention.tdsl with the AMD FA2 recipe's layout, ``mma(waves=[4, 1], swap=true)``
-    (REFERENCE §9.5: S accumulators are then the P·V A operands, no trip through LDS)."""
+def attention_with_swap(swap: bool) -> str:
+    """examples/attention.tdsl with ``mma(waves=[4, 1], swap=...)`` written out. Unswapped on AMD, the
+    S accumulator spreads each row over 32 lanes and P goes through an LDS scratch to become the
+    P·V operand; swapped (the AMD default, REFERENCE §9.5) a lane holds part of a row."""
     text = (EXAMPLES / "attention.tdsl").read_text()
-    swapped = text.replace("layout rows = mma(waves=[4, 1])", "layout rows = mma(waves=[4, 1], swap=true)")
-    assert swapped != text
-    return swapped
+    changed = text.replace("layout rows = mma(waves=[4, 1])",
+                           f"layout rows = mma(waves=[4, 1], swap={'true' if swap else 'false'})")
+    assert changed != text
+    return changed
 
 
 def filecheck(text: str, checks: str) -> None:

@@ -23,7 +23,7 @@ def test_kernel_abi_in_the_signature() -> None:
     lk, _ = compiled("attention", "gfx942", D=64)
     filecheck(str(lk.module), r"""
 CHECK: define amdgpu_kernel void @"attention"(ptr addrspace(1) inreg noalias readonly %"Q", ptr addrspace(1) inreg noalias readonly %"K", ptr addrspace(1) inreg noalias readonly %"V", ptr addrspace(1) inreg noalias %"O", float inreg %"scale", i32 inreg %"dim.Z", i32 inreg %"dim.H", i32 inreg %"dim.N") {{.*}}"amdgpu-flat-work-group-size"="1,256"
-CHECK: @"lds" = internal addrspace(3) global [32768 x i8] undef, align 16
+CHECK: @"lds" = internal addrspace(3) global [16384 x i8] undef, align 16
 """)
 
 

@@ -55,7 +55,7 @@ def test_value_picture(tiles_parser: argparse.ArgumentParser, examples: Path, tm
     assert _run(tiles_parser, examples, "attention.tdsl", "--target", "gfx942", "-D", "D=64", "--value", "acc",
                 "--text", "-o", str(out)) == 0
     text = capsys.readouterr().out
-    assert "acc: f32[128x64] @ mma(waves=[4,1]) on gfx942" in text
+    assert "acc: f32[128x64] @ mma(waves=[4,1], swap=true) on gfx942" in text
     assert out.is_file()
 
 

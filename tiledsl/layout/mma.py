@@ -132,7 +132,7 @@ def dot_operand_index_map(spec: DotOperandSpec, shape: tuple[int, ...], num_wave
     totals = [units[0], units[1]]
     totals[split] *= wave_count
     why = ["", ""]
-    why[split] = f"waves[{split}]*{('m', 'n')[split ^ spec.parent.swap]} = {wave_count}*{units[split]}"
+    why[split] = f"waves[{split}]*{('m', 'n')[split ^ bool(spec.parent.swap)]} = {wave_count}*{units[split]}"
     why[kdim] = f"the k of {instr.name}"
     _check_multiple(text, (shape[0], shape[1]), (totals[0], totals[1]), (why[0], why[1]))
     share = shape[split] // wave_count

@@ -155,10 +155,11 @@ def _read_mma(r: _Reader) -> MmaSpec:
     instr = fields.get("instr")
     if instr is not None and not isinstance(instr, str):
         raise LayoutSyntaxError(f"mma instr must be an instruction name, got {instr}")
-    swap = fields.get("swap", "false")
-    if swap not in ("true", "false"):
+    swap = fields.get("swap")
+    if swap not in (None, "true", "false"):
         raise LayoutSyntaxError(f"mma swap must be true or false, got {swap}")
-    return MmaSpec(waves=_ints(fields["waves"], "mma waves"), instr=instr, swap=swap == "true")  # type: ignore[arg-type]
+    return MmaSpec(waves=_ints(fields["waves"], "mma waves"), instr=instr,
+                   swap=None if swap is None else swap == "true")  # type: ignore[arg-type]
 
 
 def _read_dot_operand(r: _Reader) -> DotOperandSpec:

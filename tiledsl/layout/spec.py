@@ -99,27 +99,29 @@ class MmaSpec(LayoutSpec):
     ``waves[0]`` waves split the rows (M) and ``waves[1]`` the columns (N); ``instr`` names the
     instruction (default: the target's preferred one).  ``swap=True`` means the hardware computes
     the transpose (A and B exchanged): tile element (i, j) sits where the instruction keeps (j, i).
+    ``swap=None`` (not written) is the target's choice, made by layout assignment
+    (``Target.mma_swap``); until then it binds as ``False``.
     """
 
     kind: ClassVar[str] = "mma"
     waves: tuple[int, int]
     instr: str | None = None
-    swap: bool = False
+    swap: bool | None = None
 
     def __post_init__(self) -> None:
         _as_tuple(self, "waves")
         _check_positive("mma waves", self.waves)
         if len(self.waves) != 2:
             raise LayoutError(f"mma waves must have 2 entries (M, N), got {list(self.waves)}")
-        if not isinstance(self.swap, bool):
+        if self.swap is not None and not isinstance(self.swap, bool):
             raise LayoutError(f"mma swap must be true or false, got {self.swap!r}")
 
     def __str__(self) -> str:
         text = f"mma(waves={_ints_text(self.waves)}"
         if self.instr is not None:
             text += f", instr={self.instr}"
-        if self.swap:
-            text += ", swap=true"
+        if self.swap is not None:
+            text += f", swap={'true' if self.swap else 'false'}"
         return text + ")"
 
 

@@ -57,7 +57,7 @@ def matrix_plan(ctx: ThreadContext, attrs: dict[str, Any]) -> list[MatrixCall]:
     spec = parse_layout_spec(attrs["c_layout"])
     if not isinstance(spec, MmaSpec):
         raise TypeError(f"internal: mma_tile accumulator layout {spec} is not an mma layout")
-    swap = spec.swap
+    swap = bool(spec.swap)
     um, un = accumulator_unit(spec, instr)
     wm, wn = spec.waves
     reps_m, reps_n, ksteps = attrs["m"] // (wm * um), attrs["n"] // (wn * un), attrs["k"] // instr.k

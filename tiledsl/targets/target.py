@@ -36,6 +36,12 @@ class Target:
     matrix_instrs: tuple[MatrixInstr, ...] = ()
     cross_lane: frozenset[str] = field(default_factory=frozenset)
     has_async_copy: bool = False
+    #: What an ``mma`` layout that does not say ``swap=`` becomes. True where the instruction's
+    #: accumulator puts a row's elements in different lanes (MFMA, WMMA): swapped, each lane holds
+    #: part of a row, so row reductions stay mostly in registers, the accumulator of one dot is the
+    #: next dot's B operand without an LDS round trip, and rows are stored with vector stores
+    #: (REFERENCE §9.5).
+    mma_swap: bool = False
 
     def __post_init__(self) -> None:
         unknown = self.cross_lane - CROSS_LANE_OPS

@@ -16,6 +16,7 @@ operands in LDS and is computed with FMAs (``lds_dot`` in thread IR).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -123,8 +124,15 @@ class LayoutAssignment:
 
     def fit_instr(self, spec: LayoutSpec, v: Value) -> LayoutSpec:
         """An ``mma`` spec that names no instruction takes the first of the target's
-        instructions whose fragments tile this value."""
-        if not isinstance(spec, MmaSpec) or spec.instr is not None or self.fits(spec, v, "f32"):
+        instructions whose fragments tile this value; one that does not say ``swap=`` takes
+        the target's choice (``Target.mma_swap``) where it fits."""
+        if not isinstance(spec, MmaSpec):
+            return spec
+        if spec.swap is None and self.ctx.target.mma_swap:
+            swapped = self.fit_instr(replace(spec, swap=True), v)
+            if self.fits(swapped, v, "f32"):
+                return swapped
+        if spec.instr is not None or self.fits(spec, v, "f32"):
             return spec
         for instr in self.ctx.target.matrix_instrs:
             cand = MmaSpec(waves=spec.waves, instr=instr.name, swap=spec.swap)
