@@ -52,13 +52,16 @@ class AmdArch:
     sgprs_limit_occupancy: bool
     #: LDS one workgroup can address (``getAddressableLocalMemorySize``).
     max_lds_per_block: int = 65536
+    #: Two-wide f32 ALU ops (``v_pk_mul_f32``, ``v_pk_fma_f32``, ``v_pk_add_f32``: gfx90a, gfx940+),
+    #: which LLVM selects for ``<2 x float>`` arithmetic, so the SLP vectorizer pays off.
+    packed_f32: bool = False
 
 
 AMD_ARCHES: Mapping[str, AmdArch] = {
     a.name: a
     for a in (
-        AmdArch("gfx90a", 64, "mfma", True, 512, 8, 8, 65536, 4, 16, True),
-        AmdArch("gfx942", 64, "mfma", True, 512, 8, 8, 65536, 4, 16, True),
+        AmdArch("gfx90a", 64, "mfma", True, 512, 8, 8, 65536, 4, 16, True, packed_f32=True),
+        AmdArch("gfx942", 64, "mfma", True, 512, 8, 8, 65536, 4, 16, True, packed_f32=True),
         # wave32 is RDNA's native width and the WMMA form we use (section 9.3); the wave64
         # form would need features="+wavefrontsize64".
         AmdArch("gfx1100", 32, "wmma", False, 1536, 24, 16, 131072, 4, 32, False),
@@ -101,6 +104,7 @@ class AmdgpuTarget(GpuTarget):
         if arch not in AMD_ARCHES:
             raise ValueError(f"unknown AMDGPU arch {arch!r}; supported: {', '.join(AMD_ARCHES)}")
         self.arch = AMD_ARCHES[arch]
+        self.slp_vectorize = self.arch.packed_f32
         if matrix and self.arch.matrix_family is None:
             raise ValueError(f"{arch} has no matrix instructions; use matrix=False")
         use_matrix = self.arch.matrix_family is not None and matrix is not False

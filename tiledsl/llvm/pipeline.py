@@ -29,9 +29,10 @@ class LlvmAbort(CompileError):
 
 
 def compile_text(
-    tm: binding.TargetMachine, triple: str, text: str, opt: int, *, emit_object: bool
+    tm: binding.TargetMachine, triple: str, text: str, opt: int, *, emit_object: bool, slp: bool = False
 ) -> tuple[str, str, bytes | None]:
-    """Compile textual LLVM IR with ``tm``; return (optimised IR, asm, object or None)."""
+    """Compile textual LLVM IR with ``tm``; return (optimised IR, asm, object or None). ``slp``: run
+    the SLP vectorizer (off in llvmlite's default tuning options)."""
     initialize()
     try:
         mod = binding.parse_assembly(text)
@@ -45,6 +46,7 @@ def compile_text(
         raise CompileError(f"LLVM verifier: {e}") from None
     if opt > 0:
         pto = binding.create_pipeline_tuning_options(speed_level=opt)
+        pto.slp_vectorization = slp
         pb = binding.create_pass_builder(tm, pto)
         pb.getModulePassManager().run(mod, pb)
     llvm_ir = str(mod)

@@ -119,6 +119,9 @@ class GpuTarget(abc.ABC):
     reloc: str = "default"
     #: Whether the TargetMachine can emit an object file (NVPTX cannot).
     _emits_object: bool = True
+    #: Run the SLP vectorizer in the O3 pipeline: where the target has two-wide f32 ALU ops,
+    #: per-register arithmetic pairs up (FA2's acc * alpha: half the instructions).
+    slp_vectorize: bool = False
 
     GLOBAL_ADDRSPACE = 1
     LDS_ADDRSPACE = 3
@@ -341,8 +344,8 @@ class GpuTarget(abc.ABC):
         """
         text = str(module_or_text)
         llvm_ir, asm, obj = compile_text(
-            self.target_machine(opt), self.triple, text, opt, emit_object=self._emits_object
-        )
+            self.target_machine(opt), self.triple, text, opt, emit_object=self._emits_object,
+            slp=self.slp_vectorize)
         dynamic = _read_dynamic_lds(llvm_ir)
         return self._package(llvm_ir=llvm_ir, asm=asm, obj=obj if obj is not None else asm.encode(),
                              dynamic_lds_bytes=dynamic)
