@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from lower_testing import TARGETS, lower, attention_with_swap
+from lower_testing import TARGETS, attention_with_swap, lower
 
 from tiledsl.backend_amdgpu import LinkerNotFound, code_object_version, find_linker, read_metadata
 from tiledsl.llvm import binding

@@ -20,12 +20,12 @@ from lower_testing import (
     COPY,
     F32_GEMM,
     OPS,
+    attention_with_swap,
     bf16_bits,
     bf16_values,
     program,
     reference,
     rel_error,
-    attention_with_swap,
 )
 
 from tiledsl.interp.numerics import round_bf16
