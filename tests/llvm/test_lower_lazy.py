@@ -61,10 +61,13 @@ def test_attention_k_is_loaded_between_matrix_calls() -> None:
 
 
 def test_which_attention_loads_are_deferred() -> None:
-    """gfx942 attention: Q is read before the loop and used inside it (not deferred); K^T right
-    before its dot (deferred); V and P with the barriers of P's trip through LDS in between."""
+    """gfx942 attention, in program order: Q is read before the loop and used inside it (not
+    deferred); K^T right before its dot (deferred); P's read back from its scratch tile, with the
+    conversion's last sync before the dot (not deferred); V, read after P's conversion rather than
+    before it (deferred)."""
     loads = lds_loads("attention", "gfx942", D=64)
-    assert [can_defer(op) for op in loads] == [False, True, False, False]
+    assert [op.loc.col for op in loads] == [7, 16, 33, 45]     # q = qs; ks^T; dot(f16(p), vs); vs
+    assert [can_defer(op) for op in loads] == [False, True, False, True]
 
 
 DOT_AFTER = """
