@@ -4,7 +4,8 @@ dtype conversions.
 A thread IR value becomes, in LLVM:
 - a uniform scalar (rank-0 tile): one llvmlite value;
 - ``regs<T, n>``: a Python list of n llvmlite scalars (SSA values, never memory: REFERENCE §1
-  explains why allocas are a trap on AMDGPU);
+  explains why allocas are a trap on AMDGPU), or a :class:`LazyRegs` whose loads are emitted
+  where its registers are first read (only the ops in ``LAZY_CONSUMERS`` ever see one);
 - a tensor parameter: a :class:`TensorRef` (its pointer and strides).
 
 Element types: f16 → ``half``, f32 → ``float``, i32 → ``i32``, i1 → ``i1``, and bf16 → ``i16``
@@ -51,17 +52,81 @@ class TensorRef:
 Lowerer = Callable[["KernelLowering", Op, list[Any]], "list[Any] | None"]
 #: op name → the function that lowers it (one per op; ``lowers`` fills it).
 LOWERINGS: dict[str, Lowerer] = {}
+#: Ops whose lowering takes :class:`LazyRegs` operands as they are (and reads them register by
+#: register where each is needed); every other op gets them loaded in full first.
+LAZY_CONSUMERS: set[str] = set()
 
 
-def lowers(*names: str) -> Callable[[Lowerer], Lowerer]:
-    """Register a lowering for the thread IR ops ``names``."""
+def lowers(*names: str, lazy_operands: bool = False) -> Callable[[Lowerer], Lowerer]:
+    """Register a lowering for the thread IR ops ``names``; ``lazy_operands``: it accepts
+    :class:`LazyRegs` operands."""
     def deco(fn: Lowerer) -> Lowerer:
         for n in names:
             if n in LOWERINGS:
                 raise RuntimeError(f"two LLVM lowerings for '{n}'")
             LOWERINGS[n] = fn
+            if lazy_operands:
+                LAZY_CONSUMERS.add(n)
         return fn
     return deco
+
+
+class LazyRegs:
+    """``regs<T, n>`` loaded on demand: register group g (``vec`` registers, one vector access)
+    is emitted by ``load_group(g)`` at the builder's position when one of its registers is first
+    read, and reused after that.
+
+    This is how a dot operand read from LDS gets its loads next to the matrix instructions that
+    use them (k-step by k-step) instead of all before the first one: ptxas and the AMDGPU
+    scheduler do not sink them that far, and a whole K^T tile live at once spills on sm_90.
+    Only legal where ``can_defer`` says so: the loads move down the block, past pure ops only.
+    """
+
+    def __init__(self, n: int, vec: int, load_group: Callable[[int], list[ir.Value]]) -> None:
+        self.n = n
+        self.vec = vec
+        self._load_group = load_group
+        self._groups: dict[int, list[ir.Value]] = {}
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, r: int) -> ir.Value:
+        if not 0 <= r < self.n:
+            raise IndexError(f"register {r} of {self.n}")
+        g = r - r % self.vec
+        if g not in self._groups:
+            self._groups[g] = self._load_group(g)
+        return self._groups[g][r - g]
+
+    def force(self) -> list[ir.Value]:
+        """Every register, loading (here) the groups not read yet."""
+        return [self[r] for r in range(self.n)]
+
+
+def loaded(v: Any) -> Any:
+    """An operand with any :class:`LazyRegs` replaced by its registers, loaded in full."""
+    return v.force() if isinstance(v, LazyRegs) else v
+
+
+def can_defer(op: Op) -> bool:
+    """Whether the loads of ``op`` (an LDS load) may be emitted later, at its users.
+
+    Decided on the thread IR: some user takes lazy operands, every user is in the op's own block
+    and every op from here to the last user is pure. Then nothing in between writes LDS or waits
+    at a barrier (so the loads read what they would have read here, in the same barrier interval),
+    and the users' code is emitted where this op's values still dominate (not inside a loop or a
+    branch the load is outside of).
+    """
+    block = op.parent
+    users = op.result.uses
+    if block is None or not users or not any(u.name in LAZY_CONSUMERS for u in users):
+        return False
+    if any(u.parent is not block for u in users):
+        return False
+    start = block.ops.index(op)
+    last = max(block.ops.index(u) for u in users)
+    return all(o.pure for o in block.ops[start + 1:last + 1])
 
 
 # ---------------------------------------------------------------- dtypes
@@ -165,6 +230,8 @@ class KernelLowering:
             self.env[id(a)] = v
         for op in block.ops:
             operands = [self.get(v) for v in op.operands]
+            if op.name not in LAZY_CONSUMERS:
+                operands = [loaded(v) for v in operands]
             if isinstance(op, ops.YieldOp):
                 return operands
             lowering = LOWERINGS.get(op.name)

@@ -8,6 +8,7 @@ wrong product silently.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +20,7 @@ from tiledsl.layout import Layout, MmaSpec, parse_layout_spec
 from tiledsl.layout.mma import accumulator_unit
 from tiledsl.llvm.irgen import F32, I8, I32, call_intrinsic
 from tiledsl.llvm.llvm_init import ir
-from tiledsl.llvm.lower_core import KernelLowering, llvm_type, lowers, to_f32
+from tiledsl.llvm.lower_core import KernelLowering, llvm_type, loaded, lowers, to_f32
 from tiledsl.llvm.lower_layout import lower_bools, lower_ints
 from tiledsl.targets import MatrixInstr
 from tiledsl.thread.context import ThreadContext
@@ -176,9 +177,12 @@ def _fmuladd(b: ir.IRBuilder, x: ir.Value, y: ir.Value, acc: ir.Value) -> ir.Val
     return call_intrinsic(b, "llvm.fmuladd.f32", F32, [x, y, acc])
 
 
-@lowers("mma_tile")
+@lowers("mma_tile", lazy_operands=True)
 def _mma_tile(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
+    """A and B may be :class:`LazyRegs`: reading them call by call, in plan order (k-step
+    outermost), puts each operand load just before its first matrix instruction."""
     a, bregs, c = args
+    c = loaded(c)
     if op.attrs["instr"].startswith("fma"):
         return [_fma_tile(lw, op, a, bregs, c)]
     out = list(c)
@@ -193,19 +197,28 @@ def _mma_tile(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
     return [out]
 
 
-def _fma_tile(lw: KernelLowering, op: Op, a: list[ir.Value], bregs: list[ir.Value],
+def _fma_tile(lw: KernelLowering, op: Op, a: Sequence[ir.Value], bregs: Sequence[ir.Value],
               c: list[ir.Value]) -> list[ir.Value]:
-    """``c[r] += Σ_k a·b`` as one fmuladd chain per accumulator register, k outermost."""
+    """``c[r] += Σ_k a·b`` as one fmuladd chain per accumulator register, k outermost; each
+    operand register is read (and widened) at its first use, so lazy operands load k by k."""
     b = lw.b
     dtype = op.attrs["dtype"]
     plan = fma_plan(lw.ctx, op.attrs)
-    a32 = [to_f32(b, v, dtype) for v in a]
-    b32 = [to_f32(b, v, dtype) for v in bregs]
+    a32: dict[int, ir.Value] = {}
+    b32: dict[int, ir.Value] = {}
+
+    def widened(regs: Sequence[ir.Value], cache: dict[int, ir.Value], r: int) -> ir.Value:
+        if r not in cache:
+            cache[r] = to_f32(b, regs[r], dtype)
+        return cache[r]
+
     live = [r for r in range(len(c)) if plan.valid[:, r].any()]
     acc = list(c)
     for kk in range(op.attrs["k"]):
         for r in live:
-            acc[r] = _fmuladd(b, a32[plan.a_regs[r, kk]], b32[plan.b_regs[r, kk]], acc[r])
+            x = widened(a, a32, int(plan.a_regs[r, kk]))
+            y = widened(bregs, b32, int(plan.b_regs[r, kk]))
+            acc[r] = _fmuladd(b, x, y, acc[r])
     partial = [r for r in live if not plan.valid[:, r].all()]
     if partial:
         # Slots that hold nothing in some threads keep their value there, as in the interpreter.

@@ -8,6 +8,10 @@ register's address with ``align vec·size``.
 
 Masks never let an access leave its buffer: a masked-off load reads the tensor's first element
 (LDS byte 0) and ``select``s the pad value; a masked-off store is branched around.
+
+An LDS load whose users may take it lazily (``can_defer``: a dot operand with nothing but pure
+ops up to the ``mma_tile``) returns :class:`LazyRegs`, so its groups are loaded next to the
+matrix instructions that read them.
 """
 
 from __future__ import annotations
@@ -20,7 +24,15 @@ from tiledsl.ir.types import DTYPE_BYTES
 from tiledsl.llvm import irgen
 from tiledsl.llvm.irgen import I1, I8, I32, I64
 from tiledsl.llvm.llvm_init import ir
-from tiledsl.llvm.lower_core import KernelLowering, TensorRef, constant, llvm_type, lowers
+from tiledsl.llvm.lower_core import (
+    KernelLowering,
+    LazyRegs,
+    TensorRef,
+    can_defer,
+    constant,
+    llvm_type,
+    lowers,
+)
 
 
 def _always(m: ir.Value) -> bool | None:
@@ -53,20 +65,18 @@ def _store_group(b: ir.IRBuilder, ptr: ir.Value, values: list[ir.Value], dtype: 
 
 
 def _masked_loads(lw: KernelLowering, n: int, vec: int, mask: list[ir.Value], dtype: str, pad: ir.Value,
-                  address: Callable[[int, ir.Value | None], ir.Value]) -> list[ir.Value]:
-    """Load n registers in groups of vec; ``address(first_register, mask or None)`` gives the
-    group's pointer, clamped to a safe address where the mask is off."""
-    b = lw.b
-    out: list[ir.Value] = []
-    for g in range(0, n, vec):
+                  address: Callable[[int, ir.Value | None], ir.Value]) -> LazyRegs:
+    """n registers in groups of vec, each loaded where it is first read; ``address(first_register,
+    mask or None)`` gives the group's pointer, clamped to a safe address where the mask is off."""
+    def group(g: int) -> list[ir.Value]:
+        b = lw.b
         m = mask[g]
         known = _always(m)
         if known is False:
-            out += [pad] * vec
-            continue
+            return [pad] * vec
         values = _load_group(b, address(g, None if known else m), dtype, vec)
-        out += values if known else [b.select(m, v, pad) for v in values]
-    return out
+        return values if known else [b.select(m, v, pad) for v in values]
+    return LazyRegs(n, vec, group)
 
 
 def _masked_stores(lw: KernelLowering, values: list[ir.Value], vec: int, mask: list[ir.Value], dtype: str,
@@ -125,7 +135,7 @@ def _global_load(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
         return lw.b.gep(tensor.ptr, [off], source_etype=elem)
 
     pad = constant(dtype, op.attrs["pad"])
-    return [_masked_loads(lw, op.result.type.n, op.attrs.get("vec", 1), mask, dtype, pad, address)]
+    return [_masked_loads(lw, op.result.type.n, op.attrs.get("vec", 1), mask, dtype, pad, address).force()]
 
 
 @lowers("global_store")
@@ -154,7 +164,9 @@ def _lds_load(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
         return lw.b.gep(arena, [off], source_etype=I8)
 
     pad = constant(dtype, op.attrs.get("pad", 0))
-    return [_masked_loads(lw, op.result.type.n, op.attrs.get("vec", 1), mask, dtype, pad, address)]
+    regs = _masked_loads(lw, op.result.type.n, op.attrs.get("vec", 1), mask, dtype, pad, address)
+    # A dot operand is loaded k-step by k-step inside the matrix instruction chain where legal.
+    return [regs if can_defer(op) else regs.force()]
 
 
 @lowers("lds_store")

@@ -333,12 +333,30 @@ class LayoutAssignment:
             self.lay[id(v)] = spec
             v.type = TileType(v.type.dtype, v.type.shape, str(spec))
             return
-        new = self.converted(v, spec, user)
+        new = self.converted(v, spec, self.conversion_point(user), user.loc)
         for i, x in enumerate(user.operands):
             if x is v:
                 user.set_operand(i, new)
 
-    def converted(self, v: Value, spec: LayoutSpec, before: Op) -> Value:
+    def conversion_point(self, user: Op) -> Op:
+        """Where the conversion of an operand of ``user`` goes: right before it, but before the
+        LDS reads of a dot's other operand that come right before the dot. Those reads then stay
+        next to their dot, with nothing in between that writes LDS or syncs, and the LLVM lowering
+        can load them k-step by k-step (``can_defer``) instead of all before P's trip through LDS.
+
+        Reading them after the conversion's syncs is reading them at the dot, as the program
+        wrote it: those syncs only guard the conversion's own scratch tile (targets that convert
+        in registers have none), so no correct program relies on them to order its own tiles."""
+        if not isinstance(user, ops.DotOp):
+            return user
+        block = user.parent
+        pos = block.ops.index(user)
+        while pos > 0 and _reads_operand_of(block.ops[pos - 1], user):
+            pos -= 1
+        return block.ops[pos]
+
+    def converted(self, v: Value, spec: LayoutSpec, before: Op, loc: Any) -> Value:
+        """v in layout ``spec``, converted just before ``before`` (ops located at ``loc``)."""
         dtype = v.type.dtype
         src = self.ctx.bind(self.get(v), _shape(v), dtype)
         dst = self.ctx.bind(spec, _shape(v), dtype)
@@ -346,18 +364,17 @@ class LayoutAssignment:
         block = before.parent
         pos = block.ops.index(before)
         if register_mapping(src, dst) is not None:
-            op = ops.ConvertLayoutOp([v], [new_type], loc=before.loc)
+            op = ops.ConvertLayoutOp([v], [new_type], loc=loc)
             block.ops.insert(pos, op)
             op.parent = block
             self.set(op.result, spec)
             return op.result
-        return self.through_lds(v, new_type, before, transpose=False)
+        return self.through_lds(v, new_type, before, transpose=False, loc=loc)
 
-    def through_lds(self, v: Value, new_type: TileType, before: Op, transpose: bool) -> Value:
+    def through_lds(self, v: Value, new_type: TileType, before: Op, transpose: bool, loc: Any) -> Value:
         """Write v to a scratch LDS tile and read it back (transposed, if asked)."""
         block = before.parent
         pos = block.ops.index(before)
-        loc = before.loc
         scratch = ops.LdsAllocOp([], [LdsType(v.type.dtype, v.type.shape)], {"scratch": True}, loc=loc)
         shape = new_type.shape
         seq: list[Op] = [ops.SyncOp([], [], loc=loc), ops.LdsWriteOp([scratch.result, v], [], loc=loc),
@@ -387,7 +404,7 @@ class LayoutAssignment:
 
     def transpose_through_lds(self, op: ops.TransposeOp) -> None:
         x = op.operands[0]
-        new = self.through_lds(x, op.result.type, op, transpose=True)
+        new = self.through_lds(x, op.result.type, op, transpose=True, loc=op.loc)
         replace_all_uses(op.result, new)
         from tiledsl.ir.core import erase
         erase(op)
@@ -427,6 +444,15 @@ class LayoutAssignment:
                                      {"scratch": True}, loc=op.loc)
             self.insert_scratch(scratch)
             op._add_operand(scratch.result)
+
+
+def _reads_operand_of(op: Op, dot: Op) -> bool:
+    """``op`` is an LDS read (or its transpose) whose value goes only into ``dot``, through at most
+    a transpose."""
+    if not isinstance(op, (ops.LdsReadOp, ops.TransposeOp)):
+        return False
+    return all(u is dot or (isinstance(u, ops.TransposeOp) and all(w is dot for w in u.result.uses))
+               for u in op.result.uses)
 
 
 def slice_of(parent: LayoutSpec, axis: int, parent_shape: tuple[int, ...]) -> SliceSpec:

@@ -1,0 +1,28 @@
+"""The layouts pass: where it puts the conversion of a dot operand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import tiledsl
+from tiledsl.ir import ops
+from tiledsl.thread import layout_ir
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_a_dot_operand_converted_through_lds_goes_before_the_other_operands_lds_read() -> None:
+    """gfx942 attention: P goes through an LDS scratch tile to become the P·V A operand. That trip
+    comes before the read of vs, which stays right before the dot (no sync in between: the LLVM
+    lowering loads V k-step by k-step only then); the conversion keeps the dot's location."""
+    prog = tiledsl.load(EXAMPLES / "attention.tdsl", params={"D": 128})
+    kernel, _ = layout_ir(prog, "gfx942")
+    loop = next(op for op in kernel.walk() if isinstance(op, ops.ForOp))
+    body = loop.regions[0].ops
+    pv = [op for op in body if isinstance(op, ops.DotOp)][1]
+    i = body.index(pv)
+    names = [op.name for op in body[i - 6:i + 1]]
+    assert names == ["sync", "lds_write", "sync", "lds_read", "sync", "lds_read", "dot"]
+    read_v, read_p = body[i - 1], body[i - 3]
+    assert read_v.operands[0].hint == "vs" and pv.operands == [read_p.result, read_v.result]
+    assert all(op.loc == pv.loc for op in body[i - 6:i - 1])
