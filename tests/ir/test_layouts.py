@@ -12,10 +12,11 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def test_a_dot_operand_converted_through_lds_goes_before_the_other_operands_lds_read() -> None:
-    """gfx942 attention: P goes through an LDS scratch tile to become the P·V A operand. That trip
+    """gfx942 attention with swap=false: P goes through an LDS scratch tile to become the P·V A operand. That trip
     comes before the read of vs, which stays right before the dot (no sync in between: the LLVM
     lowering loads V k-step by k-step only then); the conversion keeps the dot's location."""
-    prog = tiledsl.load(EXAMPLES / "attention.tdsl", params={"D": 128})
+    src = (EXAMPLES / "attention.tdsl").read_text().replace("mma(waves=[4, 1])", "mma(waves=[4, 1], swap=false)")
+    prog = tiledsl.load(src, params={"D": 128})
     kernel, _ = layout_ir(prog, "gfx942")
     loop = next(op for op in kernel.walk() if isinstance(op, ops.ForOp))
     body = loop.regions[0].ops

@@ -105,20 +105,21 @@ def loop_body(asm: str) -> str:
 def test_gfx942_attention_mfma_count_and_resources(attention) -> None:
     """FA2 at D=128, BM=128, BN=64 on gfx942: per wave and loop iteration, S = Q·Kᵀ is a 32x64
     tile over k=128 (2 x 16 MFMA 32x32x8) and P·V a 32x128 tile over k=64 (4 x 8): 64 MFMAs,
-    as in Triton's gfx942 FA2 (REFERENCE §11); none outside the loop. No spills. The default
+    as in Triton's gfx942 FA2 (REFERENCE §11), in the loop over full key blocks and again in
+    the tail loop (split-tail), none elsewhere. No spills. The default
     layout there is swapped: a lane holds one row of S, so alpha is one exp2 per thread and P
     needs no LDS scratch (Q, K, V tiles only: 32 KiB, Q's reused by K and V)."""
     lk, c = attention["gfx942"]
-    assert lk.stats["matrix"] == 64
+    assert lk.stats["matrix"] == 128
     assert loop_body(c.asm).count("v_mfma_f32_32x32x8_f16") == 64
-    assert c.asm.count("v_mfma_f32_32x32x8_f16") == 64
+    assert c.asm.count("v_mfma_f32_32x32x8_f16") == 128        # and as many in the tail loop
     assert loop_body(c.asm).count("v_exp_f32") == 32 + 1         # p = exp2(s - m): 32 regs; alpha: 1
     res = c.resources()
     print(f"\ngfx942 attention D=128: {res.table()}")
     assert res.vgpr_spills == 0 and res.sgpr_spills == 0 and res.scratch_bytes == 0
     assert res.lds_bytes == lk.lds_bytes == 32768
     # K^T and V loaded k-step by k-step next to their MFMAs (each loaded whole: 300 VGPRs).
-    assert res.vgprs <= 240
+    assert res.vgprs <= 256
 
 
 @pytest.mark.parametrize("key", ["gfx90a", "gfx1100"])
@@ -134,17 +135,19 @@ def test_amd_attention_resources(key: str, attention) -> None:
         assert not res.spills
     else:
         # S: 2 x 4 tiles of 16x16 per wave, 8 k-steps; P·V: 2 x 8 tiles, 4 k-steps.
-        assert loop_body(c.asm).count("v_wmma_f32_16x16x16_f16") == lk.stats["matrix"] == 2 * 4 * 8 + 2 * 8 * 4
+        per_loop = 2 * 4 * 8 + 2 * 8 * 4
+        assert loop_body(c.asm).count("v_wmma_f32_16x16x16_f16") == per_loop
+        assert lk.stats["matrix"] == 2 * per_loop          # the full-tile loop and the tail loop
 
 
 @pytest.mark.parametrize("key", ["gfx942", "gfx90a"])
-def test_attention_with_swap_costs_more(key: str, attention) -> None:
+def test_unswapped_attention_costs_more(key: str, attention) -> None:
     """``swap=false`` still compiles to the same 64 MFMAs per iteration without spills, but P goes
     through an LDS scratch (16 KiB more) and it needs more registers than the default."""
     lk = lower(attention_with_swap(False), key, D=128, BM=128, BN=64)
     c = lk.compile()
     mnemonic = MATRIX_MNEMONIC[key]
-    assert loop_body(c.asm).count(mnemonic) == c.asm.count(mnemonic) == 64
+    assert 2 * loop_body(c.asm).count(mnemonic) == c.asm.count(mnemonic) == 128
     res = c.resources()
     print(f"\n{key} unswapped attention D=128: {res.table()}")
     default = attention[key][1].resources()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from lower_testing import TARGETS, lower, program
+from lower_testing import TARGETS, attention_with_swap, lower, program
 
 from tiledsl.ir.core import Op
 from tiledsl.llvm.lower_core import LazyRegs, can_defer
@@ -61,13 +61,20 @@ def test_attention_k_is_loaded_between_matrix_calls() -> None:
 
 
 def test_which_attention_loads_are_deferred() -> None:
-    """gfx942 attention, in program order: Q is read before the loop and used inside it (not
-    deferred); K^T right before its dot (deferred); P's read back from its scratch tile, with the
-    conversion's last sync before the dot (not deferred); V, read after P's conversion rather than
-    before it (deferred)."""
+    """gfx942 attention (swapped by default), in program order: Q is read before the loops and used
+    inside them (not deferred); in the full-tile loop and again in the tail loop, K^T and V right
+    before their dots (deferred)."""
     loads = lds_loads("attention", "gfx942", D=64)
-    assert [op.loc.col for op in loads] == [7, 16, 33, 45]     # q = qs; ks^T; dot(f16(p), vs); vs
-    assert [can_defer(op) for op in loads] == [False, True, False, True]
+    assert [op.loc.col for op in loads] == [7, 16, 45, 16, 45]     # q = qs; ks^T; vs; ks^T; vs
+    assert [can_defer(op) for op in loads] == [False, True, True, True, True]
+
+
+def test_which_unswapped_attention_loads_are_deferred() -> None:
+    """Unswapped, P's read back from its scratch tile has the conversion's last sync before the dot
+    (not deferred); V is read after P's conversion rather than before it (deferred)."""
+    loads = lds_loads(attention_with_swap(False), "gfx942", D=64)
+    assert [op.loc.col for op in loads][:4] == [7, 16, 33, 45]     # q = qs; ks^T; dot(f16(p), vs); vs
+    assert [can_defer(op) for op in loads][:4] == [False, True, False, True]
 
 
 DOT_AFTER = """

@@ -120,8 +120,10 @@ class BlockInterpreter(OpInterpreter):
     def slice_indices(self, op: Op, tensor: GlobalTensor, starts: list[np.ndarray]
                       ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
         """Per-dim index arrays (broadcastable to [blocks, *tile]), the in-bounds mask,
-        and the flag of unmasked (scalar-index) out-of-bounds positions."""
+        and the flag of unmasked out-of-bounds positions: scalar indices, and the dims a pass
+        marked ``inbounds`` (split-tail), whose claim is checked here."""
         extents = op.attrs["extents"]
+        inbounds = op.attrs.get("inbounds", ())
         rank = sum(1 for e in extents if e != 0)
         idx = []
         inb = np.ones((1,) * (rank + 1), dtype=bool)
@@ -136,7 +138,7 @@ class BlockInterpreter(OpInterpreter):
                 ix = ix + np.arange(e).reshape(shape)
                 pos += 1
             ok = (ix >= 0) & (ix < size)
-            if e == 0:
+            if e == 0 or d in inbounds:
                 unmasked_bad = unmasked_bad | ~ok
             inb = inb & ok
             idx.append(ix)

@@ -279,6 +279,7 @@ class Distributor:
         mask = self.valid(layout, dtype, owner)
         indices: list[Value] = []
         pos = 0
+        inbounds = set(op.attrs.get("inbounds", ()))
         for d, (ext, st) in enumerate(zip(extents, starts)):
             s = self.get(st)
             if ext == 0:
@@ -286,10 +287,14 @@ class Distributor:
                 continue
             idx = self.binop("add", self.splat(s, n), self.coord(layout, pos, dtype))
             pos += 1
-            size = self.dim_size(tt, d)
-            inside = self.binop("and", self.binop("lt", idx, self.splat(size, n)),
-                                self.binop("ge", idx, self.splat_const(0, "i32", n)))
-            mask = self.binop("and", mask, inside)
+            static = self.static_dim(tt.dims[d])
+            start = st.owner.attrs["value"] if isinstance(st.owner, ops.ConstOp) else None
+            if d not in inbounds and not (static is not None and start is not None and 0 <= start
+                                          and start + ext <= static):
+                size = self.dim_size(tt, d)
+                inside = self.binop("and", self.binop("lt", idx, self.splat(size, n)),
+                                    self.binop("ge", idx, self.splat_const(0, "i32", n)))
+                mask = self.binop("and", mask, inside)
             indices.append(idx)
         last_full = extents[-1] != 0 and isinstance(tt.dims[-1], int) or (
             extents[-1] != 0 and self.static_dim(tt.dims[-1]) == extents[-1] and self.is_zero(starts[-1]))
