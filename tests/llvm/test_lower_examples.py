@@ -114,7 +114,7 @@ def test_gfx942_attention_mfma_count_and_resources(attention) -> None:
     res = c.resources()
     print(f"\ngfx942 attention D=128: {res.table()}")
     assert res.vgpr_spills == 0 and res.sgpr_spills == 0 and res.scratch_bytes == 0
-    # qs, ks and the P scratch have 16-byte row padding (lds-layout): 49152 bytes unpadded.
+    # qs, ks and the P scratch have padded rows (lds-layout): 49152 bytes unpadded.
     assert res.lds_bytes == lk.lds_bytes == 52208
 
 
