@@ -23,6 +23,7 @@ from tiledsl.interp.numerics import ELEMENTWISE, round_to
 from tiledsl.interp.report import InterpError, Report
 from tiledsl.ir import ops
 from tiledsl.ir.core import Op
+from tiledsl.ir.lds_storage import LdsStorage
 from tiledsl.ir.types import DTYPE_BYTES, RegsType, TensorType
 from tiledsl.layout import Layout
 from tiledsl.thread.context import ThreadContext
@@ -77,7 +78,8 @@ class ThreadInterpreter(OpInterpreter):
         self.coords: tuple[int, ...] = ()
         self.epoch = 0
         self.lds = LdsState(0, nan_fill)
-        self.buffers = sorted(((v[0], k, v[1], tuple(v[2])) for k, v in kernel.attrs.get("lds_buffers", {}).items()))
+        self.buffers = sorted((v[0], k, LdsStorage(tuple(v[2]), v[1], tuple(v[3]), v[4]))
+                              for k, v in kernel.attrs.get("lds_buffers", {}).items())
         self._layout_data: dict[tuple, np.ndarray] = {}
 
     # ------------------------------------------------------------ driving
@@ -117,11 +119,11 @@ class ThreadInterpreter(OpInterpreter):
     def lds_name(self, byte: int) -> str:
         """The LDS tile element(s) at ``byte``: tiles that reuse memory share bytes."""
         names = []
-        for off, name, dtype, shape in self.buffers:
-            es = DTYPE_BYTES[dtype]
-            idx = (byte - off) // es
-            if byte >= off and idx < int(np.prod(shape)):
-                names.append(f"LDS tile '{name}' element {[int(i) for i in np.unravel_index(idx, shape)]}")
+        for off, name, storage in self.buffers:
+            if off <= byte < off + storage.nbytes:
+                at = storage.element_at(byte - off)
+                names.append(f"LDS tile '{name}' element {list(at)}" if at is not None
+                             else f"LDS tile '{name}' padding (byte {byte - off})")
         return " or ".join(names) if names else f"LDS byte {byte}"
 
     # ------------------------------------------------------------ LDS
@@ -185,6 +187,24 @@ class ThreadInterpreter(OpInterpreter):
             self.error("lds-race", op, f"{what} race on {self.lds_name(int(byte_idx[i]))}: "
                                        f"{self.who(threads[i])} and {self.who(other[byte_idx[i]])} with no "
                                        f"barrier between", int(threads[i]))
+
+    def check_vector(self, op: Op, offsets: np.ndarray, mask: np.ndarray, es: int) -> None:
+        """A ``vec`` access is lowered as one access per group of ``vec`` registers, at the
+        first register's address and under its mask: the group's registers must be consecutive
+        bytes, aligned to the group's size, and masked alike."""
+        vec = int(op.attrs.get("vec", 1))
+        if vec == 1:
+            return
+        off = offsets.reshape(self.T, -1, vec).astype(np.int64)
+        m = mask.reshape(self.T, -1, vec)
+        on = m[..., 0]
+        bad = (off != off[..., :1] + es * np.arange(vec)).any(-1) | (off[..., 0] % (vec * es) != 0)
+        bad = (bad & on) | (m != on[..., None]).any(-1)
+        if bad.any():
+            t, g = (int(i) for i in np.argwhere(bad)[0])
+            self.error("bad-vector", op, f"a {vec}-wide LDS access whose registers {g * vec}..{g * vec + vec - 1} "
+                                         f"are not {vec} consecutive aligned elements: byte offsets "
+                                         f"{[int(x) for x in off[t, g]]}", t)
 
     def lds_view(self, dtype: str) -> np.ndarray:
         if dtype == "bf16":
@@ -360,6 +380,7 @@ def _lds_load(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
     rt: RegsType = op.result.type
     es = DTYPE_BYTES[rt.dtype]
     off, mask = it.full(off, rt.n), it.full(mask, rt.n)
+    it.check_vector(op, off, mask, es)
     it.lds_access(op, off, mask, es, write=False)
     out = np.full((it.T, rt.n), op.attrs.get("pad", 0), dtype=np.float32 if rt.dtype != "i32" else np.int32)
     ok = mask & (off >= 0) & (off + es <= it.lds.data.size)
@@ -375,6 +396,7 @@ def _lds_store(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
     vt: RegsType = op.operands[-1].type
     es = DTYPE_BYTES[vt.dtype]
     off, mask = it.full(off, vt.n), it.full(mask, vt.n)
+    it.check_vector(op, off, mask, es)
     it.lds_access(op, off, mask, es, write=True)
     ok = mask & (off >= 0) & (off + es <= it.lds.data.size)
     view = it.lds_view(vt.dtype)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from tiledsl.ir.core import Block, Op, Value, VerifyError, register
+from tiledsl.ir.lds_storage import LdsStorage
 from tiledsl.ir.types import FLOAT_DTYPES, LdsType, RegsType, TensorType, TileType, Type
 
 
@@ -429,7 +430,8 @@ class CopyOp(GlobalAccess):
 
 @register
 class LdsAllocOp(_Fixed):
-    """Declare an LDS tile. ``offset`` (bytes) is set by LDS allocation."""
+    """Declare an LDS tile. ``order`` and ``pad`` (its storage layout, ``LdsStorage``) are
+    set by the lds-layout pass, ``offset`` (bytes) by LDS allocation."""
 
     name = "lds_alloc"
     num_operands = 0
@@ -438,6 +440,12 @@ class LdsAllocOp(_Fixed):
         super().verify()
         if not isinstance(self.result.type, LdsType):
             raise VerifyError(self, "lds_alloc yields an LDS tile")
+        if "order" not in self.attrs and "pad" not in self.attrs:
+            return
+        try:
+            LdsStorage.of(self)
+        except (ValueError, TypeError) as e:
+            raise VerifyError(self, str(e)) from None
 
 
 @register

@@ -22,10 +22,17 @@ _CDNA_CROSS_LANE = frozenset({"shuffle", "dpp", "swizzle", "readlane"})
 
 # global.load.lds exists on gfx90a/gfx942 but moves 4 bytes per lane to a wave-uniform LDS base
 # (REFERENCE §8); it is not the 16-byte per-thread cp.async model that has_async_copy promises.
+#
+# LDS: 32 banks of 4 bytes on every GCN/CDNA/RDNA part; a wave64 ds_read_b32 is served as two
+# halves of 32 lanes, a ds_read_b64/b128 in groups of 16/8 lanes — 128 bytes per phase.
 GFX90A = Target(name="gfx90a", vendor="amd", wave_size=64, lds_bytes=65536,
-                matrix_instrs=_CDNA_MFMA, cross_lane=_CDNA_CROSS_LANE, has_async_copy=False, mma_swap=True)
+                matrix_instrs=_CDNA_MFMA, cross_lane=_CDNA_CROSS_LANE, has_async_copy=False,
+                lds_banks=32, lds_bank_bytes=4, lds_phase_bytes=128,
+                mma_swap=True)
 GFX942 = Target(name="gfx942", vendor="amd", wave_size=64, lds_bytes=65536,
-                matrix_instrs=_CDNA_MFMA, cross_lane=_CDNA_CROSS_LANE, has_async_copy=False, mma_swap=True)
+                matrix_instrs=_CDNA_MFMA, cross_lane=_CDNA_CROSS_LANE, has_async_copy=False,
+                lds_banks=32, lds_bank_bytes=4, lds_phase_bytes=128,
+                mma_swap=True)
 
 # gfx1100 runs wave32 by default.  permlane64 compiles there but only swaps halves of a wave64, so
 # in wave32 it exchanges nothing and is left out; permlanex16 is the lane <-> lane^16 exchange the
@@ -33,4 +40,5 @@ GFX942 = Target(name="gfx942", vendor="amd", wave_size=64, lds_bytes=65536,
 GFX1100 = Target(name="gfx1100", vendor="amd", wave_size=32, lds_bytes=65536,
                  matrix_instrs=(WMMA_F32_16X16X16_F16, WMMA_F32_16X16X16_BF16),
                  cross_lane=frozenset({"shuffle", "dpp", "swizzle", "permlanex16", "readlane"}),
-                 has_async_copy=False, mma_swap=True)
+                 has_async_copy=False, lds_banks=32, lds_bank_bytes=4, lds_phase_bytes=128,
+                 mma_swap=True)

@@ -12,7 +12,12 @@ _NV_CROSS_LANE = frozenset({"shuffle", "shuffle_xor"})
 
 # Shared memory one block may use (opt-in): 227 KiB on sm_90.  For sm_80 we budget 160 KiB, a little
 # under the 163 KiB opt-in maximum the CUDA guide gives, so an allocation that fits here fits there.
+#
+# Shared memory has 32 banks of 4 bytes serving 128 bytes per cycle: a warp's 64-bit access is
+# split into two phases of 16 threads, a 128-bit one into four of 8 (CUDA guide, "shared memory").
 SM_80 = Target(name="sm_80", vendor="nvidia", wave_size=32, lds_bytes=163840,
-               matrix_instrs=_MMA_SYNC, cross_lane=_NV_CROSS_LANE, has_async_copy=True)
+               matrix_instrs=_MMA_SYNC, cross_lane=_NV_CROSS_LANE, has_async_copy=True,
+               lds_banks=32, lds_bank_bytes=4, lds_phase_bytes=128)
 SM_90 = Target(name="sm_90", vendor="nvidia", wave_size=32, lds_bytes=232448,
-               matrix_instrs=_MMA_SYNC, cross_lane=_NV_CROSS_LANE, has_async_copy=True)
+               matrix_instrs=_MMA_SYNC, cross_lane=_NV_CROSS_LANE, has_async_copy=True,
+               lds_banks=32, lds_bank_bytes=4, lds_phase_bytes=128)

@@ -26,6 +26,11 @@ class Target:
 
     ``matrix_instrs`` is ordered by preference: for each input dtype the first instruction taking
     it is the default.  ``lds_bytes`` is what one block may allocate.
+
+    LDS banks, as the choice of LDS storage layouts models them: ``lds_banks`` banks of
+    ``lds_bank_bytes`` each serve one ``lds_bank_bytes`` word per cycle; a wave's access is
+    served in phases of ``lds_phase_bytes`` (the lanes whose accesses add up to that many
+    bytes), and two different words of one bank in one phase take two cycles.
     """
 
     name: str
@@ -42,6 +47,9 @@ class Target:
     #: next dot's B operand without an LDS round trip, and rows are stored with vector stores
     #: (REFERENCE §9.5).
     mma_swap: bool = False
+    lds_banks: int = 32
+    lds_bank_bytes: int = 4
+    lds_phase_bytes: int = 128
 
     def __post_init__(self) -> None:
         unknown = self.cross_lane - CROSS_LANE_OPS

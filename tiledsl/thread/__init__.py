@@ -2,8 +2,8 @@
 
     kernel, ctx = compile_thread_ir(program, "gfx942")
 
-runs, on a copy of the program's tile IR: layout assignment, LDS allocation (with
-reuse), distribution, then CSE and DCE on the thread IR, verifying after each step.
+runs, on a copy of the program's tile IR: layout assignment, the choice of each LDS tile's
+storage layout, LDS allocation (with reuse), distribution, then CSE and DCE on the thread IR, verifying after each step.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from tiledsl.diagnostics import TdslError
 from tiledsl.ir import ops as tile_ops
 from tiledsl.ir.core import verify_tree
 from tiledsl.ir.parser import parse_op
-from tiledsl.ir.passes import cse, dce, layouts, lds_alloc, sink_broadcast
+from tiledsl.ir.passes import cse, dce, layouts, lds_alloc, lds_layout, sink_broadcast
 from tiledsl.ir.printer import print_op
 from tiledsl.layout import Layout, LayoutError
 from tiledsl.targets import Target
@@ -24,7 +24,8 @@ from tiledsl.thread.distribute import distribute
 
 
 def layout_ir(program: Any, target: str | Target) -> tuple[tile_ops.KernelOp, ThreadContext]:
-    """Tile IR with a layout on every register tile and an offset on every LDS tile."""
+    """Tile IR with a layout on every register tile and a storage layout and an offset on
+    every LDS tile."""
     kernel = parse_op(print_op(program.lowered()))
     if program.unbound_consts:
         raise TdslError(kernel.loc, f"the thread level needs every const: pass "
@@ -40,6 +41,8 @@ def layout_ir(program: Any, target: str | Target) -> tuple[tile_ops.KernelOp, Th
         layouts.run(kernel, ctx)
     except LayoutError as e:
         raise TdslError(kernel.loc, f"layout assignment failed on {ctx.target.name}: {e}") from None
+    verify_tree(kernel)
+    lds_layout.run(kernel, ctx)
     verify_tree(kernel)
     lds_alloc.run(kernel, ctx.target.lds_bytes, ctx.target.name)
     verify_tree(kernel)
@@ -57,7 +60,7 @@ def compile_thread_ir(program: Any, target: str | Target) -> tuple[tile_ops.Kern
             if isinstance(op, tile_ops.LdsAllocOp):
                 name = op.result.hint or f"scratch{len(buffers)}"
                 t = op.result.type
-                buffers[name] = [op.attrs["offset"], t.dtype, list(t.shape)]
+                buffers[name] = [op.attrs["offset"], t.dtype, list(t.shape), op.attrs["order"], op.attrs["pad"]]
         tk = distribute(kernel, ctx)
         tk.attrs["lds_buffers"] = buffers
         verify_tree(tk)

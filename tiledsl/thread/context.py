@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tiledsl.ir import ops
-from tiledsl.layout import Layout, LayoutSpec, bind, parse_layout_spec
+from tiledsl.layout import BlockedSpec, Layout, LayoutSpec, bind, parse_layout_spec
 from tiledsl.targets import Target, get_target
 
 
@@ -42,6 +42,11 @@ class ThreadContext:
         if key not in self._cache:
             self._cache[key] = bind(spec, tuple(shape), self.num_waves, self.target, dtype)
         return self._cache[key]
+
+    def copy_layout(self, shape: tuple[int, ...], dtype: str) -> Layout:
+        """The register layout of a cooperative ``copy`` into LDS: the default blocked layout,
+        whose 16-byte vectors run along the global tensor's contiguous last dim."""
+        return self.bind(BlockedSpec(), tuple(shape), dtype)
 
 
 def register_mapping(src: Layout, dst: Layout, drop_axis: int | None = None) -> list[int] | None:

@@ -3,7 +3,9 @@
 Each register tile becomes ``regs<dtype, R>`` in every thread, R being its layout's
 registers per thread; uniform scalars stay scalars. Memory ops get per-register
 indices and masks computed from the layout's coordinates, with vector widths where
-consecutive registers are consecutive in memory; ``dot`` becomes ``mma_tile`` (or the
+consecutive registers are consecutive in memory; LDS byte offsets follow each tile's
+storage layout (``LdsStorage``: dim order and padding, chosen by the lds-layout pass),
+so a transposed or column-major read vectorises too; ``dot`` becomes ``mma_tile`` (or the
 ``lds_dot`` FMA fallback); reductions go in-thread, then across lanes by xor
 shuffles, then across waves through LDS; ``sync`` becomes ``barrier``.
 """
@@ -11,19 +13,34 @@ shuffles, then across waves through LDS; ``sync`` becomes ``barrier``.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from tiledsl.ir import ops
 from tiledsl.ir.core import Block, Op, Value
-from tiledsl.ir.passes.layouts import LDS_DOT
+from tiledsl.ir.lds_storage import LdsStorage, buffer_coords, vector_width
+from tiledsl.ir.passes import layouts as layout_assignment  # a module: layouts imports this package
 from tiledsl.ir.types import DTYPE_BYTES, LdsType, RegsType, TensorType, TileType, scalar
-from tiledsl.layout import BlockedSpec, Layout
+from tiledsl.layout import Layout
 from tiledsl.thread import ops as tops
 from tiledsl.thread.context import ThreadContext, register_mapping
 
 IDENTITY = {"max": float("-inf"), "sum": 0.0}
+
+
+@dataclass(frozen=True)
+class PlacedLds:
+    """An LDS tile as distribution addresses it: where it starts and how it is stored."""
+
+    base: int
+    storage: LdsStorage
+
+    def dim_strides(self, transposed: bool) -> list[int]:
+        """Byte stride of each dim of the tile as read (a transposed read swaps the dims)."""
+        strides = list(self.storage.strides)
+        return strides[::-1] if transposed else strides
 
 
 def _layout_attrs(layout: Layout, dtype: str) -> dict[str, Any]:
@@ -197,45 +214,29 @@ class Distributor:
         self.emit(tops.BarrierOp([], [], loc=op.loc))
 
     def op_lds_alloc(self, op: Op) -> None:
-        self.env[id(op.result)] = op.attrs["offset"]
+        self.env[id(op.result)] = PlacedLds(op.attrs["offset"], LdsStorage.of(op))
 
     # ------------------------------------------------------------ memory
     def vec_width(self, layout: Layout, dtype: str, contiguous_dim: int | None) -> int:
-        """The widest power-of-two register group that is contiguous along the tile's
-        last dim in every thread (at most 16 bytes)."""
-        if contiguous_dim is None or not layout.shape:
-            return 1
-        m = layout.index_map()
-        best = 1
-        v = 2
-        while v * DTYPE_BYTES[dtype] <= 16 and layout.regs % v == 0:
-            g = m.reshape(m.shape[0], m.shape[1], layout.regs // v, v, m.shape[-1])
-            first = g[..., :1, :]
-            step = np.zeros(m.shape[-1], dtype=np.int64)
-            step[contiguous_dim] = 1
-            want = first + np.arange(v)[:, None] * step
-            empty = (g[..., 0] < 0).all(-1)
-            aligned = (first[..., 0, contiguous_dim] % v == 0)
-            if ((g == want).all(axis=(-1, -2)) | empty).all() and (aligned | empty).all():
-                best = v
-                v *= 2
-            else:
-                break
-        return best
+        """The widest register group contiguous along ``contiguous_dim`` of a global tensor
+        (see ``vector_width``)."""
+        return vector_width(layout.index_map(), layout.regs, DTYPE_BYTES[dtype], contiguous_dim)
 
-    def lds_offsets(self, layout: Layout, base: int, buf_shape: tuple[int, ...], dtype: str,
-                    transpose: bool = False) -> Value:
-        """Byte offsets of the LDS elements each register holds (row-major buffer)."""
-        es = DTYPE_BYTES[dtype]
-        rank = len(buf_shape)
-        strides = [int(np.prod(buf_shape[d + 1:])) for d in range(rank)]
+    def lds_vec_width(self, layout: Layout, buf: PlacedLds, transposed: bool) -> int:
+        """The widest register group contiguous along the LDS tile's storage order and
+        aligned whatever the other coordinates are."""
+        st = buf.storage
+        return vector_width(buffer_coords(layout.index_map(), transposed), layout.regs, st.elem_bytes, st.contiguous_dim,
+                            st.strides)
+
+    def lds_offsets(self, layout: Layout, buf: PlacedLds, transposed: bool = False) -> Value:
+        """Byte offsets of the LDS elements each register holds."""
+        dtype = buf.storage.dtype
         n = layout.regs
-        total = self.splat_const(base, "i32", n)
-        for d in range(rank):
-            tile_dim = (rank - 1 - d) if transpose else d
-            c = self.coord(layout, tile_dim, dtype)
-            scaled = self.binop("mul", c, self.splat_const(strides[d] * es, "i32", n))
-            total = self.binop("add", total, scaled)
+        total = self.splat_const(buf.base, "i32", n)
+        for d, stride in enumerate(buf.dim_strides(transposed)):
+            c = self.coord(layout, d, dtype)
+            total = self.binop("add", total, self.binop("mul", c, self.splat_const(stride, "i32", n)))
         return total
 
     def op_lds_read(self, op: Op) -> None:
@@ -246,8 +247,9 @@ class Distributor:
 
     def read_lds(self, buf: Value, layout: Layout, op: Op, transpose: bool) -> Value:
         t: LdsType = buf.type
-        off = self.lds_offsets(layout, self.get(buf), tuple(t.shape), t.dtype, transpose)
-        vec = 1 if transpose else self.vec_width(layout, t.dtype, len(t.shape) - 1)
+        placed = self.get(buf)
+        off = self.lds_offsets(layout, placed, transpose)
+        vec = self.lds_vec_width(layout, placed, transpose)
         mask = self.valid(layout, t.dtype)
         return self.emit(tops.LdsLoadOp([off, mask], [RegsType(t.dtype, layout.regs)], {"vec": vec},
                                         loc=op.loc)).result
@@ -262,9 +264,10 @@ class Distributor:
         buf, v = op.operands
         layout = self.layout(v)
         t: LdsType = buf.type
-        off = self.lds_offsets(layout, self.get(buf), tuple(t.shape), t.dtype)
+        placed = self.get(buf)
+        off = self.lds_offsets(layout, placed)
         mask = self.valid(layout, t.dtype, owner="block")
-        vec = self.vec_width(layout, t.dtype, len(t.shape) - 1) if layout.replication().max() == 1 else 1
+        vec = self.lds_vec_width(layout, placed, False) if layout.replication().max() == 1 else 1
         self.emit(tops.LdsStoreOp([off, mask, self.get(v)], [], {"vec": vec}, loc=op.loc))
 
     def global_access(self, op: Op, layout: Layout, dtype: str, owner: str | None
@@ -336,22 +339,23 @@ class Distributor:
     def op_copy(self, op: Op) -> None:
         buf = op.operands[-1]
         t: LdsType = buf.type
-        layout = self.ctx.bind(BlockedSpec(), tuple(t.shape), t.dtype)
+        layout = self.ctx.copy_layout(tuple(t.shape), t.dtype)
         indices, mask, vec = self.global_access(op, layout, t.dtype, None)
         regs = self.emit(tops.GlobalLoadOp([self.get(op.operands[0]), *indices, mask],
                                            [RegsType(t.dtype, layout.regs)],
                                            {"pad": op.attrs["pad"], "vec": vec}, loc=op.loc)).result
-        off = self.lds_offsets(layout, self.get(buf), tuple(t.shape), t.dtype)
+        placed = self.get(buf)
+        off = self.lds_offsets(layout, placed)
         store_mask = self.valid(layout, t.dtype, owner="block")
-        self.emit(tops.LdsStoreOp([off, store_mask, regs], [],
-                                  {"vec": self.vec_width(layout, t.dtype, len(t.shape) - 1)}, loc=op.loc))
+        self.emit(tops.LdsStoreOp([off, store_mask, regs], [], {"vec": self.lds_vec_width(layout, placed, False)},
+                                  loc=op.loc))
 
     # ------------------------------------------------------------ compute
     def op_dot(self, op: Op) -> None:
         c_layout = self.layout(op.result)
         acc = self.get(op.operands[2]) if len(op.operands) == 3 else \
             self.splat_const(0.0, "f32", c_layout.regs)
-        if op.attrs.get("strategy") == LDS_DOT:
+        if op.attrs.get("strategy") == layout_assignment.LDS_DOT:
             return self.lds_dot(op, c_layout, acc)
         a, b = op.operands[0], op.operands[1]
         dtype = a.type.dtype
@@ -372,12 +376,9 @@ class Distributor:
         owner = v.owner
         transposed = isinstance(owner, ops.TransposeOp)
         read = owner.operands[0].owner if transposed else owner
-        buf = read.operands[0]
-        cols = buf.type.shape[1]
-        strides = [cols, 1]
-        if transposed:
-            strides = [1, cols]
-        return self.get(buf), strides
+        placed: PlacedLds = self.get(read.operands[0])
+        es = placed.storage.elem_bytes
+        return placed.base, [s // es for s in placed.dim_strides(transposed)]
 
     def lds_dot(self, op: Op, c_layout: Layout, acc: Value) -> None:
         a_off, a_str = self.lds_operand(op.operands[0])
@@ -409,20 +410,20 @@ class Distributor:
     def across_waves(self, op: Op, v: Value, dst: Layout, kind: str, combine: type[Op]) -> Value:
         """Each wave writes its partial per output element to LDS; every thread then
         combines the partials of the waves that hold its elements."""
-        buf = op.operands[1]
-        base = self.get(buf)
+        placed: PlacedLds = self.get(op.operands[1])
+        base = placed.base
+        elem_stride, wave_stride = placed.storage.strides    # the scratch is [element, wave]
         dtype = v.type.dtype
-        es = DTYPE_BYTES[buf.type.dtype]
-        out_len = int(np.prod(dst.shape)) if dst.shape else 1
         n = dst.regs
         lin = self.coord(dst, 0, dtype) if dst.shape else self.splat_const(0, "i32", n)
         waves = self.ctx.num_waves
-        wave_col = self.binop("mul", lin, self.splat_const(waves * es, "i32", n))
+        wave_col = self.binop("mul", lin, self.splat_const(elem_stride, "i32", n))
         tid = self.emit(tops.ThreadIdOp([], [RegsType("i32", 1)], loc=op.loc)).result
         wave = self.binop("floordiv", tid, self.splat_const(self.ctx.target.wave_size, "i32", 1))
         wave_n = self.gather(wave, [0] * n, op)
         off = self.binop("add", self.splat_const(base, "i32", n),
-                         self.binop("add", wave_col, self.binop("mul", wave_n, self.splat_const(es, "i32", n))))
+                         self.binop("add", wave_col, self.binop("mul", wave_n,
+                                                                self.splat_const(wave_stride, "i32", n))))
         writer = self.valid(dst, dtype, owner="wave")
         self.emit(tops.LdsStoreOp([off, writer, v], [], {"vec": 1}, loc=op.loc))
         self.emit(tops.BarrierOp([], [], loc=op.loc))
@@ -430,12 +431,11 @@ class Distributor:
         for w in range(waves):
             held = self.hoist(("held", str(dst.spec), dst.shape, w), lambda w=w: tops.HeldByWaveOp(
                 [], [RegsType("i1", n)], {**_layout_attrs(dst, dtype), "wave": w}))
-            off_w = self.binop("add", self.splat_const(base + w * es, "i32", n), wave_col)
+            off_w = self.binop("add", self.splat_const(base + w * wave_stride, "i32", n), wave_col)
             part = self.emit(tops.LdsLoadOp([off_w, held], [RegsType(dtype, n)],
                                             {"vec": 1, "pad": IDENTITY[kind]}, loc=op.loc)).result
             acc = self.emit(combine([acc, part], [acc.type], loc=op.loc)).result
         self.emit(tops.BarrierOp([], [], loc=op.loc))
-        del out_len
         return acc
 
     # ------------------------------------------------------------ control flow

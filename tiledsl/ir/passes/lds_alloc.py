@@ -4,21 +4,25 @@ A tile is live from its first to its last use in program order; a use inside a l
 keeps it live for the whole loop (the next iteration comes back to it). Tiles whose
 lifetimes do not overlap may share bytes; when a tile takes over bytes that another
 used before, a ``sync`` must separate the old tile's last use from the new tile's
-first use, and one is inserted if the program has none there. Offsets are 16-byte
-aligned (room for 128-bit accesses). Sets ``offset`` on each ``lds_alloc`` and
-``lds_bytes`` on the kernel; a program over the target's LDS size is a located error.
+first use, and one is inserted if the program has none there. A tile takes the bytes
+of its storage layout (``LdsStorage``: padded lines take more than the elements; the
+lds-layout pass keeps the padding within budget with ``footprint``). Offsets are 16-byte aligned (room for 128-bit accesses). Sets ``offset`` on each
+``lds_alloc`` and ``lds_bytes`` on the kernel; a program over the target's LDS size is a
+located error.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from tiledsl.diagnostics import TdslError
 from tiledsl.ir import ops
 from tiledsl.ir.core import Op
-from tiledsl.ir.types import DTYPE_BYTES, LdsType, num_elements
+from tiledsl.ir.lds_storage import LdsStorage
 
 ALIGN = 16
+
 
 
 @dataclass
@@ -51,13 +55,13 @@ def _loop_span(op: Op, index: dict[int, int]) -> tuple[int, int]:
     return lo, hi
 
 
-def run(kernel: Op, lds_limit: int | None = None, target_name: str = "") -> bool:
+def _buffers(kernel: Op, padded: bool = True) -> list[Buffer]:
     order, index = _numbered(kernel)
     buffers: list[Buffer] = []
     for op in order:
         if isinstance(op, ops.LdsAllocOp):
-            t: LdsType = op.result.type
-            size = num_elements(t.shape) * DTYPE_BYTES[t.dtype]
+            storage = LdsStorage.of(op)
+            size = (storage if padded else dataclasses.replace(storage, pad=0)).nbytes
             b = Buffer(op, (size + ALIGN - 1) // ALIGN * ALIGN)
             spans = [_loop_span(u, index) for u in op.result.uses]
             if spans:
@@ -65,6 +69,11 @@ def run(kernel: Op, lds_limit: int | None = None, target_name: str = "") -> bool
             else:
                 b.start = b.end = index[id(op)]
             buffers.append(b)
+    return buffers
+
+
+def _place(buffers: list[Buffer]) -> int:
+    """First fit, in order of first use: offsets for the buffers; returns the bytes used."""
     placed: list[Buffer] = []
     for b in sorted(buffers, key=lambda x: (x.start, -x.size)):
         live = sorted((p for p in placed if not (p.end < b.start or b.end < p.start)), key=lambda p: p.offset)
@@ -75,7 +84,18 @@ def run(kernel: Op, lds_limit: int | None = None, target_name: str = "") -> bool
             offset = max(offset, p.offset + p.size)
         b.offset = offset
         placed.append(b)
-    total = max((b.offset + b.size for b in buffers), default=0)
+    return max((b.offset + b.size for b in buffers), default=0)
+
+
+def footprint(kernel: Op, padded: bool = True) -> int:
+    """The LDS bytes the kernel's tiles take once placed (without their padding if not
+    ``padded``)."""
+    return _place(_buffers(kernel, padded))
+
+
+def run(kernel: Op, lds_limit: int | None = None, target_name: str = "") -> bool:
+    buffers = _buffers(kernel)
+    total = _place(buffers)
     for b in buffers:
         b.alloc.attrs["offset"] = b.offset
     kernel.attrs["lds_bytes"] = total
