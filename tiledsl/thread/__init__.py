@@ -2,8 +2,9 @@
 
     kernel, ctx = compile_thread_ir(program, "gfx942")
 
-runs, on a copy of the program's tile IR: layout assignment, LDS allocation (with
-reuse), distribution, then CSE and DCE on the thread IR, verifying after each step.
+runs, on a copy of the program's tile IR: software pipelining (``pipeline`` loops, on
+targets with asynchronous copies), layout assignment, LDS allocation (with reuse),
+distribution, then CSE and DCE on the thread IR, verifying after each step.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from tiledsl.diagnostics import TdslError
 from tiledsl.ir import ops as tile_ops
 from tiledsl.ir.core import verify_tree
 from tiledsl.ir.parser import parse_op
-from tiledsl.ir.passes import cse, dce, layouts, lds_alloc, sink_broadcast
+from tiledsl.ir.passes import cse, dce, layouts, lds_alloc, pipeline, sink_broadcast
 from tiledsl.ir.printer import print_op
 from tiledsl.layout import Layout, LayoutError
 from tiledsl.targets import Target
@@ -33,6 +34,8 @@ def layout_ir(program: Any, target: str | Target) -> tuple[tile_ops.KernelOp, Th
         ctx = ThreadContext.for_kernel(kernel, target)
     except ValueError as e:
         raise TdslError(kernel.loc, str(e)) from None
+    pipeline.run(kernel, async_copy=ctx.target.has_async_copy)
+    cse.run(kernel)
     sink_broadcast.run(kernel)
     dce.run(kernel)
     verify_tree(kernel)
