@@ -9,6 +9,8 @@ distribution, then CSE and DCE on the thread IR, verifying after each step.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from tiledsl.diagnostics import TdslError
@@ -24,6 +26,16 @@ from tiledsl.thread.context import ThreadContext
 from tiledsl.thread.distribute import distribute
 
 
+@contextlib.contextmanager
+def _quoting(program: Any) -> Iterator[None]:
+    """Errors in the program found at the thread level quote its source, as sema's do."""
+    try:
+        yield
+    except TdslError as e:
+        e.source = e.source or getattr(program, "source", None)
+        raise
+
+
 def layout_ir(program: Any, target: str | Target) -> tuple[tile_ops.KernelOp, ThreadContext]:
     """Tile IR with a layout on every register tile and an offset on every LDS tile."""
     kernel = parse_op(print_op(program.lowered()))
@@ -34,8 +46,9 @@ def layout_ir(program: Any, target: str | Target) -> tuple[tile_ops.KernelOp, Th
         ctx = ThreadContext.for_kernel(kernel, target)
     except ValueError as e:
         raise TdslError(kernel.loc, str(e)) from None
-    pipeline.run(kernel, async_copy=ctx.target.has_async_copy)
-    cse.run(kernel)
+    with _quoting(program):
+        if pipeline.run(kernel, async_copy=ctx.target.has_async_copy):
+            cse.run(kernel)
     sink_broadcast.run(kernel)
     dce.run(kernel)
     verify_tree(kernel)
@@ -44,7 +57,8 @@ def layout_ir(program: Any, target: str | Target) -> tuple[tile_ops.KernelOp, Th
     except LayoutError as e:
         raise TdslError(kernel.loc, f"layout assignment failed on {ctx.target.name}: {e}") from None
     verify_tree(kernel)
-    lds_alloc.run(kernel, ctx.target.lds_bytes, ctx.target.name)
+    with _quoting(program):
+        lds_alloc.run(kernel, ctx.target.lds_bytes, ctx.target.name)
     verify_tree(kernel)
     return kernel, ctx
 

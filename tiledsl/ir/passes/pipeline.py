@@ -58,7 +58,7 @@ def run(kernel: Op, async_copy: bool = True) -> bool:
         plan = Plan.of(loop)
         if async_copy and stages > 1:
             Pipeliner(loop, plan, stages).run()
-        changed = True
+            changed = True
     return changed
 
 
