@@ -37,10 +37,8 @@ register_pass("pipeline", pipeline.run,
               "software-pipeline the LDS copies of `for ... pipeline S` loops (async copies, S buffers); "
               "the thread level runs it for targets with asynchronous copies")
 register_pass("dce", dce.run, "dead code elimination of pure ops whose results are unused")
-register_pass("pipeline-check", pipeline.check,
-              "report what a `pipeline` loop cannot pipeline, on every target (the IR is unchanged)")
 
-DEFAULT_PIPELINE = ("fold", "cse", "dce", "pipeline-check")
+DEFAULT_PIPELINE = ("fold", "cse", "dce")
 
 
 @dataclass

@@ -63,8 +63,8 @@ def run(kernel: Op, async_copy: bool = True) -> bool:
 
 
 def check(kernel: Op) -> bool:
-    """The checks of ``run`` alone, leaving the IR as it is (the tile-level pipeline runs
-    this, so that ``tdslc check`` and the block interpreter report what cannot be pipelined)."""
+    """The checks of ``run`` alone, leaving the IR as it is: run on sema's tile IR, so that
+    what cannot be pipelined is an error on every target, as early as any type error."""
     for loop in kernel.walk():
         if isinstance(loop, ops.ForOp) and "pipeline" in loop.attrs:
             Plan.of(loop)
