@@ -23,7 +23,7 @@ from tiledsl.interp.numerics import STORAGE, round_to
 from tiledsl.interp.report import Report
 from tiledsl.ir import ops
 from tiledsl.ir.core import verify_tree
-from tiledsl.ir.passes import DEFAULT_PIPELINE, PassManager
+from tiledsl.ir.passes import DEFAULT_PIPELINE, PassManager, pipeline
 from tiledsl.ir.printer import print_op
 
 _NUMPY_OK = {"f16": "f", "bf16": "f", "f32": "f", "i32": "iu"}
@@ -64,6 +64,7 @@ class Program:
         if self._tile_ir is None:
             try:
                 k = build_kernel(self.ast, self.params)
+                pipeline.check(k)
             except TdslError as e:
                 e.source = self.source
                 raise

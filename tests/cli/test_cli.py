@@ -171,7 +171,7 @@ def test_print_after_all_has_one_section_per_pass(capsys: pytest.CaptureFixture[
     sections = re.findall(r"^// ----- IR after ([\w-]+) ----- //$", err, re.MULTILINE)
     assert sections == list(DEFAULT_PIPELINE)
     # each section is a whole kernel; the last one is what went to stdout
-    chunks = re.split(r"^// ----- IR after \w+ ----- //\n", err, flags=re.MULTILINE)[1:]
+    chunks = re.split(r"^// ----- IR after [\w-]+ ----- //\n", err, flags=re.MULTILINE)[1:]
     assert all(c.startswith("kernel(") for c in chunks)
     assert chunks[-1] == out
 

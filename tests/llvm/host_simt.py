@@ -5,7 +5,8 @@ running the same JIT-compiled function, which takes the thread and block ids as 
 arguments after the kernel ABI's. ``barrier`` is ``pthread_barrier_wait``; a shuffle goes
 through a shared exchange buffer between two barriers; the LDS arena is a global shared by
 the threads of the block (blocks run one after another). There are no matrix instructions,
-so it runs the thread IR of the ``generic`` target (wave32, FMA fallback).
+so it runs the thread IR of the ``generic`` target (wave32, FMA fallback). Asynchronous copies
+(sm_80/sm_90 thread IR) land at once, which is one of the behaviours cp.async allows.
 
 ctypes releases the GIL during a foreign call, so the threads really run concurrently and
 wait for each other in the barrier. A module with a unique name rather than conftest.py, so
@@ -115,6 +116,22 @@ class HostSimtTarget(GpuTarget):
         gv.align = align
         gv.type = ir.PointerType()
         return gv
+
+    def async_copy(self, b: ir.IRBuilder, lds_dst: ir.Value, global_src: ir.Value, nbytes: int,
+                   src_bytes: ir.Value | int) -> None:
+        """Copied at once (bytes as an integer vector; zeros where ``src_bytes`` is 0): the data
+        may land any time before the wait, and landing at the issue is one such time."""
+        ty = ir.VectorType(ir.IntType(8), nbytes)
+        data = b.load(global_src, typ=ty, align=nbytes)
+        if not isinstance(src_bytes, int):
+            data = b.select(b.icmp_unsigned("!=", src_bytes, ir.Constant(I32, 0)), data, ir.Constant(ty, None))
+        b.store(data, lds_dst, align=nbytes)
+
+    def async_commit(self, b: ir.IRBuilder) -> None:
+        """Nothing to do: every copy has landed already."""
+
+    def async_wait(self, b: ir.IRBuilder, pending: int) -> None:
+        """Nothing to do: every copy has landed already."""
 
     def _emit_matrix(self, b: ir.IRBuilder, info: MatrixInstr, a: list[ir.Value], bv: list[ir.Value],
                      c: list[ir.Value]) -> list[ir.Value]:

@@ -213,6 +213,30 @@ class NvptxTarget(GpuTarget):
         """
         call_intrinsic(b, "llvm.nvvm.cp.async.wait.group", VOID, [ir.Constant(I32, pending)])
 
+    def async_copy(self, b: ir.IRBuilder, lds_dst: ir.Value, global_src: ir.Value, nbytes: int,
+                   src_bytes: ir.Value | int) -> None:
+        """``cp.async.{cg,ca}.shared.global [dst], [src], nbytes[, src_bytes]`` (sm_80+).
+
+        16 bytes go ``.cg`` (L2 only: a tile is streamed into shared memory once, and .cg takes
+        only 16); 4 and 8 go ``.ca``. With a run-time ``src_bytes`` the ``.s`` form copies that
+        many bytes and zero-fills the rest: masked-off rows pass 0 and read nothing.
+        """
+        if nbytes not in (4, 8, 16):
+            raise ValueError(f"cp.async copies 4, 8 or 16 bytes, not {nbytes}")
+        name = f"llvm.nvvm.cp.async.{'cg' if nbytes == 16 else 'ca'}.shared.global.{nbytes}"
+        if isinstance(src_bytes, int):
+            if src_bytes != nbytes:
+                raise ValueError("a constant src_bytes must be the whole copy")
+            call_intrinsic(b, name, VOID, [lds_dst, global_src])
+            return
+        call_intrinsic(b, name + ".s", VOID, [lds_dst, global_src, src_bytes])
+
+    def async_commit(self, b: ir.IRBuilder) -> None:
+        self.cp_async_commit(b)
+
+    def async_wait(self, b: ir.IRBuilder, pending: int) -> None:
+        self.cp_async_wait(b, pending)
+
     # ---- matrix instructions -----------------------------------------------------------------
     def _emit_matrix(
         self, b: ir.IRBuilder, info: MatrixInstr, a: list[ir.Value], bv: list[ir.Value], c: list[ir.Value]

@@ -133,6 +133,7 @@ class For(Stmt):
     hi: Expr
     step: Expr | None
     body: list[Stmt]
+    stages: Expr | None = None      # ``pipeline S``: LDS buffers per pipelined copy
 
 
 @dataclass

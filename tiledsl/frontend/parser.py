@@ -171,8 +171,8 @@ class _Builder(Transformer):
 
     @v_args(meta=True)
     def for_stmt(self, meta, children):
-        var, lo, hi, step, body = children
-        return ast.For(self._loc(meta), str(var), lo, hi, step, body)
+        var, lo, hi, step, stages, body = children
+        return ast.For(self._loc(meta), str(var), lo, hi, step, body, stages)
 
     @v_args(meta=True)
     def if_stmt(self, meta, children):

@@ -435,6 +435,7 @@ class Sema:
             if isinstance(sv, Static) and isinstance(sv.value, int) and sv.value <= 0:
                 raise self.err(s.step.loc, f"the loop step must be positive, got {sv.value}")
         step = self.scalar_i32(s.step, "the loop step") if s.step is not None else self.const(1, "i32", s.loc)
+        attrs = self.pipeline_attrs(s)
         names = self.carried(s.body, exclude=s.var)
         inits = [self.materialize(self.lookup_quiet(n), s.loc) for n in names]
         body = Block([scalar("i32"), *[v.type for v in inits]], [s.var, *names])
@@ -447,10 +448,20 @@ class Sema:
         self.emit(ops.YieldOp(nexts, [], loc=s.loc))
         self.scopes.pop()
         self.blocks.pop()
-        op = self.emit(ops.ForOp([lo, hi, step, *inits], [v.type for v in inits], regions=[body], loc=s.loc,
+        op = self.emit(ops.ForOp([lo, hi, step, *inits], [v.type for v in inits], attrs, regions=[body], loc=s.loc,
                                  hints=names))
         for n, r in zip(names, op.results):
             self.rebind(n, r)
+
+    def pipeline_attrs(self, s: ast.For) -> dict[str, Any]:
+        """``pipeline S``: S compile-time buffers per pipelined copy (the ``pipeline`` pass
+        checks what the loop copies); 1 is an ordinary loop."""
+        if s.stages is None:
+            return {}
+        stages = self.static_int(s.stages, "the number of pipeline stages")
+        if not isinstance(stages, int) or stages < 1:
+            raise self.err(s.stages.loc, f"the number of pipeline stages must be at least 1, got {stages}")
+        return {"pipeline": stages} if stages > 1 else {}
 
     def region_results(self, names: list[str], types: list[Any], loc: Loc, what: str) -> list[Value]:
         out = []

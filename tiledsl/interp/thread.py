@@ -7,6 +7,11 @@ theirs — so two accesses to one byte from different threads, at least one a wr
 with no barrier between them are reported as a race whatever order the interpreter
 ran them in. Global accesses are checked against the tensor bounds where unmasked,
 reads of LDS that nothing wrote are reported, and output coverage is counted.
+
+Asynchronous copies (``async_copy``) are modelled as the hardware allows them to behave:
+their data lands only at the ``async_wait`` that covers their group, and until then any
+access to the destination bytes is reported as a race with the copy — so a pipelining
+schedule that reads a buffer before its wait, or refills it while it is read, is caught.
 """
 
 from __future__ import annotations
@@ -45,6 +50,12 @@ class LdsState:
     r_thread: np.ndarray = field(init=False)
     r_epoch: np.ndarray = field(init=False)
     r_multi: np.ndarray = field(init=False)
+    #: Per byte: the thread whose async copy into it is in flight (-1: none).
+    in_flight: np.ndarray = field(init=False)
+    #: Async copies not yet waited for, in issue order (see ``AsyncCopy``).
+    copies: list[AsyncCopy] = field(init=False, default_factory=list)
+    #: Groups committed so far (``async_commit``).
+    groups: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
         n = max(self.size, 4)
@@ -57,6 +68,20 @@ class LdsState:
         self.r_thread = np.full(n, -1, dtype=np.int32)
         self.r_epoch = np.full(n, -1, dtype=np.int32)
         self.r_multi = np.zeros(n, dtype=bool)
+        self.in_flight = np.full(n, -1, dtype=np.int32)
+
+
+@dataclass
+class AsyncCopy:
+    """One ``async_copy`` in flight: what it will write where, once a wait covers its group
+    (None until the next ``async_commit``)."""
+
+    op: Op
+    offsets: np.ndarray     # [threads, registers] LDS byte offsets
+    mask: np.ndarray        # [threads, registers] which registers are copied
+    bits: np.ndarray        # [threads, registers] the values, as stored in LDS
+    es: int
+    group: int | None = None
 
 
 class ThreadInterpreter(OpInterpreter):
@@ -144,6 +169,7 @@ class ThreadInterpreter(OpInterpreter):
         threads = np.repeat(t_ids, es)
         s = self.lds
         ep = self.epoch
+        self._in_flight_race(op, byte_idx, threads, write)
         # Several threads on one byte within this one op.
         order = np.lexsort((threads, byte_idx))
         b_sorted, t_sorted = byte_idx[order], threads[order]
@@ -179,6 +205,49 @@ class ThreadInterpreter(OpInterpreter):
             s.r_thread[byte_idx[new]] = threads[new]
             s.r_multi[b_sorted[multi]] = True
         return t_ids, offs
+
+    def _in_flight_race(self, op: Op, byte_idx: np.ndarray, threads: np.ndarray, write: bool) -> None:
+        """An access to bytes that an async copy has not landed in yet (no ``async_wait``
+        covering it): a race with the copy, whichever thread issued it."""
+        busy = self.lds.in_flight[byte_idx] >= 0
+        if not busy.any():
+            return
+        i = int(np.argmax(busy))
+        b = int(byte_idx[i])
+        issuer = int(self.lds.in_flight[b])
+        what = "write to" if write else "read of"
+        self.error("lds-race", op, f"{what} {self.lds_name(b)} before the wait for the async copy into it "
+                                   f"(issued by {self.who(issuer)}): the copy may still be writing it",
+                   int(threads[i]))
+
+    def async_issue(self, op: Op, offsets: np.ndarray, mask: np.ndarray, bits: np.ndarray, es: int) -> None:
+        """Start an async copy: checked now as a write (against reads and writes since the
+        last barrier), its bytes in flight until a wait lands it."""
+        t_ids = np.broadcast_to(np.arange(self.T)[:, None], offsets.shape)[mask]
+        offs = offsets[mask].astype(np.int64)
+        byte_idx = (offs[:, None] + np.arange(es)[None, :]).reshape(-1)
+        threads = np.repeat(t_ids, es)
+        s = self.lds
+        inside = (byte_idx >= 0) & (byte_idx < s.data.size)
+        saved = s.w_epoch.copy(), s.w_thread.copy(), s.written.copy()
+        self.lds_access(op, offsets, mask, es, write=True)
+        s.w_epoch, s.w_thread, s.written = saved      # it lands at the wait, not now
+        s.in_flight[byte_idx[inside]] = threads[inside]
+        s.copies.append(AsyncCopy(op, offsets, mask, bits, es))
+
+    def async_wait(self, op: Op, pending: int) -> None:
+        """Land every copy of the groups older than the ``pending`` newest: from here on it is
+        an ordinary write by its thread (a barrier must come before other threads read it)."""
+        s = self.lds
+        done = [c for c in s.copies if c.group is not None and c.group < s.groups - pending]
+        s.copies = [c for c in s.copies if c not in done]
+        for c in done:
+            offs = c.offsets[c.mask].astype(np.int64)
+            s.in_flight[(offs[:, None] + np.arange(c.es)[None, :]).reshape(-1)] = -1
+            self.lds_access(c.op, c.offsets, c.mask, c.es, write=True)
+            ok = c.mask & (c.offsets >= 0) & (c.offsets + c.es <= s.data.size)
+            view = s.data.view({1: np.uint8, 2: np.uint16, 4: np.uint32}[c.es])
+            view[c.offsets[ok] // c.es] = c.bits[ok]
 
     def _race(self, op: Op, what: str, bad: np.ndarray, byte_idx: np.ndarray, threads: np.ndarray,
               other: np.ndarray) -> None:
@@ -401,6 +470,35 @@ def _lds_store(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
     ok = mask & (off >= 0) & (off + es <= it.lds.data.size)
     view = it.lds_view(vt.dtype)
     view[off[ok] // es] = _to_bits(np.asarray(value)[ok], vt.dtype)
+    return []
+
+
+@handles("async_copy")
+def _async_copy(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    tensor, *index_args, load_mask, off, store_mask = args
+    n = op.operands[-1].type.n
+    load_mask, store_mask, off = it.full(load_mask, n), it.full(store_mask, n), it.full(off, n)
+    lin = _global_positions(it, op, tensor, index_args, n, load_mask & store_mask)
+    vals = tensor.data.reshape(-1).take(lin) if tensor.data.size else np.zeros((it.T, n), np.float32)
+    vals = np.where(load_mask, vals, 0)
+    es = DTYPE_BYTES[tensor.dtype]
+    bits = _to_bits(round_to(vals, tensor.dtype), tensor.dtype).view({2: np.uint16, 4: np.uint32}[es])
+    it.async_issue(op, off, np.array(store_mask), bits, es)
+    return []
+
+
+@handles("async_commit")
+def _async_commit(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    for c in it.lds.copies:
+        if c.group is None:
+            c.group = it.lds.groups
+    it.lds.groups += 1
+    return []
+
+
+@handles("async_wait")
+def _async_wait(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    it.async_wait(op, op.attrs["pending"])
     return []
 
 

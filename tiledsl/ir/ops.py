@@ -414,7 +414,11 @@ class StoreOp(GlobalAccess):
 
 @register
 class CopyOp(GlobalAccess):
-    """Cooperative copy of a masked global slice into an LDS tile."""
+    """Cooperative copy of a masked global slice into an LDS tile.
+
+    With ``async = true`` (made by the ``pipeline`` pass) the copy is only *issued*: its
+    data may land in the tile at any time until an ``async_wait`` that covers its group.
+    """
 
     name = "copy"
 
@@ -485,6 +489,33 @@ class SyncOp(_Fixed):
     name = "sync"
     num_operands = 0
     num_results = 0
+
+
+@register
+class AsyncCommitOp(_Fixed):
+    """Close the group of async copies issued since the last commit (one group per call,
+    possibly empty), as ``cp.async.commit_group``. Shared by tile IR and thread IR."""
+
+    name = "async_commit"
+    num_operands = 0
+    num_results = 0
+
+
+@register
+class AsyncWaitOp(_Fixed):
+    """Wait until at most ``pending`` committed groups of async copies are in flight: the
+    data of the others is in LDS, for this thread (a ``sync`` after it shows it to the
+    block), as ``cp.async.wait_group pending``. Shared by tile IR and thread IR."""
+
+    name = "async_wait"
+    num_operands = 0
+    num_results = 0
+
+    def verify(self) -> None:
+        super().verify()
+        n = self.attrs.get("pending")
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise VerifyError(self, f"pending must be a non-negative int, got {n!r}")
 
 
 # ---------------------------------------------------------------- control flow

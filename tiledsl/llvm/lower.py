@@ -6,9 +6,9 @@
     grid = lowered.grid({"Z": 1, "H": 8, "N": 1000})
 
 The translation is a table from thread IR op name to one lowering function (``LOWERINGS`` in
-``lower_core``, filled by ``lower_arith``, ``lower_simt``, ``lower_layout``, ``lower_memory``
-and ``lower_matrix``); everything target-specific goes through the ``GpuTarget`` methods. The
-thread interpreter (``tiledsl.interp.thread``) is the definition of what each op computes.
+``lower_core``, filled by ``lower_arith``, ``lower_simt``, ``lower_layout``, ``lower_memory``,
+``lower_async`` and ``lower_matrix``); everything target-specific goes through the ``GpuTarget``
+methods. The thread interpreter (``tiledsl.interp.thread``) is the definition of what each op computes.
 
 Kernel ABI (the order of the LLVM function's arguments):
 
@@ -37,7 +37,14 @@ from tiledsl.interp.report import Report
 from tiledsl.interp.thread import ThreadInterpreter
 from tiledsl.ir import ops
 from tiledsl.ir.types import TensorType, TileType
-from tiledsl.llvm import lower_arith, lower_layout, lower_matrix, lower_memory, lower_simt  # noqa: F401 (fill the table)
+from tiledsl.llvm import (  # noqa: F401 (fill the table)
+    lower_arith,
+    lower_async,
+    lower_layout,
+    lower_matrix,
+    lower_memory,
+    lower_simt,
+)
 from tiledsl.llvm.irgen import I32, I64
 from tiledsl.llvm.llvm_init import ir
 from tiledsl.llvm.lower_core import LOWERINGS, KernelLowering, TensorRef, llvm_type

@@ -288,6 +288,22 @@ class GpuTarget(abc.ABC):
         the opaque ``ptr addrspace(3)`` on every target.
         """
 
+    # Asynchronous global→LDS copies (thread IR ``async_copy``, ``async_commit``, ``async_wait``):
+    # only targets whose tiledsl description has ``has_async_copy`` get them from distribution.
+    def async_copy(self, b: ir.IRBuilder, lds_dst: ir.Value, global_src: ir.Value, nbytes: int,
+                   src_bytes: ir.Value | int) -> None:
+        """Start copying ``nbytes`` (4, 8 or 16) from ``global_src`` to ``lds_dst`` without
+        registers; bytes past ``src_bytes`` (``nbytes`` or 0) are written as zeros."""
+        raise UnsupportedOnTarget(self.name, "async_copy", "no asynchronous global-to-LDS copies")
+
+    def async_commit(self, b: ir.IRBuilder) -> None:
+        """Close the group of async copies issued since the last commit."""
+        raise UnsupportedOnTarget(self.name, "async_commit", "no asynchronous global-to-LDS copies")
+
+    def async_wait(self, b: ir.IRBuilder, pending: int) -> None:
+        """Wait until at most ``pending`` committed groups of this thread's copies are in flight."""
+        raise UnsupportedOnTarget(self.name, "async_wait", "no asynchronous global-to-LDS copies")
+
     def _check_lds_align(self, align: int) -> None:
         if align <= 0 or align & (align - 1):
             raise ValueError(f"LDS alignment {align} is not a power of two")

@@ -2,25 +2,39 @@
 
     kernel, ctx = compile_thread_ir(program, "gfx942")
 
-runs, on a copy of the program's tile IR: layout assignment, the choice of each LDS tile's
-storage layout, LDS allocation (with reuse), distribution, then CSE and DCE on the thread IR, verifying after each step.
+runs, on a copy of the program's tile IR: software pipelining (``pipeline`` loops, on
+targets with asynchronous copies), layout assignment, the choice of each LDS tile's
+storage layout, LDS allocation (with reuse), distribution, then CSE and DCE on the thread
+IR, verifying after each step.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from tiledsl.diagnostics import TdslError
 from tiledsl.ir import ops as tile_ops
 from tiledsl.ir.core import verify_tree
 from tiledsl.ir.parser import parse_op
-from tiledsl.ir.passes import cse, dce, layouts, lds_alloc, lds_layout, sink_broadcast
+from tiledsl.ir.passes import cse, dce, layouts, lds_alloc, lds_layout, pipeline, sink_broadcast
 from tiledsl.ir.printer import print_op
 from tiledsl.layout import Layout, LayoutError
 from tiledsl.targets import Target
 from tiledsl.thread import ops as thread_ops  # noqa: F401  (registers the thread IR ops)
 from tiledsl.thread.context import ThreadContext
 from tiledsl.thread.distribute import distribute
+
+
+@contextlib.contextmanager
+def _quoting(program: Any) -> Iterator[None]:
+    """Errors in the program found at the thread level quote its source, as sema's do."""
+    try:
+        yield
+    except TdslError as e:
+        e.source = e.source or getattr(program, "source", None)
+        raise
 
 
 def layout_ir(program: Any, target: str | Target) -> tuple[tile_ops.KernelOp, ThreadContext]:
@@ -34,6 +48,9 @@ def layout_ir(program: Any, target: str | Target) -> tuple[tile_ops.KernelOp, Th
         ctx = ThreadContext.for_kernel(kernel, target)
     except ValueError as e:
         raise TdslError(kernel.loc, str(e)) from None
+    with _quoting(program):
+        if pipeline.run(kernel, async_copy=ctx.target.has_async_copy):
+            cse.run(kernel)
     sink_broadcast.run(kernel)
     dce.run(kernel)
     verify_tree(kernel)
@@ -44,7 +61,8 @@ def layout_ir(program: Any, target: str | Target) -> tuple[tile_ops.KernelOp, Th
     verify_tree(kernel)
     lds_layout.run(kernel, ctx)
     verify_tree(kernel)
-    lds_alloc.run(kernel, ctx.target.lds_bytes, ctx.target.name)
+    with _quoting(program):
+        lds_alloc.run(kernel, ctx.target.lds_bytes, ctx.target.name)
     verify_tree(kernel)
     return kernel, ctx
 

@@ -337,6 +337,8 @@ class Distributor:
                                      {"vec": vec}, loc=op.loc))
 
     def op_copy(self, op: Op) -> None:
+        if op.attrs.get("async") and self.ctx.target.has_async_copy:
+            return self.async_copy(op)
         buf = op.operands[-1]
         t: LdsType = buf.type
         layout = self.ctx.copy_layout(tuple(t.shape), t.dtype)
@@ -349,6 +351,37 @@ class Distributor:
         store_mask = self.valid(layout, t.dtype, owner="block")
         self.emit(tops.LdsStoreOp([off, store_mask, regs], [], {"vec": self.lds_vec_width(layout, placed, False)},
                                   loc=op.loc))
+
+    # ------------------------------------------------------------ asynchronous copies
+    def async_copy(self, op: Op) -> None:
+        """A pipelined copy straight from global memory to LDS (``async_copy``), where the
+        target can: the pad must be 0 (masked-off bytes are zero-filled) and each group 4, 8
+        or 16 bytes, contiguous in the tensor and in LDS. Otherwise the synchronous copy,
+        which is correct anywhere an async one is (its data only lands earlier)."""
+        buf = op.operands[-1]
+        t: LdsType = buf.type
+        es = DTYPE_BYTES[t.dtype]
+        layout = self.ctx.copy_layout(tuple(t.shape), t.dtype)
+        indices, mask, vec = self.global_access(op, layout, t.dtype, None)
+        placed = self.get(buf)
+        vec = min(vec, self.lds_vec_width(layout, placed, False))
+        off = self.lds_offsets(layout, placed)
+        store_mask = self.valid(layout, t.dtype, owner="block")
+        tensor = self.get(op.operands[0])
+        if op.attrs["pad"] == 0 and vec * es in (4, 8, 16):
+            self.emit(tops.AsyncCopyOp([tensor, *indices, mask, off, store_mask], [], {"vec": vec}, loc=op.loc))
+            return
+        regs = self.emit(tops.GlobalLoadOp([tensor, *indices, mask], [RegsType(t.dtype, layout.regs)],
+                                           {"pad": op.attrs["pad"], "vec": vec}, loc=op.loc)).result
+        self.emit(tops.LdsStoreOp([off, store_mask, regs], [], {"vec": vec}, loc=op.loc))
+
+    def op_async_commit(self, op: Op) -> None:
+        if self.ctx.target.has_async_copy:
+            self.emit(ops.AsyncCommitOp([], [], loc=op.loc))
+
+    def op_async_wait(self, op: Op) -> None:
+        if self.ctx.target.has_async_copy:
+            self.emit(ops.AsyncWaitOp([], [], dict(op.attrs), loc=op.loc))
 
     # ------------------------------------------------------------ compute
     def op_dot(self, op: Op) -> None:

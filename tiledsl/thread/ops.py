@@ -2,7 +2,8 @@
 
 A value is either a uniform scalar (``TileType`` of rank 0: the same in every thread,
 an SGPR on AMD) or ``regs<dtype, n>``: n registers in every thread. Element-wise ops,
-``const``, ``dim``, ``block_id``, ``for``, ``if`` and ``yield`` are shared with tile IR.
+``const``, ``dim``, ``block_id``, ``for``, ``if``, ``yield``, ``async_commit`` and
+``async_wait`` are shared with tile IR.
 Each op here maps to a short, fixed LLVM sequence, so the LLVM lowering is a table
 from op to builder call.
 
@@ -14,7 +15,7 @@ element coordinates) and ``mma_tile`` (which register is which fragment element)
 from __future__ import annotations
 
 from tiledsl.ir.core import Op, VerifyError, register
-from tiledsl.ir.types import LdsType, RegsType, TensorType, TileType
+from tiledsl.ir.types import DTYPE_BYTES, LdsType, RegsType, TensorType, TileType
 
 
 def _regs(op: Op, t: object, what: str) -> RegsType:
@@ -235,6 +236,36 @@ class LdsStoreOp(MemoryOp):
         if mask != RegsType("i1", v.n):
             raise VerifyError(self, "mask must be regs<i1, n>")
         self.check_vec(v.n)
+
+
+@register
+class AsyncCopyOp(MemoryOp):
+    """``async_copy(tensor, idx..., load_mask, offset, store_mask) {vec}``: where
+    ``store_mask[j]``, this thread copies tensor[idx[j]] (0 where not ``load_mask[j]``) to the
+    LDS byte ``offset[j]`` without going through registers, as ``cp.async``. The data lands
+    at an ``async_wait`` covering the group (``async_commit``) of the copy; until then the
+    bytes may hold anything and must not be touched. Groups of ``vec`` registers (4, 8 or
+    16 bytes) are one copy each, with one mask per group."""
+
+    name = "async_copy"
+
+    def verify(self) -> None:
+        super().verify()
+        t = self.operands[0].type
+        if not isinstance(t, TensorType):
+            raise VerifyError(self, "first operand must be a tensor")
+        if len(self.operands) != len(t.dims) + 4 or self.results:
+            raise VerifyError(self, "async_copy(tensor, one index per dim, load mask, offset, store mask)")
+        store = _regs(self, self.operands[-1].type, "store mask")
+        n = store.n
+        if store.dtype != "i1" or self.operands[-3].type != RegsType("i1", n):
+            raise VerifyError(self, f"masks must be regs<i1, {n}>")
+        for v in self.operands[1:-3]:
+            _index(self, v.type, n, "an index")
+        _index(self, self.operands[-2].type, n, "the offset")
+        self.check_vec(n)
+        if self.attrs.get("vec", 1) * DTYPE_BYTES[t.dtype] not in (4, 8, 16):
+            raise VerifyError(self, "an async copy moves 4, 8 or 16 bytes per group")
 
 
 @register

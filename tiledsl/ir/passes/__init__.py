@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tiledsl.ir.core import Op, verify_tree
-from tiledsl.ir.passes import cse, dce, fold, sink_broadcast, split_tail
+from tiledsl.ir.passes import cse, dce, fold, pipeline, sink_broadcast, split_tail
 from tiledsl.ir.printer import print_op
 
 
@@ -33,6 +33,9 @@ register_pass("fold", fold.run, "constant folding, and `if` on a constant condit
 register_pass("cse", cse.run, "common subexpression elimination of pure ops, scoped by region")
 register_pass("sink-broadcast", sink_broadcast.run,
               "push broadcasts through element-wise ops so only x[:, _] broadcasts remain")
+register_pass("pipeline", pipeline.run,
+              "software-pipeline the LDS copies of `for ... pipeline S` loops (async copies, S buffers); "
+              "the thread level runs it for targets with asynchronous copies")
 register_pass("dce", dce.run, "dead code elimination of pure ops whose results are unused")
 register_pass("split-tail", split_tail.run,
               "split a loop whose body masks against a bound into full tiles without the masks and the rest")

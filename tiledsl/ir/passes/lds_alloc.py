@@ -100,6 +100,7 @@ def run(kernel: Op, lds_limit: int | None = None, target_name: str = "") -> bool
         b.alloc.attrs["offset"] = b.offset
     kernel.attrs["lds_bytes"] = total
     if lds_limit is not None and total > lds_limit:
+        _check_pipelined_lds(buffers, total, lds_limit, target_name)
         worst = max(buffers, key=lambda x: x.size)
         parts = ", ".join(f"{b.name} {b.size} B" for b in buffers)
         raise TdslError(worst.alloc.loc, f"the kernel needs {total} bytes of LDS but {target_name} has "
@@ -129,3 +130,18 @@ def _insert_reuse_syncs(kernel: Op, buffers: list[Buffer]) -> None:
             sync.parent = blk
             order, index = _numbered(kernel)
             sync_positions = [index[id(o)] for o in order if isinstance(o, ops.SyncOp)]
+
+
+def _check_pipelined_lds(buffers: list[Buffer], total: int, lds_limit: int, target_name: str) -> None:
+    """Over the limit with the stage buffers of a pipelined loop: say so at the loop."""
+    from tiledsl.ir.passes.pipeline import pipelined_loop
+    for b in buffers:
+        loop = pipelined_loop(b.alloc)
+        if loop is None:
+            continue
+        stages = loop.attrs["pipelined"]
+        staged = sorted({x.name.rsplit("_stage", 1)[0] for x in buffers if pipelined_loop(x.alloc) is loop})
+        raise TdslError(loop.loc, f"the kernel needs {total} bytes of LDS but {target_name} has {lds_limit}: "
+                                  f"this loop is pipelined with {stages} buffers of {', '.join(staged)}",
+                        ["use fewer stages (the count after 'pipeline') or smaller tiles",
+                         ", ".join(f"{x.name} {x.size} B" for x in buffers)])

@@ -5,6 +5,8 @@ layout: each access is known thread by thread and register by register. For each
 pass tries every dim order (row-major, column-major, ... — ``lds_storage``) and a few
 paddings of the leading lines, and keeps, in this order of priority:
 
+0. an asynchronous copy into the tile (where the target has them) keeps its widest groups:
+   a narrower one falls back to a copy through registers, which overlaps nothing;
 1. the fewest read instructions (reads vectorise along the storage's contiguous dim; a read
    inside a loop weighs 16× more per loop level);
 2. the fewest write instructions, likewise weighted: the copy into LDS may become narrower
@@ -225,7 +227,14 @@ def choose(alloc: Op, ctx: ThreadContext, pads: tuple[int, ...] = PAD_CANDIDATES
     """The best storage for ``alloc``'s tile (see the module docstring); ``found``: its
     accesses, when already collected."""
     found = list(accesses(alloc, ctx)) if found is None else found
-    counted = [(instructions(s, found), s) for s in candidates(alloc.result.type, pads)]
+    storages = candidates(alloc.result.type, pads)
+    # An asynchronous copy (cp.async) moves whole 4..16-byte groups from global memory to LDS, or
+    # falls back to a copy through registers that overlaps nothing: its width comes first.
+    copies = [a for a in found if a.write and a.op.attrs.get("async") and ctx.target.has_async_copy]
+    if copies:
+        widest = max(min(a.vec(s) for a in copies) for s in storages)
+        storages = [s for s in storages if min(a.vec(s) for a in copies) == widest]
+    counted = [(instructions(s, found), s) for s in storages]
     fewest = min(c for c, _ in counted)
     best: Choice | None = None
     for count, storage in counted:
