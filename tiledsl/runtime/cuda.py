@@ -80,7 +80,11 @@ class CudaKernel:
             module.load(self.artifact.asm.encode())
             fn = module.get_function(self.artifact.name)
             if self.artifact.lds_bytes > 48 * 1024:
-                fn.max_dynamic_shared_size_bytes = self.artifact.lds_bytes
+                # Above 48 KiB a kernel must opt in to its dynamic shared memory (cuFuncSetAttribute,
+                # CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES = 8).
+                from cupy.cuda import driver
+                attr = getattr(driver, "CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES", 8)
+                driver.funcSetAttribute(fn.ptr, attr, self.artifact.lds_bytes)
             self._module, self._function = module, fn
         return self._function
 
