@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tiledsl.ir.core import Op, verify_tree
-from tiledsl.ir.passes import cse, dce, fold, sink_broadcast, split_tail
+from tiledsl.ir.passes import cse, dce, dot_acc, fold, sink_broadcast, split_tail
 from tiledsl.ir.printer import print_op
 
 
@@ -33,11 +33,12 @@ register_pass("fold", fold.run, "constant folding, and `if` on a constant condit
 register_pass("cse", cse.run, "common subexpression elimination of pure ops, scoped by region")
 register_pass("sink-broadcast", sink_broadcast.run,
               "push broadcasts through element-wise ops so only x[:, _] broadcasts remain")
+register_pass("dot-acc", dot_acc.run, "x + dot(a, b) becomes dot(a, b, x): the product accumulates into x")
 register_pass("dce", dce.run, "dead code elimination of pure ops whose results are unused")
 register_pass("split-tail", split_tail.run,
               "split a loop whose body masks against a bound into full tiles without the masks and the rest")
 
-DEFAULT_PIPELINE = ("fold", "cse", "split-tail", "cse", "dce")
+DEFAULT_PIPELINE = ("fold", "cse", "dot-acc", "split-tail", "cse", "dce")
 
 
 @dataclass
