@@ -25,5 +25,6 @@ def test_a_dot_operand_converted_through_lds_goes_before_the_other_operands_lds_
     names = [op.name for op in body[i - 6:i + 1]]
     assert names == ["sync", "lds_write", "sync", "lds_read", "sync", "lds_read", "dot"]
     read_v, read_p = body[i - 1], body[i - 3]
-    assert read_v.operands[0].hint == "vs" and pv.operands == [read_p.result, read_v.result]
+    assert read_v.operands[0].hint == "vs" and pv.operands[:2] == [read_p.result, read_v.result]
+    assert pv.operands[2].owner.name == "mul"          # acc * alpha, its accumulator (dot-acc)
     assert all(op.loc == pv.loc for op in body[i - 6:i - 1])

@@ -117,11 +117,11 @@ def test_exp_is_the_targets_exp2(key: str, checks: str) -> None:
 ])
 def test_16_byte_vector_global_loads(key: str, checks: str) -> None:
     """A row of Q (D=64 f16) is read 8 halves per thread: one 16-byte load, masked by clamping
-    the offset to the tensor base and selecting the pad value."""
+    the byte offset to the tensor base and selecting the pad value."""
     lk, c = compiled("attention", key, D=64)
     filecheck(str(lk.module), r"""
 CHECK: %[[OFF:.*]] = select i1 %[[M:.*]], i64 %{{.*}}, i64 0
-CHECK-NEXT: %[[P:.*]] = getelementptr half, ptr addrspace(1) %"Q", i64 %[[OFF]]
+CHECK-NEXT: %[[P:.*]] = getelementptr i8, ptr addrspace(1) %"Q", i64 %[[OFF]]
 CHECK-NEXT: %[[V:.*]] = load <8 x half>, ptr addrspace(1) %[[P]], align 16
 CHECK: select i1 %[[M]], half %{{.*}}, half 0x0
 """)

@@ -29,7 +29,7 @@ from lower_testing import (
 )
 
 from tiledsl.interp.numerics import round_bf16
-from tiledsl.llvm import lower_layout
+from tiledsl.llvm import lower_layout, static_ints
 from tiledsl.llvm.lower import LoweredKernel, lower_kernel
 from tiledsl.thread import compile_thread_ir
 
@@ -205,3 +205,21 @@ def test_layout_tables(name: str, like: str, monkeypatch: pytest.MonkeyPatch) ->
         out = "O"
     assert lk.stats["coord:table"] and lk.stats["valid:table"] and not lk.stats.get("coord:linear")
     assert_close(host[out], interp[out], 1e-3)
+
+
+# ---------------------------------------------------------------- thread-static integers
+
+@pytest.mark.parametrize("like", ["gfx942", "sm_90"])
+def test_thread_static_ints_and_split_addresses(like: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """LDS offsets as ``T + C[r]`` and global addresses split into uniform + per-thread + constant
+    (``static_ints``) compute what the per-register arithmetic computes: attention with a tail
+    tile (N=77: the masked, clamped addresses too), then again with the split refused."""
+    rng = np.random.default_rng(9)
+    inputs = {n: rng.standard_normal((1, 2, 77, 64)).astype(np.float16) for n in "QKV"}
+    host, interp, lk = run_both("attention", like, inputs, {"scale": np.float32(0.125)}, D=64, CAUSAL=1)
+    assert lk.stats["static-int:linear"] and lk.stats["global:split"] == 6     # Q; K, V in both loops; O
+    assert_close(host["O"], interp["O"], 1e-3)
+    monkeypatch.setattr(static_ints, "fit_bit_linear", lambda q, care=None: None)
+    host, interp, lk = run_both("attention", like, inputs, {"scale": np.float32(0.125)}, D=64, CAUSAL=1)
+    assert not lk.stats.get("static-int:linear") and not lk.stats.get("global:split")
+    assert_close(host["O"], interp["O"], 1e-3)

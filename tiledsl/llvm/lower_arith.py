@@ -31,6 +31,7 @@ from tiledsl.llvm.lower_core import (
     result_count,
     to_f32,
 )
+from tiledsl.llvm.static_ints import lower_static
 
 ScalarFn = Callable[[ir.IRBuilder, list[ir.Value]], ir.Value]
 _LOG2E = math.log2(math.e)
@@ -38,6 +39,9 @@ _LOG2E = math.log2(math.e)
 
 def _apply(lw: KernelLowering, op: Op, args: list[Any], fn: ScalarFn) -> list[Any]:
     n = result_count(op)
+    static = lower_static(lw, op)
+    if static is not None:
+        return [static]
     outs = [fn(lw.b, regs) for regs in per_register(args, n)]
     return [outs if n is not None else outs[0]]
 

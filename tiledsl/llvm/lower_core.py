@@ -216,6 +216,8 @@ class KernelLowering:
         self.wave = target.wave_id(self.b) if ctx.num_waves > 1 else ir.Constant(I32, 0)
         self._interp: ThreadInterpreter | None = None
         self._tables = 0
+        #: Thread-static values' tables by value id (``static_ints``; None: not thread-static).
+        self.static_tables: dict[int, np.ndarray | None] = {}
         #: How each layout query was lowered ("coord:linear", "valid:bit-test", "coord:table" ...).
         self.stats: Counter[str] = Counter()
 

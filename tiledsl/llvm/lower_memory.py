@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from tiledsl.ir.core import Op
+from tiledsl.ir.core import Op, Value
 from tiledsl.ir.types import DTYPE_BYTES
 from tiledsl.llvm import irgen
 from tiledsl.llvm.irgen import I1, I8, I32, I64
@@ -33,6 +33,8 @@ from tiledsl.llvm.lower_core import (
     llvm_type,
     lowers,
 )
+from tiledsl.llvm.lower_layout import thread_term
+from tiledsl.llvm.static_ints import affine_index
 
 
 def _always(m: ir.Value) -> bool | None:
@@ -121,14 +123,114 @@ class _FlatOffset:
         return total if total is not None else ir.Constant(I64, 0)
 
 
+class _SplitAddress:
+    """Element addresses of a tensor access as ``base + uniform + zext(thread) + C[r]``: the
+    uniform indices and the uniform parts of per-register ones (``affine_index``) summed once
+    (scalar registers on AMD), the per-thread part as one i32 byte offset shared by every register
+    (one VGPR: the ``saddr`` form ``global_load v, v_off, s[base]``), and a constant per register
+    (the instruction's offset field, or scalar adds).
+
+    ``build`` gives None where that split does not hold: an index that is not a uniform plus a
+    bit-linear thread-static table, a per-thread part along a dim with a run-time stride, or a
+    per-thread byte offset outside [0, 2³¹)."""
+
+    def __init__(self, lw: KernelLowering, tensor: TensorRef, uniform: ir.Value, thread: ir.Value | None,
+                 consts: list[int], dynamic: list[tuple[ir.Value, tuple[int, ...]]]) -> None:
+        # Both forms of the shared part are built here, where they dominate every register's
+        # access (a masked store's is inside a branch); LLVM drops the one not used.
+        b = lw.b
+        self.lw = lw
+        self.tensor = tensor
+        self.elem = llvm_type(tensor.dtype)
+        thread64 = None if thread is None else b.zext(thread, I64)
+        base = b.gep(tensor.ptr, [uniform], source_etype=self.elem)
+        self.base = base if thread64 is None else b.gep(base, [thread64], source_etype=I8)
+        self.bytes = b.mul(uniform, ir.Constant(I64, DTYPE_BYTES[tensor.dtype]))
+        if thread64 is not None:
+            self.bytes = b.add(self.bytes, thread64)
+        self.consts = consts
+        self.dynamic = dynamic
+
+    @classmethod
+    def build(cls, lw: KernelLowering, tensor: TensorRef, operands: list[Value], indices: list[Any],
+              n: int) -> _SplitAddress | None:
+        b = lw.b
+        size = DTYPE_BYTES[tensor.dtype]
+        uniform: list[ir.Value] = []
+        thread_coef: list[int] = []
+        consts = [0] * n
+        dynamic: list[tuple[ir.Value, tuple[int, ...]]] = []
+        for operand, idx, stride in zip(operands, indices, tensor.strides):
+            if not isinstance(idx, list):
+                uniform.append(b.mul(lw.i64(idx), stride))
+                continue
+            split = affine_index(lw, operand, n)
+            if split is None:
+                return None
+            uniform += [b.mul(lw.i64(u), stride) for u in split.uniform]
+            if isinstance(stride, ir.Constant):
+                step = int(stride.constant)
+                consts = [c + o * step for c, o in zip(consts, split.form.offsets)]
+            elif any(split.form.offsets):
+                dynamic.append((stride, split.form.offsets))
+            if any(split.form.coef):
+                if not isinstance(stride, ir.Constant):
+                    return None
+                coef = [c * int(stride.constant) * size for c in split.form.coef]
+                width = max(len(coef), len(thread_coef))
+                thread_coef = [(thread_coef[i] if i < len(thread_coef) else 0) + (coef[i] if i < len(coef) else 0)
+                               for i in range(width)]
+        if not _fits_unsigned_i32(thread_coef):
+            return None
+        lw.stats["global:split"] += 1
+        total = uniform[0] if uniform else ir.Constant(I64, 0)
+        for u in uniform[1:]:
+            total = b.add(total, u)
+        return cls(lw, tensor, total, thread_term(lw, tuple(thread_coef)), consts, dynamic)
+
+    def _const(self, r: int) -> ir.Value:
+        """Register r's constant part, in elements."""
+        b = self.lw.b
+        off: ir.Value = ir.Constant(I64, self.consts[r])
+        for stride, offsets in self.dynamic:
+            if offsets[r]:
+                off = b.add(off, b.mul(ir.Constant(I64, offsets[r]), stride))
+        return off
+
+    def at(self, r: int) -> ir.Value:
+        """Register r's address: ``(base + uniform) + thread`` shared, then its constant."""
+        off = self._const(r)
+        if isinstance(off, ir.Constant) and off.constant == 0:
+            return self.base
+        return self.lw.b.gep(self.base, [off], source_etype=self.elem)
+
+    def clamped(self, r: int, m: ir.Value) -> ir.Value:
+        """Register r's address where ``m``, the tensor's base where not (a byte offset selected
+        to 0: the uniform part may be out of bounds too)."""
+        b = self.lw.b
+        size = ir.Constant(I64, DTYPE_BYTES[self.tensor.dtype])
+        off = b.add(self.bytes, b.mul(self._const(r), size))
+        return b.gep(self.tensor.ptr, [b.select(m, off, ir.Constant(I64, 0))], source_etype=I8)
+
+
+def _fits_unsigned_i32(coef: list[int]) -> bool:
+    """Whether ``Σ coef_i·bit_i(t)`` lies in [0, 2³¹) for every t (so it can be zero-extended)."""
+    lo = sum(c for c in coef if c < 0)
+    hi = sum(c for c in coef if c > 0)
+    return lo >= 0 and hi < 2 ** 31
+
+
 @lowers("global_load")
 def _global_load(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
     tensor, *indices, mask = args
     dtype = op.result.type.dtype
     flat = _FlatOffset(lw, tensor, indices)
     elem = llvm_type(dtype)
+    split = _SplitAddress.build(lw, tensor, op.operands[1:1 + len(indices)], indices, op.result.type.n)
 
     def address(r: int, m: ir.Value | None) -> ir.Value:
+        if split is not None:
+            return split.at(r) if m is None else split.clamped(r, m)
         off = flat.at(r)
         if m is not None:
             off = lw.b.select(m, off, ir.Constant(I64, 0))
@@ -144,7 +246,9 @@ def _global_store(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
     dtype = op.operands[-1].type.dtype
     flat = _FlatOffset(lw, tensor, indices)
     elem = llvm_type(dtype)
+    split = _SplitAddress.build(lw, tensor, op.operands[1:1 + len(indices)], indices, len(values))
     _masked_stores(lw, values, op.attrs.get("vec", 1), mask, dtype,
+                   split.at if split is not None else
                    lambda r: lw.b.gep(tensor.ptr, [flat.at(r)], source_etype=elem))
     return []
 

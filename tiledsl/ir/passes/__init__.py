@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tiledsl.ir.core import Op, verify_tree
-from tiledsl.ir.passes import cse, dce, fold, pipeline, sink_broadcast, split_tail
+from tiledsl.ir.passes import cse, dce, dot_acc, fold, pipeline, sink_broadcast, split_tail
 from tiledsl.ir.printer import print_op
 
 
@@ -36,11 +36,12 @@ register_pass("sink-broadcast", sink_broadcast.run,
 register_pass("pipeline", pipeline.run,
               "software-pipeline the LDS copies of `for ... pipeline S` loops (async copies, S buffers); "
               "the thread level runs it for targets with asynchronous copies")
+register_pass("dot-acc", dot_acc.run, "x + dot(a, b) becomes dot(a, b, x): the product accumulates into x")
 register_pass("dce", dce.run, "dead code elimination of pure ops whose results are unused")
 register_pass("split-tail", split_tail.run,
               "split a loop whose body masks against a bound into full tiles without the masks and the rest")
 
-DEFAULT_PIPELINE = ("fold", "cse", "split-tail", "cse", "dce")
+DEFAULT_PIPELINE = ("fold", "cse", "dot-acc", "split-tail", "cse", "dce")
 
 
 @dataclass
