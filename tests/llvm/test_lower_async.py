@@ -34,7 +34,7 @@ CHECK: call void @"llvm.nvvm.cp.async.wait.group"(i32 0)
 CHECK-NEXT: call void @"llvm.nvvm.barrier.cta.sync.aligned.all"(i32 0)
 """)
     filecheck(c.asm, r"""
-CHECK: cp.async.cg.shared.global [%rd{{[0-9]+}}{{(\+[0-9]+)?}}], [%rd{{[0-9]+}}], 16, %r{{[0-9]+}};
+CHECK: cp.async.cg.shared.global [%r{{[0-9]+}}{{(\+[0-9]+)?}}], [%rd{{[0-9]+}}{{(\+[0-9]+)?}}], 16, %r{{[0-9]+}};
 CHECK: cp.async.commit_group;
 CHECK: cp.async.wait_group 0;
 CHECK-NEXT: bar.sync 0;

@@ -62,6 +62,10 @@ def initialize() -> None:
     global _initialized
     if not _initialized:
         binding.initialize_all_targets()
+        # Shared-memory (addrspace 3) pointers are 32 bits on NVPTX, as Triton and nvcc use them:
+        # with 64-bit ones every LDS address is 64-bit arithmetic (add.s64, cvt.u64.u32). The data
+        # layout the NVPTX TargetMachine reports then says p3:32:32. No effect on other targets.
+        binding.set_option("tiledsl", "-nvptx-short-ptr")
         binding.initialize_all_asmprinters()
         _initialized = True
 

@@ -18,7 +18,7 @@ from tiledsl.ir.types import DTYPE_BYTES
 from tiledsl.llvm.irgen import I8, I32, I64
 from tiledsl.llvm.llvm_init import ir
 from tiledsl.llvm.lower_core import KernelLowering, llvm_type, lowers
-from tiledsl.llvm.lower_memory import _always, _at, _FlatOffset
+from tiledsl.llvm.lower_memory import _always, _at, _FlatOffset, _SplitAddress
 
 
 @lowers("async_copy")
@@ -30,19 +30,26 @@ def _async_copy(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
     flat = _FlatOffset(lw, tensor, indices)
     elem = llvm_type(tensor.dtype)
     arena = lw.lds_arena()
+    n = op.operands[-1].type.n
+    split = _SplitAddress.build(lw, tensor, op.operands[1:1 + len(indices)], indices, n)
+
+    def source(g: int, m: ir.Value | None) -> ir.Value:
+        if split is not None:
+            return split.at(g) if m is None else split.clamped(g, m)
+        off = flat.at(g)
+        if m is not None:
+            off = b.select(m, off, ir.Constant(I64, 0))
+        return b.gep(tensor.ptr, [off], source_etype=elem)
 
     def copy(g: int) -> None:
         m = load_mask[g]
         known = _always(m)
-        off = flat.at(g)
-        if not known:
-            off = b.select(m, off, ir.Constant(I64, 0))
-        src = b.gep(tensor.ptr, [off], source_etype=elem)
+        src = source(g, None if known else m)
         dst = b.gep(arena, [_at(offsets, g)], source_etype=I8)
         src_bytes = nbytes if known else b.select(m, ir.Constant(I32, nbytes), ir.Constant(I32, 0))
         lw.target.async_copy(b, dst, src, nbytes, src_bytes)
 
-    for g in range(0, op.operands[-1].type.n, vec):
+    for g in range(0, n, vec):
         store = _always(store_mask[g])
         if store is False:
             continue
