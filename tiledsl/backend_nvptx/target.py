@@ -72,6 +72,7 @@ class NvptxTarget(GpuTarget):
     wave_size = 32
     # NVPTX has no object emission; the "object" is the PTX text (see CompiledModule).
     _emits_object = False
+    has_ldmatrix = True         # sm_75+; every arch here is sm_80 or later
 
     def __init__(self, arch: str = "sm_90", *, launch_bound: str = "reqntid") -> None:
         super().__init__()

@@ -82,11 +82,14 @@ class LazyRegs:
     Only legal where ``can_defer`` says so: the loads move down the block, past pure ops only.
     """
 
-    def __init__(self, n: int, vec: int, load_group: Callable[[int], list[ir.Value]]) -> None:
+    def __init__(self, n: int, vec: int, load_group: Callable[[int], list[ir.Value]],
+                 starts: list[int] | None = None) -> None:
         self.n = n
         self.vec = vec
         self._load_group = load_group
         self._groups: dict[int, list[ir.Value]] = {}
+        #: The first register of each register's group, where groups differ in size (ldmatrix).
+        self._starts = starts
 
     def __len__(self) -> int:
         return self.n
@@ -94,7 +97,7 @@ class LazyRegs:
     def __getitem__(self, r: int) -> ir.Value:
         if not 0 <= r < self.n:
             raise IndexError(f"register {r} of {self.n}")
-        g = r - r % self.vec
+        g = self._starts[r] if self._starts is not None else r - r % self.vec
         if g not in self._groups:
             self._groups[g] = self._load_group(g)
         return self._groups[g][r - g]

@@ -19,9 +19,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from tiledsl.ir.core import Op, Value
 from tiledsl.ir.types import DTYPE_BYTES
-from tiledsl.llvm import irgen
+from tiledsl.llvm import irgen, ldmatrix
 from tiledsl.llvm.irgen import I1, I8, I32, I64
 from tiledsl.llvm.llvm_init import ir
 from tiledsl.llvm.lower_core import (
@@ -33,8 +35,8 @@ from tiledsl.llvm.lower_core import (
     llvm_type,
     lowers,
 )
-from tiledsl.llvm.lower_layout import thread_term
-from tiledsl.llvm.static_ints import affine_index
+from tiledsl.llvm.lower_layout import lower_ints, thread_term
+from tiledsl.llvm.static_ints import affine_index, static_table
 
 
 def _always(m: ir.Value) -> bool | None:
@@ -268,9 +270,38 @@ def _lds_load(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
         return lw.b.gep(arena, [off], source_etype=I8)
 
     pad = constant(dtype, op.attrs.get("pad", 0))
-    regs = _masked_loads(lw, op.result.type.n, op.attrs.get("vec", 1), mask, dtype, pad, address)
+    regs = _ldmatrix_loads(lw, op, mask) or \
+        _masked_loads(lw, op.result.type.n, op.attrs.get("vec", 1), mask, dtype, pad, address)
     # A dot operand is loaded k-step by k-step inside the matrix instruction chain where legal.
     return [regs if can_defer(op) else regs.force()]
+
+
+def _ldmatrix_loads(lw: KernelLowering, op: Op, mask: list[ir.Value]) -> LazyRegs | None:
+    """The read as ``ldmatrix`` instructions (``tiledsl.llvm.ldmatrix``) where the target has them,
+    the elements are 16-bit, every slot is read and the offsets fit; None otherwise."""
+    dtype = op.result.type.dtype
+    if not lw.target.has_ldmatrix or DTYPE_BYTES[dtype] != 2 or not all(_always(m) for m in mask):
+        return None
+    table = static_table(lw, op.operands[0])
+    if table is None:
+        return None
+    n = op.result.type.n
+    groups = ldmatrix.plan(np.broadcast_to(table, (lw.ctx.threads, n)), lw.ctx.target.wave_size)
+    if groups is None:
+        return None
+    lw.stats["ldmatrix"] += len(groups)
+    by_first = {g.first: g for g in groups}
+    starts = [g.first for g in groups for _ in range(2 * g.count)]
+    elem = llvm_type(dtype)
+    pair = ir.VectorType(elem, 2)
+
+    def load(first: int) -> list[ir.Value]:
+        g = by_first[first]
+        b = lw.b
+        (addr,) = lower_ints(lw, g.addresses[:, None], np.ones((lw.ctx.threads, 1), bool), "ldmatrix")
+        words = lw.target.ldmatrix(b, b.gep(lw.lds_arena(), [addr], source_etype=I8), g.count, g.trans)
+        return [v for w in words for v in irgen.unpack(b, b.bitcast(w, pair))]
+    return LazyRegs(n, 2, load, starts)
 
 
 @lowers("lds_store")

@@ -122,6 +122,9 @@ class GpuTarget(abc.ABC):
     #: Run the SLP vectorizer in the O3 pipeline: where the target has two-wide f32 ALU ops,
     #: per-register arithmetic pairs up (FA2's acc * alpha: half the instructions).
     slp_vectorize: bool = False
+    #: Whether ``ldmatrix(b, lds_ptr, count, trans)`` exists: 8x8 16-bit tiles from LDS, a row
+    #: address per lane (NVPTX sm_75+); LDS reads of that shape use it (``tiledsl.llvm.ldmatrix``).
+    has_ldmatrix: bool = False
 
     GLOBAL_ADDRSPACE = 1
     LDS_ADDRSPACE = 3
