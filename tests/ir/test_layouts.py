@@ -15,7 +15,7 @@ def test_a_dot_operand_converted_through_lds_goes_before_the_other_operands_lds_
     """gfx942 attention with swap=false: P goes through an LDS scratch tile to become the P·V A operand. That trip
     comes before the read of vs, which stays right before the dot (no sync in between: the LLVM
     lowering loads V k-step by k-step only then); the conversion keeps the dot's location."""
-    src = (EXAMPLES / "attention.tdsl").read_text().replace("mma(waves=[4, 1])", "mma(waves=[4, 1], swap=false)")
+    src = (EXAMPLES / "attention.tdsl").read_text().replace("mma(waves=[WAVES, 1])", "mma(waves=[WAVES, 1], swap=false)")
     prog = tiledsl.load(src, params={"D": 128})
     kernel, _ = layout_ir(prog, "gfx942")
     loop = next(op for op in kernel.walk() if isinstance(op, ops.ForOp))

@@ -88,8 +88,8 @@ def attention_with_swap(swap: bool) -> str:
     S accumulator spreads each row over 32 lanes and P goes through an LDS scratch to become the
     P·V operand; swapped (the AMD default, REFERENCE §9.5) a lane holds part of a row."""
     text = (EXAMPLES / "attention.tdsl").read_text()
-    changed = text.replace("layout rows = mma(waves=[4, 1])",
-                           f"layout rows = mma(waves=[4, 1], swap={'true' if swap else 'false'})")
+    changed = text.replace("layout rows = mma(waves=[WAVES, 1])",
+                           f"layout rows = mma(waves=[WAVES, 1], swap={'true' if swap else 'false'})")
     assert changed != text
     return changed
 

@@ -25,8 +25,8 @@ from tiledsl.thread.distribute import Distributor, PlacedLds
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ATTENTION = (EXAMPLES / "attention.tdsl").read_text()
-SWAPPED = ATTENTION.replace("mma(waves=[4, 1])", "mma(waves=[4, 1], swap=true)")
-UNSWAPPED = ATTENTION.replace("mma(waves=[4, 1])", "mma(waves=[4, 1], swap=false)")   # AMD's default is swapped
+SWAPPED = ATTENTION.replace("mma(waves=[WAVES, 1])", "mma(waves=[WAVES, 1], swap=true)")
+UNSWAPPED = ATTENTION.replace("mma(waves=[WAVES, 1])", "mma(waves=[WAVES, 1], swap=false)")   # AMD's default is swapped
 
 
 def _alloc(kernel: ops.KernelOp, name: str) -> ops.LdsAllocOp:

@@ -59,12 +59,19 @@ def _float_op(lw: KernelLowering, op: Op, args: list[Any], f: ScalarFn) -> list[
 
 # ---------------------------------------------------------------- arithmetic
 
-_FLOAT_BINARY: dict[str, Callable[[ir.IRBuilder, ir.Value, ir.Value], ir.Value]] = {
-    "add": lambda b, x, y: b.fadd(x, y), "sub": lambda b, x, y: b.fsub(x, y),
-    "mul": lambda b, x, y: b.fmul(x, y), "div": lambda b, x, y: b.fdiv(x, y),
-    "max": maxnum,
-    "min": lambda b, x, y: call_intrinsic(b, "llvm.minnum.f32", F32, [x, y]),
+_FLOAT_BINARY: dict[str, Callable[..., ir.Value]] = {
+    "add": lambda b, x, y, flags=(): b.fadd(x, y, flags=flags),
+    "sub": lambda b, x, y, flags=(): b.fsub(x, y, flags=flags),
+    "mul": lambda b, x, y, flags=(): b.fmul(x, y, flags=flags),
+    "div": lambda b, x, y, flags=(): b.fdiv(x, y),
+    "max": lambda b, x, y, flags=(): maxnum(b, x, y),
+    "min": lambda b, x, y, flags=(): call_intrinsic(b, "llvm.minnum.f32", F32, [x, y]),
 }
+# f32 arithmetic carries ``contract``: a multiply feeding an add may fuse into one FMA (one
+# rounding instead of two), as nvcc and Triton allow by default; FA2's ``s * scale - m`` becomes
+# one fma per element, within the f32 tolerances of the interpreters. Not for f16/bf16, which
+# round every op's result to the dtype (an FMA would skip the rounding of the product).
+_CONTRACT = ("contract",)
 _INT_BINARY: dict[str, Callable[[ir.IRBuilder, ir.Value, ir.Value], ir.Value]] = {
     "add": lambda b, x, y: b.add(x, y), "sub": lambda b, x, y: b.sub(x, y),
     "mul": lambda b, x, y: b.mul(x, y),
@@ -77,7 +84,8 @@ _INT_BINARY: dict[str, Callable[[ir.IRBuilder, ir.Value, ir.Value], ir.Value]] =
 def _binary(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
     if _dtype(op) in FLOAT_DTYPES:
         f = _FLOAT_BINARY[op.name]
-        return _float_op(lw, op, args, lambda b, xs: f(b, xs[0], xs[1]))
+        flags = _CONTRACT if _dtype(op) == "f32" else ()
+        return _float_op(lw, op, args, lambda b, xs: f(b, xs[0], xs[1], flags))
     g = _INT_BINARY[op.name]
     return _apply(lw, op, args, lambda b, xs: g(b, xs[0], xs[1]))
 
