@@ -55,21 +55,32 @@ kernel shifted(X: f32[N], out Y: f32[64])
 """
 
 
-def test_a_compare_that_reaches_past_the_tile_keeps_its_mask() -> None:
-    """n + iota(64) < N holds in every full tile; n + iota(64) + 1 < N fails in the last column of
-    the last full tile, so its select stays (the load's slice is still in bounds)."""
-    for shift, kept in ((0, False), (1, True)):
+def test_a_compare_that_reaches_past_the_tile_moves_the_split() -> None:
+    """n + iota(64) + 1 < N holds in full tiles only while n + 64 <= N - 1: the split moves one
+    element down, the full-tile loop still has no mask, and the results are right when N is a
+    multiple of the tile (the last tile then runs masked)."""
+    for shift in (0, 1):
         kernel = tiledsl.load(SHIFTED, params={"SHIFT": shift}).lowered()
         full, tail = loops(kernel)
-        assert ("select" in [op.name for op in full.walk()]) == kept
+        assert "select" not in [op.name for op in full.walk()]
         assert "select" in [op.name for op in tail.walk()]
         assert [op.attrs.get("inbounds") for op in full.walk() if isinstance(op, ops.LoadOp)] == [[0]]
-        x = np.arange(150, dtype=np.float32)
-        y = np.zeros(64, np.float32)
-        assert tiledsl.load(SHIFTED, params={"SHIFT": shift}).interpret(X=x, Y=y).ok
-        cols = np.arange(192) + shift
-        want = np.where(cols < 150, np.pad(x, (0, 42)), 0).reshape(3, 64).sum(0)
-        np.testing.assert_allclose(y, want)
+        for n in (128, 150):
+            x = np.arange(n, dtype=np.float32)
+            y = np.zeros(64, np.float32)
+            assert tiledsl.load(SHIFTED, params={"SHIFT": shift}).interpret(X=x, Y=y).ok
+            cols = np.arange(192) + shift
+            want = np.where(cols < n, np.pad(x, (0, 192 - n)), 0).reshape(3, 64).sum(0)
+            np.testing.assert_allclose(y, want)
+
+
+def test_the_causal_mask_is_dropped_below_the_diagonal() -> None:
+    """cols <= rows_q with rows_q = bm*BM + iota(BM): true for key blocks with n + BN <= bm*BM + 1;
+    the full-tile loop ends there (or at N), the diagonal blocks run in the tail loop."""
+    kernel = tiledsl.load(EXAMPLES / "attention.tdsl", params={"D": 64, "CAUSAL": 1}).lowered()
+    full, tail = loops(kernel)
+    assert "select" not in [op.name for op in full.walk()]
+    assert [op.name for op in tail.walk()].count("select") == 2      # keys past N, the diagonal
 
 
 def run_block(prog: tiledsl.Program, passes: tuple[str, ...], **args: np.ndarray) -> tuple[dict, Report]:

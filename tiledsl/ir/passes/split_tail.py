@@ -1,7 +1,9 @@
 """Index-set splitting: run a loop's full tiles without their bounds masks.
 
 A loop ``for n in lo .. hi step S`` whose body masks against a bound ``B`` — a compare
-``n + r < B`` with ``r`` at most ``S - 1`` (``where(n + iota(S) < N, ...)``), or a global slice
+``n + r < B`` with ``r`` at most ``S - 1`` (``where(n + iota(S) < N, ...)``), more generally
+``n + r < y`` or ``<=`` with ``y`` loop-invariant and at least ``w + s`` (the causal mask
+``n + iota(BN) <= bm*BM + iota(BM)``: true below the diagonal), or a global slice
 ``T[.., n : +E, ..]`` with ``E <= S`` along a dim of size ``B`` — needs those masks only in the
 iterations where ``n + S > B``. The loop becomes two over the same iteration sequence::
 
@@ -72,6 +74,25 @@ class _Ranges:
             return self.absolute(op.operands[0])
         return None
 
+    def offset(self, v: Value, loop: ops.ForOp) -> tuple[Value | None, int] | None:
+        """``(w, s_lo)`` with every element of ``v`` at least ``w + s_lo``, ``w`` a scalar from
+        outside ``loop`` (None: 0) and the rest from constants and iotas: loop-invariant."""
+        if v.type.shape == () and _defined_outside(v, loop):
+            c = _const(v)
+            return (None, c) if c is not None else (v, 0)
+        a = self.absolute(v)
+        if a is not None:
+            return None, a[0]
+        op = v.owner
+        if isinstance(op, (ops.BroadcastOp, ops.ExpandDimsOp)):
+            return self.offset(op.operands[0], loop)
+        if isinstance(op, Op) and op.name == "add":
+            for p, q in (op.operands, op.operands[::-1]):
+                form, rq = self.offset(p, loop), self.absolute(q)
+                if form is not None and rq is not None:
+                    return form[0], form[1] + rq[0]
+        return None
+
     def relative(self, v: Value) -> Range | None:
         if v is self.iv:
             return 0, 0
@@ -89,12 +110,6 @@ class _Ranges:
                 if ra is not None and rb is not None:
                     return ra[0] + rb[0], ra[1] + rb[1]
         return None
-
-
-def _scalar_source(v: Value) -> Value:
-    while isinstance(v.owner, ops.BroadcastOp):
-        v = v.owner.operands[0]
-    return v
 
 
 def _defined_outside(v: Value, loop: ops.ForOp) -> bool:
@@ -122,7 +137,8 @@ class _Split:
         self.loop = loop
         self.step = step
         self.ranges = _Ranges(loop.regions[0].args[0])
-        self.bounds: dict[tuple, Value | str | int] = {}   # key -> bound value, dim name or static size
+        # key -> bound: a value, a dim name, a static size, or ("offset", w, c) for w + c
+        self.bounds: dict[tuple, Value | str | int | tuple] = {}
         self.true_compares: list[Op] = []
         self.inbounds: dict[int, list[int]] = {}             # id(global access op) -> dims
 
@@ -131,13 +147,19 @@ class _Split:
         for op in self.loop.walk():
             if op is self.loop:
                 continue
-            if isinstance(op, tuple(ops.COMPARE_OPS[n] for n in ("lt", "gt"))):
-                x, bound = op.operands if op.name == "lt" else op.operands[::-1]
+            if op.name in ("lt", "le", "gt", "ge") and isinstance(op, ops.ElementwiseOp):
+                x, y = op.operands if op.name in ("lt", "le") else op.operands[::-1]
                 r = self.ranges.relative(x)
-                b = _scalar_source(bound)
-                if r is not None and r[1] <= self.step - 1 and b.type.shape == () \
-                        and _defined_outside(b, self.loop):
-                    self.bounds.setdefault(_bound_key(b), b)
+                form = self.ranges.offset(y, self.loop)
+                if r is not None and form is not None:
+                    # x = n + r <= n + r_hi and y = w + s >= w + s_lo, so x < y (x <= y: x < y + 1)
+                    # holds when n + r_hi - s_lo + 1 <= w: for n + S <= w + c with this c.
+                    w, s_lo = form
+                    c = s_lo - r[1] + self.step - (1 if op.name in ("lt", "gt") else 0)
+                    if w is not None and c == 0:
+                        self.bounds.setdefault(_bound_key(w), w)
+                    else:
+                        self.bounds.setdefault(("offset", None if w is None else _bound_key(w), c), ("offset", w, c))
                     self.true_compares.append(op)
             elif isinstance(op, (ops.LoadOp, ops.CopyOp, ops.StoreOp)):
                 t: TensorType = op.operands[0].type
@@ -201,6 +223,9 @@ def _split(loop: ops.ForOp, split: _Split) -> None:
     for b in split.bounds.values():
         if isinstance(b, Value):
             val = b
+        elif isinstance(b, tuple):
+            _, w, c = b
+            val = const(c) if w is None else op("add", w, const(c))
         elif isinstance(b, str):
             val, pos = _emit(block, pos, ops.DimOp([], [i32], {"name": b}, loc=loc))
         else:

@@ -1,0 +1,69 @@
+"""Tune examples/attention.tdsl on the GPU for the shapes of bench/attention_gpu.py.
+
+    python bench/tune_attention.py [--quick]
+
+For each shape (N, D, causal) every point of the space below is compiled for sm_90 (once per
+D and causal: the kernel does not depend on N), timed with CUDA events (``tiledsl.tune``) and the
+best stored in the tune cache (``$XDG_CACHE_HOME/tiledsl/tune.json``), where
+bench/attention_gpu.py and ``tdslc bench`` find it. Prints every point's time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+#: (BM, WAVES) pairs: 16 or 32 rows per wave; BN; pipeline stages.
+ROWS = [(64, 4), (128, 4), (128, 8)]
+BN = [32, 64]
+STAGES = [2, 3]
+
+
+def main() -> None:
+    import cupy
+
+    import tiledsl
+    from tiledsl.tune import store, time_launch
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="only N=4096, D=128, non-causal")
+    args = ap.parse_args()
+    shapes = [(n, d, c) for d in (64, 128) for c in (0, 1) for n in (1024, 4096, 16384)]
+    if args.quick:
+        shapes = [(4096, 128, 0)]
+    device = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
+    prog = tiledsl.load(ROOT / "examples" / "attention.tdsl")
+    kernels: dict = {}
+    for n, d, causal in shapes:
+        z, h = 32768 // n, 16
+        q, k, v = (cupy.random.standard_normal((z, h, n, d), dtype=cupy.float32).astype(cupy.float16)
+                   for _ in range(3))
+        o = cupy.empty_like(q)
+        launch = {"Q": q, "K": k, "V": v, "O": o, "scale": d ** -0.5}
+        best = None
+        for (bm, waves), bn, stages in [(r, b, s) for r in ROWS for b in BN for s in STAGES]:
+            params = {"D": d, "CAUSAL": causal, "BM": bm, "WAVES": waves, "BN": bn, "STAGES": stages}
+            key = tuple(sorted(params.items()))
+            try:
+                if key not in kernels:
+                    kernels[key] = prog.specialize(**params).compile(target="sm_90").launcher()
+                ms = time_launch(kernels[key], launch)
+            except (ValueError, RuntimeError) as e:
+                print(f"N={n} D={d} causal={causal} {params}: skipped ({str(e).splitlines()[0][:80]})")
+                continue
+            flops = 4 * z * h * n * n * d / (2 if causal else 1)
+            print(f"N={n} D={d} causal={causal} BM={bm} WAVES={waves} BN={bn} STAGES={stages}: "
+                  f"{ms:.3f} ms {flops / ms / 1e9:.1f} TFLOP/s", flush=True)
+            if best is None or ms < best[1]:
+                best = ({"BM": bm, "WAVES": waves, "BN": bn, "STAGES": stages}, ms)
+        assert best is not None
+        store("attention", {"N": n, "D": d, "CAUSAL": causal}, best[0], best[1], device)
+        print(f"best N={n} D={d} causal={causal}: {best[0]} {best[1]:.3f} ms", flush=True)
+
+
+if __name__ == "__main__":
+    main()
