@@ -262,7 +262,7 @@ def test_where_of_two_compile_time_scalars_takes_the_strong_dtype() -> None:
 
 @pytest.mark.parametrize(("name", "old", "new", "line_offset"), [
     # the missing ')' shows at the first token of the next line
-    ("attention", "m_new = max(m, rowmax(s))", "m_new = max(m, rowmax(s)", 1),
+    ("attention", "m_new = max(m, rowmax(s) * qk_scale)", "m_new = max(m, rowmax(s) * qk_scale", 1),
     ("gemm", "acc = dot(a_s, b_s, acc)", "acc = dot(a_s, acc)", 0),
     ("softmax", "m = m_new", "m = m_neww", 0),
     ("layernorm", "rstd = rsqrt(", "rstd = rsqrt(X, ", 0),
