@@ -17,10 +17,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-#: (BM, WAVES) pairs: 16 or 32 rows per wave; BN; pipeline stages.
+#: (BM, WAVES) pairs: 16 or 32 rows per wave; BN; pipeline stages; Q in registers or read from
+#: LDS in each key block (tried at D=128, where 32 rows of Q a wave cost 64 registers).
 ROWS = [(64, 4), (128, 4), (128, 8)]
 BN = [32, 64]
 STAGES = [2, 3]
+QREGS = {64: [1], 128: [0, 1]}
 
 
 def main() -> None:
@@ -45,8 +47,10 @@ def main() -> None:
         o = cupy.empty_like(q)
         launch = {"Q": q, "K": k, "V": v, "O": o, "scale": d ** -0.5}
         best = None
-        for (bm, waves), bn, stages in [(r, b, s) for r in ROWS for b in BN for s in STAGES]:
-            params = {"D": d, "CAUSAL": causal, "BM": bm, "WAVES": waves, "BN": bn, "STAGES": stages}
+        for (bm, waves), bn, stages, qregs in [(r, b, s, q) for r in ROWS for b in BN for s in STAGES
+                                               for q in QREGS[d]]:
+            params = {"D": d, "CAUSAL": causal, "BM": bm, "WAVES": waves, "BN": bn, "STAGES": stages,
+                      "QREGS": qregs}
             key = tuple(sorted(params.items()))
             try:
                 if key not in kernels:
@@ -56,10 +60,10 @@ def main() -> None:
                 print(f"N={n} D={d} causal={causal} {params}: skipped ({str(e).splitlines()[0][:80]})")
                 continue
             flops = 4 * z * h * n * n * d / (2 if causal else 1)
-            print(f"N={n} D={d} causal={causal} BM={bm} WAVES={waves} BN={bn} STAGES={stages}: "
+            print(f"N={n} D={d} causal={causal} BM={bm} WAVES={waves} BN={bn} STAGES={stages} QREGS={qregs}: "
                   f"{ms:.3f} ms {flops / ms / 1e9:.1f} TFLOP/s", flush=True)
             if best is None or ms < best[1]:
-                best = ({"BM": bm, "WAVES": waves, "BN": bn, "STAGES": stages}, ms)
+                best = ({"BM": bm, "WAVES": waves, "BN": bn, "STAGES": stages, "QREGS": qregs}, ms)
         assert best is not None
         store("attention", {"N": n, "D": d, "CAUSAL": causal}, best[0], best[1], device)
         print(f"best N={n} D={d} causal={causal}: {best[0]} {best[1]:.3f} ms", flush=True)

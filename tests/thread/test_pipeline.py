@@ -56,6 +56,22 @@ def test_pipelined_attention_equals_the_reference(target: str, stages: int, caus
     assert err < 2e-3
 
 
+@pytest.mark.parametrize("target", ["sm_90", "gfx942"])
+def test_q_reread_from_lds_in_each_key_block(target: str) -> None:
+    """QREGS=0: S = qs·ks^T reads Q from LDS in every key block, so qs stays allocated through the
+    pipelined loop (not reused for K/V); same results as the reference."""
+    prog = tiledsl.load(ATTENTION, params={"D": 32, "BM": 64, "BN": 16, "CAUSAL": 1, "QREGS": 0})
+    args = _args(77)
+    report = prog.interpret(level="thread", target=target, shuffle_blocks=True, nan_fill=True, **args)
+    assert report.ok, str(report)
+    ref = _reference().attention(args["Q"], args["K"], args["V"], 0.2, CAUSAL=1)
+    assert np.linalg.norm(args["O"].astype(np.float64) - ref) / np.linalg.norm(ref) < 2e-3
+    kernel, _ = compile_thread_ir(prog, target)
+    lds = kernel.attrs["lds_buffers"]
+    qs = lds["qs"]
+    assert all(v[0] >= qs[0] + 64 * 32 * 2 for k, v in lds.items() if k != "qs")   # nothing reuses qs
+
+
 def _async_ops(prog: tiledsl.Program, target: str) -> list[str]:
     kernel, _ = compile_thread_ir(prog, target)
     return [op.name for op in kernel.walk() if op.name.startswith("async_")]
