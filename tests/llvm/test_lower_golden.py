@@ -98,8 +98,8 @@ ASM: v_exp_f32
 """),
     ("sm_90", r"""
 IR: %[[X:.*]] = fmul float %{{.*}}, 0x3ff7154760000000
-IR-NEXT: call float @"llvm.exp2.f32"(float %[[X]])
-ASM: ex2.approx.f32
+IR-NEXT: call float @"llvm.nvvm.ex2.approx.ftz.f32"(float %[[X]])
+ASM: ex2.approx.ftz.f32
 """),
 ])
 def test_exp_is_the_targets_exp2(key: str, checks: str) -> None:

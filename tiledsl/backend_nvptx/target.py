@@ -117,10 +117,12 @@ class NvptxTarget(GpuTarget):
         call_intrinsic(b, "llvm.nvvm.barrier.cta.sync.aligned.all", VOID, [ir.Constant(I32, 0)])
 
     def exp2(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-        # llvm.exp2.f32 becomes one ex2.approx.f32 even without fast-math flags (section 6);
-        # never llvm.exp.f32, which has no libcall on NVPTX and aborts.
+        # ex2.approx.ftz.f32: one MUFU.EX2. Without .ftz (what llvm.exp2.f32 becomes, section 6)
+        # ptxas adds a range test and two multiplies around it to produce subnormal results;
+        # ex2.approx is already ~2 ulp off, and .ftz changes only results below 2^-126, by less
+        # than 2^-126. Never llvm.exp.f32, which has no libcall on NVPTX and aborts.
         if x.type == F32:
-            return call_intrinsic(b, "llvm.exp2.f32", F32, [x], "exp2")
+            return self.ex2_approx(b, x, ftz=True)
         if x.type == F16:
             return call_intrinsic(b, "llvm.exp2.f16", F16, [x], "exp2")
         raise TypeError(f"exp2 of {x.type}: f32 or f16 only")
