@@ -7,6 +7,7 @@ operands and results it takes and verifies itself. Regions hold one block each
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -142,6 +143,30 @@ def replace_all_uses(old: Value, new: Value) -> None:
         for i, v in enumerate(user.operands):
             if v is old:
                 user.set_operand(i, new)
+
+
+def clone_block(block: Block, vmap: dict[int, Value], op_map: dict[int, Op] | None = None) -> Block:
+    """A deep copy of ``block``: operands renamed by ``vmap`` (outer values by id, to the values
+    the copy uses instead), which learns the copied values; ``op_map`` (if given) learns each
+    copied op's twin by id."""
+    new = Block([a.type for a in block.args], [a.hint for a in block.args])
+    for a, na in zip(block.args, new.args):
+        vmap[id(a)] = na
+    for op in block.ops:
+        new.append(clone_op(op, vmap, op_map))
+    return new
+
+
+def clone_op(op: Op, vmap: dict[int, Value], op_map: dict[int, Op] | None = None) -> Op:
+    """A deep copy of ``op`` (regions and attrs too); see :func:`clone_block`."""
+    regions = [clone_block(r, vmap, op_map) for r in op.regions]
+    new = type(op)([vmap.get(id(v), v) for v in op.operands], [r.type for r in op.results],
+                   copy.deepcopy(op.attrs), regions, op.loc, [r.hint for r in op.results])
+    for r, nr in zip(op.results, new.results):
+        vmap[id(r)] = nr
+    if op_map is not None:
+        op_map[id(op)] = new
+    return new
 
 
 def erase(op: Op) -> None:

@@ -15,10 +15,10 @@ from typing import Any
 
 from tiledsl.ir.core import Op
 from tiledsl.ir.types import DTYPE_BYTES
-from tiledsl.llvm.irgen import I8, I32, I64
+from tiledsl.llvm.irgen import I8, I32
 from tiledsl.llvm.llvm_init import ir
-from tiledsl.llvm.lower_core import KernelLowering, llvm_type, lowers
-from tiledsl.llvm.lower_memory import _always, _at, _FlatOffset, _SplitAddress
+from tiledsl.llvm.lower_core import KernelLowering, lowers
+from tiledsl.llvm.lower_memory import _always, _at, global_address
 
 
 @lowers("async_copy")
@@ -27,19 +27,9 @@ def _async_copy(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
     b = lw.b
     vec = op.attrs.get("vec", 1)
     nbytes = vec * DTYPE_BYTES[tensor.dtype]
-    flat = _FlatOffset(lw, tensor, indices)
-    elem = llvm_type(tensor.dtype)
     arena = lw.lds_arena()
     n = op.operands[-1].type.n
-    split = _SplitAddress.build(lw, tensor, op.operands[1:1 + len(indices)], indices, n)
-
-    def source(g: int, m: ir.Value | None) -> ir.Value:
-        if split is not None:
-            return split.at(g) if m is None else split.clamped(g, m)
-        off = flat.at(g)
-        if m is not None:
-            off = b.select(m, off, ir.Constant(I64, 0))
-        return b.gep(tensor.ptr, [off], source_etype=elem)
+    source = global_address(lw, op, tensor, indices, n)
 
     def copy(g: int) -> None:
         m = load_mask[g]

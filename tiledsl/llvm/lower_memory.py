@@ -222,22 +222,31 @@ def _fits_unsigned_i32(coef: list[int]) -> bool:
     return lo >= 0 and hi < 2 ** 31
 
 
-@lowers("global_load")
-def _global_load(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
-    tensor, *indices, mask = args
-    dtype = op.result.type.dtype
-    flat = _FlatOffset(lw, tensor, indices)
-    elem = llvm_type(dtype)
-    split = _SplitAddress.build(lw, tensor, op.operands[1:1 + len(indices)], indices, op.result.type.n)
+def global_address(lw: KernelLowering, op: Op, tensor: TensorRef, indices: list[Any], n: int
+                   ) -> Callable[[int, ir.Value | None], ir.Value]:
+    """``address(r, mask or None)``: register r's element of ``tensor`` at ``indices`` (the
+    operands after the tensor of ``op``), clamped to the tensor's first element where the mask is
+    off. Split into uniform + per-thread + constant (``_SplitAddress``) where it can be."""
+    split = _SplitAddress.build(lw, tensor, op.operands[1:1 + len(indices)], indices, n)
+    flat = None if split is not None else _FlatOffset(lw, tensor, indices)
+    elem = llvm_type(tensor.dtype)
 
     def address(r: int, m: ir.Value | None) -> ir.Value:
         if split is not None:
             return split.at(r) if m is None else split.clamped(r, m)
+        assert flat is not None
         off = flat.at(r)
         if m is not None:
             off = lw.b.select(m, off, ir.Constant(I64, 0))
         return lw.b.gep(tensor.ptr, [off], source_etype=elem)
+    return address
 
+
+@lowers("global_load")
+def _global_load(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
+    tensor, *indices, mask = args
+    dtype = op.result.type.dtype
+    address = global_address(lw, op, tensor, indices, op.result.type.n)
     pad = constant(dtype, op.attrs["pad"])
     return [_masked_loads(lw, op.result.type.n, op.attrs.get("vec", 1), mask, dtype, pad, address).force()]
 
@@ -246,12 +255,8 @@ def _global_load(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
 def _global_store(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
     tensor, *indices, mask, values = args
     dtype = op.operands[-1].type.dtype
-    flat = _FlatOffset(lw, tensor, indices)
-    elem = llvm_type(dtype)
-    split = _SplitAddress.build(lw, tensor, op.operands[1:1 + len(indices)], indices, len(values))
-    _masked_stores(lw, values, op.attrs.get("vec", 1), mask, dtype,
-                   split.at if split is not None else
-                   lambda r: lw.b.gep(tensor.ptr, [flat.at(r)], source_etype=elem))
+    address = global_address(lw, op, tensor, indices, len(values))
+    _masked_stores(lw, values, op.attrs.get("vec", 1), mask, dtype, lambda r: address(r, None))
     return []
 
 

@@ -36,12 +36,11 @@ nothing, so the thread level only pipelines for targets with ``has_async_copy``
 
 from __future__ import annotations
 
-import copy as pycopy
 from collections.abc import Callable
 
 from tiledsl.diagnostics import TdslError
 from tiledsl.ir import ops
-from tiledsl.ir.core import Block, Op, Value, erase, replace_all_uses
+from tiledsl.ir.core import Block, Op, Value, clone_op, erase, replace_all_uses
 from tiledsl.ir.types import LdsType, scalar
 
 #: Set on each LDS tile the pass makes: which stage of which tile it is.
@@ -226,23 +225,6 @@ def _feeds(c: ops.CopyOp, v: Value) -> bool:
 
 # ---------------------------------------------------------------- the transformation
 
-def clone(op: Op, vmap: dict[int, Value]) -> Op:
-    """A deep copy of ``op`` with operands renamed by ``vmap`` (which learns its results)."""
-    regions = []
-    for r in op.regions:
-        blk = Block([a.type for a in r.args], [a.hint for a in r.args])
-        for a, na in zip(r.args, blk.args):
-            vmap[id(a)] = na
-        for inner in r.ops:
-            blk.append(clone(inner, vmap))
-        regions.append(blk)
-    new = type(op)([vmap.get(id(v), v) for v in op.operands], [r.type for r in op.results],
-                   pycopy.deepcopy(op.attrs), regions, op.loc, [r.hint for r in op.results])
-    for r, nr in zip(op.results, new.results):
-        vmap[id(r)] = nr
-    return new
-
-
 def _touches_lds(op: Op) -> bool:
     """Whether ``op`` (or an op inside it) reads or writes LDS, or synchronises."""
     for inner in op.walk():
@@ -316,9 +298,9 @@ class Pipeliner:
         def copies() -> list[Value]:
             vmap = {id(self.iv): n}
             for op in self.plan.slice_ops:
-                self.emit(clone(op, vmap))
+                self.emit(clone_op(op, vmap))
             for c in self.plan.copies:
-                new = clone(c, vmap)
+                new = clone_op(c, vmap)
                 new.set_operand(len(new.operands) - 1, self.buffers[id(c.operands[-1])][stage])
                 new.attrs["async"] = True
                 self.emit(new)
@@ -344,7 +326,7 @@ class Pipeliner:
                 self.emit(ops.AsyncCommitOp([], [], loc=op.loc))
             if id(op) in skip:
                 continue
-            self.emit(clone(op, vmap))
+            self.emit(clone_op(op, vmap))
         raise AssertionError("loop body without yield")
 
     def drop_redundant_syncs(self, blk: Block) -> None:

@@ -20,33 +20,10 @@ second. With several bounds the split uses the smallest.
 from __future__ import annotations
 
 from tiledsl.ir import ops
-from tiledsl.ir.core import Block, Op, Value, replace_all_uses
+from tiledsl.ir.core import Block, Op, Value, clone_block, replace_all_uses
 from tiledsl.ir.types import TensorType, scalar
 
 Range = tuple[int, int]
-
-
-def clone_block(block: Block, mapping: dict[int, Value], op_map: dict[int, Op] | None = None) -> Block:
-    """A copy of ``block`` (ops and nested regions); ``mapping`` maps outer values (by id) to the
-    values the copy uses instead and is extended with the copied values; ``op_map`` (if given)
-    gets each copied op's twin by id."""
-    new = Block([a.type for a in block.args], [a.hint for a in block.args])
-    for a, b in zip(block.args, new.args):
-        mapping[id(a)] = b
-    for op in block.ops:
-        new.append(clone_op(op, mapping, op_map))
-    return new
-
-
-def clone_op(op: Op, mapping: dict[int, Value], op_map: dict[int, Op] | None = None) -> Op:
-    regions = [clone_block(r, mapping, op_map) for r in op.regions]
-    new = type(op)([mapping.get(id(v), v) for v in op.operands], [r.type for r in op.results], dict(op.attrs),
-                   regions=regions, loc=op.loc, hints=[r.hint for r in op.results])
-    for r, n in zip(op.results, new.results):
-        mapping[id(r)] = n
-    if op_map is not None:
-        op_map[id(op)] = new
-    return new
 
 
 def _const(v: Value) -> int | None:
@@ -268,4 +245,4 @@ def run(kernel: Op) -> bool:
     return changed
 
 
-__all__ = ["clone_block", "clone_op", "run"]
+__all__ = ["run"]
