@@ -23,7 +23,7 @@ def model(groups, threads: int, lds: np.ndarray, n: int) -> np.ndarray:
     for g in groups:
         for w in range(threads // 32):
             addr = g.addresses[32 * w:32 * w + 32]
-            for q in range(g.count):
+            for q, pair in enumerate(g.pairs):
                 rows = addr[8 * q:8 * q + 8]                       # lane 8q+i gives row i of tile q
                 tile = np.stack([lds[(r + 2 * np.arange(8)) // 2] for r in rows])     # [8 rows, 8 cols]
                 for lane in range(32):
@@ -31,7 +31,7 @@ def model(groups, threads: int, lds: np.ndarray, n: int) -> np.ndarray:
                         got = tile[2 * (lane % 4):2 * (lane % 4) + 2, lane // 4]
                     else:
                         got = tile[lane // 4, 2 * (lane % 4):2 * (lane % 4) + 2]
-                    out[32 * w + lane, g.first + 2 * q:g.first + 2 * q + 2] = got
+                    out[32 * w + lane, 2 * pair:2 * pair + 2] = got
     return out
 
 
@@ -53,13 +53,16 @@ def fragment_offsets(trans: bool, tiles: int, row_bytes: int, base: int, warps: 
 
 @settings(max_examples=40, deadline=None)
 @given(trans=st.booleans(), tiles=st.integers(1, 6), pad=st.sampled_from([0, 16, 32]),
-       base=st.sampled_from([0, 64, 1024]), warps=st.integers(1, 2))
-def test_planned_ldmatrix_reads_what_the_offsets_name(trans, tiles, pad, base, warps) -> None:
+       base=st.sampled_from([0, 64, 1024]), warps=st.integers(1, 2), data=st.data())
+def test_planned_ldmatrix_reads_what_the_offsets_name(trans, tiles, pad, base, warps, data) -> None:
     row_bytes = 16 * tiles + pad
     off = fragment_offsets(trans, tiles, row_bytes, base, warps)
-    groups = plan(off, 32)
+    order = data.draw(st.permutations(range(tiles)))          # the order the pairs are first used
+    groups = plan(off, 32, order)
     assert groups is not None and sum(g.count for g in groups) == tiles
     assert all(g.trans == trans for g in groups)
+    # Groups follow the use order: a group's pairs are consecutive in it, groups in its order.
+    assert [p for g in groups for p in g.pairs] == list(order)
     lds = np.arange(8192 * 2, dtype=np.int64)                  # word k holds k
     np.testing.assert_array_equal(model(groups, off.shape[0], lds, off.shape[1]), off // 2)
 
@@ -71,6 +74,8 @@ def test_reads_that_are_not_tiles_get_no_plan() -> None:
     swapped[:, [0, 1]] = swapped[:, [1, 0]]                    # elements of a pair out of order
     assert plan(swapped, 32) is None
     assert plan(off, 64) is None                               # wave64 has no ldmatrix
+    with pytest.raises(ValueError, match="permutation"):
+        plan(off, 32, [0, 0])
 
 
 @pytest.mark.parametrize("d", [64, 128])
@@ -82,3 +87,27 @@ def test_sm90_attention_reads_lds_with_ldmatrix_only(d: int) -> None:
     assert "ldmatrix.sync.aligned.m8n8.x4.shared.b16" in ptx
     assert "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16" in ptx
     assert lk.stats["ldmatrix"] > 0
+
+
+def test_sm90_attention_ldmatrix_groups_follow_the_mma_order() -> None:
+    """The registers one ldmatrix loads are first read by mma instructions next to each other
+    (the planner groups register pairs in the order the matrix plan uses them): grouped by
+    register index, one x4.trans of P·V's V held two k-steps of one n-tile, half of it live
+    across a whole k-step (16 n-tiles x 2 m-tiles of mma)."""
+    ptx = lower("attention", "sm_90", D=128, BM=128, WAVES=4, QREGS=0, BN=64, STAGES=1).compile().asm
+    loaded_by: dict[str, int] = {}
+    first_use: dict[int, list[int]] = {}
+    mmas = 0
+    for m in re.finditer(r"(ldmatrix|mma)\.sync[^{]*((?:\{[^}]*\}[,;\s]*)+)", ptx):
+        regs = [re.findall(r"%r\d+", group) for group in re.findall(r"\{([^}]*)\}", m.group(2))]
+        if m.group(1) == "ldmatrix":
+            for r in regs[0]:
+                loaded_by[r] = len(first_use)
+            first_use[len(first_use)] = []
+        else:
+            for r in regs[1] + regs[2]:                         # the A and B operands
+                if r in loaded_by:
+                    first_use[loaded_by.pop(r)].append(mmas)
+            mmas += 1
+    spreads = [max(u) - min(u) for u in first_use.values() if u]
+    assert len(spreads) > 50 and max(spreads) <= 1, sorted(spreads)[-5:]

@@ -10,8 +10,10 @@ across rows (P·V's V) needs.
 
 Nothing about mma fragments is assumed: a read qualifies when its byte offsets, known for every
 thread at compile time (``static_ints``), have exactly that shape. Register pairs ``(2j, 2j+1)``
-are matched one by one against both forms, per warp; runs of up to four pairs of one form
-become one instruction.
+are matched one by one against both forms, per warp; runs of up to four pairs of one form, taken
+in the order the registers are first used, become one instruction: a group of pairs used together
+is loaded together and its registers are not held across unrelated instructions (an x4 that loaded
+two k-steps of one n-tile of P·V's V would keep half of its registers live across a whole k-step).
 """
 
 from __future__ import annotations
@@ -26,13 +28,20 @@ ROW_BYTES = 16
 
 @dataclass(frozen=True)
 class LdmatrixGroup:
-    """One instruction: registers ``first .. first + 2·count``; ``addresses[t]``: the byte offset
-    thread ``t`` passes (the row it supplies)."""
+    """One instruction: register pairs ``pairs`` (tile q lands in registers ``2·pairs[q]`` and
+    ``+1``); ``addresses[t]``: the byte offset thread ``t`` passes (the row it supplies)."""
 
-    first: int
-    count: int
+    pairs: tuple[int, ...]
     trans: bool
     addresses: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return len(self.pairs)
+
+    @property
+    def registers(self) -> list[int]:
+        return [r for p in self.pairs for r in (2 * p, 2 * p + 1)]
 
 
 def _pair_rows(off: np.ndarray, j: int) -> tuple[bool, np.ndarray] | None:
@@ -55,12 +64,16 @@ def _pair_rows(off: np.ndarray, j: int) -> tuple[bool, np.ndarray] | None:
     return True, rows
 
 
-def plan(offsets: np.ndarray, wave_size: int) -> list[LdmatrixGroup] | None:
+def plan(offsets: np.ndarray, wave_size: int, order: list[int] | None = None) -> list[LdmatrixGroup] | None:
     """The ldmatrix instructions that read ``offsets`` ``[threads, regs]`` (bytes), or None when
-    some register pair is not a 16-byte-row tile of either form."""
+    some register pair is not a 16-byte-row tile of either form. ``order``: the register pairs
+    in the order of their first use (a permutation of ``range(regs // 2)``; default: by index)."""
     threads, n = offsets.shape
     if wave_size != 32 or n % 2 or threads % 32:
         return None
+    order = list(range(n // 2)) if order is None else list(order)
+    if sorted(order) != list(range(n // 2)):
+        raise ValueError(f"order {order} is not a permutation of the {n // 2} register pairs")
     off = offsets.reshape(threads // 32, 32, n)
     pairs = []
     for j in range(n // 2):
@@ -71,16 +84,17 @@ def plan(offsets: np.ndarray, wave_size: int) -> list[LdmatrixGroup] | None:
     groups = []
     j = 0
     lanes = np.arange(32)
-    while j < len(pairs):
-        trans = pairs[j][0]
+    while j < len(order):
+        trans = pairs[order[j]][0]
         count = 1
-        while count < 4 and j + count < len(pairs) and pairs[j + count][0] == trans:
+        while count < 4 and j + count < len(order) and pairs[order[j + count]][0] == trans:
             count += 1
         if count == 3:
             count = 2
-        rows = np.stack([pairs[j + q][1] for q in range(count)], axis=1)        # [warps, count, 8]
+        members = tuple(order[j:j + count])
+        rows = np.stack([pairs[p][1] for p in members], axis=1)                 # [warps, count, 8]
         addr = rows[:, (lanes // 8) % count, lanes % 8]                          # [warps, 32]
-        groups.append(LdmatrixGroup(2 * j, count, trans, addr.reshape(threads)))
+        groups.append(LdmatrixGroup(members, trans, addr.reshape(threads)))
         j += count
     return groups
 

@@ -83,13 +83,16 @@ class LazyRegs:
     """
 
     def __init__(self, n: int, vec: int, load_group: Callable[[int], list[ir.Value]],
-                 starts: list[int] | None = None) -> None:
+                 groups: list[list[int]] | None = None) -> None:
         self.n = n
         self.vec = vec
         self._load_group = load_group
-        self._groups: dict[int, list[ir.Value]] = {}
-        #: The first register of each register's group, where groups differ in size (ldmatrix).
-        self._starts = starts
+        self._loaded: dict[int, list[ir.Value]] = {}
+        #: Where groups are not runs of ``vec`` registers (ldmatrix): group g's registers, in the
+        #: order ``load_group(g)`` returns their values.
+        self._place: dict[int, tuple[int, int]] | None = None
+        if groups is not None:
+            self._place = {r: (g, i) for g, regs in enumerate(groups) for i, r in enumerate(regs)}
 
     def __len__(self) -> int:
         return self.n
@@ -97,10 +100,10 @@ class LazyRegs:
     def __getitem__(self, r: int) -> ir.Value:
         if not 0 <= r < self.n:
             raise IndexError(f"register {r} of {self.n}")
-        g = self._starts[r] if self._starts is not None else r - r % self.vec
-        if g not in self._groups:
-            self._groups[g] = self._load_group(g)
-        return self._groups[g][r - g]
+        g, i = self._place[r] if self._place is not None else (r - r % self.vec, r % self.vec)
+        if g not in self._loaded:
+            self._loaded[g] = self._load_group(g)
+        return self._loaded[g][i]
 
     def force(self) -> list[ir.Value]:
         """Every register, loading (here) the groups not read yet."""

@@ -36,6 +36,7 @@ from tiledsl.llvm.lower_core import (
     lowers,
 )
 from tiledsl.llvm.lower_layout import lower_ints, thread_term
+from tiledsl.llvm.lower_matrix import matrix_plan
 from tiledsl.llvm.static_ints import affine_index, static_table
 
 
@@ -291,22 +292,41 @@ def _ldmatrix_loads(lw: KernelLowering, op: Op, mask: list[ir.Value]) -> LazyReg
     if table is None:
         return None
     n = op.result.type.n
-    groups = ldmatrix.plan(np.broadcast_to(table, (lw.ctx.threads, n)), lw.ctx.target.wave_size)
+    groups = ldmatrix.plan(np.broadcast_to(table, (lw.ctx.threads, n)), lw.ctx.target.wave_size,
+                           _pair_use_order(lw, op, n))
     if groups is None:
         return None
     lw.stats["ldmatrix"] += len(groups)
-    by_first = {g.first: g for g in groups}
-    starts = [g.first for g in groups for _ in range(2 * g.count)]
     elem = llvm_type(dtype)
     pair = ir.VectorType(elem, 2)
 
-    def load(first: int) -> list[ir.Value]:
-        g = by_first[first]
+    def load(index: int) -> list[ir.Value]:
+        g = groups[index]
         b = lw.b
         (addr,) = lower_ints(lw, g.addresses[:, None], np.ones((lw.ctx.threads, 1), bool), "ldmatrix")
         words = lw.target.ldmatrix(b, b.gep(lw.lds_arena(), [addr], source_etype=I8), g.count, g.trans)
         return [v for w in words for v in irgen.unpack(b, b.bitcast(w, pair))]
-    return LazyRegs(n, 2, load, starts)
+    return LazyRegs(n, 2, load, [g.registers for g in groups])
+
+
+def _pair_use_order(lw: KernelLowering, op: Op, n: int) -> list[int] | None:
+    """The register pairs of an LDS read in the order its one matrix-instruction user first reads
+    them (``matrix_plan``), so that ldmatrix groups pairs used together; None (index order) for
+    any other user or where the read is not deferred to its user."""
+    users = op.result.uses
+    if len(users) != 1 or users[0].name != "mma_tile" or not can_defer(op):
+        return None
+    user = users[0]
+    if user.attrs["instr"].startswith("fma"):
+        return None
+    which = [i for i, v in enumerate(user.operands[:2]) if v is op.result]
+    if len(which) != 1:
+        return None
+    order: dict[int, None] = {}     # insertion-ordered set
+    for call in matrix_plan(lw.ctx, user.attrs):
+        for r in (call.a_regs if (which[0] == 0) != call.a_from_b else call.b_regs):
+            order.setdefault(r // 2)
+    return list(order) if sorted(order) == list(range(n // 2)) else None
 
 
 @lowers("lds_store")
