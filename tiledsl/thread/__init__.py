@@ -22,6 +22,7 @@ from tiledsl.ir.passes import cse, dce, layouts, lds_alloc, lds_layout, pipeline
 from tiledsl.ir.printer import print_op
 from tiledsl.layout import Layout, LayoutError
 from tiledsl.targets import Target
+from tiledsl.thread import defer_sums
 from tiledsl.thread import ops as thread_ops  # noqa: F401  (registers the thread IR ops)
 from tiledsl.thread.context import ThreadContext
 from tiledsl.thread.distribute import distribute
@@ -82,6 +83,7 @@ def compile_thread_ir(program: Any, target: str | Target) -> tuple[tile_ops.Kern
         tk = distribute(kernel, ctx)
         tk.attrs["lds_buffers"] = buffers
         verify_tree(tk)
+        defer_sums.run(tk)
         cse.run(tk)
         dce.run(tk)
         verify_tree(tk)
