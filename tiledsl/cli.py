@@ -62,6 +62,11 @@ def _shape(text: str) -> dict[str, int]:
     return out
 
 
+def _default_passes() -> tuple[str, ...]:
+    from tiledsl.ir.passes import DEFAULT_PIPELINE
+    return DEFAULT_PIPELINE
+
+
 def _add_defines(p: argparse.ArgumentParser) -> None:
     p.add_argument("-D", dest="defines", action="append", type=_define, default=[], metavar="NAME=VALUE",
                    help="set a compile-time const or tile param (repeatable), e.g. -D BM=64 -D D=128")
@@ -440,7 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="AMDGPU: compute dot with FMAs instead of MFMA/WMMA")
     p.add_argument("-o", dest="output", metavar="OUT", help="write to OUT instead of stdout (atomically)")
     p.add_argument("--passes", metavar="P1,P2", default=None,
-                   help="comma-separated tile IR passes to run (default: fold,cse,dce; '' for none)")
+                   help=f"comma-separated tile IR passes to run (default: {','.join(_default_passes())}; "
+                        "'' for none)")
     p.add_argument("--print-after-all", action="store_true",
                    help="print the IR after every pass to stderr")
     _add_defines(p)

@@ -3,12 +3,10 @@
 Section numbers refer to shared/reference/llvm-targets/REFERENCE.md. mma.sync m16n8k16 and its
 fragment layout were run on an H100 there; the rest was checked by compiling.
 
-``--nvptx-short-ptr`` (32-bit shared-memory pointers, which Triton uses) is deliberately *not*
-set. It is a process-global LLVM option that must be set before any NVPTX TargetMachine exists
-and changes the data layout (section 1, t14); llvmlite sets it by re-parsing LLVM's command
-line, which exits the process if the option is given twice. And it bought nothing we could
-measure: a loop of 32 shared loads compiled with ptxas 13 to 19 registers with 64-bit shared
-addresses and 24 with 32-bit ones, because ptxas forms 32-bit shared addresses itself.
+Shared-memory pointers are 32-bit (``-nvptx-short-ptr``, set once per process in
+``tiledsl.llvm.llvm_init``; the data layout then says p3:32:32), as Triton and nvcc use them:
+with 64-bit ones every LDS address was 64-bit arithmetic, and the D=128 attention kernel spilled
+(bench/NOTES.md).
 """
 
 from __future__ import annotations
