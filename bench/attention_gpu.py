@@ -4,8 +4,9 @@
 
 TFLOP/s with FLOPs = 4·Z·H·N²·D (halved when causal), on N in 1024, 4096, 16384 with
 Z·N = 32768 and H = 16, D in 64 and 128, causal and not. Times are medians of
-``triton.testing.do_bench`` (CUDA events, warm-up, many runs); every kernel's output is
-checked against an f32 PyTorch reference first. Prints a markdown table; writes
+``triton.testing.do_bench`` (CUDA events, warm-up, many runs), taken in three round-robin
+rounds over the kernels of a shape (each scores the median of its rounds); every kernel's output
+is checked against an f32 PyTorch reference first. Prints a markdown table; writes
 attention_gpu.json to --out.
 """
 
@@ -18,6 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+
+ROUNDS = 3
 
 
 def bench(fn) -> float:
@@ -82,14 +86,17 @@ def measure(n: int, d: int, causal: int, tri) -> dict:
     flops = 4 * z * h * n * n * d / (2 if causal else 1)
     row: dict = {"N": n, "D": d, "causal": causal, "Z": z, "H": h}
 
+    timed: list[tuple[str, object, dict]] = []
+
     def record(name: str, fn, into: dict) -> None:
+        """Check ``fn``'s output; time it later, in the same rounds as the others."""
         try:
             out = fn()
             err = ((out.float() - ref).norm() / ref.norm()).item()
             if not err < 1e-2:
                 into[name] = f"wrong (rel err {err:.1e})"
                 return
-            into[name] = round(flops / bench(fn) / 1e9, 1)
+            timed.append((name, fn, into))
         except (RuntimeError, ValueError, TypeError) as e:   # a peer that cannot run this shape
             into[name] = f"n/a ({type(e).__name__}: {str(e)[:60]})"
 
@@ -112,6 +119,14 @@ def measure(n: int, d: int, causal: int, tri) -> dict:
     tried: dict = {}
     for cfg in [(128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3)]:
         record(str(cfg), lambda cfg=cfg: tri(q, k, v, ot, causal, *cfg), tried)
+    # Round-robin: every kernel is timed once per round and scores the median of its rounds, so
+    # that a drift of the GPU's clocks during the run moves all of them alike.
+    times: dict[str, list[float]] = {name: [] for name, _, _ in timed}
+    for _ in range(ROUNDS):
+        for name, fn, _ in timed:
+            times[name].append(bench(fn))
+    for name, _, into in timed:
+        into[name] = round(flops / sorted(times[name])[ROUNDS // 2] / 1e9, 1)
     numbers = [x for x in tried.values() if isinstance(x, float)]
     row["triton"] = max(numbers) if numbers else next(iter(tried.values()))
     return row

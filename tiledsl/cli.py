@@ -367,7 +367,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         ms = time_launch(kernel, inputs, warmup=args.warmup, reps=args.reps)
     except LaunchError as e:
         raise UserError(str(e)) from None
-    line = f"{prog.name} on {_gpu_target(args)}: median {ms:.4f} ms over {args.reps} runs"
+    line = (f"{prog.name} on {_gpu_target(args)}: median {ms:.4f} ms a launch "
+            f"({max(1, args.reps // 5) * 5} launches, timed in batches of 5)")
     if args.flops:
         try:   # an arithmetic expression of the user's own dims and params
             flops = float(eval(args.flops, {"__builtins__": {}}, {**(args.shape or {}), **prog.params}))
@@ -494,7 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and print the median time (and TFLOP/s with --flops).")
     _add_gpu_run_flags(p)
     p.add_argument("--warmup", type=int, default=10, help="untimed launches first (default 10)")
-    p.add_argument("--reps", type=int, default=100, help="timed launches (default 100)")
+    p.add_argument("--reps", type=int, default=100, help="timed launches, in batches of 5 back-to-back launches between CUDA events; the "
+                        "median batch is reported (default 100)")
     p.add_argument("--flops", metavar="EXPR",
                    help="FLOPs as an expression of the dims and params, e.g. '4*Z*H*N*N*D'")
 
