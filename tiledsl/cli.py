@@ -501,8 +501,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="FLOPs as an expression of the dims and params, e.g. '4*Z*H*N*N*D'")
 
     p = sub.add_parser("tune", help="pick tile parameters by timing them on the GPU; cache the best on disk",
-                       description="Time every combination of --space values on the GPU and remember the best "
-                                   "per kernel and shape (used by bench/attention_gpu.py).")
+                       description="Time every combination of --space values on the GPU, time the three "
+                                   "fastest again in three round-robin rounds, and remember the best per "
+                                   "kernel and shape in $XDG_CACHE_HOME/tiledsl/tune.json (used by "
+                                   "tdslc bench and bench/attention_gpu.py).")
     _add_gpu_run_flags(p)
     p.add_argument("--space", action="append", type=_space, default=[], metavar="NAME=V1,V2",
                    help="values to try for a tile parameter (repeatable), e.g. --space BM=64,128")

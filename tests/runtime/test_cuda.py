@@ -113,6 +113,17 @@ def test_cli_run_and_bench_on_the_gpu(capsys: pytest.CaptureFixture) -> None:
     assert "median" in out and "TFLOP/s" in out
 
 
+def test_cli_tune_caches_the_best_point(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch,
+                                        tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert main(["tune", str(EXAMPLES / "gemm.tdsl"), "--shape", "M=512,N=512,K=512",
+                 "--space", "BM=64,128", "--space", "BN=64,128"]) == 0
+    out = capsys.readouterr().out
+    assert out.count(" ms") >= 5 and "best {" in out
+    cached = (tmp_path / "tiledsl" / "tune.json").read_text()
+    assert '"BM"' in cached and '"BN"' in cached
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
 
