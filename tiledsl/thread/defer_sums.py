@@ -11,9 +11,13 @@ iteration — FA2 does the same by hand.
 A carried value qualifies when, in the body, every op that reads it (or a value computed from
 it) is ``x * a`` (``a`` not computed from it), ``x + R`` where ``R`` is a butterfly sum across
 lanes (``w + shuffle_xor(w, mask)``, repeated; the same masks all along), an ``if`` that passes
-it on, or the loop's yield; its initial value must be 0 or the partial result of an earlier such loop (the full loop
-and the tail loop of ``split-tail``, the unrolled bodies of ``pipeline``). After the last loop the
-partial sums are reduced once with the same masks.
+it on, or the loop's yield. Its initial value must be 0, or the partial result of an earlier such
+loop (the full loop and the tail loop of ``split-tail``). After the last loop the partial sums
+are reduced once with the same masks.
+
+Why ``a`` is the same in every lane of the butterfly: distribution takes the masks of a
+reduction from the lanes that hold parts of one output element, so those lanes replicate the
+result's elements, and ``a`` has the carried value's layout (``x * a`` is elementwise).
 """
 
 from __future__ import annotations
