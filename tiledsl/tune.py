@@ -83,13 +83,17 @@ FINALISTS = 3
 ROUNDS = 3
 
 
+#: Launches a finalist is timed with in each round: a few percent decide, so more than a sweep's.
+CONFIRM_REPS = 100
+
+
 def confirm(kernels: dict[Any, Any], args: dict[str, Any], rounds: int = ROUNDS) -> tuple[Any, float]:
     """The key of the fastest of ``kernels`` (key -> launcher) and its median time, each kernel
     timed once per round, ``rounds`` rounds, so that all of them see the same clock drift."""
     times: dict[Any, list[float]] = {k: [] for k in kernels}
     for _ in range(rounds):
         for k, kern in kernels.items():
-            times[k].append(time_launch(kern, args))
+            times[k].append(time_launch(kern, args, reps=CONFIRM_REPS))
     medians = {k: sorted(t)[len(t) // 2] for k, t in times.items()}
     best = min(medians, key=medians.__getitem__)
     return best, medians[best]

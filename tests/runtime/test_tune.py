@@ -16,7 +16,7 @@ def test_confirm_takes_the_lowest_median_over_rounds(monkeypatch: pytest.MonkeyP
     script = {"a": [0.5, 2.0, 2.1], "b": [1.0, 1.1, 0.9], "c": [3.0, 3.0, 3.0]}
     calls: list[str] = []
 
-    def fake_time(kernel: str, args: dict) -> float:
+    def fake_time(kernel: str, args: dict, reps: int = 30) -> float:
         calls.append(kernel)
         return script[kernel][sum(c == kernel for c in calls) - 1]
     monkeypatch.setattr(tune, "time_launch", fake_time)
