@@ -5,15 +5,9 @@ cannot pick up another test folder's conftest."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
-
-import pytest
-
 from tiledsl.llvm import GpuTarget, ir
 from tiledsl.llvm.irgen import F16, F32, I8, I16, I32
+from tiledsl.testing import filecheck  # noqa: F401  (the tests import it from here)
 
 #: One matrix instruction per target, exercised by the tiny kernel.
 MATRIX_FOR = {
@@ -87,13 +81,3 @@ def build_pressure_kernel(t: GpuTarget, live_values: int, block_threads: int, ld
     b.ret_void()
     return m
 
-
-def filecheck(text: str, checks: str) -> None:
-    """Run the ``filecheck`` package (LLVM FileCheck clone) on ``text``; fail with its report."""
-    with tempfile.TemporaryDirectory() as tmp:
-        check_file = Path(tmp, "checks")
-        check_file.write_text(checks)
-        proc = subprocess.run([sys.executable, "-m", "filecheck", str(check_file)], input=text,
-                              capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        pytest.fail(f"FileCheck failed:\n{proc.stdout}\n{proc.stderr}", pytrace=False)

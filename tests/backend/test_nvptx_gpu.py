@@ -13,15 +13,11 @@ import pytest
 from tiledsl.backend_nvptx import NvptxCompiledModule, NvptxTarget
 from tiledsl.llvm import ir
 from tiledsl.llvm.irgen import F16, F32, I8, I16, I32
+from tiledsl.testing import require_cuda
 
 pytestmark = pytest.mark.gpu
 
-cp = pytest.importorskip("cupy")
-try:
-    if cp.cuda.runtime.getDeviceCount() == 0:
-        pytest.skip("no CUDA device", allow_module_level=True)
-except cp.cuda.runtime.CUDARuntimeError as e:  # no driver
-    pytest.skip(f"no CUDA device: {e}", allow_module_level=True)
+cp = require_cuda()
 
 ARCH = "sm_80"  # runs on sm_80 and later, the H100 included
 WARP = 32

@@ -3,9 +3,7 @@ same with it as without it at trip counts around the stage count, and the text r
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import tempfile
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +16,10 @@ from tiledsl.ir import ops
 from tiledsl.ir.parser import parse_op
 from tiledsl.ir.passes import pipeline
 from tiledsl.ir.printer import print_op
+from tiledsl.testing import filecheck
 
 PIPELINED = ("fold", "cse", "pipeline", "cse", "dce")
+filecheck = functools.partial(filecheck, show_input=True)   # a failure shows the IR
 
 # Sums the BN-wide column blocks of each BM-row block of X (a loop of copies and reads).
 COLSUM = """
@@ -40,16 +40,6 @@ kernel k(X: f32[M, N], out Y: f32[M, BN])
 }
 """
 
-
-def filecheck(text: str, checks: str) -> None:
-    """Run the ``filecheck`` package (LLVM FileCheck clone) on ``text``; fail with its report."""
-    with tempfile.TemporaryDirectory() as tmp:
-        check_file = Path(tmp, "checks")
-        check_file.write_text(checks)
-        proc = subprocess.run([sys.executable, "-m", "filecheck", str(check_file)], input=text,
-                              capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        pytest.fail(f"FileCheck failed:\n{proc.stdout}\n{proc.stderr}\n{text}", pytrace=False)
 
 
 def test_two_stages() -> None:

@@ -9,16 +9,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib.util
-import subprocess
-import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
-import pytest
 
 import tiledsl
 from tiledsl.backend_amdgpu import AmdgpuTarget
@@ -26,6 +22,7 @@ from tiledsl.backend_nvptx import NvptxTarget
 from tiledsl.llvm.lower import LoweredKernel, lower_kernel
 from tiledsl.llvm.target_base import GpuTarget
 from tiledsl.targets import GFX942, Target
+from tiledsl.testing import filecheck  # noqa: F401  (the tests import it from here)
 from tiledsl.thread import compile_thread_ir
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -93,16 +90,6 @@ def attention_with_swap(swap: bool) -> str:
     assert changed != text
     return changed
 
-
-def filecheck(text: str, checks: str) -> None:
-    """Run the ``filecheck`` package (LLVM FileCheck clone) on ``text``; fail with its report."""
-    with tempfile.TemporaryDirectory() as tmp:
-        check_file = Path(tmp, "checks")
-        check_file.write_text(checks)
-        proc = subprocess.run([sys.executable, "-m", "filecheck", str(check_file)], input=text,
-                              capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        pytest.fail(f"FileCheck failed:\n{proc.stdout}\n{proc.stderr}", pytrace=False)
 
 
 @functools.cache

@@ -28,16 +28,12 @@ from lower_testing import (
 from tiledsl.backend_nvptx import NvptxTarget
 from tiledsl.interp.numerics import round_bf16
 from tiledsl.llvm.lower import LoweredKernel, lower_kernel
+from tiledsl.testing import require_cuda
 from tiledsl.thread import compile_thread_ir
 
 pytestmark = pytest.mark.gpu
 
-cp = pytest.importorskip("cupy")
-try:
-    if cp.cuda.runtime.getDeviceCount() == 0:
-        pytest.skip("no CUDA device", allow_module_level=True)
-except cp.cuda.runtime.CUDARuntimeError as e:  # no driver
-    pytest.skip(f"no CUDA device: {e}", allow_module_level=True)
+cp = require_cuda()
 
 ARCH = "sm_90"
 TOLERANCE = {"f16": 2e-3, "bf16": 1.6e-2, "f32": 1e-4}

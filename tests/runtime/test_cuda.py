@@ -15,14 +15,10 @@ import pytest
 import tiledsl
 from tiledsl.cli import main
 from tiledsl.runtime.cuda import LaunchError
+from tiledsl.testing import require_cuda
 
 pytestmark = pytest.mark.gpu
-cupy = pytest.importorskip("cupy")
-try:
-    if cupy.cuda.runtime.getDeviceCount() < 1:
-        pytest.skip("no CUDA device", allow_module_level=True)
-except cupy.cuda.runtime.CUDARuntimeError:
-    pytest.skip("no CUDA device", allow_module_level=True)
+cupy = require_cuda()
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 _spec = importlib.util.spec_from_file_location("reference", EXAMPLES / "reference.py")

@@ -1,0 +1,40 @@
+"""Helpers for tests of tiledsl and of kernels written in it (they need the ``test`` extra).
+
+- ``filecheck(text, checks)``: LLVM FileCheck (the ``filecheck`` package) on compiler output.
+- ``require_cuda()``: CuPy with a CUDA device, or skip the calling test module.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from types import ModuleType
+
+
+def filecheck(text: str, checks: str, show_input: bool = False) -> None:
+    """Run the ``filecheck`` package on ``text``; fail the test with its report (and the input
+    with ``show_input``)."""
+    import pytest
+    with tempfile.TemporaryDirectory() as tmp:
+        check_file = Path(tmp, "checks")
+        check_file.write_text(checks)
+        proc = subprocess.run([sys.executable, "-m", "filecheck", str(check_file)], input=text,
+                              capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        shown = f"\n{text}" if show_input else ""
+        pytest.fail(f"FileCheck failed:\n{proc.stdout}\n{proc.stderr}{shown}", pytrace=False)
+
+
+def require_cuda() -> ModuleType:
+    """CuPy, where it is installed and sees a CUDA device; otherwise the calling test module is
+    skipped (call it at module level)."""
+    import pytest
+    cupy = pytest.importorskip("cupy")
+    try:
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            pytest.skip("no CUDA device", allow_module_level=True)
+    except cupy.cuda.runtime.CUDARuntimeError as e:   # no driver
+        pytest.skip(f"no CUDA device: {e}", allow_module_level=True)
+    return cupy
