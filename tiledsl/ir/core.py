@@ -56,6 +56,12 @@ class Block:
         self.ops.append(op)
         return op
 
+    def insert(self, index: int, op: Op) -> Op:
+        """Put ``op`` at ``index`` of this block's ops (before the op now there)."""
+        op.parent = self
+        self.ops.insert(index, op)
+        return op
+
     @property
     def terminator(self) -> Op | None:
         return self.ops[-1] if self.ops else None

@@ -163,8 +163,7 @@ def _reduce_after(loop: Op, res: Value, masks: tuple[int, ...]) -> None:
     block = loop.parent
     at = block.ops.index(loop) + 1
     for i, op in enumerate(new):
-        op.parent = block
-        block.ops.insert(at + i, op)
+        block.insert(at + i, op)
     for user in users:
         for i, operand in enumerate(user.operands):
             if operand is res:

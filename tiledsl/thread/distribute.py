@@ -74,8 +74,7 @@ class Distributor:
             op = make()
             op.loc = op.loc or self.loc
             assert self.prologue is not None
-            self.prologue.ops.insert(self.prologue_pos, op)
-            op.parent = self.prologue
+            self.prologue.insert(self.prologue_pos, op)
             self.prologue_pos += 1
             self.hoisted[key] = op.result
         return self.hoisted[key]

@@ -40,8 +40,7 @@ def run(kernel: Op) -> bool:
             block = op.parent
             fused = ops.DotOp([dot.operands[0], dot.operands[1], other], [dot.result.type], dict(dot.attrs),
                               loc=dot.loc)
-            block.ops.insert(block.ops.index(op), fused)
-            fused.parent = block
+            block.insert(block.ops.index(op), fused)
             replace_all_uses(op.result, fused.result)
             erase(op)
             erase(dot)

@@ -43,8 +43,7 @@ def _inline_branch(op: ops.IfOp, block: Block) -> None:
     pos = parent.ops.index(op)
     term = block.terminator
     for inner in block.ops[:-1]:
-        inner.parent = parent
-        parent.ops.insert(pos, inner)
+        parent.insert(pos, inner)
         pos += 1
     for r, v in zip(op.results, term.operands):
         replace_all_uses(r, v)
@@ -67,8 +66,7 @@ def run(kernel: Op) -> bool:
         if value is not None:
             new = ops.ConstOp([], [op.result.type], {"value": value}, loc=op.loc, hints=[op.result.hint])
             block = op.parent
-            block.ops.insert(block.ops.index(op), new)
-            new.parent = block
+            block.insert(block.ops.index(op), new)
             replace_all_uses(op.result, new.result)
             erase(op)
             changed = True

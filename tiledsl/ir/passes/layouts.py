@@ -365,8 +365,7 @@ class LayoutAssignment:
         pos = block.ops.index(before)
         if register_mapping(src, dst) is not None:
             op = ops.ConvertLayoutOp([v], [new_type], loc=loc)
-            block.ops.insert(pos, op)
-            op.parent = block
+            block.insert(pos, op)
             self.set(op.result, spec)
             return op.result
         return self.through_lds(v, new_type, before, transpose=False, loc=loc)
@@ -390,8 +389,7 @@ class LayoutAssignment:
         seq.append(ops.SyncOp([], [], loc=loc))
         self.insert_scratch(scratch)
         for i, op in enumerate(seq):
-            block.ops.insert(pos + i, op)
-            op.parent = block
+            block.insert(pos + i, op)
         self.lay[id(result)] = parse_layout_spec(new_type.layout)
         del shape
         return result
@@ -399,8 +397,7 @@ class LayoutAssignment:
     def insert_scratch(self, alloc: Op) -> None:
         body = self.kernel.body
         first = next(i for i, o in enumerate(body.ops) if not isinstance(o, (ops.BlockIdOp, ops.LdsAllocOp)))
-        body.ops.insert(first, alloc)
-        alloc.parent = body
+        body.insert(first, alloc)
 
     def transpose_through_lds(self, op: ops.TransposeOp) -> None:
         x = op.operands[0]
@@ -424,12 +421,10 @@ class LayoutAssignment:
             seq = [ops.SyncOp([], [], loc=op.loc), ops.LdsWriteOp([scratch.result, v], [], loc=op.loc),
                    ops.SyncOp([], [], loc=op.loc), ops.LdsReadOp([scratch.result], [read_t], loc=op.loc)]
             for j, o in enumerate(seq):
-                block.ops.insert(pos + j, o)
-                o.parent = block
+                block.insert(pos + j, o)
             op.set_operand(i, seq[-1].result)
             after = ops.SyncOp([], [], loc=op.loc)
-            block.ops.insert(block.ops.index(op) + 1, after)
-            after.parent = block
+            block.insert(block.ops.index(op) + 1, after)
 
     def reduce_scratch(self, op: ops.ReduceOp) -> None:
         """A reduction whose axis is spread over several waves combines them in LDS."""

@@ -126,8 +126,7 @@ def _insert_reuse_syncs(kernel: Op, buffers: list[Buffer]) -> None:
                 continue
             sync = ops.SyncOp([], [], {"reuse": True}, loc=first.loc)
             blk = first.parent
-            blk.ops.insert(blk.ops.index(first), sync)
-            sync.parent = blk
+            blk.insert(blk.ops.index(first), sync)
             order, index = _numbered(kernel)
             sync_positions = [index[id(o)] for o in order if isinstance(o, ops.SyncOp)]
 

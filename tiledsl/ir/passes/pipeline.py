@@ -257,8 +257,7 @@ class Pipeliner:
     # ---- building helpers
     def emit(self, op: Op) -> Op:
         if self.current is self.block:
-            self.block.ops.insert(self.pos, op)
-            op.parent = self.block
+            self.block.insert(self.pos, op)
             self.pos += 1
         else:
             self.current.append(op)

@@ -15,9 +15,7 @@ from tiledsl.ir.types import TileType
 
 def _insert_before(anchor: Op, op: Op) -> Op:
     block = anchor.parent
-    block.ops.insert(block.ops.index(anchor), op)
-    op.parent = block
-    return op
+    return block.insert(block.ops.index(anchor), op)
 
 
 def _broadcast(v: Value, shape: tuple, anchor: Op) -> Value:

@@ -155,8 +155,7 @@ class _Split:
 
 
 def _emit(block: Block, pos: int, op: Op) -> tuple[Value, int]:
-    block.ops.insert(pos, op)
-    op.parent = block
+    block.insert(pos, op)
     return op.result, pos + 1
 
 
@@ -218,8 +217,7 @@ def _split(loop: ops.ForOp, split: _Split) -> None:
     fast = ops.ForOp([lo, mid, step, *loop.operands[3:]], [r.type for r in loop.results],
                      {**loop.attrs, "split": "full"}, regions=[fast_body], loc=loc,
                      hints=[r.hint for r in loop.results])
-    block.ops.insert(pos, fast)
-    fast.parent = block
+    block.insert(pos, fast)
     for key, dims in split.inbounds.items():
         twins[key].attrs["inbounds"] = dims
     _known_true(fast_body, [twins[id(c)] for c in split.true_compares])
