@@ -359,7 +359,7 @@ def cmd_tiles(args: argparse.Namespace) -> int:
 @command("bench")
 def cmd_bench(args: argparse.Namespace) -> int:
     from tiledsl.runtime.cuda import LaunchError
-    from tiledsl.tune import time_launch
+    from tiledsl.tune import BATCH, time_launch
     prog = _program_for_shape(args)
     inputs = _to_gpu(_random_inputs(prog, args.shape or {}, np.random.default_rng(args.seed), dict(args.arg)))
     kernel = prog.compile(target=_gpu_target(args)).launcher()
@@ -368,7 +368,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except LaunchError as e:
         raise UserError(str(e)) from None
     line = (f"{prog.name} on {_gpu_target(args)}: median {ms:.4f} ms a launch "
-            f"({max(1, args.reps // 5) * 5} launches, timed in batches of 5)")
+            f"({max(1, args.reps // BATCH) * BATCH} launches, timed in batches of {BATCH})")
     if args.flops:
         try:   # an arithmetic expression of the user's own dims and params
             flops = float(eval(args.flops, {"__builtins__": {}}, {**(args.shape or {}), **prog.params}))
@@ -495,8 +495,10 @@ def build_parser() -> argparse.ArgumentParser:
                                    "and print the median time (and TFLOP/s with --flops).")
     _add_gpu_run_flags(p)
     p.add_argument("--warmup", type=int, default=10, help="untimed launches first (default 10)")
-    p.add_argument("--reps", type=int, default=100, help="timed launches, in batches of 5 back-to-back launches between CUDA events; the "
-                        "median batch is reported (default 100)")
+    from tiledsl.tune import BATCH
+    p.add_argument("--reps", type=int, default=100,
+                   help=f"timed launches, in batches of {BATCH} back-to-back launches between CUDA events; "
+                        "the median batch is reported (default 100)")
     p.add_argument("--flops", metavar="EXPR",
                    help="FLOPs as an expression of the dims and params, e.g. '4*Z*H*N*N*D'")
 

@@ -53,7 +53,11 @@ def store(kernel: str, shape: dict[str, Any], params: dict[str, int], ms: float,
     os.replace(tmp, p)
 
 
-def time_launch(kernel: Any, args: dict[str, Any], warmup: int = 5, reps: int = 30, batch: int = 5) -> float:
+#: Launches between two CUDA events in ``time_launch``.
+BATCH = 5
+
+
+def time_launch(kernel: Any, args: dict[str, Any], warmup: int = 5, reps: int = 30, batch: int = BATCH) -> float:
     """Median milliseconds of a launch, timed with CUDA events over batches of ``batch``
     back-to-back launches (``reps`` launches in all, at least one batch).
 

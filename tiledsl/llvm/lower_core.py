@@ -224,6 +224,9 @@ class KernelLowering:
         self._tables = 0
         #: Thread-static values' tables by value id (``static_ints``; None: not thread-static).
         self.static_tables: dict[int, np.ndarray | None] = {}
+        #: Matrix-instruction plans by op id (``lower_matrix.plan_of``): an mma_tile's plan is
+        #: also read by the LDS loads of its operands.
+        self.matrix_plans: dict[int, Any] = {}
         #: How each layout query was lowered ("coord:linear", "valid:bit-test", "coord:table" ...).
         self.stats: Counter[str] = Counter()
 

@@ -76,6 +76,13 @@ def matrix_plan(ctx: ThreadContext, attrs: dict[str, Any]) -> list[MatrixCall]:
     return calls
 
 
+def plan_of(lw: KernelLowering, op: Op) -> list[MatrixCall]:
+    """``matrix_plan`` of an ``mma_tile``, worked out (and checked) once per op."""
+    if id(op) not in lw.matrix_plans:
+        lw.matrix_plans[id(op)] = matrix_plan(lw.ctx, op.attrs)
+    return lw.matrix_plans[id(op)]
+
+
 def check_plan(ctx: ThreadContext, attrs: dict[str, Any], instr: MatrixInstr, calls: list[MatrixCall]) -> None:
     """Every wave and lane passes the instruction the tile elements its fragment layout asks for.
 
@@ -186,7 +193,7 @@ def _mma_tile(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
     if op.attrs["instr"].startswith("fma"):
         return [_fma_tile(lw, op, a, bregs, c)]
     out = list(c)
-    calls = matrix_plan(lw.ctx, op.attrs)
+    calls = plan_of(lw, op)
     for call in calls:
         hw_a, hw_b = (bregs, a) if call.a_from_b else (a, bregs)
         d = lw.target.matrix_op(lw.b, op.attrs["instr"], [hw_a[r] for r in call.a_regs],

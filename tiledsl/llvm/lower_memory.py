@@ -36,7 +36,7 @@ from tiledsl.llvm.lower_core import (
     lowers,
 )
 from tiledsl.llvm.lower_layout import lower_ints, thread_term
-from tiledsl.llvm.lower_matrix import matrix_plan
+from tiledsl.llvm.lower_matrix import plan_of
 from tiledsl.llvm.static_ints import affine_index, static_table
 
 
@@ -311,7 +311,7 @@ def _ldmatrix_loads(lw: KernelLowering, op: Op, mask: list[ir.Value]) -> LazyReg
 
 def _pair_use_order(lw: KernelLowering, op: Op, n: int) -> list[int] | None:
     """The register pairs of an LDS read in the order its one matrix-instruction user first reads
-    them (``matrix_plan``), so that ldmatrix groups pairs used together; None (index order) for
+    them (``plan_of``), so that ldmatrix groups pairs used together; None (index order) for
     any other user or where the read is not deferred to its user."""
     users = op.result.uses
     if len(users) != 1 or users[0].name != "mma_tile" or not can_defer(op):
@@ -323,7 +323,7 @@ def _pair_use_order(lw: KernelLowering, op: Op, n: int) -> list[int] | None:
     if len(which) != 1:
         return None
     order: dict[int, None] = {}     # insertion-ordered set
-    for call in matrix_plan(lw.ctx, user.attrs):
+    for call in plan_of(lw, user):
         for r in (call.a_regs if (which[0] == 0) != call.a_from_b else call.b_regs):
             order.setdefault(r // 2)
     return list(order) if sorted(order) == list(range(n // 2)) else None
