@@ -23,7 +23,7 @@ from tiledsl.ir.core import Op, Value
 from tiledsl.targets import Target, get_target
 
 AMD_ARCHES = ("gfx90a", "gfx942", "gfx1100")
-NVIDIA_ARCHES = ("sm_80", "sm_90")
+NVIDIA_ARCHES = ("sm_80", "sm_90", "sm_90a")
 COMPILE_TARGETS = AMD_ARCHES + NVIDIA_ARCHES
 _ARG_SIZE = {"ptr": 8, "f32": 4, "i32": 4, "f16": 2, "bf16": 2, "i1": 1}
 

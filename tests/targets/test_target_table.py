@@ -13,6 +13,7 @@ from tiledsl.targets import CROSS_LANE_OPS, TARGETS, Target, UnknownTargetError,
     ("gfx1100", "amd", 32, 65536),
     ("sm_80", "nvidia", 32, 163840),
     ("sm_90", "nvidia", 32, 232448),
+    ("sm_90a", "nvidia", 32, 232448),
     ("generic", "generic", 32, 65536),
 ])
 def test_target_basics(name: str, vendor: str, wave: int, lds: int) -> None:
@@ -21,8 +22,8 @@ def test_target_basics(name: str, vendor: str, wave: int, lds: int) -> None:
     assert str(t) == name
 
 
-def test_table_has_exactly_the_six_targets() -> None:
-    assert set(TARGETS) == {"gfx90a", "gfx942", "gfx1100", "sm_80", "sm_90", "generic"}
+def test_table_has_exactly_the_seven_targets() -> None:
+    assert set(TARGETS) == {"gfx90a", "gfx942", "gfx1100", "sm_80", "sm_90", "sm_90a", "generic"}
 
 
 @pytest.mark.parametrize(("name", "instrs"), [
@@ -74,7 +75,12 @@ def test_cross_lane(name: str, ops: set[str]) -> None:
 
 
 def test_async_copy_only_on_nvidia() -> None:
-    assert {n for n, t in TARGETS.items() if t.has_async_copy} == {"sm_80", "sm_90"}
+    assert {n for n, t in TARGETS.items() if t.has_async_copy} == {"sm_80", "sm_90", "sm_90a"}
+
+
+def test_wgmma_only_on_sm90a() -> None:
+    assert {n for n, t in TARGETS.items() if t.has_wgmma} == {"sm_90a"}
+    assert get_target("sm_90a").matrix_instrs == get_target("sm_90").matrix_instrs
 
 
 def test_unknown_target_lists_known_names() -> None:

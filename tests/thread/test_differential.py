@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import tiledsl
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-TARGETS = ["gfx90a", "gfx942", "gfx1100", "sm_80", "sm_90", "generic"]
+TARGETS = ["gfx90a", "gfx942", "gfx1100", "sm_80", "sm_90", "sm_90a", "generic"]
 SETTINGS = settings(max_examples=4, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
 

@@ -29,7 +29,7 @@ from tiledsl.interp.thread import HANDLERS
 from tiledsl.ir.core import Op, Value
 from tiledsl.llvm.llvm_init import ir
 from tiledsl.llvm.lower_core import KernelLowering
-from tiledsl.llvm.lower_layout import BitLinear, emit_bit_linear, fit_bit_linear
+from tiledsl.llvm.lower_layout import BitLinear, emit_bit_linear, fit_bit_linear, lower_ints
 
 #: Ops whose result is thread-static when their operands are (they read nothing else).
 _ROOTS = ("coord", "const", "thread_id")
@@ -79,11 +79,26 @@ def lower_static(lw: KernelLowering, op: Op) -> list[ir.Value] | None:
     table = static_table(lw, op.result)
     if table is None:
         return None
-    form = fit_bit_linear(_regs_table(lw, table, t.n))
-    if form is None:
+    q = _regs_table(lw, table, t.n)
+    form = fit_bit_linear(q)
+    if form is not None:
+        lw.stats["static-int:linear"] += 1
+        return emit_bit_linear(lw, form)
+    split = fit_thread_plus_const(q)
+    if split is None:
         return None
-    lw.stats["static-int:linear"] += 1
-    return emit_bit_linear(lw, form)
+    lw.stats["static-int:thread+const"] += 1
+    (per_thread,) = lower_ints(lw, split[0][:, None], np.ones((len(split[0]), 1), bool), "static-int-thread")
+    return [per_thread if c == 0 else lw.b.add(per_thread, ir.Constant(per_thread.type, int(c))) for c in split[1]]
+
+
+def fit_thread_plus_const(q: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(T, C)`` with ``q[t, r] == T[t] + C[r]``, or None: a per-thread value that is not
+    bit-linear (a swizzled LDS offset) is then computed once and the registers add constants
+    (immediate offsets of the accesses)."""
+    c = q[0] - q[0, 0]
+    t = q[:, 0]
+    return (t, c) if np.array_equal(q, t[:, None] + c[None, :]) else None
 
 
 @dataclass(frozen=True)

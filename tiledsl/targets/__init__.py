@@ -5,10 +5,10 @@ from __future__ import annotations
 from tiledsl.targets.amdgpu import GFX90A, GFX942, GFX1100
 from tiledsl.targets.generic import GENERIC
 from tiledsl.targets.matrix import MatrixInstr, fma_fallback
-from tiledsl.targets.nvidia import SM_80, SM_90
+from tiledsl.targets.nvidia import SM_80, SM_90, SM_90A
 from tiledsl.targets.target import CROSS_LANE_OPS, Target
 
-TARGETS: dict[str, Target] = {t.name: t for t in (GFX90A, GFX942, GFX1100, SM_80, SM_90, GENERIC)}
+TARGETS: dict[str, Target] = {t.name: t for t in (GFX90A, GFX942, GFX1100, SM_80, SM_90, SM_90A, GENERIC)}
 
 
 class UnknownTargetError(KeyError):

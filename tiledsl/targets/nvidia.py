@@ -1,6 +1,9 @@
-"""NVIDIA targets: sm_80 (A100) and sm_90 (H100), with mma.sync m16n8k16 (REFERENCE §9.4)."""
+"""NVIDIA targets: sm_80 (A100) and sm_90 (H100), with mma.sync m16n8k16 (REFERENCE §9.4); sm_90a
+(H100 with its arch-specific instructions) adds wgmma."""
 
 from __future__ import annotations
+
+import dataclasses
 
 from tiledsl.targets.matrix import MMA_M16N8K16_BF16, MMA_M16N8K16_F16
 from tiledsl.targets.target import Target
@@ -21,3 +24,6 @@ SM_80 = Target(name="sm_80", vendor="nvidia", wave_size=32, lds_bytes=163840,
 SM_90 = Target(name="sm_90", vendor="nvidia", wave_size=32, lds_bytes=232448,
                matrix_instrs=_MMA_SYNC, cross_lane=_NV_CROSS_LANE, has_async_copy=True,
                lds_banks=32, lds_bank_bytes=4, lds_phase_bytes=128)
+# sm_90a: the same machine; its kernels run only on compute capability 9.0 (no forward
+# compatibility), and a dot whose operands sit in LDS in core matrices may become wgmma.
+SM_90A = dataclasses.replace(SM_90, name="sm_90a", has_wgmma=True)

@@ -41,6 +41,10 @@ class Target:
     matrix_instrs: tuple[MatrixInstr, ...] = ()
     cross_lane: frozenset[str] = field(default_factory=frozenset)
     has_async_copy: bool = False
+    #: Warpgroup matrix instructions that read operands from LDS through descriptors (Hopper
+    #: ``wgmma``, sm_90a): 16-bit tiles that only feed matrix instructions are stored in 8x8 core
+    #: matrices (``LdsStorage.cores``), the form those descriptors address.
+    has_wgmma: bool = False
     #: What an ``mma`` layout that does not say ``swap=`` becomes. True where the instruction's
     #: accumulator puts a row's elements in different lanes (MFMA, WMMA): swapped, each lane holds
     #: part of a row, so row reductions stay mostly in registers, the accumulator of one dot is the

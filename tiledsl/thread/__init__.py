@@ -79,7 +79,8 @@ def compile_thread_ir(program: Any, target: str | Target) -> tuple[tile_ops.Kern
             if isinstance(op, tile_ops.LdsAllocOp):
                 name = op.result.hint or f"scratch{len(buffers)}"
                 t = op.result.type
-                buffers[name] = [op.attrs["offset"], t.dtype, list(t.shape), op.attrs["order"], op.attrs["pad"]]
+                buffers[name] = [op.attrs["offset"], t.dtype, list(t.shape), op.attrs["order"], op.attrs["pad"],
+                                 bool(op.attrs.get("cores", False)), bool(op.attrs.get("swizzle", False))]
         tk = distribute(kernel, ctx)
         tk.attrs["lds_buffers"] = buffers
         verify_tree(tk)

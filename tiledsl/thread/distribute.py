@@ -42,6 +42,11 @@ class PlacedLds:
         strides = list(self.storage.strides)
         return strides[::-1] if transposed else strides
 
+    def terms(self, transposed: bool) -> list[tuple[int, int, int, int]]:
+        """The storage's offset terms (dim, div, mod, stride) in the dims of the tile as read."""
+        rank = len(self.storage.shape)
+        return [(rank - 1 - t.dim if transposed else t.dim, t.div, t.mod, t.stride) for t in self.storage.terms]
+
 
 def _layout_attrs(layout: Layout, dtype: str) -> dict[str, Any]:
     return {"layout": str(layout.spec), "shape": list(layout.shape), "dtype": dtype}
@@ -226,17 +231,40 @@ class Distributor:
         aligned whatever the other coordinates are."""
         st = buf.storage
         return vector_width(buffer_coords(layout.index_map(), transposed), layout.regs, st.elem_bytes, st.contiguous_dim,
-                            st.strides)
+                            st.align_strides)
 
     def lds_offsets(self, layout: Layout, buf: PlacedLds, transposed: bool = False) -> Value:
         """Byte offsets of the LDS elements each register holds."""
         dtype = buf.storage.dtype
         n = layout.regs
-        total = self.splat_const(buf.base, "i32", n)
-        for d, stride in enumerate(buf.dim_strides(transposed)):
+        total = None
+        for d, div, mod, stride in buf.terms(transposed):
             c = self.coord(layout, d, dtype)
-            total = self.binop("add", total, self.binop("mul", c, self.splat_const(stride, "i32", n)))
-        return total
+            if div > 1:
+                c = self.binop("floordiv", c, self.splat_const(div, "i32", n))
+            if mod:
+                c = self.binop("mod", c, self.splat_const(mod, "i32", n))
+            term = self.binop("mul", c, self.splat_const(stride, "i32", n))
+            total = term if total is None else self.binop("add", total, term)
+        if total is None:
+            total = self.splat_const(0, "i32", n)
+        if buf.storage.swizzle:
+            total = self.swizzle128(total, n)
+        return self.binop("add", self.splat_const(buf.base, "i32", n), total)
+
+    def swizzle128(self, x: Value, n: int) -> Value:
+        """``lds_storage.swizzle128`` (bits 4-6 ^= bits 7-9) in the ops the thread IR has: for each
+        bit, (a + b) % 2 is a ^ b."""
+        def bit(i: int) -> Value:
+            return self.binop("mod", self.binop("floordiv", x, self.splat_const(1 << i, "i32", n)),
+                              self.splat_const(2, "i32", n))
+        chunk = self.binop("mod", self.binop("floordiv", x, self.splat_const(16, "i32", n)),
+                           self.splat_const(8, "i32", n))
+        out = self.binop("sub", x, self.binop("mul", chunk, self.splat_const(16, "i32", n)))
+        for b in range(3):
+            xor = self.binop("mod", self.binop("add", bit(4 + b), bit(7 + b)), self.splat_const(2, "i32", n))
+            out = self.binop("add", out, self.binop("mul", xor, self.splat_const(16 << b, "i32", n)))
+        return out
 
     def op_lds_read(self, op: Op) -> None:
         if all(isinstance(u, ops.TransposeOp) for u in op.result.uses) and op.result.uses:

@@ -32,6 +32,7 @@ class Buffer:
     start: int = 0
     end: int = 0
     offset: int = 0
+    align: int = ALIGN
 
     @property
     def name(self) -> str:
@@ -62,7 +63,7 @@ def _buffers(kernel: Op, padded: bool = True) -> list[Buffer]:
         if isinstance(op, ops.LdsAllocOp):
             storage = LdsStorage.of(op)
             size = (storage if padded else dataclasses.replace(storage, pad=0)).nbytes
-            b = Buffer(op, (size + ALIGN - 1) // ALIGN * ALIGN)
+            b = Buffer(op, (size + ALIGN - 1) // ALIGN * ALIGN, align=max(ALIGN, storage.align))
             spans = [_loop_span(u, index) for u in op.result.uses]
             if spans:
                 b.start, b.end = min(s[0] for s in spans), max(s[1] for s in spans)
@@ -81,7 +82,7 @@ def _place(buffers: list[Buffer]) -> int:
         for p in live:
             if offset + b.size <= p.offset:
                 break
-            offset = max(offset, p.offset + p.size)
+            offset = -(-max(offset, p.offset + p.size) // b.align) * b.align
         b.offset = offset
         placed.append(b)
     return max((b.offset + b.size for b in buffers), default=0)

@@ -76,7 +76,7 @@ class LdsAccess:
             return 1
         if dim not in self._contiguous:
             self._contiguous[dim] = contiguous_width(self.coords, self.regs, storage.elem_bytes, dim)
-        return aligned_width(self._contiguous[dim], storage.elem_bytes, dim, storage.strides)
+        return aligned_width(self._contiguous[dim], storage.elem_bytes, dim, storage.align_strides)
 
     def label(self) -> str:
         line = f" (line {self.op.loc.line})" if self.op.loc is not None else ""
@@ -202,9 +202,24 @@ class Choice:
     key: tuple[int, int, int, int]
 
 
-def candidates(t: LdsType, pads: tuple[int, ...] = PAD_CANDIDATES) -> list[LdsStorage]:
+def candidates(t: LdsType, pads: tuple[int, ...] = PAD_CANDIDATES, matrix: bool = False) -> list[LdsStorage]:
+    """Every order and padding of ``t``; with ``matrix`` (a tile that only feeds wgmma-capable
+    dots), the storages wgmma descriptors address instead: the 128-byte swizzle where the shape
+    takes it, else core matrices (paddings that are multiples of 16 bytes); either contiguous dim."""
     shape = tuple(int(d) for d in t.shape)
     rank = len(shape)
+    if matrix:
+        for kinds in ([{"swizzle": True, "pad": 0}], [{"cores": True, "pad": p} for p in pads]):
+            out = []
+            for o in ((1, 0), (0, 1)):
+                for kind in kinds:
+                    try:
+                        out.append(LdsStorage(shape, t.dtype, o, **kind))
+                    except ValueError:
+                        pass
+            if out:
+                return out
+        return []
     orders = [row_major(rank)] + [o for o in itertools.permutations(range(rank)) if o != row_major(rank)]
     pads = tuple(p for p in pads if p % DTYPE_BYTES[t.dtype] == 0) if rank > 1 else (0,)
     return [LdsStorage(shape, t.dtype, o, p) for o in orders for p in pads]
@@ -227,7 +242,10 @@ def choose(alloc: Op, ctx: ThreadContext, pads: tuple[int, ...] = PAD_CANDIDATES
     """The best storage for ``alloc``'s tile (see the module docstring); ``found``: its
     accesses, when already collected."""
     found = list(accesses(alloc, ctx)) if found is None else found
-    storages = candidates(alloc.result.type, pads)
+    storages = []
+    if ctx.target.has_wgmma and feeds_matrix_only(alloc):
+        storages = candidates(alloc.result.type, pads, matrix=True)
+    storages = storages or candidates(alloc.result.type, pads)
     # An asynchronous copy (cp.async) moves whole 4..16-byte groups from global memory to LDS, or
     # falls back to a copy through registers that overlaps nothing: its width comes first.
     copies = [a for a in found if a.write and a.op.attrs.get("async") and ctx.target.has_async_copy]
@@ -246,6 +264,21 @@ def choose(alloc: Op, ctx: ThreadContext, pads: tuple[int, ...] = PAD_CANDIDATES
             best = Choice(storage, key)
     assert best is not None
     return best
+
+
+def feeds_matrix_only(alloc: Op) -> bool:
+    """Whether every read of the tile (directly or through a transpose) is an operand of a
+    ``dot`` on matrix instructions, and there is at least one."""
+    reads = [u for u in alloc.result.uses if isinstance(u, ops.LdsReadOp)]
+    if not reads:
+        return False
+    for read in reads:
+        for use in read.result.uses:
+            users = use.result.uses if isinstance(use, ops.TransposeOp) else [use]
+            for u in users:
+                if not isinstance(u, ops.DotOp) or u.attrs.get("strategy") == layout_assignment.LDS_DOT:
+                    return False
+    return True
 
 
 def _blocks(total: int, lds_limit: int) -> int:
