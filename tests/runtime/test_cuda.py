@@ -14,6 +14,7 @@ import pytest
 
 import tiledsl
 from tiledsl.cli import main
+from tiledsl.interp.numerics import round_to
 from tiledsl.runtime.cuda import LaunchError
 from tiledsl.testing import require_cuda
 
@@ -44,6 +45,46 @@ def test_attention_with_cupy_arrays(d: int, causal: int, n: int) -> None:
     thread = np.zeros_like(q)
     assert prog.interpret(level="thread", target="sm_90", Q=q, K=k, V=v, O=thread, scale=d ** -0.5).ok
     assert _rel(out, thread.astype(np.float64)) < 2e-3
+
+
+WGMMA_CONFIGS = [{"BM": 64, "WAVES": 4, "BN": 64, "QREGS": 1},     # one warpgroup, Q in registers (RS)
+                 {"BM": 128, "WAVES": 8, "BN": 64, "QREGS": 0},    # two warpgroups, Q from LDS (SS)
+                 {"BM": 128, "WAVES": 8, "BN": 128, "QREGS": 1, "STAGES": 3}]
+
+
+@pytest.mark.parametrize("dtype", ["f16", "bf16"])
+@pytest.mark.parametrize("d, causal, n", [(64, 0, 333), (64, 1, 200), (128, 0, 129), (128, 1, 77)])
+@pytest.mark.parametrize("config", WGMMA_CONFIGS, ids=lambda c: ",".join(f"{k}={v}" for k, v in c.items()))
+def test_attention_wgmma_sm90a(dtype: str, d: int, causal: int, n: int, config: dict) -> None:
+    """sm_90a: both dots become wgmma (checked in the PTX) and match the reference and the
+    thread interpreter, at lengths that are not multiples of the tiles."""
+    src = (EXAMPLES / "attention.tdsl").read_text()
+    if dtype == "bf16":
+        src = re.sub(r"\bf16\b", "bf16", src)
+    prog = tiledsl.load(src, params={"D": d, "CAUSAL": causal, **config})
+    compiled = prog.compile(target="sm_90a")
+    assert "wgmma.mma_async" in compiled.asm and "mma.sync" not in compiled.asm
+    rng = np.random.default_rng(d + causal + n)
+    host = {name: round_to(rng.standard_normal((2, 3, n, d)).astype(np.float32), dtype) for name in "QKV"}
+    gpu = {name: cupy.asarray(_device_bits(x, dtype)) for name, x in host.items()}
+    gpu["O"] = cupy.zeros(host["Q"].shape, dtype=gpu["Q"].dtype)
+    compiled.launcher()(**gpu, scale=d ** -0.5)
+    out = _from_device_bits(gpu["O"].get(), dtype)
+    ref = reference.attention(host["Q"], host["K"], host["V"], d ** -0.5, CAUSAL=causal)
+    tol = 2e-3 if dtype == "f16" else 1.6e-2
+    assert _rel(out, ref) < tol
+    thread = np.zeros_like(host["Q"])
+    assert prog.interpret(level="thread", target="sm_90a", **host, O=thread, scale=d ** -0.5).ok
+    assert _rel(out, thread.astype(np.float64)) < tol
+
+
+def _device_bits(x: np.ndarray, dtype: str) -> np.ndarray:
+    """f32 values already rounded to ``dtype`` as the GPU holds them (bf16: the top 16 bits)."""
+    return x.astype(np.float16) if dtype == "f16" else (x.view(np.uint32) >> 16).astype(np.uint16)
+
+
+def _from_device_bits(x: np.ndarray, dtype: str) -> np.ndarray:
+    return x.astype(np.float32) if dtype == "f16" else (x.astype(np.uint32) << 16).view(np.float32)
 
 
 def test_attention_bf16_with_torch_tensors() -> None:

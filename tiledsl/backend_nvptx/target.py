@@ -82,6 +82,7 @@ class NvptxTarget(GpuTarget):
         self.name = self.cpu = arch
         self.features = self.arch.ptx_features
         self.launch_bound = launch_bound
+        self.has_wgmma = arch == "sm_90a"
         self.matrix_instrs: Mapping[str, MatrixInstr] = {n: MATRIX_INSTRS[n] for n in _MMA_INTRINSICS}
 
     def _package(self, *, llvm_ir: str, asm: str, obj: bytes, dynamic_lds_bytes: int) -> NvptxCompiledModule:
@@ -110,9 +111,22 @@ class NvptxTarget(GpuTarget):
         """``bar.sync 0``, as Triton emits it (``barrier.cta.sync.aligned.all``).
 
         No fence is emitted: bar.sync orders shared-memory accesses among the threads of the
-        CTA by PTX semantics (section 4; not tested on hardware here).
+        CTA by PTX semantics (section 4; not tested on hardware here). Stores that wgmma reads
+        next also need ``lds_store_fence``.
         """
+        import os
+        if self.has_wgmma and os.environ.get("TDSL_FENCE") == "barrier":
+            self.lds_store_fence(b)
         call_intrinsic(b, "llvm.nvvm.barrier.cta.sync.aligned.all", VOID, [ir.Constant(I32, 0)])
+
+    def lds_store_fence(self, b: ir.IRBuilder) -> None:
+        """On sm_90a, after ordinary stores to shared memory: ``fence.proxy.async.shared::cta``
+        makes them visible to the async proxy, through which ``wgmma`` reads its operands (the
+        PTX memory model asks it of each writing thread before the barrier). Copies by cp.async
+        get none, as in Triton's fence placement for Hopper; elsewhere nothing."""
+        if self.has_wgmma:
+            fnty = ir.FunctionType(VOID, [])
+            b.call(ir.InlineAsm(fnty, "fence.proxy.async.shared::cta;", "", side_effect=True), [])
 
     def exp2(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
         # ex2.approx.ftz.f32: one MUFU.EX2. Without .ftz (what llvm.exp2.f32 becomes, section 6)

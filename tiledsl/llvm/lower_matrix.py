@@ -38,7 +38,7 @@ class MatrixCall:
     a_from_b: bool
 
 
-def _layouts(ctx: ThreadContext, attrs: dict[str, Any]) -> tuple[Layout, Layout, Layout]:
+def tile_layouts(ctx: ThreadContext, attrs: dict[str, Any]) -> tuple[Layout, Layout, Layout]:
     m, n, k, dtype = attrs["m"], attrs["n"], attrs["k"], attrs["dtype"]
     return (ctx.bind(attrs["a_layout"], (m, k), dtype), ctx.bind(attrs["b_layout"], (k, n), dtype),
             ctx.bind(attrs["c_layout"], (m, n), "f32"))
@@ -90,7 +90,7 @@ def check_plan(ctx: ThreadContext, attrs: dict[str, Any], instr: MatrixInstr, ca
     the instruction's C order; then the A and B registers must hold that tile's rows/columns at
     the call's k offset in the instruction's A/B orders (transposed for swapped layouts).
     """
-    la, lb, lc = _layouts(ctx, attrs)
+    la, lb, lc = tile_layouts(ctx, attrs)
     am, bm, cm = la.index_map(), lb.index_map(), lc.index_map()
     hw_a, hw_b, hw_c = instr.a_map(), instr.b_map(), instr.c_map()
     seen = np.zeros(lc.regs, dtype=int)
@@ -138,7 +138,7 @@ class FmaPlan:
 
 def fma_plan(ctx: ThreadContext, attrs: dict[str, Any]) -> FmaPlan:
     """Found on one thread holding each accumulator register and checked on every thread."""
-    la, lb, lc = _layouts(ctx, attrs)
+    la, lb, lc = tile_layouts(ctx, attrs)
     m, n, k = attrs["m"], attrs["n"], attrs["k"]
     threads = ctx.threads
     a = la.index_map().reshape(threads, la.regs, 2)
@@ -192,6 +192,11 @@ def _mma_tile(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
     c = loaded(c)
     if op.attrs["instr"].startswith("fma"):
         return [_fma_tile(lw, op, a, bregs, c)]
+    if lw.target.has_wgmma:
+        from tiledsl.llvm import wgmma  # it builds on this module's plans
+        steps = wgmma.plan(lw, op)
+        if steps is not None:
+            return [wgmma.emit(lw, op, steps, a, c)]
     out = list(c)
     calls = plan_of(lw, op)
     for call in calls:

@@ -335,4 +335,5 @@ def _lds_store(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
     arena = lw.lds_arena()
     _masked_stores(lw, values, op.attrs.get("vec", 1), mask, op.operands[-1].type.dtype,
                    lambda r: lw.b.gep(arena, [_at(offsets, r)], source_etype=I8))
+    lw.target.lds_store_fence(lw.b)
     return []

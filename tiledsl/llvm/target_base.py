@@ -125,6 +125,8 @@ class GpuTarget(abc.ABC):
     #: Whether ``ldmatrix(b, lds_ptr, count, trans)`` exists: 8x8 16-bit tiles from LDS, a row
     #: address per lane (NVPTX sm_75+); LDS reads of that shape use it (``tiledsl.llvm.ldmatrix``).
     has_ldmatrix: bool = False
+    #: Hopper warpgroup MMA from shared memory (``tiledsl.llvm.wgmma``): NVPTX sm_90a only.
+    has_wgmma: bool = False
 
     GLOBAL_ADDRSPACE = 1
     LDS_ADDRSPACE = 3
@@ -259,6 +261,10 @@ class GpuTarget(abc.ABC):
     @abc.abstractmethod
     def barrier(self, b: ir.IRBuilder) -> None:
         """Block-wide barrier after which every thread sees the LDS writes made before it."""
+
+    def lds_store_fence(self, b: ir.IRBuilder) -> None:
+        """After a thread's ordinary LDS stores: whatever makes them visible to matrix units
+        that read LDS by themselves (NVPTX sm_90a's wgmma); nothing elsewhere."""
 
     @abc.abstractmethod
     def exp2(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
