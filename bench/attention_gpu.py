@@ -1,12 +1,13 @@
 """Attention forward on the GPU: tiledsl vs PyTorch SDPA (flash, cuDNN) and a Triton FA2, in one run.
 
-    python bench/attention_gpu.py [--quick] [--out DIR]
+    python bench/attention_gpu.py [--quick] [--out DIR] [--target sm_90a|sm_90]
 
 TFLOP/s with FLOPs = 4·Z·H·N²·D (halved when causal), on N in 1024, 4096, 16384 with
 Z·N = 32768 and H = 16, D in 64 and 128, causal and not. Times are medians of
 ``triton.testing.do_bench`` (CUDA events, warm-up, many runs), taken in three round-robin
 rounds over the kernels of a shape (each scores the median of its rounds); every kernel's output
-is checked against an f32 PyTorch reference first. Prints a markdown table; writes
+is checked against an f32 PyTorch reference first. tiledsl's tile parameters come from the tune
+cache (bench/tune_attention.py) for the target. Prints a markdown table; writes
 attention_gpu.json to --out.
 """
 
@@ -72,7 +73,7 @@ def triton_fa2():
     return run
 
 
-def measure(n: int, d: int, causal: int, tri) -> dict:
+def measure(n: int, d: int, causal: int, tri, target: str) -> dict:
     """TFLOP/s of every kernel at one shape (a string where one cannot run or is wrong)."""
     import torch
     from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -100,10 +101,12 @@ def measure(n: int, d: int, causal: int, tri) -> dict:
         except (RuntimeError, ValueError, TypeError) as e:   # a peer that cannot run this shape
             into[name] = f"n/a ({type(e).__name__}: {str(e)[:60]})"
 
-    params = best_params("attention", {"N": n, "D": d, "CAUSAL": causal}) or {"BM": 128, "BN": 64}
+    params = best_params("attention", {"N": n, "D": d, "CAUSAL": causal}, target) or \
+        ({"BM": 128, "WAVES": 8, "BN": 64, "QREGS": 0} if target == "sm_90a" else {"BM": 128, "BN": 64})
     row["params"] = params
+    row["target"] = target
     prog = tiledsl.load(ROOT / "examples" / "attention.tdsl", params={"D": d, "CAUSAL": causal, **params})
-    kern = prog.compile(target="sm_90").launcher()
+    kern = prog.compile(target=target).launcher()
     o = torch.empty_like(q)
 
     def ours():
@@ -137,6 +140,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="only N=4096, D=128, non-causal")
     ap.add_argument("--out", default=".")
+    ap.add_argument("--target", default="sm_90a", choices=["sm_90", "sm_90a"],
+                    help="what tiledsl compiles for: sm_90a (default; wgmma) or sm_90 (mma.sync)")
     args = ap.parse_args()
     shapes = [(n, d, c) for d in (64, 128) for n in (1024, 4096, 16384) for c in (0, 1)]
     if args.quick:
@@ -144,7 +149,7 @@ def main() -> None:
     tri = triton_fa2()
     rows = []
     for n, d, causal in shapes:
-        rows.append(measure(n, d, causal, tri))
+        rows.append(measure(n, d, causal, tri, args.target))
         print(rows[-1], flush=True)
         torch.cuda.empty_cache()
     print(f"\n{torch.cuda.get_device_name()}, torch {torch.__version__}, triton "

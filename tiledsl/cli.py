@@ -299,8 +299,8 @@ def _program_for_shape(args: argparse.Namespace) -> Any:
 
 def _gpu_target(args: argparse.Namespace) -> str:
     target = args.target or "sm_90"
-    if target not in ("sm_80", "sm_90"):
-        raise UserError(f"--device cuda runs NVPTX targets (sm_80, sm_90), not '{target}'")
+    if target not in ("sm_80", "sm_90", "sm_90a"):
+        raise UserError(f"--device cuda runs NVPTX targets (sm_80, sm_90, sm_90a), not '{target}'")
     return target
 
 
@@ -409,7 +409,8 @@ def _space(text: str) -> tuple[str, list[int]]:
 def _add_gpu_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE", help="the .tdsl program")
     p.add_argument("--device", choices=["cuda"], default="cuda", help="where to run (an NVIDIA GPU through CuPy)")
-    p.add_argument("--target", default=None, help="sm_80 or sm_90 (default)")
+    p.add_argument("--target", default=None, help="sm_80, sm_90 (default) or sm_90a (H100/H200 only: dots whose operands sit in "
+                        "LDS become wgmma)")
     p.add_argument("--shape", type=_shape, metavar="DIM=N,...", help="sizes of the tensor dims")
     p.add_argument("--arg", action="append", type=_define, default=[], metavar="NAME=VALUE",
                    help="value of a scalar parameter")
@@ -441,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "'obj' = AMDGPU relocatable object, 'hsaco' = linked AMDGPU code object (needs ld.lld), "
                         "'cubin' = NVIDIA cubin (needs ptxas), 'meta' = launch metadata JSON")
     p.add_argument("--target", default=None,
-                   help="target: gfx90a, gfx942 (default), gfx1100, sm_80, sm_90; generic for layout-ir/thread-ir")
+                   help="target: gfx90a, gfx942 (default), gfx1100, sm_80, sm_90, sm_90a; generic for layout-ir/thread-ir")
     p.add_argument("--no-matrix-cores", action="store_true",
                    help="AMDGPU: compute dot with FMAs instead of MFMA/WMMA")
     p.add_argument("-o", dest="output", metavar="OUT", help="write to OUT instead of stdout (atomically)")
@@ -456,7 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Compile FILE for --target and print the resources read from the code "
                                    "object's metadata (AMDGPU) or from ptxas (NVPTX).")
     p.add_argument("file", metavar="FILE", help="the .tdsl program")
-    p.add_argument("--target", default="gfx942", help="gfx90a, gfx942 (default), gfx1100, sm_80, sm_90")
+    p.add_argument("--target", default="gfx942", help="gfx90a, gfx942 (default), gfx1100, sm_80, sm_90, sm_90a")
     p.add_argument("--no-matrix-cores", action="store_true", help="AMDGPU: FMAs instead of MFMA/WMMA")
     _add_defines(p)
 
@@ -482,8 +483,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'interp' (default): the NumPy interpreters; 'cuda': compile for --target "
                         "(sm_90 by default) and run on the GPU")
     p.add_argument("--target", default=None,
-                   help="target for --level thread: gfx90a, gfx942 (default), gfx1100, sm_80, sm_90, generic; "
-                        "for --device cuda: sm_80 or sm_90 (default)")
+                   help="target for --level thread: gfx90a, gfx942 (default), gfx1100, sm_80, sm_90, sm_90a, "
+                        "generic; for --device cuda: sm_80, sm_90 (default) or sm_90a")
     p.add_argument("--shuffle-blocks", action="store_true",
                    help="thread level: run the blocks in a random order (seeded by --seed)")
     p.add_argument("--nan-fill", action="store_true",

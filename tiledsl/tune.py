@@ -22,8 +22,8 @@ def cache_path() -> Path:
     return Path(base) / "tiledsl" / "tune.json"
 
 
-def _key(kernel: str, shape: dict[str, Any]) -> str:
-    return kernel + ":" + ",".join(f"{k}={shape[k]}" for k in sorted(shape))
+def _key(kernel: str, shape: dict[str, Any], target: str) -> str:
+    return f"{kernel}@{target}:" + ",".join(f"{k}={shape[k]}" for k in sorted(shape))
 
 
 def load_cache() -> dict[str, Any]:
@@ -36,16 +36,16 @@ def load_cache() -> dict[str, Any]:
         return {}
 
 
-def best_params(kernel: str, shape: dict[str, Any]) -> dict[str, int] | None:
-    """The tuned tile parameters for ``kernel`` at ``shape`` (dims and consts), if any.
-    An exact shape match wins; otherwise the entry with the same consts and nearest N."""
-    entry = load_cache().get(_key(kernel, shape))
+def best_params(kernel: str, shape: dict[str, Any], target: str = "sm_90") -> dict[str, int] | None:
+    """The tuned tile parameters for ``kernel`` at ``shape`` (dims and consts) on ``target``, if any."""
+    entry = load_cache().get(_key(kernel, shape, target))
     return dict(entry["params"]) if entry else None
 
 
-def store(kernel: str, shape: dict[str, Any], params: dict[str, int], ms: float, device: str) -> None:
+def store(kernel: str, shape: dict[str, Any], params: dict[str, int], ms: float, device: str,
+          target: str = "sm_90") -> None:
     cache = load_cache()
-    cache[_key(kernel, shape)] = {"params": params, "ms": ms, "device": device}
+    cache[_key(kernel, shape, target)] = {"params": params, "ms": ms, "device": device}
     p = cache_path()
     p.parent.mkdir(parents=True, exist_ok=True)
     tmp = p.with_suffix(".tmp")
@@ -128,5 +128,5 @@ def tune(program: Any, space: dict[str, list[int]], args: dict[str, Any], shape_
     finalists = {key: launchers[key] for _, key in sorted(first)[:FINALISTS]}
     key, ms = confirm(finalists, args)
     device = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
-    store(program.name, shape_key, dict(key), ms, device)
+    store(program.name, shape_key, dict(key), ms, device, target)
     return dict(key), ms, results
