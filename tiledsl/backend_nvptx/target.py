@@ -114,9 +114,6 @@ class NvptxTarget(GpuTarget):
         CTA by PTX semantics (section 4; not tested on hardware here). Stores that wgmma reads
         next also need ``lds_store_fence``.
         """
-        import os
-        if self.has_wgmma and os.environ.get("TDSL_FENCE") == "barrier":
-            self.lds_store_fence(b)
         call_intrinsic(b, "llvm.nvvm.barrier.cta.sync.aligned.all", VOID, [ir.Constant(I32, 0)])
 
     def lds_store_fence(self, b: ir.IRBuilder) -> None:
@@ -125,8 +122,7 @@ class NvptxTarget(GpuTarget):
         PTX memory model asks it of each writing thread before the barrier). Copies by cp.async
         get none, as in Triton's fence placement for Hopper; elsewhere nothing."""
         if self.has_wgmma:
-            fnty = ir.FunctionType(VOID, [])
-            b.call(ir.InlineAsm(fnty, "fence.proxy.async.shared::cta;", "", side_effect=True), [])
+            irgen.inline_asm(b, "fence.proxy.async.shared::cta;", "", VOID, [])
 
     def exp2(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
         # ex2.approx.ftz.f32: one MUFU.EX2. Without .ftz (what llvm.exp2.f32 becomes, section 6)

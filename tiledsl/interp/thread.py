@@ -103,7 +103,7 @@ class ThreadInterpreter(OpInterpreter):
         self.coords: tuple[int, ...] = ()
         self.epoch = 0
         self.lds = LdsState(0, nan_fill)
-        self.buffers = sorted((v[0], k, LdsStorage(tuple(v[2]), v[1], tuple(v[3]), v[4], *v[5:]))
+        self.buffers = sorted((v[0], k, LdsStorage.from_record(v[1:]))
                               for k, v in kernel.attrs.get("lds_buffers", {}).items())
         self._layout_data: dict[tuple, np.ndarray] = {}
 

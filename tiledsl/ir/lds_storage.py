@@ -224,6 +224,16 @@ class LdsStorage:
         coords[c] = c_hi * (CORE_ROW_BYTES // self.elem_bytes) + rest // self.elem_bytes
         return tuple(coords)
 
+    def record(self) -> list[object]:
+        """The storage as plain data (the thread IR kernel's ``lds_buffers``); ``from_record``
+        reads it back."""
+        return [self.dtype, list(self.shape), list(self.order), self.pad, self.cores, self.swizzle]
+
+    @classmethod
+    def from_record(cls, rec: list[object]) -> LdsStorage:
+        dtype, shape, order, pad, cores, swizzle = rec
+        return cls(tuple(shape), dtype, tuple(order), pad, cores, swizzle)  # type: ignore[arg-type]
+
     def attrs(self) -> dict[str, object]:
         out: dict[str, object] = {"order": list(self.order), "pad": self.pad}
         if self.cores:

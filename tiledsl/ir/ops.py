@@ -434,7 +434,7 @@ class CopyOp(GlobalAccess):
 
 @register
 class LdsAllocOp(_Fixed):
-    """Declare an LDS tile. ``order``, ``pad`` and ``cores`` (its storage layout, ``LdsStorage``) are
+    """Declare an LDS tile. ``order``, ``pad``, ``cores``, ``swizzle`` (its storage layout, ``LdsStorage``) are
     set by the lds-layout pass, ``offset`` (bytes) by LDS allocation."""
 
     name = "lds_alloc"

@@ -97,6 +97,12 @@ def fence(
     return instr
 
 
+def inline_asm(b: ir.IRBuilder, text: str, constraints: str, ret: ir.Type, args: Sequence[ir.Value]) -> ir.Value:
+    """A call of inline assembly with side effects (never moved across other such calls)."""
+    fnty = ir.FunctionType(ret, [a.type for a in args])
+    return b.call(ir.InlineAsm(fnty, text, constraints, side_effect=True), list(args))
+
+
 def pack(b: ir.IRBuilder, elems: Sequence[ir.Value], elem_type: ir.Type) -> ir.Value:
     """Build a ``<len(elems) x elem_type>`` vector from scalars (element i = elems[i])."""
     vec: ir.Value = ir.Constant(ir.VectorType(elem_type, len(elems)), ir.Undefined)

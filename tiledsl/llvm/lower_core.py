@@ -29,7 +29,7 @@ from tiledsl.interp.report import Report
 from tiledsl.interp.thread import ThreadInterpreter
 from tiledsl.ir import ops
 from tiledsl.ir.core import Block, Op, Value
-from tiledsl.ir.lds_storage import SWIZZLE_ALIGN
+from tiledsl.ir.lds_storage import MAX_VECTOR_BYTES, LdsStorage
 from tiledsl.llvm.irgen import F16, F32, I1, I16, I32, I64, call_intrinsic
 from tiledsl.llvm.llvm_init import ir
 from tiledsl.llvm.target_base import GpuTarget
@@ -268,9 +268,10 @@ class KernelLowering:
             nbytes = int(self.kernel.attrs.get("lds_bytes", 0))
             if nbytes <= 0:
                 raise RuntimeError("internal: an LDS access in a kernel with no LDS")
-            # Swizzled tiles start at multiples of 1024 bytes (lds_storage.SWIZZLE_ALIGN) of it.
-            swizzled = any(v[6:7] == [True] for v in self.kernel.attrs.get("lds_buffers", {}).values())
-            self.lds = self.target.lds_global(self.module, "lds", nbytes, SWIZZLE_ALIGN if swizzled else 16)
+            # As aligned as the most demanding tile in it (a swizzled one: 1024 bytes).
+            align = max((LdsStorage.from_record(v[1:]).align for v in self.kernel.attrs.get("lds_buffers", {}).values()),
+                        default=MAX_VECTOR_BYTES)
+            self.lds = self.target.lds_global(self.module, "lds", nbytes, align)
         return self.lds
 
     def table_name(self) -> str:

@@ -14,27 +14,28 @@ Nothing about the tile program is assumed. A ``mma_tile`` becomes wgmma when its
 above — every call's accumulator tile sits at rows ``r_g + 16q`` of warp ``4g + q``, each warp
 owning all N columns — and its B operand (and, for the shared-memory form of A, its A operand) is
 an LDS read that may be deferred to the dot (``can_defer``: nothing writes LDS in between) and
-whose byte offsets, known for every thread at compile time, are the descriptor's canonical
-no-swizzle layout: K-major (8 K-elements contiguous in a core row) or MN-major. The core-matrix
-LDS storage (``LdsStorage.cores``, chosen on sm_90a) produces exactly that.
+whose byte offsets, known for every thread at compile time, are one of the descriptor's canonical
+layouts (``fit_descriptor``): core matrices without swizzle or the 128-byte swizzle, K-major or
+MN-major. The LDS storages chosen on sm_90a (``LdsStorage.swizzle``, ``LdsStorage.cores``)
+produce exactly those.
 
 The instructions are asynchronous: ``wgmma.fence`` before the first (the accumulators were last
 written by ordinary instructions), ``commit_group`` after the last, then ``wait_group 0``, which
-passes every accumulator through it so that nothing reads one before the products land. LDS
-written by ordinary stores or ``cp.async`` and read here goes through the async proxy: every
-barrier of such a kernel is preceded by ``fence.proxy.async.shared::cta`` (``NvptxTarget``).
+passes every accumulator through it so that nothing reads one before the products land. wgmma
+reads LDS through the async proxy: ordinary stores to LDS are followed by
+``fence.proxy.async.shared::cta`` (``NvptxTarget.lds_store_fence``); cp.async copies, completed and
+published by the barrier, get none, as in Triton.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from tiledsl.ir.core import Op
-from tiledsl.ir.lds_storage import SWIZZLE_ALIGN, SWIZZLE_LINE, swizzle128
+from tiledsl.ir.lds_storage import CORE_ROW_BYTES, CORE_ROWS, SWIZZLE_ALIGN, SWIZZLE_LINE, swizzle128
 from tiledsl.llvm import irgen
 from tiledsl.llvm.irgen import F16, F32, I16, I32, I64
 from tiledsl.llvm.llvm_init import ir
@@ -46,7 +47,6 @@ from tiledsl.llvm.static_ints import static_table
 WARPGROUP = 4           # warps
 M = 64                  # rows of one instruction
 K = 16                  # k of one instruction (16-bit operands)
-CORE_ROWS, CORE_ROW_BYTES = 8, 16
 FIELD_LIMIT = 1 << 18   # descriptor address fields: 14 bits of bytes >> 4
 
 
@@ -210,11 +210,6 @@ def plan(lw: KernelLowering, op: Op) -> list[Step] | None:
 
 # ---------------------------------------------------------------- emission
 
-def _asm(b: ir.IRBuilder, text: str, constraints: str, ret: ir.Type, args: Sequence[ir.Value]) -> ir.Value:
-    fnty = ir.FunctionType(ret, [a.type for a in args])
-    return b.call(ir.InlineAsm(fnty, text, constraints, side_effect=True), list(args))
-
-
 def _descriptor(lw: KernelLowering, arena: ir.Value, d: Descriptor) -> ir.Value:
     b = lw.b
     if len(set(d.start)) == 1:
@@ -248,7 +243,7 @@ def emit(lw: KernelLowering, op: Op, steps: list[Step], a: Any, c: list[ir.Value
         else:
             a_ops, a_cons = [_descriptor(lw, arena, st.a_desc)], "l"
         operands.append((a_ops, a_cons, _descriptor(lw, arena, st.b_desc)))
-    _asm(b, "wgmma.fence.sync.aligned;", "", ir.VoidType(), [])
+    irgen.inline_asm(b, "wgmma.fence.sync.aligned;", "", ir.VoidType(), [])
     touched: dict[int, None] = {}
     for st, (a_ops, a_cons, b_desc) in zip(steps, operands):
         nd = len(st.d_regs)
@@ -263,15 +258,15 @@ def emit(lw: KernelLowering, op: Op, steps: list[Step], a: Any, c: list[ir.Value
                 f"wgmma.mma_async.sync.aligned.m64n{st.n}k16.f32.{dtype}.{dtype} "
                 f"{{{', '.join(f'${i}' for i in range(nd))}}}, {a_text}, ${pos}, p, 1, 1, {trans};\n}}")
         cons = ",".join(["=f"] * nd + [str(i) for i in range(nd)] + [a_cons] * len(a_ops) + ["l", "r"])
-        out = _asm(b, text, cons, ir.LiteralStructType([F32] * nd), [acc[r] for r in st.d_regs] + a_ops + [b_desc, one])
+        out = irgen.inline_asm(b, text, cons, ir.LiteralStructType([F32] * nd), [acc[r] for r in st.d_regs] + a_ops + [b_desc, one])
         for i, r in enumerate(st.d_regs):
             acc[r] = b.extract_value(out, i)
             touched.setdefault(r)
-    _asm(b, "wgmma.commit_group.sync.aligned;", "", ir.VoidType(), [])
+    irgen.inline_asm(b, "wgmma.commit_group.sync.aligned;", "", ir.VoidType(), [])
     regs = list(touched)
     nd = len(regs)
     cons = ",".join(["=f"] * nd + [str(i) for i in range(nd)])
-    out = _asm(b, "wgmma.wait_group.sync.aligned 0;", cons, ir.LiteralStructType([F32] * nd), [acc[r] for r in regs])
+    out = irgen.inline_asm(b, "wgmma.wait_group.sync.aligned 0;", cons, ir.LiteralStructType([F32] * nd), [acc[r] for r in regs])
     for i, r in enumerate(regs):
         acc[r] = b.extract_value(out, i)
     lw.stats["wgmma"] += len(steps)

@@ -17,6 +17,7 @@ from typing import Any
 from tiledsl.diagnostics import TdslError
 from tiledsl.ir import ops as tile_ops
 from tiledsl.ir.core import verify_tree
+from tiledsl.ir.lds_storage import LdsStorage
 from tiledsl.ir.parser import parse_op
 from tiledsl.ir.passes import cse, dce, layouts, lds_alloc, lds_layout, pipeline, sink_broadcast
 from tiledsl.ir.printer import print_op
@@ -78,9 +79,7 @@ def compile_thread_ir(program: Any, target: str | Target) -> tuple[tile_ops.Kern
         for op in kernel.walk():
             if isinstance(op, tile_ops.LdsAllocOp):
                 name = op.result.hint or f"scratch{len(buffers)}"
-                t = op.result.type
-                buffers[name] = [op.attrs["offset"], t.dtype, list(t.shape), op.attrs["order"], op.attrs["pad"],
-                                 bool(op.attrs.get("cores", False)), bool(op.attrs.get("swizzle", False))]
+                buffers[name] = [op.attrs["offset"], *LdsStorage.of(op).record()]
         tk = distribute(kernel, ctx)
         tk.attrs["lds_buffers"] = buffers
         verify_tree(tk)
