@@ -2,8 +2,9 @@
 
 Every user mistake becomes a :class:`TdslError` holding one or more
 :class:`Diagnostic`s, printed as ``file:line:col: error: message`` with the
-source line and a caret. Internal invariants are not user errors: they raise
-``VerifyError`` from the IR instead.
+source line and a caret. Our own bugs are not user errors: a stage that fails with
+anything but a ``TdslError`` is reported as an :class:`InternalCompilerError`, which names the
+stage and the target and says how to report it, never as the user's fault.
 """
 
 from __future__ import annotations
@@ -75,6 +76,43 @@ class TdslError(Exception):
 
     def format(self) -> str:
         return "\n".join(d.format(self.source) for d in self.diagnostics)
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+REPORT_URL = "https://github.com/tiledsl/tiledsl/issues"
+
+
+class InternalCompilerError(Exception):
+    """A bug in tiledsl found while compiling or running a program: an exception other than
+    :class:`TdslError` escaped from ``stage`` (``"thread-ir"``, ``"llvm"``, ``"interpret"`` ...).
+
+    ``cause`` is the original exception (also ``__cause__``); ``loc`` is the program location the
+    stage was working on when it failed, where known.
+    """
+
+    def __init__(self, stage: str, cause: BaseException, loc: Loc | None = None, target: str | None = None,
+                 source: Source | None = None) -> None:
+        self.stage = stage
+        self.cause = cause
+        self.loc = loc
+        self.target = target
+        self.source = source
+        super().__init__(self.headline())
+
+    def headline(self) -> str:
+        on = f" for {self.target}" if self.target else ""
+        detail = str(self.cause).strip().splitlines()
+        text = detail[0] if detail else ""
+        return f"internal compiler error in stage '{self.stage}'{on}: {type(self.cause).__name__}: {text}"
+
+    def format(self) -> str:
+        diag = Diagnostic(self.loc, self.headline(), severity="error", notes=[
+            "this is a bug in tiledsl, not a mistake in your program",
+            f"please report it at {REPORT_URL} with the program, the command line and `tdslc --version`",
+        ])
+        return diag.format(self.source)
 
     def __str__(self) -> str:
         return self.format()
