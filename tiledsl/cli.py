@@ -63,8 +63,8 @@ def _shape(text: str) -> dict[str, int]:
 
 
 def _default_passes() -> tuple[str, ...]:
-    from tiledsl.ir.passes import DEFAULT_PIPELINE
-    return DEFAULT_PIPELINE
+    from tiledsl.stages import DEFAULT_TILE_PASSES
+    return DEFAULT_TILE_PASSES
 
 
 def _add_defines(p: argparse.ArgumentParser) -> None:
@@ -118,72 +118,61 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 @command("compile")
 def cmd_compile(args: argparse.Namespace) -> int:
-    from tiledsl.frontend import ast as ast_mod
-    from tiledsl.ir.passes import DEFAULT_PIPELINE
+    from tiledsl.stages import EMITS, STAGES, TILE_PASSES, Options, run_with_context
     prog = _load(args)
-    if args.emit == "ast":
-        prog.tile_ir()   # sema fills in the types
-        _write_output(args.output, ast_mod.dump(prog.ast) + "\n")
-        return 0
-    passes = DEFAULT_PIPELINE if args.passes is None else tuple(p for p in args.passes.split(",") if p)
-    from tiledsl.ir.passes import PASSES
-    for p in passes:
-        if p not in PASSES:
-            raise UserError(f"unknown pass '{p}' (known: {', '.join(sorted(PASSES))})")
-    from tiledsl.ir.printer import print_op
-    if args.emit == "ir":
-        kernel, pm = prog.lower(passes, record=args.print_after_all)
-        for name, text in pm.snapshots:
-            sys.stderr.write(f"// ----- IR after {name} ----- //\n{text}")
-        _write_output(args.output, print_op(kernel))
-        return 0
-    if args.emit in NATIVE_EMITS:
-        return _emit_native(args, prog)
-    target = _target_name(args.target or "gfx942")
-    if args.emit == "layout-ir":
-        from tiledsl.thread import layout_ir
-        kernel, _ = layout_ir(prog, target)
-        _write_output(args.output, print_op(kernel))
-        return 0
-    if args.emit == "thread-ir":
-        from tiledsl.thread import compile_thread_ir
-        kernel, _ = compile_thread_ir(prog, target)
-        _write_output(args.output, print_op(kernel))
-        return 0
-    raise UserError(f"--emit {args.emit} is not available yet")
-
-
-NATIVE_EMITS = ("llvm", "asm", "obj", "hsaco", "ptx", "cubin", "meta")
-
-
-def _compile_native(args: argparse.Namespace, prog: Any) -> Any:
-    from tiledsl.compile import COMPILE_TARGETS
-    target = args.target or "gfx942"
-    if target not in COMPILE_TARGETS:
-        raise UserError(f"cannot compile natively for '{target}' (native targets: {', '.join(COMPILE_TARGETS)})")
-    if args.no_matrix_cores and not target.startswith("gfx"):
-        raise UserError("--no-matrix-cores applies to AMDGPU targets")
-    return prog.compile(target=target, matrix=not args.no_matrix_cores)
-
-
-def _emit_native(args: argparse.Namespace, prog: Any) -> int:
-    art = _compile_native(args, prog)
-    emit = args.emit
-    amd = art.is_amd
-    if emit in ("hsaco", "obj") and not amd or emit in ("ptx", "cubin") and amd:
-        raise UserError(f"--emit {emit} is for {'NVPTX' if emit in ('ptx', 'cubin') else 'AMDGPU'} targets")
+    emit = EMITS[args.emit]
+    passes = None if args.passes is None else tuple(p for p in args.passes.split(",") if p)
+    for p in passes or ():
+        if p not in TILE_PASSES:
+            raise UserError(f"unknown pass '{p}' (tile-IR passes: {', '.join(sorted(TILE_PASSES))})")
+    stage = next(s for s in STAGES if s.name == emit.stage)
+    target = _stage_target(args.target, args.no_matrix_cores, stage.target)
+    if target is not None and emit.backend is not None and target.backend != emit.backend:
+        kind = {"amdgpu": "AMDGPU", "nvptx": "NVPTX"}[emit.backend]
+        raise UserError(f"--emit {args.emit} is for {kind} targets")
+    hook = _print_ir if args.print_after_all else None
+    result, ctx = run_with_context(prog, emit.stage, target, Options(tile_passes=passes, print_ir=hook))
     from tiledsl.backend_amdgpu.codeobject import LinkerNotFound
     from tiledsl.backend_nvptx.ptx import PtxasNotFound
     try:
-        out: str | bytes = {"llvm": lambda: art.llvm_ir, "asm": lambda: art.asm, "ptx": lambda: art.asm,
-                            "obj": lambda: art.object, "hsaco": lambda: art.binary, "cubin": art.cubin,
-                            "meta": art.meta_json}[emit]()
+        out = emit.show(result, ctx)
     except (LinkerNotFound, PtxasNotFound) as e:
         raise UserError(str(e)) from None
     if isinstance(out, bytes) and (args.output is None or args.output == "-") and sys.stdout.isatty():
-        raise UserError(f"--emit {emit} is binary: write it to a file with -o")
+        raise UserError(f"--emit {args.emit} is binary: write it to a file with -o")
     _write_output(args.output, out)
     return 0
+
+
+def _print_ir(stage: str, after: str, target: str | None, text: str) -> None:
+    where = f"{stage}, {target}" if target else stage
+    sys.stderr.write(f"// ----- IR after {after} ({where}) ----- //\n{text}")
+    if not text.endswith("\n"):
+        sys.stderr.write("\n")
+
+
+def _stage_target(name: str | None, no_matrix_cores: bool, needs: str | None) -> Any:
+    """The target record a stage runs for: ``name`` (gfx942 by default), without matrix
+    instructions with --no-matrix-cores; None for a target-independent stage."""
+    from tiledsl.targets import NATIVE_TARGETS, TARGETS
+    if needs is None:
+        return None
+    name = name or "gfx942"
+    record = TARGETS.get(name)
+    if record is None:
+        raise UserError(f"unknown target '{name}' (known: {', '.join(TARGETS)})")
+    if needs == "native" and not record.native:
+        raise UserError(f"cannot compile natively for '{name}' (native targets: {', '.join(NATIVE_TARGETS)})")
+    if no_matrix_cores:
+        if record.backend != "amdgpu":
+            raise UserError("--no-matrix-cores applies to AMDGPU targets")
+        record = record.without_matrix()
+    return record
+
+
+def _compile_native(args: argparse.Namespace, prog: Any) -> Any:
+    from tiledsl.stages import run_until
+    return run_until(prog, "llvm", _stage_target(args.target, args.no_matrix_cores, "native"))
 
 
 @command("resources")
@@ -435,12 +424,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compile", help="print a program at a stage of the pipeline (AST, tile IR, ...)",
                        description="Compile FILE and print the result of one stage.")
     p.add_argument("file", metavar="FILE", help="the .tdsl program")
-    p.add_argument("--emit", choices=["ast", "ir", "layout-ir", "thread-ir", *NATIVE_EMITS], default="ir",
-                   help="what to produce: 'ast' = the typed AST, 'ir' = tile IR after the passes (default), "
-                        "'layout-ir' = tile IR with thread layouts and LDS offsets, 'thread-ir' = SIMT thread IR, "
-                        "'llvm' = LLVM IR (optimised), 'asm' = AMDGPU assembly or PTX, 'ptx' = PTX, "
-                        "'obj' = AMDGPU relocatable object, 'hsaco' = linked AMDGPU code object (needs ld.lld), "
-                        "'cubin' = NVIDIA cubin (needs ptxas), 'meta' = launch metadata JSON")
+    from tiledsl.stages import EMITS
+    p.add_argument("--emit", choices=list(EMITS), default="ir",
+                   help="run the pipeline until this output and write it: "
+                        + ", ".join(f"'{e.name}' = {e.doc}" for e in EMITS.values()) + " (default: ir)")
     p.add_argument("--target", default=None,
                    help="target: gfx90a, gfx942 (default), gfx1100, sm_80, sm_90, sm_90a; generic for layout-ir/thread-ir")
     p.add_argument("--no-matrix-cores", action="store_true",
@@ -450,7 +437,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"comma-separated tile IR passes to run (default: {','.join(_default_passes())}; "
                         "'' for none)")
     p.add_argument("--print-after-all", action="store_true",
-                   help="print the IR after every pass to stderr")
+                   help="print the IR after every pass of every stage that runs (tile IR, layout IR, thread IR, "
+                        "LLVM) to stderr")
     _add_defines(p)
 
     p = sub.add_parser("resources", help="compile and report registers, spills, scratch, LDS and occupancy",

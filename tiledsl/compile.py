@@ -20,34 +20,11 @@ from typing import Any
 from tiledsl.diagnostics import TdslError
 from tiledsl.ir import ops
 from tiledsl.ir.core import Op, Value
-from tiledsl.targets import Target, get_target
+from tiledsl.targets import NATIVE_TARGETS, Target, get_target
 
-AMD_ARCHES = ("gfx90a", "gfx942", "gfx1100")
-NVIDIA_ARCHES = ("sm_80", "sm_90", "sm_90a")
-COMPILE_TARGETS = AMD_ARCHES + NVIDIA_ARCHES
+#: The names of the targets with an LLVM backend (the record table decides: ``tiledsl.targets``).
+COMPILE_TARGETS = tuple(NATIVE_TARGETS)
 _ARG_SIZE = {"ptr": 8, "f32": 4, "i32": 4, "f16": 2, "bf16": 2, "i1": 1}
-
-
-def thread_target(name: str, matrix: bool = True) -> Target:
-    """The tiledsl target description used to build thread IR for a compile target;
-    ``matrix=False`` is the same machine without matrix instructions (FMA fallback)."""
-    t = get_target(name)
-    if matrix:
-        return t
-    return dataclasses.replace(t, name=f"{t.name}-fma", matrix_instrs=())
-
-
-def llvm_target(name: str, matrix: bool = True) -> Any:
-    """The LLVM target module for a compile target name."""
-    if name in AMD_ARCHES:
-        from tiledsl.backend_amdgpu import AmdgpuTarget
-        return AmdgpuTarget(name, matrix=matrix)
-    if name in NVIDIA_ARCHES:
-        if not matrix:
-            raise TdslError(None, "--no-matrix-cores applies to AMDGPU targets")
-        from tiledsl.backend_nvptx import NvptxTarget
-        return NvptxTarget(name)
-    raise TdslError(None, f"unknown compile target '{name}' (known: {', '.join(COMPILE_TARGETS)})")
 
 
 def grid_expressions(kernel: ops.KernelOp) -> list[str]:
@@ -118,7 +95,7 @@ class Artifact:
 
     @property
     def is_amd(self) -> bool:
-        return self.target.split("-")[0] in AMD_ARCHES
+        return get_target(self.target).backend == "amdgpu"
 
     @cached_property
     def binary(self) -> bytes:
@@ -166,14 +143,21 @@ def _layout_args(lowered_args: list[Any]) -> list[KernelArgInfo]:
     return out
 
 
-def compile_program(program: Any, target: str, matrix: bool = True, opt: int = 3) -> Artifact:
-    """Compile ``program`` for ``target`` (gfx90a, gfx942, gfx1100, sm_80, sm_90)."""
-    from tiledsl.llvm.lower import lower_kernel
-    from tiledsl.thread import compile_thread_ir
-    backend = llvm_target(target, matrix)
-    tk, ctx = compile_thread_ir(program, thread_target(target, matrix))
-    lowered = lower_kernel(tk, ctx, backend)
-    compiled = backend.compile(lowered.module, opt=opt)
-    return Artifact(target if matrix else f"{target}-fma", lowered.name, compiled, _layout_args(lowered.args),
-                    lowered.block_threads, lowered.lds_bytes, grid_expressions(tk), dict(tk.attrs["params"]), tk,
+def artifact(program: Any, target: Target, lowered: Any, compiled: Any) -> Artifact:
+    """The Artifact of a lowered and compiled kernel (the ``llvm`` stage's result)."""
+    tk = lowered.kernel
+    return Artifact(target.name, lowered.name, compiled, _layout_args(lowered.args), lowered.block_threads,
+                    lowered.lds_bytes, grid_expressions(tk), dict(tk.attrs["params"]), tk,
                     list(program.tensor_params))
+
+
+def compile_program(program: Any, target: str | Target, matrix: bool = True, opt: int = 3) -> Artifact:
+    """Compile ``program`` for ``target`` (a native target's name or record); ``matrix=False``
+    computes ``dot`` with FMAs (AMDGPU)."""
+    from tiledsl.stages import Options, run_until
+    record = get_target(target) if isinstance(target, str) else target
+    if not matrix:
+        if record.backend != "amdgpu":
+            raise TdslError(None, "--no-matrix-cores applies to AMDGPU targets")
+        record = record.without_matrix()
+    return run_until(program, "llvm", record, Options(opt=opt))

@@ -17,14 +17,13 @@ import numpy as np
 from tiledsl.diagnostics import Source, TdslError
 from tiledsl.frontend import ast
 from tiledsl.frontend.parser import parse
-from tiledsl.frontend.sema import build_kernel
 from tiledsl.interp.block import BlockInterpreter, GlobalTensor, check_coverage
 from tiledsl.interp.numerics import STORAGE, round_to
 from tiledsl.interp.report import Report
 from tiledsl.ir import ops
-from tiledsl.ir.core import verify_tree
-from tiledsl.ir.passes import DEFAULT_PIPELINE, PassManager, pipeline
+from tiledsl.ir.parser import parse_op
 from tiledsl.ir.printer import print_op
+from tiledsl.stages import Options, run_until
 
 _NUMPY_OK = {"f16": "f", "bf16": "f", "f32": "f", "i32": "iu"}
 
@@ -38,8 +37,6 @@ class Program:
     params: dict[str, int | float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self._tile_ir: ops.KernelOp | None = None
-        self._lowered: dict[tuple[str, ...], ops.KernelOp] = {}
         self._specialized: dict[tuple, Program] = {}
 
     # ------------------------------------------------------------ structure
@@ -60,35 +57,25 @@ class Program:
         return [c.name for c in self.ast.consts if c.default is None and c.name not in self.params]
 
     def tile_ir(self) -> ops.KernelOp:
-        """The tile IR as sema builds it (before any pass). Raises TdslError."""
-        if self._tile_ir is None:
-            try:
-                k = build_kernel(self.ast, self.params)
-                pipeline.check(k)
-            except TdslError as e:
-                e.source = self.source
-                raise
-            verify_tree(k)
-            self._tile_ir = k
-        return self._tile_ir
+        """The tile IR as sema builds it (before any pass; cached: do not mutate it). Raises TdslError."""
+        return run_until(self, "tile-ir")
 
-    def lower(self, passes: tuple[str, ...] = DEFAULT_PIPELINE, record: bool = False
-              ) -> tuple[ops.KernelOp, PassManager]:
-        """A fresh copy of the tile IR after ``passes`` (each verified)."""
-        from tiledsl.ir.parser import parse_op
-        kernel = parse_op(print_op(self.tile_ir()))
-        pm = PassManager(passes, record=record)
-        pm.run(kernel)
-        return kernel, pm
+    def lower(self, passes: tuple[str, ...] | None = None, record: bool = False
+              ) -> tuple[ops.KernelOp, list[tuple[str, str]]]:
+        """A fresh copy of the tile IR after ``passes`` (default: the compile's tile passes), each
+        verified; with ``record``, also the IR text after each pass as (pass name, text)."""
+        snapshots: list[tuple[str, str]] = []
+        hook = (lambda stage, after, target, text: snapshots.append((after, text)) if stage == "ir"
+                else None) if record else None
+        kernel = run_until(self, "ir", options=Options(tile_passes=passes, print_ir=hook))
+        return parse_op(print_op(kernel)), snapshots
 
-    def ir(self, passes: tuple[str, ...] = DEFAULT_PIPELINE) -> str:
-        return print_op(self.lower(passes)[0])
+    def ir(self, passes: tuple[str, ...] | None = None) -> str:
+        return print_op(self.lowered(passes))
 
-    def lowered(self, passes: tuple[str, ...] = DEFAULT_PIPELINE) -> ops.KernelOp:
+    def lowered(self, passes: tuple[str, ...] | None = None) -> ops.KernelOp:
         """The tile IR after ``passes``, computed once; callers must not mutate it."""
-        if passes not in self._lowered:
-            self._lowered[passes] = self.lower(passes)[0]
-        return self._lowered[passes]
+        return run_until(self, "ir", options=Options(tile_passes=passes))
 
     def specialize(self, **params: float) -> Program:
         """The same kernel with more compile-time values fixed (cached per values)."""

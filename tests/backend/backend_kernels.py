@@ -46,8 +46,8 @@ def build_tiny_kernel(t: GpuTarget, block_threads: int = BLOCK, shuffle_masks: t
     if instr in t.matrix_instrs:
         info = t.matrix_info(instr)
         h = b.fptrunc(y, F16)
-        opnd = h if info.operand_dtype == "f16" else b.bitcast(h, I16)
-        d = t.matrix_op(b, instr, [opnd] * info.a_per_lane, [opnd] * info.b_per_lane, [y] * info.c_per_lane)
+        opnd = h if info.in_dtype == "f16" else b.bitcast(h, I16)
+        d = t.matrix_op(b, instr, [opnd] * info.a_elems, [opnd] * info.b_elems, [y] * info.c_elems)
         for v in d:
             y = b.fadd(y, v)
     b.store(y, b.gep(out, [tid], source_etype=F32), align=4)

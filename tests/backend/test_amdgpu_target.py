@@ -116,9 +116,9 @@ def test_every_matrix_instruction_selects(arch, instr, asm_check, amd_targets):
     info = t.matrix_info(instr)
     x = b.load(fn.args[0], typ=F32)
     h = b.fptrunc(x, F16)
-    opnd = h if info.operand_dtype == "f16" else b.bitcast(h, ir.IntType(16))
-    d = t.matrix_op(b, instr, [opnd] * info.a_per_lane, [opnd] * info.b_per_lane, [x] * info.c_per_lane)
-    assert len(d) == info.c_per_lane and all(v.type == F32 for v in d)
+    opnd = h if info.in_dtype == "f16" else b.bitcast(h, ir.IntType(16))
+    d = t.matrix_op(b, instr, [opnd] * info.a_elems, [opnd] * info.b_elems, [x] * info.c_elems)
+    assert len(d) == info.c_elems and all(v.type == F32 for v in d)
     for v in d:
         x = b.fadd(x, v)
     b.store(x, fn.args[0])

@@ -14,7 +14,7 @@ import pytest
 
 from tiledsl.cli import build_parser, main
 from tiledsl.ir.parser import parse_op
-from tiledsl.ir.passes import DEFAULT_PIPELINE
+from tiledsl.stages import DEFAULT_TILE_PASSES as DEFAULT_PIPELINE
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ATTENTION = str(EXAMPLES / "attention.tdsl")
@@ -168,10 +168,10 @@ def test_compile_into_missing_directory(tmp_path: Path, capsys: pytest.CaptureFi
 def test_print_after_all_has_one_section_per_pass(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_main(["compile", ATTENTION, "--print-after-all", "-D", "CAUSAL=1"], capsys)
     assert code == 0
-    sections = re.findall(r"^// ----- IR after ([\w-]+) ----- //$", err, re.MULTILINE)
-    assert sections == list(DEFAULT_PIPELINE)
+    sections = re.findall(r"^// ----- IR after ([\w-]+) \((\w[\w-]*)\) ----- //$", err, re.MULTILINE)
+    assert sections == [("sema", "tile-ir")] + [(p, "ir") for p in DEFAULT_PIPELINE]
     # each section is a whole kernel; the last one is what went to stdout
-    chunks = re.split(r"^// ----- IR after [\w-]+ ----- //\n", err, flags=re.MULTILINE)[1:]
+    chunks = re.split(r"^// ----- IR after [\w-]+ \(\w[\w-]*\) ----- //\n", err, flags=re.MULTILINE)[1:]
     assert all(c.startswith("kernel(") for c in chunks)
     assert chunks[-1] == out
 
@@ -179,9 +179,25 @@ def test_print_after_all_has_one_section_per_pass(capsys: pytest.CaptureFixture[
 def test_print_after_all_with_chosen_passes(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_main(["compile", GEMM, "--print-after-all", "--passes", "dce,fold"], capsys)
     assert code == 0
-    assert re.findall(r"IR after (\w+)", err) == ["dce", "fold"]
+    assert re.findall(r"IR after (\w+)", err) == ["sema", "dce", "fold"]
     code, _, err = run_main(["compile", GEMM, "--print-after-all", "--passes", ""], capsys)
-    assert code == 0 and "IR after" not in err
+    assert code == 0 and re.findall(r"IR after (\w+)", err) == ["sema"]
+
+
+def test_print_after_all_shows_every_stage_of_the_thread_level(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_main(["compile", GEMM, "--print-after-all", "--emit", "thread-ir", "--target", "sm_90"],
+                              capsys)
+    assert code == 0 and out.startswith("kernel(")
+    sections = re.findall(r"^// ----- IR after ([\w-]+) \(([\w-]+)(?:, ([\w-]+))?\) ----- //$", err, re.MULTILINE)
+    stages = [s for _, s, _ in sections]
+    assert stages == sorted(stages, key=["tile-ir", "ir", "layout-ir", "thread-ir"].index)
+    passes = [(p, s) for p, s, _ in sections]
+    for want in [("layouts", "layout-ir"), ("lds-alloc", "layout-ir"), ("distribute", "thread-ir"),
+                 ("defer-sums", "thread-ir")]:
+        assert want in passes
+    assert {t for _, s, t in sections if s in ("layout-ir", "thread-ir")} == {"sm_90"}
+    # The last section is the thread IR the command printed.
+    assert err.rstrip().endswith(out.rstrip())
 
 
 def test_compile_unknown_pass(capsys: pytest.CaptureFixture[str]) -> None:

@@ -1,87 +1,24 @@
 """The AMDGPU target: every AMD-specific fact tiledsl relies on, with the reason for each.
 
 Section numbers refer to shared/reference/llvm-targets/REFERENCE.md, where each fact was
-checked by compiling with llvmlite 0.50 / LLVM 22 (nothing here has run on AMD hardware).
+checked by compiling with llvmlite 0.50 / LLVM 22 (nothing here has run on AMD hardware). The
+facts about each processor (wave size, matrix instructions and their intrinsics, occupancy) are
+in its record in ``tiledsl.targets``; this module turns them into LLVM IR.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 from tiledsl.backend_amdgpu.compiled import AmdgpuCompiledModule
 from tiledsl.llvm import irgen
 from tiledsl.llvm.irgen import F16, F32, I1, I32, VOID, byte_array, call_intrinsic
 from tiledsl.llvm.llvm_init import binding, ir
-from tiledsl.llvm.target_base import MATRIX_INSTRS, GpuTarget, MatrixInstr
+from tiledsl.llvm.target_base import GpuTarget, operand_type
+from tiledsl.targets import TARGETS, AmdArch, MatrixInstr, Target
 
-
-@dataclass(frozen=True)
-class AmdArch:
-    """Facts about one gfx architecture: code generation and the occupancy rules.
-
-    The occupancy figures are LLVM's own (llvm/lib/Target/AMDGPU/Utils/AMDGPUBaseInfo.cpp:
-    ``getTotalNumVGPRs``, ``getVGPRAllocGranule``, ``getMaxWavesPerEU``, ``getLocalMemorySize``,
-    ``getEUsPerCU``, ``getMaxWorkGroupsPerCU``; AMDGPUSubtarget.cpp:
-    ``getOccupancyWithWorkGroupSizes``), so that ``Resources.waves_per_simd`` agrees with the
-    ``; Occupancy:`` line LLVM prints (a test checks that).
-    """
-
-    name: str
-    wave_size: int
-    #: "mfma" (CDNA), "wmma" (RDNA3) or None (FMA only).
-    matrix_family: str | None
-    #: ``inreg`` kernel arguments are preloaded into user SGPRs (gfx90a, gfx940+; section 5).
-    kernarg_preload: bool
-    #: VGPRs per SIMD lane shared by the resident waves (512 unified VGPR+AGPR on gfx90a/gfx942;
-    #: 1536 in wave32 on gfx1100, which has the 1.5x register file; 1024 on gfx1030).
-    vgprs_per_simd: int
-    #: VGPRs are allocated in blocks of this many (8 on gfx90a/942, 24 on gfx1100 wave32,
-    #: 16 on gfx1030 wave32).
-    vgpr_granule: int
-    #: Hardware wave slots per SIMD (8 on gfx90a/gfx942, 16 on gfx10.3+).
-    max_waves_per_simd: int
-    #: LDS shared by the workgroups resident on one CU (gfx9) or WGP (gfx10+ in WGP mode, the
-    #: default: twice the 64 KiB that one workgroup can address).
-    lds_bytes_per_cu: int
-    #: SIMDs that share that LDS (4 per CU on gfx9, 4 per WGP on gfx10+).
-    simds_per_cu: int
-    #: Workgroups of more than one wave need a hardware barrier each: 16 per CU, 32 per WGP.
-    max_barriers_per_cu: int
-    #: Before gfx10 a wave's SGPR count also limits occupancy (``getOccupancyWithNumSGPRs``).
-    sgprs_limit_occupancy: bool
-    #: LDS one workgroup can address (``getAddressableLocalMemorySize``).
-    max_lds_per_block: int = 65536
-    #: Two-wide f32 ALU ops (``v_pk_mul_f32``, ``v_pk_fma_f32``, ``v_pk_add_f32``: gfx90a, gfx940+),
-    #: which LLVM selects for ``<2 x float>`` arithmetic, so the SLP vectorizer pays off.
-    packed_f32: bool = False
-
-
-AMD_ARCHES: Mapping[str, AmdArch] = {
-    a.name: a
-    for a in (
-        AmdArch("gfx90a", 64, "mfma", True, 512, 8, 8, 65536, 4, 16, True, packed_f32=True),
-        AmdArch("gfx942", 64, "mfma", True, 512, 8, 8, 65536, 4, 16, True, packed_f32=True),
-        # wave32 is RDNA's native width and the WMMA form we use (section 9.3); the wave64
-        # form would need features="+wavefrontsize64".
-        AmdArch("gfx1100", 32, "wmma", False, 1536, 24, 16, 131072, 4, 32, False),
-        # An RDNA2 part with neither MFMA nor WMMA: the "any AMDGPU" FMA fallback.
-        AmdArch("gfx1030", 32, None, False, 1024, 16, 16, 131072, 4, 32, False),
-    )
-}
-
-#: tiledsl matrix instruction -> (family, LLVM intrinsic). MFMA A/B are <4 x half> or, for bf16,
-#: <4 x i16> (the .1k forms; <4 x bfloat> is rejected), C/D <16|4 x float>, then cbsz, abid,
-#: blgp = 0 (section 9.1). WMMA takes <16 x half>/<16 x i16> and <8 x float> in LLVM 22's
-#: mangling (section 9.3).
-_MATRIX_INTRINSICS: Mapping[str, tuple[str, str]] = {
-    "mfma_f32_32x32x8_f16": ("mfma", "llvm.amdgcn.mfma.f32.32x32x8f16"),
-    "mfma_f32_16x16x16_f16": ("mfma", "llvm.amdgcn.mfma.f32.16x16x16f16"),
-    "mfma_f32_32x32x8_bf16": ("mfma", "llvm.amdgcn.mfma.f32.32x32x8bf16.1k"),
-    "mfma_f32_16x16x16_bf16": ("mfma", "llvm.amdgcn.mfma.f32.16x16x16bf16.1k"),
-    "wmma_f32_16x16x16_f16": ("wmma", "llvm.amdgcn.wmma.f32.16x16x16.f16.v8f32.v16f16"),
-    "wmma_f32_16x16x16_bf16": ("wmma", "llvm.amdgcn.wmma.f32.16x16x16.bf16.v8f32.v16i16"),
-}
+#: The AMDGPU facts of every AMD target record, by name (``tiledsl.targets``).
+AMD_ARCHES: Mapping[str, AmdArch] = {t.name: t.amdgpu for t in TARGETS.values() if t.amdgpu is not None}
 
 _AXES = "xyz"
 
@@ -99,26 +36,25 @@ class AmdgpuTarget(GpuTarget):
     # checked; other models were not compared).
     reloc = "pic"
 
-    def __init__(self, arch: str = "gfx942", *, matrix: bool | None = None) -> None:
+    def __init__(self, target: str | Target = "gfx942", *, matrix: bool | None = None) -> None:
         super().__init__()
-        if arch not in AMD_ARCHES:
-            raise ValueError(f"unknown AMDGPU arch {arch!r}; supported: {', '.join(AMD_ARCHES)}")
-        self.arch = AMD_ARCHES[arch]
+        record = target if isinstance(target, Target) else TARGETS.get(target)
+        if record is None or record.amdgpu is None:
+            raise ValueError(f"unknown AMDGPU arch {target!r}; supported: {', '.join(AMD_ARCHES)}")
+        if matrix and not record.matrix_instrs:
+            raise ValueError(f"{record.name} has no matrix instructions; use matrix=False")
+        if matrix is False:
+            record = record.without_matrix()
+        self.record = record
+        self.arch = record.amdgpu
         self.slp_vectorize = self.arch.packed_f32
-        if matrix and self.arch.matrix_family is None:
-            raise ValueError(f"{arch} has no matrix instructions; use matrix=False")
-        use_matrix = self.arch.matrix_family is not None and matrix is not False
-        self.name = arch if use_matrix or self.arch.matrix_family is None else f"{arch}-fma"
-        self.cpu = arch
+        self.name = record.name
+        self.cpu = record.arch
         # No "+xnack"/"+sramecc": the code object then says "any" for both and loads in either
         # mode (ELF e_flags 0x53f/0x54c, section 2).
         self.features = ""
-        self.wave_size = self.arch.wave_size
-        self.matrix_instrs: Mapping[str, MatrixInstr] = {
-            name: MATRIX_INSTRS[name]
-            for name, (family, _) in _MATRIX_INTRINSICS.items()
-            if use_matrix and family == self.arch.matrix_family
-        }
+        self.wave_size = record.wave_size
+        self.matrix_instrs: Mapping[str, MatrixInstr] = {i.name: i for i in record.matrix_instrs}
 
     def _configure_machine(self, tm: binding.TargetMachine) -> None:
         # Verbose asm carries "; NumVgprs:", "; Occupancy:" ... comments, which the resource
@@ -266,12 +202,11 @@ class AmdgpuTarget(GpuTarget):
     def _emit_matrix(
         self, b: ir.IRBuilder, info: MatrixInstr, a: list[ir.Value], bv: list[ir.Value], c: list[ir.Value]
     ) -> list[ir.Value]:
-        family, intrinsic = _MATRIX_INTRINSICS[info.name]
-        av = irgen.pack(b, a, info.operand_type)
-        bvec = irgen.pack(b, bv, info.operand_type)
+        av = irgen.pack(b, a, operand_type(info))
+        bvec = irgen.pack(b, bv, operand_type(info))
         cv = irgen.pack(b, c, F32)
         args = [av, bvec, cv]
-        if family == "mfma":
+        if info.family == "mfma":
             args += [ir.Constant(I32, 0)] * 3  # cbsz, abid, blgp: no broadcast, no lane swizzle
-        d = call_intrinsic(b, intrinsic, cv.type, args, info.name)
+        d = call_intrinsic(b, info.intrinsic, cv.type, args, info.name)
         return irgen.unpack(b, d)

@@ -12,45 +12,16 @@ with 64-bit ones every LDS address was 64-bit arithmetic, and the D=128 attentio
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from tiledsl.backend_nvptx.compiled import NvptxCompiledModule
 from tiledsl.llvm import irgen
 from tiledsl.llvm.irgen import F16, F32, I16, I32, VOID, byte_array, call_intrinsic
 from tiledsl.llvm.llvm_init import ir
-from tiledsl.llvm.target_base import MATRIX_INSTRS, GpuTarget, MatrixInstr, record_dynamic_lds
+from tiledsl.llvm.target_base import GpuTarget, record_dynamic_lds
+from tiledsl.targets import TARGETS, MatrixInstr, NvArch, Target
 
-
-@dataclass(frozen=True)
-class NvArch:
-    """Facts about one NVIDIA architecture."""
-
-    name: str
-    #: PTX ISA feature for the TargetMachine. Empty means LLVM's minimum for the arch (PTX 7.0
-    #: for sm_80, 7.8 for sm_90, section 2), so the PTX loads on the oldest driver that knows
-    #: the arch; sm_90a (wgmma, setmaxnreg) needs PTX 8.0.
-    ptx_features: str
-    #: Largest dynamic shared memory one block may opt into (CUDA programming guide, compute
-    #: capability table: 163 KiB on 8.0, 227 KiB on 9.0).
-    max_shared_per_block: int
-
-
-NV_ARCHES: Mapping[str, NvArch] = {
-    a.name: a
-    for a in (
-        NvArch("sm_80", "", 163 * 1024),
-        NvArch("sm_90", "", 227 * 1024),
-        NvArch("sm_90a", "+ptx80", 227 * 1024),
-    )
-}
-
-#: mma.sync m16n8k16 with f32 accumulators (section 9.4). For f16 inputs the name's suffix is
-#: <D type>.<C type> and the operands are <2 x half> pairs; for bf16 it is the input type and
-#: each pair travels as an i32 (low half = the lower-numbered element).
-_MMA_INTRINSICS: Mapping[str, str] = {
-    "mma_m16n8k16_f16": "llvm.nvvm.mma.m16n8k16.row.col.f32.f32",
-    "mma_m16n8k16_bf16": "llvm.nvvm.mma.m16n8k16.row.col.bf16",
-}
+#: The NVPTX facts of every NVIDIA target record, by name (``tiledsl.targets``).
+NV_ARCHES: Mapping[str, NvArch] = {t.name: t.nvptx for t in TARGETS.values() if t.nvptx is not None}
 
 _AXES = "xyz"
 _FULL_MASK = -1  # every lane of the warp takes part in a .sync shuffle
@@ -72,18 +43,21 @@ class NvptxTarget(GpuTarget):
     _emits_object = False
     has_ldmatrix = True         # sm_75+; every arch here is sm_80 or later
 
-    def __init__(self, arch: str = "sm_90", *, launch_bound: str = "reqntid") -> None:
+    def __init__(self, target: str | Target = "sm_90", *, launch_bound: str = "reqntid") -> None:
         super().__init__()
-        if arch not in NV_ARCHES:
-            raise ValueError(f"unknown NVPTX arch {arch!r}; supported: {', '.join(NV_ARCHES)}")
+        record = target if isinstance(target, Target) else TARGETS.get(target)
+        if record is None or record.nvptx is None:
+            raise ValueError(f"unknown NVPTX arch {target!r}; supported: {', '.join(NV_ARCHES)}")
         if launch_bound not in _LAUNCH_BOUNDS:
             raise ValueError(f"launch_bound must be one of {_LAUNCH_BOUNDS}, not {launch_bound!r}")
-        self.arch = NV_ARCHES[arch]
-        self.name = self.cpu = arch
+        self.record = record
+        self.arch = record.nvptx
+        self.name = record.name
+        self.cpu = record.arch
         self.features = self.arch.ptx_features
         self.launch_bound = launch_bound
-        self.has_wgmma = arch == "sm_90a"
-        self.matrix_instrs: Mapping[str, MatrixInstr] = {n: MATRIX_INSTRS[n] for n in _MMA_INTRINSICS}
+        self.has_wgmma = record.has_wgmma
+        self.matrix_instrs: Mapping[str, MatrixInstr] = {i.name: i for i in record.matrix_instrs}
 
     def _package(self, *, llvm_ir: str, asm: str, obj: bytes, dynamic_lds_bytes: int) -> NvptxCompiledModule:
         return NvptxCompiledModule(self.name, llvm_ir, asm, obj, dynamic_lds_bytes)
@@ -253,13 +227,13 @@ class NvptxTarget(GpuTarget):
         self, b: ir.IRBuilder, info: MatrixInstr, a: list[ir.Value], bv: list[ir.Value], c: list[ir.Value]
     ) -> list[ir.Value]:
         regs = [self._pair(b, elems[i], elems[i + 1], info) for elems in (a, bv) for i in range(0, len(elems), 2)]
-        d = call_intrinsic(b, _MMA_INTRINSICS[info.name], ir.LiteralStructType([F32] * 4), regs + c, info.name)
+        d = call_intrinsic(b, info.intrinsic, ir.LiteralStructType([F32] * 4), regs + c, info.name)
         return [b.extract_value(d, i) for i in range(4)]
 
     @staticmethod
     def _pair(b: ir.IRBuilder, lo: ir.Value, hi: ir.Value, info: MatrixInstr) -> ir.Value:
         # Element 2j goes in the low 16 bits of register j (section 9.4); a 2-vector's element 0
         # is its low half, so pack as a vector (and bitcast to i32 for bf16).
-        if info.operand_dtype == "f16":
+        if info.in_dtype == "f16":
             return irgen.pack(b, [lo, hi], F16)
         return b.bitcast(irgen.pack(b, [lo, hi], I16), I32)

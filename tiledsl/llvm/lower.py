@@ -37,17 +37,9 @@ from tiledsl.interp.report import Report
 from tiledsl.interp.thread import ThreadInterpreter
 from tiledsl.ir import ops
 from tiledsl.ir.types import TensorType, TileType
-from tiledsl.llvm import (  # noqa: F401 (fill the table)
-    lower_arith,
-    lower_async,
-    lower_layout,
-    lower_matrix,
-    lower_memory,
-    lower_simt,
-)
 from tiledsl.llvm.irgen import I32, I64
 from tiledsl.llvm.llvm_init import ir
-from tiledsl.llvm.lower_core import LOWERINGS, KernelLowering, TensorRef, llvm_type
+from tiledsl.llvm.lower_core import LOWERINGS, KernelLowering, TensorRef, llvm_type, load_lowerings
 from tiledsl.llvm.target_base import CompiledModule, GpuTarget
 from tiledsl.thread.context import ThreadContext
 
@@ -142,6 +134,7 @@ def lower_kernel(kernel: ops.KernelOp, ctx: ThreadContext, target: GpuTarget) ->
     for k, v in params.items():
         if isinstance(v, int) and k not in dims:
             dims[k] = ir.Constant(I32, v)
+    load_lowerings()
     lw = KernelLowering(kernel, ctx, target, module, fn, dims)
     values: dict[str, Any] = {}
     for (a, v), param in zip(by_kind["tensor"], tensor_params):

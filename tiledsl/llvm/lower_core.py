@@ -56,6 +56,17 @@ LOWERINGS: dict[str, Lowerer] = {}
 #: Ops whose lowering takes :class:`LazyRegs` operands as they are (and reads them register by
 #: register where each is needed); every other op gets them loaded in full first.
 LAZY_CONSUMERS: set[str] = set()
+#: The modules whose ``@lowers`` functions fill ``LOWERINGS``; ``KernelLowering`` imports them first,
+#: so the table is whole whatever the caller imported.
+LOWERING_MODULES = ("lower_arith", "lower_async", "lower_layout", "lower_matrix", "lower_memory", "lower_simt")
+
+
+def load_lowerings() -> dict[str, Lowerer]:
+    """The whole op → lowering table."""
+    import importlib
+    for name in LOWERING_MODULES:
+        importlib.import_module(f"tiledsl.llvm.{name}")
+    return LOWERINGS
 
 
 def lowers(*names: str, lazy_operands: bool = False) -> Callable[[Lowerer], Lowerer]:

@@ -25,6 +25,7 @@ from tiledsl.llvm import irgen
 from tiledsl.llvm.irgen import F16, F32, I16, I32
 from tiledsl.llvm.llvm_init import binding, initialize, ir
 from tiledsl.llvm.pipeline import CompileError, compile_text, run_in_child
+from tiledsl.targets import MATRIX_INSTRS, MatrixInstr
 
 
 class UnsupportedOnTarget(NotImplementedError):
@@ -42,45 +43,10 @@ class UnsupportedOnTarget(NotImplementedError):
         return (type(self), (self.target, self.op, self._detail))
 
 
-@dataclass(frozen=True)
-class MatrixInstr:
-    """Shape of one matrix instruction and how many scalars each lane holds per operand.
+def operand_type(instr: MatrixInstr) -> ir.Type:
+    """The llvmlite type of one A/B element of ``instr``: ``half``, or ``i16`` holding bf16 bits."""
+    return F16 if instr.in_dtype == "f16" else I16
 
-    ``matrix_op`` takes and returns flat per-lane lists in the lane-element order of REFERENCE
-    section 9 (element ``e`` of the A/B operand, register ``r`` of C/D).
-    """
-
-    name: str
-    m: int
-    n: int
-    k: int
-    operand_dtype: str  # "f16" or "bf16"; the accumulator is always f32
-    a_per_lane: int
-    b_per_lane: int
-    c_per_lane: int
-
-    @property
-    def operand_type(self) -> ir.Type:
-        """The llvmlite type of one A/B element: ``half``, or ``i16`` holding bf16 bits."""
-        return F16 if self.operand_dtype == "f16" else I16
-
-
-#: Every matrix instruction name that some target implements. Per-lane counts are
-#: m*k / wave (A), k*n / wave (B), m*n / wave (C), except WMMA's A and B, which gfx11 wave32
-#: replicates in both half-waves (16 elements per lane, REFERENCE 9.3).
-MATRIX_INSTRS: Mapping[str, MatrixInstr] = {
-    i.name: i
-    for i in (
-        MatrixInstr("mfma_f32_32x32x8_f16", 32, 32, 8, "f16", 4, 4, 16),
-        MatrixInstr("mfma_f32_16x16x16_f16", 16, 16, 16, "f16", 4, 4, 4),
-        MatrixInstr("mfma_f32_32x32x8_bf16", 32, 32, 8, "bf16", 4, 4, 16),
-        MatrixInstr("mfma_f32_16x16x16_bf16", 16, 16, 16, "bf16", 4, 4, 4),
-        MatrixInstr("wmma_f32_16x16x16_f16", 16, 16, 16, "f16", 16, 16, 8),
-        MatrixInstr("wmma_f32_16x16x16_bf16", 16, 16, 16, "bf16", 16, 16, 8),
-        MatrixInstr("mma_m16n8k16_f16", 16, 8, 16, "f16", 8, 4, 4),
-        MatrixInstr("mma_m16n8k16_bf16", 16, 8, 16, "bf16", 8, 4, 4),
-    )
-}
 
 _DYNAMIC_LDS_MD = "tiledsl.dynamic_lds_bytes"
 _DYNAMIC_LDS_RE = re.compile(r"^!tiledsl\.dynamic_lds_bytes = !\{!(\d+)\}", re.MULTILINE)
@@ -343,9 +309,9 @@ class GpuTarget(abc.ABC):
         """
         info = self.matrix_info(instr_name)
         for what, elems, count, ty in (
-            ("A", a_elems, info.a_per_lane, info.operand_type),
-            ("B", b_elems, info.b_per_lane, info.operand_type),
-            ("C", c_elems, info.c_per_lane, F32),
+            ("A", a_elems, info.a_elems, operand_type(info)),
+            ("B", b_elems, info.b_elems, operand_type(info)),
+            ("C", c_elems, info.c_elems, F32),
         ):
             if len(elems) != count:
                 raise ValueError(f"{instr_name}: {what} needs {count} elements per lane, got {len(elems)}")
@@ -409,10 +375,9 @@ def _read_dynamic_lds(llvm_ir: str) -> int:
 
 
 __all__ = [
-    "MATRIX_INSTRS",
     "CompiledModule",
     "GpuTarget",
-    "MatrixInstr",
     "UnsupportedOnTarget",
+    "operand_type",
     "record_dynamic_lds",
 ]

@@ -32,6 +32,9 @@ class MatrixInstr:
 
     ``a_elems``/``b_elems``/``c_elems`` count the A, B and C/D elements each lane holds.  ``family``
     selects the lane formulas; instructions of one family differ only in their shape constants.
+    ``intrinsic`` is the LLVM intrinsic the backend emits for it (empty for the FMA fallback);
+    how the lane's elements are packed into its operands is the family's rule, in the backend
+    of the family's vendor.
     """
 
     name: str
@@ -45,6 +48,7 @@ class MatrixInstr:
     a_elems: int
     b_elems: int
     c_elems: int
+    intrinsic: str = ""
 
     def __str__(self) -> str:
         return self.name
@@ -161,27 +165,42 @@ _FORMULAS: dict[str, dict[str, LaneFormula]] = {
 }
 
 
-def _mfma(m: int, n: int, k: int, dtype: str) -> MatrixInstr:
+def _mfma(m: int, n: int, k: int, dtype: str, intrinsic: str) -> MatrixInstr:
     per_lane = m * n // 64
     return MatrixInstr(f"mfma_f32_{m}x{n}x{k}_{dtype}", "mfma", m, n, k, dtype, "f32", 64,
-                       a_elems=m * k // 64, b_elems=k * n // 64, c_elems=per_lane)
+                       a_elems=m * k // 64, b_elems=k * n // 64, c_elems=per_lane, intrinsic=intrinsic)
 
 
-MFMA_F32_32X32X8_F16 = _mfma(32, 32, 8, "f16")
-MFMA_F32_16X16X16_F16 = _mfma(16, 16, 16, "f16")
-# bf16 uses the ".1k" intrinsics (<4 x i16> operands): the same lane layout as f16 (REFERENCE §9.2).
-MFMA_F32_32X32X8_BF16 = _mfma(32, 32, 8, "bf16")
-MFMA_F32_16X16X16_BF16 = _mfma(16, 16, 16, "bf16")
+# MFMA A/B are <4 x half> or, for bf16, <4 x i16> (the ".1k" forms: <4 x bfloat> is rejected), C/D
+# <16|4 x float>, then cbsz, abid, blgp (REFERENCE §9.1).  bf16 has the same lane layout as f16
+# (REFERENCE §9.2).
+MFMA_F32_32X32X8_F16 = _mfma(32, 32, 8, "f16", "llvm.amdgcn.mfma.f32.32x32x8f16")
+MFMA_F32_16X16X16_F16 = _mfma(16, 16, 16, "f16", "llvm.amdgcn.mfma.f32.16x16x16f16")
+MFMA_F32_32X32X8_BF16 = _mfma(32, 32, 8, "bf16", "llvm.amdgcn.mfma.f32.32x32x8bf16.1k")
+MFMA_F32_16X16X16_BF16 = _mfma(16, 16, 16, "bf16", "llvm.amdgcn.mfma.f32.16x16x16bf16.1k")
 
+# WMMA takes <16 x half>/<16 x i16> and <8 x float>, in LLVM 22's mangling (REFERENCE §9.3).
 WMMA_F32_16X16X16_F16 = MatrixInstr("wmma_f32_16x16x16_f16", "wmma", 16, 16, 16, "f16", "f32", 32,
-                                    a_elems=16, b_elems=16, c_elems=8)
+                                    a_elems=16, b_elems=16, c_elems=8,
+                                    intrinsic="llvm.amdgcn.wmma.f32.16x16x16.f16.v8f32.v16f16")
 WMMA_F32_16X16X16_BF16 = MatrixInstr("wmma_f32_16x16x16_bf16", "wmma", 16, 16, 16, "bf16", "f32", 32,
-                                     a_elems=16, b_elems=16, c_elems=8)
+                                     a_elems=16, b_elems=16, c_elems=8,
+                                     intrinsic="llvm.amdgcn.wmma.f32.16x16x16.bf16.v8f32.v16i16")
 
+# mma.sync m16n8k16 with f32 accumulators (REFERENCE §9.4). For f16 inputs the intrinsic's suffix
+# is <D type>.<C type> and the operands are <2 x half> pairs; for bf16 it is the input type and
+# each pair travels as an i32 (low half = the lower-numbered element).
 MMA_M16N8K16_F16 = MatrixInstr("mma_m16n8k16_f16", "mma_sync", 16, 8, 16, "f16", "f32", 32,
-                               a_elems=8, b_elems=4, c_elems=4)
+                               a_elems=8, b_elems=4, c_elems=4,
+                               intrinsic="llvm.nvvm.mma.m16n8k16.row.col.f32.f32")
 MMA_M16N8K16_BF16 = MatrixInstr("mma_m16n8k16_bf16", "mma_sync", 16, 8, 16, "bf16", "f32", 32,
-                                a_elems=8, b_elems=4, c_elems=4)
+                                a_elems=8, b_elems=4, c_elems=4,
+                                intrinsic="llvm.nvvm.mma.m16n8k16.row.col.bf16")
+
+#: Every matrix instruction some target has, by name.
+MATRIX_INSTRS: dict[str, MatrixInstr] = {i.name: i for i in (
+    MFMA_F32_32X32X8_F16, MFMA_F32_16X16X16_F16, MFMA_F32_32X32X8_BF16, MFMA_F32_16X16X16_BF16,
+    WMMA_F32_16X16X16_F16, WMMA_F32_16X16X16_BF16, MMA_M16N8K16_F16, MMA_M16N8K16_BF16)}
 
 
 def fma_fallback(wave_size: int) -> MatrixInstr:

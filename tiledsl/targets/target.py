@@ -1,18 +1,23 @@
 """The target description: the facts about a GPU that the tile level needs, as plain data.
 
-LLVM facts (triples, intrinsics, attributes) live in the backend modules; what is here is what
-layout assignment, LDS allocation and the thread interpreter decide with: wave size, LDS capacity,
-which matrix instructions exist and which cross-lane operations exist.
+One record per GPU states every fact about it once: what layout assignment, LDS allocation and
+the thread interpreter decide with (wave size, LDS capacity, matrix instructions with their lane
+formulas and intrinsics, cross-lane operations), and which LLVM backend compiles for it with which
+processor facts (``amdgpu`` / ``nvptx``). The thread level and the backends both read the record;
+adding a GPU is adding a record (plus intrinsics for a new instruction family).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
+from tiledsl.targets.arch import AmdArch, NvArch
 from tiledsl.targets.matrix import MatrixInstr
 
 Vendor = Literal["amd", "nvidia", "generic"]
+Backend = Literal["amdgpu", "nvptx"]
 
 # The names used in ``Target.cross_lane``.  "shuffle" is a pull from an arbitrary lane (NVIDIA
 # shfl.sync.idx/bfly, AMD ds_bpermute); "shuffle_xor" a dedicated butterfly (shfl.sync.bfly); the
@@ -54,6 +59,14 @@ class Target:
     lds_banks: int = 32
     lds_bank_bytes: int = 4
     lds_phase_bytes: int = 128
+    #: The LLVM backend that compiles for this target; None: the thread level only (``generic``).
+    backend: Backend | None = None
+    #: The processor LLVM compiles for (its ``-mcpu``); the record's name without a variant suffix.
+    arch: str = ""
+    #: AMDGPU code generation and occupancy facts (``backend == "amdgpu"``).
+    amdgpu: AmdArch | None = None
+    #: NVPTX facts (``backend == "nvptx"``).
+    nvptx: NvArch | None = None
 
     def __post_init__(self) -> None:
         unknown = self.cross_lane - CROSS_LANE_OPS
@@ -64,8 +77,31 @@ class Target:
                 raise ValueError(f"target {self.name}: {instr.name} runs in {instr.lanes} lanes, "
                                  f"the wave has {self.wave_size}")
 
+        if (self.backend == "amdgpu") != (self.amdgpu is not None) or \
+                (self.backend == "nvptx") != (self.nvptx is not None):
+            raise ValueError(f"target {self.name}: the {self.backend} backend needs its arch facts, and only those")
+        if self.backend is not None and not self.arch:
+            raise ValueError(f"target {self.name}: a native target names its processor (arch=)")
+        facts = self.amdgpu or self.nvptx
+        if facts is not None and facts.name != self.arch:
+            raise ValueError(f"target {self.name}: its {self.backend} facts are for {facts.name}, not {self.arch}")
+        if self.amdgpu is not None and self.amdgpu.wave_size != self.wave_size:
+            raise ValueError(f"target {self.name}: wave{self.wave_size} but its AMDGPU facts say "
+                             f"wave{self.amdgpu.wave_size}")
+
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def native(self) -> bool:
+        """Whether an LLVM backend compiles for this target."""
+        return self.backend is not None
+
+    def without_matrix(self) -> Target:
+        """The same machine computing ``dot`` with FMAs (``NAME-fma``): no matrix instructions."""
+        if not self.matrix_instrs:
+            return self
+        return dataclasses.replace(self, name=f"{self.name}-fma", matrix_instrs=(), has_wgmma=False)
 
     def default_matrix_instr(self, a_dtype: str) -> MatrixInstr | None:
         """The preferred matrix instruction whose A/B operands are ``a_dtype``, or None."""
