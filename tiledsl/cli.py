@@ -286,10 +286,19 @@ def _program_for_shape(args: argparse.Namespace) -> Any:
     return _load(args, {k: v for k, v in shape.items() if k in consts and k not in dict(args.defines)})
 
 
+def _target_names(backend: str | None = "any") -> str:
+    """The names of the targets of ``backend`` ("any": every target, "native": every one with a
+    backend, "amdgpu"/"nvptx": that backend's), for help texts and messages."""
+    from tiledsl.targets import TARGETS
+    return ", ".join(n for n, t in TARGETS.items()
+                     if backend == "any" or (backend == "native" and t.native) or t.backend == backend)
+
+
 def _gpu_target(args: argparse.Namespace) -> str:
+    from tiledsl.targets import TARGETS
     target = args.target or "sm_90"
-    if target not in ("sm_80", "sm_90", "sm_90a"):
-        raise UserError(f"--device cuda runs NVPTX targets (sm_80, sm_90, sm_90a), not '{target}'")
+    if target not in TARGETS or TARGETS[target].backend != "nvptx":
+        raise UserError(f"--device cuda runs NVPTX targets ({_target_names('nvptx')}), not '{target}'")
     return target
 
 
@@ -398,8 +407,8 @@ def _space(text: str) -> tuple[str, list[int]]:
 def _add_gpu_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE", help="the .tdsl program")
     p.add_argument("--device", choices=["cuda"], default="cuda", help="where to run (an NVIDIA GPU through CuPy)")
-    p.add_argument("--target", default=None, help="sm_80, sm_90 (default) or sm_90a (H100/H200 only: dots whose operands sit in "
-                        "LDS become wgmma)")
+    p.add_argument("--target", default=None, help=f"{_target_names('nvptx')} (default sm_90; sm_90a runs on "
+                                                  "H100/H200 only: dots whose operands sit in LDS become wgmma)")
     p.add_argument("--shape", type=_shape, metavar="DIM=N,...", help="sizes of the tensor dims")
     p.add_argument("--arg", action="append", type=_define, default=[], metavar="NAME=VALUE",
                    help="value of a scalar parameter")
@@ -429,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run the pipeline until this output and write it: "
                         + ", ".join(f"'{e.name}' = {e.doc}" for e in EMITS.values()) + " (default: ir)")
     p.add_argument("--target", default=None,
-                   help="target: gfx90a, gfx942 (default), gfx1100, sm_80, sm_90, sm_90a; generic for layout-ir/thread-ir")
+                   help=f"target (default gfx942): {_target_names()}; native code for {_target_names('native')}")
     p.add_argument("--no-matrix-cores", action="store_true",
                    help="AMDGPU: compute dot with FMAs instead of MFMA/WMMA")
     p.add_argument("-o", dest="output", metavar="OUT", help="write to OUT instead of stdout (atomically)")
@@ -445,7 +454,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Compile FILE for --target and print the resources read from the code "
                                    "object's metadata (AMDGPU) or from ptxas (NVPTX).")
     p.add_argument("file", metavar="FILE", help="the .tdsl program")
-    p.add_argument("--target", default="gfx942", help="gfx90a, gfx942 (default), gfx1100, sm_80, sm_90, sm_90a")
+    p.add_argument("--target", default="gfx942", help=f"{_target_names('native')} (default gfx942)")
     p.add_argument("--no-matrix-cores", action="store_true", help="AMDGPU: FMAs instead of MFMA/WMMA")
     _add_defines(p)
 
@@ -471,8 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'interp' (default): the NumPy interpreters; 'cuda': compile for --target "
                         "(sm_90 by default) and run on the GPU")
     p.add_argument("--target", default=None,
-                   help="target for --level thread: gfx90a, gfx942 (default), gfx1100, sm_80, sm_90, sm_90a, "
-                        "generic; for --device cuda: sm_80, sm_90 (default) or sm_90a")
+                   help=f"target for --level thread (default gfx942): {_target_names()}; for --device cuda "
+                        f"(default sm_90): {_target_names('nvptx')}")
     p.add_argument("--shuffle-blocks", action="store_true",
                    help="thread level: run the blocks in a random order (seeded by --seed)")
     p.add_argument("--nan-fill", action="store_true",

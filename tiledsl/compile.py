@@ -77,6 +77,8 @@ class Artifact:
     params: dict[str, Any] = field(default_factory=dict)
     thread_kernel: Op | None = None
     tensor_params: list[Any] = field(default_factory=list)
+    #: The target record it was compiled for (``target`` is its name).
+    record: Target | None = None
 
     def launcher(self) -> Any:
         """A callable that launches this kernel on an NVIDIA GPU (sm_80/sm_90 artifacts)."""
@@ -95,7 +97,8 @@ class Artifact:
 
     @property
     def is_amd(self) -> bool:
-        return get_target(self.target).backend == "amdgpu"
+        record = self.record or get_target(self.target)
+        return record.backend == "amdgpu"
 
     @cached_property
     def binary(self) -> bytes:
@@ -148,7 +151,7 @@ def artifact(program: Any, target: Target, lowered: Any, compiled: Any) -> Artif
     tk = lowered.kernel
     return Artifact(target.name, lowered.name, compiled, _layout_args(lowered.args), lowered.block_threads,
                     lowered.lds_bytes, grid_expressions(tk), dict(tk.attrs["params"]), tk,
-                    list(program.tensor_params))
+                    list(program.tensor_params), target)
 
 
 def compile_program(program: Any, target: str | Target, matrix: bool = True, opt: int = 3) -> Artifact:

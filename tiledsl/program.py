@@ -23,7 +23,8 @@ from tiledsl.interp.report import Report
 from tiledsl.ir import ops
 from tiledsl.ir.parser import parse_op
 from tiledsl.ir.printer import print_op
-from tiledsl.stages import Options, run_until
+from tiledsl.stages import Options, internal_errors, run_until
+from tiledsl.targets import get_target
 
 _NUMPY_OK = {"f16": "f", "bf16": "f", "f32": "f", "i32": "iu"}
 
@@ -177,14 +178,14 @@ class Program:
         ``nan_fill`` fills uninitialised LDS with NaN bits."""
         if level not in ("block", "thread"):
             raise ValueError(f"level must be 'block' or 'thread', got {level!r}")
+        if level == "thread":
+            target = get_target(target or "gfx942").name     # an unknown name: UnknownTargetError
         prog, tensors, scalars, dims = self.prepare_arguments(args)
         kernel = prog.lowered()
         report = Report(level=level)
-        try:
+        # The interpreters' own failures are internal errors, reported like the compiler's.
+        with internal_errors(f"interpret-{level}", self, target):
             self._run(level, prog, kernel, tensors, scalars, dims, report, target, shuffle_blocks, nan_fill, seed)
-        except TdslError as e:
-            e.source = e.source or self.source
-            raise
         self.check_coverage(kernel, tensors, report)
         for p in self.tensor_params:
             if p.out:

@@ -38,7 +38,7 @@ from tiledsl.ir.parser import parse_op
 from tiledsl.ir.passes import cse, dce, dot_acc, fold, pipeline, sink_broadcast, split_tail
 from tiledsl.ir.printer import print_op
 from tiledsl.layout import LayoutError
-from tiledsl.targets import NATIVE_TARGETS, TARGETS, Target, UnknownTargetError, get_target
+from tiledsl.targets import NATIVE_TARGETS, Target, UnknownTargetError, get_target
 
 # ------------------------------------------------------------------------------------------ context
 
@@ -405,7 +405,7 @@ def _guard(ctx: CompileContext, where: str, loc: Loc | None) -> Iterator[None]:
 def internal_errors(stage: str, program: Any, target: str | None = None) -> contextlib.AbstractContextManager:
     """Error translation for work outside the stages (the interpreters, the launcher): the same
     rules as the runner's."""
-    ctx = CompileContext(program, TARGETS.get(target) if target else None, Options())
+    ctx = CompileContext(program, get_target(target) if target else None, Options())
     return _guard(ctx, stage, None)
 
 

@@ -187,8 +187,8 @@ class AmdgpuTarget(GpuTarget):
         alignment. Dynamic LDS would buy nothing here: one workgroup addresses 64 KiB either way.
         """
         self._check_lds_align(align)
-        if not 0 < nbytes <= self.arch.max_lds_per_block:
-            raise ValueError(f"LDS arena of {nbytes} bytes: {self.name} allows 1..{self.arch.max_lds_per_block}")
+        if not 0 < nbytes <= self.record.lds_bytes:
+            raise ValueError(f"LDS arena of {nbytes} bytes: {self.name} allows 1..{self.record.lds_bytes}")
         ty = byte_array(nbytes)
         gv = ir.GlobalVariable(module, ty, name, addrspace=self.LDS_ADDRSPACE)
         # LDS cannot be initialised: it must be undef (section 1, "llvmlite.ir kernels").

@@ -38,7 +38,6 @@ class NvptxTarget(GpuTarget):
 
     triple = "nvptx64-nvidia-cuda"
     kernel_calling_convention = "ptx_kernel"
-    wave_size = 32
     # NVPTX has no object emission; the "object" is the PTX text (see CompiledModule).
     _emits_object = False
     has_ldmatrix = True         # sm_75+; every arch here is sm_80 or later
@@ -55,6 +54,7 @@ class NvptxTarget(GpuTarget):
         self.name = record.name
         self.cpu = record.arch
         self.features = self.arch.ptx_features
+        self.wave_size = record.wave_size
         self.launch_bound = launch_bound
         self.has_wgmma = record.has_wgmma
         self.matrix_instrs: Mapping[str, MatrixInstr] = {i.name: i for i in record.matrix_instrs}
@@ -155,8 +155,8 @@ class NvptxTarget(GpuTarget):
         address, so a module has one arena.
         """
         self._check_lds_align(align)
-        if not 0 < nbytes <= self.arch.max_shared_per_block:
-            raise ValueError(f"shared arena of {nbytes} bytes: {self.name} allows 1..{self.arch.max_shared_per_block}")
+        if not 0 < nbytes <= self.record.lds_bytes:
+            raise ValueError(f"shared arena of {nbytes} bytes: {self.name} allows 1..{self.record.lds_bytes}")
         record_dynamic_lds(module, nbytes)
         gv = ir.GlobalVariable(module, byte_array(0), name, addrspace=self.LDS_ADDRSPACE)
         gv.linkage = "external"

@@ -42,8 +42,6 @@ class AmdArch:
     max_barriers_per_cu: int
     #: Before gfx10 a wave's SGPR count also limits occupancy (``getOccupancyWithNumSGPRs``).
     sgprs_limit_occupancy: bool
-    #: LDS one workgroup can address (``getAddressableLocalMemorySize``).
-    max_lds_per_block: int = 65536
     #: Two-wide f32 ALU ops (``v_pk_mul_f32``, ``v_pk_fma_f32``, ``v_pk_add_f32``: gfx90a, gfx940+),
     #: which LLVM selects for ``<2 x float>`` arithmetic, so the SLP vectorizer pays off.
     packed_f32: bool = False
@@ -51,13 +49,11 @@ class AmdArch:
 
 @dataclass(frozen=True)
 class NvArch:
-    """Facts about one NVIDIA architecture."""
+    """Facts about one NVIDIA architecture (the shared memory a block may use is the record's
+    ``lds_bytes``)."""
 
     name: str
     #: PTX ISA feature for the TargetMachine. Empty means LLVM's minimum for the arch (PTX 7.0
     #: for sm_80, 7.8 for sm_90, REFERENCE section 2), so the PTX loads on the oldest driver that
     #: knows the arch; sm_90a (wgmma, setmaxnreg) needs PTX 8.0.
     ptx_features: str
-    #: Largest dynamic shared memory one block may opt into (CUDA programming guide, compute
-    #: capability table: 163 KiB on 8.0, 227 KiB on 9.0).
-    max_shared_per_block: int
