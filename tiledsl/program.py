@@ -39,6 +39,9 @@ class Program:
 
     def __post_init__(self) -> None:
         self._specialized: dict[tuple, Program] = {}
+        #: Each compile stage's result for this program, by (stage, target, options): kept by
+        #: ``tiledsl.stages.run_until``, so every stage runs once per program.
+        self.stage_results: dict[tuple, tuple[Any, Any]] = {}
 
     # ------------------------------------------------------------ structure
     @property

@@ -308,7 +308,7 @@ def run_with_context(program: Any, stage: str, target: str | Target | None = Non
     chain = STAGES[:STAGE_NAMES.index(stage) + 1]
     record = resolve_target(target, chain[-1])
     ctx = CompileContext(program, record, options)
-    cache: dict[tuple, tuple[Any, Any]] = program.__dict__.setdefault("_stage_results", {})
+    cache: dict[tuple, tuple[Any, Any]] = program.stage_results
     result: Any = None
     for st in chain:
         ctx.stage = st.name
