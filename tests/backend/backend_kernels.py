@@ -56,7 +56,7 @@ def build_tiny_kernel(t: GpuTarget, block_threads: int = BLOCK, shuffle_masks: t
 
 
 def build_pressure_kernel(t: GpuTarget, live_values: int, block_threads: int, lds_bytes: int = 0) -> ir.Module:
-    """``live_values`` floats loaded, held across a barrier, then stored (REFERENCE t04b)."""
+    """``live_values`` floats loaded, held across a barrier, then stored (docs/targets/amdgpu.md §4.1)."""
     m = t.new_module("pressure")
     g = t.global_ptr_type
     fn = t.declare_kernel(m, "pressure", [g, g], block_threads)

@@ -1,7 +1,7 @@
 """NvptxTarget on an NVIDIA GPU: the PTX it emits runs and computes what the API promises.
 
 Needs CuPy and a GPU (skipped otherwise). Host-side NumPy recomputes every result from the
-lane formulas of REFERENCE section 9.4, so these check the target's operand packing, the
+lane formulas of docs/targets/matrix-layouts.md §4, so these check the target's operand packing, the
 ldmatrix row mapping, shuffles, dynamic shared memory above 48 KiB, cp.async and exp2.
 """
 
@@ -115,7 +115,7 @@ def _bf16_value(bits: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("instr", ["mma_m16n8k16_f16", "mma_m16n8k16_bf16"])
 def test_mma_fragments_in_reference_order(instr):
-    """Each lane passes its A/B/C scalars in section 9.4 order; D comes back in C's order."""
+    """Each lane passes its A/B/C scalars in matrix-layouts.md §4 order; D comes back in C's order."""
     t = NvptxTarget(ARCH)
     info = t.matrix_info(instr)
     m, fn, b = _kernel(t, "mma", 4, WARP)

@@ -109,7 +109,7 @@ def test_gemm(like: str) -> None:
     # None: the target's default (swapped on AMD, not on NVIDIA)
     ("generic", 32, 1, None), ("gfx942", 64, 0, None), ("gfx942", 64, 1, None), ("gfx1100", 64, 1, None),
     ("sm_90", 64, 0, None), ("sm_90", 64, 1, None),
-    # swap=true: the hardware computes Sᵀ, A and B operands exchanged (REFERENCE §9.5)
+    # swap=true: the hardware computes Sᵀ, A and B operands exchanged (docs/targets/matrix-layouts.md §7.1)
     ("gfx942", 64, 1, False), ("gfx1100", 64, 0, False), ("sm_90", 64, 1, True)])
 def test_attention(like: str, d: int, causal: int, swap: bool | None) -> None:
     rng = np.random.default_rng(3)

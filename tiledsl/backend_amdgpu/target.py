@@ -1,7 +1,7 @@
 """The AMDGPU target: every AMD-specific fact tiledsl relies on, with the reason for each.
 
-Section numbers refer to shared/reference/llvm-targets/REFERENCE.md, where each fact was
-checked by compiling with llvmlite 0.50 / LLVM 22 (nothing here has run on AMD hardware). The
+Section numbers (§N) refer to docs/targets/amdgpu.md, which says how each fact was checked
+(by compiling with llvmlite 0.50 / LLVM 22; nothing here has run on AMD hardware). The
 facts about each processor (wave size, matrix instructions and their intrinsics, occupancy) are
 in its record in ``tiledsl.targets``; this module turns them into LLVM IR.
 """
@@ -32,7 +32,7 @@ class AmdgpuTarget(GpuTarget):
 
     triple = "amdgcn-amd-amdhsa"
     kernel_calling_convention = "amdgpu_kernel"
-    # Code objects are shared libraries loaded at any address (section 12: "pic" is what was
+    # Code objects are shared libraries loaded at any address (§1: "pic" is what was
     # checked; other models were not compared).
     reloc = "pic"
 
@@ -51,19 +51,19 @@ class AmdgpuTarget(GpuTarget):
         self.name = record.name
         self.cpu = record.arch
         # No "+xnack"/"+sramecc": the code object then says "any" for both and loads in either
-        # mode (ELF e_flags 0x53f/0x54c, section 2).
+        # mode (ELF e_flags 0x53f/0x54c, §1).
         self.features = ""
         self.wave_size = record.wave_size
         self.matrix_instrs: Mapping[str, MatrixInstr] = {i.name: i for i in record.matrix_instrs}
 
     def _configure_machine(self, tm: binding.TargetMachine) -> None:
         # Verbose asm carries "; NumVgprs:", "; Occupancy:" ... comments, which the resource
-        # report cross-checks against the metadata note (section 1, "Dump asm comments").
+        # report cross-checks against the metadata note (llvm-pipeline.md §3.6).
         tm.set_asm_verbosity(True)
 
     def _add_module_flags(self, module: ir.Module) -> None:
         # LLVM 22 defaults to code object v6, which older ROCm runtimes may reject; v5 is what
-        # Triton pins (sections 5 and 10). Behaviour 1 (Error): conflicting values cannot link.
+        # Triton pins (llvm-pipeline.md §5.2). Behaviour 1 (Error): conflicting values cannot link.
         irgen.add_module_flag(module, 1, "amdhsa_code_object_version", 500)
 
     def _package(self, *, llvm_ir: str, asm: str, obj: bytes, dynamic_lds_bytes: int) -> AmdgpuCompiledModule:
@@ -73,20 +73,20 @@ class AmdgpuTarget(GpuTarget):
     def _kernel_attributes(self, fn: ir.Function, block_threads: int) -> None:
         # The default maximum is 1024 threads, which caps gfx90a/gfx942 at 128 VGPRs so that
         # 16 waves fit on a CU: a kernel with 160 live floats spills at the default and does not
-        # at "1,256" (section 5, t04b). tiledsl knows its block size, so state it.
+        # at "1,256" (§4.1). tiledsl knows its block size, so state it.
         irgen.set_string_attribute(fn, "amdgpu-flat-work-group-size", f"1,{block_threads}")
         # The grid is a whole number of blocks (tiledsl launches blocks, never partial ones), so
-        # LLVM may drop partial-workgroup handling; Triton always sets it too (section 5).
+        # LLVM may drop partial-workgroup handling; Triton always sets it too (§4.2).
         irgen.set_string_attribute(fn, "uniform-work-group-size", "true")
         # IEEE f32 denormals (LLVM's default, stated so the choice is visible): native results
         # then match the NumPy interpreters on tiny values. The usual reason to flush,
         # exp2 becoming one v_exp_f32, does not apply because exp2() uses llvm.amdgcn.exp2,
-        # which is one instruction in either mode (section 6).
+        # which is one instruction in either mode (§6).
         irgen.set_string_attribute(fn, "denormal-fp-math-f32", "ieee,ieee")
         if self.arch.kernarg_preload:
             # Kernel-argument preload into SGPRs: the body need not wait for the s_load of its
             # arguments. LLVM adds a compatibility prologue that still loads them, so the code
-            # also runs on firmware without preload (section 5, t13); gfx1100 ignores inreg.
+            # also runs on firmware without preload (§4.4); gfx1100 ignores inreg.
             for arg in fn.args:
                 arg.add_attribute("inreg")
 
@@ -107,10 +107,10 @@ class AmdgpuTarget(GpuTarget):
         """Workgroup release fence, ``s_barrier``, acquire fence, each fence limited to LDS.
 
         ``s.barrier`` alone orders nothing: LLVM then emits ds_write; s_barrier; ds_read with no
-        ``s_waitcnt lgkmcnt(0)`` (section 4). The fences add the wait. The MMRA
+        ``s_waitcnt lgkmcnt(0)`` (§3.1). The fences add the wait. The MMRA
         ``amdgpu-synchronize-as = local`` says the fences only order LDS, which is what tiledsl's
         ``sync`` means: on gfx90a/gfx942 it is what Triton emits, and on gfx1100 it also drops
-        the ``buffer_gl0_inv`` global-cache invalidate that plain fences cost (section 4).
+        the ``buffer_gl0_inv`` global-cache invalidate that plain fences cost (§3.2).
         """
         mmra = b.module.add_metadata(
             [ir.MetaDataString(b.module, "amdgpu-synchronize-as"), ir.MetaDataString(b.module, "local")]
@@ -121,7 +121,7 @@ class AmdgpuTarget(GpuTarget):
 
     def exp2(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
         # llvm.amdgcn.exp2 is one v_exp_f32 (as Triton's tl.math.exp2); llvm.exp2.f32 with IEEE
-        # denormals is 6-8 instructions of range fix-up (section 6).
+        # denormals is 6-8 instructions of range fix-up (§6).
         if x.type == F32:
             return call_intrinsic(b, "llvm.amdgcn.exp2.f32", F32, [x], "exp2")
         if x.type == F16:
@@ -133,7 +133,7 @@ class AmdgpuTarget(GpuTarget):
 
         Masks 1-3 stay inside a group of four lanes, where a DPP ``quad_perm`` (0xB1 = xor 1,
         0x4E = xor 2) is a VALU modifier that LLVM can fold into the consumer, e.g.
-        ``v_max_f32_dpp`` (section 7). Larger masks use ``ds_bpermute_b32`` with the byte address
+        ``v_max_f32_dpp`` (§9.3). Larger masks use ``ds_bpermute_b32`` with the byte address
         (lane ^ mask) * 4, which works on every AMD target (within 32 lanes on wave32).
         """
         if not 0 < mask < self.wave_size:
@@ -148,7 +148,7 @@ class AmdgpuTarget(GpuTarget):
     def shuffle_idx(self, b: ir.IRBuilder, v: ir.Value, src_lane: ir.Value | int) -> ir.Value:
         """Read lane ``src_lane``: ``v_readlane`` for a constant lane, else ``ds_bpermute``.
 
-        A constant lane is wave-uniform, so the scalar ``v_readlane_b32`` broadcast (section 7)
+        A constant lane is wave-uniform, so the scalar ``v_readlane_b32`` broadcast (§9.1)
         needs neither the LDS unit nor an address.
         """
         if isinstance(src_lane, int):
@@ -182,7 +182,7 @@ class AmdgpuTarget(GpuTarget):
         """A *static* LDS arena (``internal addrspace(3) global [n x i8] undef``).
 
         Static, not dynamic: the code object's metadata then reports the kernel's LDS
-        (``.group_segment_fixed_size``, section 10), so the resource report and occupancy come
+        (``.group_segment_fixed_size``, §10.5), so the resource report and occupancy come
         from the binary alone and the launcher passes no size; LLVM also knows the base and its
         alignment. Dynamic LDS would buy nothing here: one workgroup addresses 64 KiB either way.
         """
@@ -191,7 +191,7 @@ class AmdgpuTarget(GpuTarget):
             raise ValueError(f"LDS arena of {nbytes} bytes: {self.name} allows 1..{self.record.lds_bytes}")
         ty = byte_array(nbytes)
         gv = ir.GlobalVariable(module, ty, name, addrspace=self.LDS_ADDRSPACE)
-        # LDS cannot be initialised: it must be undef (section 1, "llvmlite.ir kernels").
+        # LDS cannot be initialised: it must be undef (llvm-pipeline.md §2.4).
         gv.linkage = "internal"
         gv.initializer = ir.Constant(ty, ir.Undefined)
         gv.align = align

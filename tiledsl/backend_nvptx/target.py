@@ -1,7 +1,7 @@
 """The NVPTX target (sm_80, sm_90, sm_90a): every NVIDIA-specific fact tiledsl relies on.
 
-Section numbers refer to shared/reference/llvm-targets/REFERENCE.md. mma.sync m16n8k16 and its
-fragment layout were run on an H100 there; the rest was checked by compiling.
+Section numbers (§N) refer to docs/targets/nvptx.md, which says how each fact was checked.
+mma.sync m16n8k16 and its fragment layout were run on an H100; the rest was checked by compiling.
 
 Shared-memory pointers are 32-bit (``-nvptx-short-ptr``, set once per process in
 ``tiledsl.llvm.llvm_init``; the data layout then says p3:32:32), as Triton and nvcc use them:
@@ -65,9 +65,9 @@ class NvptxTarget(GpuTarget):
     # ---- kernels and ids -------------------------------------------------------------------
     def _kernel_attributes(self, fn: ir.Function, block_threads: int) -> None:
         # Kernel-ness is the ptx_kernel calling convention in LLVM 22 (set by _new_kernel);
-        # noalias + readonly lets loads become ld.global.nc (section 8).
+        # noalias + readonly lets loads become ld.global.nc (§7.1).
         # Launch bounds as *function attributes*: the legacy !nvvm.annotations form is still
-        # upgraded, but its key "maxntid" (without x/y/z) is silently dropped (section 5).
+        # upgraded, but its key "maxntid" (without x/y/z) is silently dropped (§3).
         # ptxas uses the bound to budget registers for that many threads.
         irgen.set_string_attribute(fn, f"nvvm.{self.launch_bound}", str(block_threads))
 
@@ -85,7 +85,7 @@ class NvptxTarget(GpuTarget):
         """``bar.sync 0``, as Triton emits it (``barrier.cta.sync.aligned.all``).
 
         No fence is emitted: bar.sync orders shared-memory accesses among the threads of the
-        CTA by PTX semantics (section 4; not tested on hardware here). Stores that wgmma reads
+        CTA by PTX semantics (§5; GPU tests exercise it, §13). Stores that wgmma reads
         next also need ``lds_store_fence``.
         """
         call_intrinsic(b, "llvm.nvvm.barrier.cta.sync.aligned.all", VOID, [ir.Constant(I32, 0)])
@@ -99,7 +99,7 @@ class NvptxTarget(GpuTarget):
             irgen.inline_asm(b, "fence.proxy.async.shared::cta;", "", VOID, [])
 
     def exp2(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-        # ex2.approx.ftz.f32: one MUFU.EX2. Without .ftz (what llvm.exp2.f32 becomes, section 6)
+        # ex2.approx.ftz.f32: one MUFU.EX2. Without .ftz (what llvm.exp2.f32 becomes, §6)
         # ptxas adds a range test and two multiplies around it to produce subnormal results;
         # ex2.approx is already ~2 ulp off, and .ftz changes only results below 2^-126, by less
         # than 2^-126. Never llvm.exp.f32, which has no libcall on NVPTX and aborts.
@@ -133,7 +133,7 @@ class NvptxTarget(GpuTarget):
 
     def _shfl(self, b: ir.IRBuilder, mode: str, v: ir.Value, operand: ir.Value) -> ir.Value:
         # shfl.sync.<mode>.b32 with member mask -1 (the whole warp) and c = 31: clamp to the
-        # warp, no sub-warp segments (section 7).
+        # warp, no sub-warp segments (§4).
         def move(word: ir.Value) -> ir.Value:
             args = [ir.Constant(I32, _FULL_MASK), word, operand, ir.Constant(I32, 31)]
             suffix = "f32" if word.type == F32 else "i32"
@@ -168,8 +168,8 @@ class NvptxTarget(GpuTarget):
         """``ldmatrix.sync.aligned.m8n8.x{count}[.trans].shared.b16``: ``count`` 8x8 b16 tiles.
 
         Returns ``count`` i32 registers, each holding two b16 elements (low half first). Lanes
-        8i..8i+7 supply the row addresses of tile i (the thread-to-row mapping is [U] in
-        section 9.4: not run on hardware).
+        8i..8i+7 supply the row addresses of tile i (§10; the thread-to-row mapping
+        is checked on an H100 by tests/backend/test_nvptx_gpu.py).
         """
         if count not in (1, 2, 4):
             raise ValueError(f"ldmatrix loads 1, 2 or 4 tiles, not {count}")
@@ -232,7 +232,7 @@ class NvptxTarget(GpuTarget):
 
     @staticmethod
     def _pair(b: ir.IRBuilder, lo: ir.Value, hi: ir.Value, info: MatrixInstr) -> ir.Value:
-        # Element 2j goes in the low 16 bits of register j (section 9.4); a 2-vector's element 0
+        # Element 2j goes in the low 16 bits of register j (§9); a 2-vector's element 0
         # is its low half, so pack as a vector (and bitcast to i32 for bf16).
         if info.in_dtype == "f16":
             return irgen.pack(b, [lo, hi], F16)

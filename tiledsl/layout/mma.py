@@ -12,7 +12,7 @@ over the repetitions along M (N for B), then the k-steps, then the instruction's
 
 ``swap=True``: the hardware computes Cᵀ = Bᵀ·Aᵀ, so the tile's (i, j) is the instruction's (j, i),
 the instruction's M runs along the tile's columns, and the tile's A operand is the hardware B
-operand transposed (and the other way round).  This is the AMD FA2 recipe (REFERENCE §9.5).
+operand transposed (and the other way round): the AMD FA2 recipe (docs/targets/matrix-layouts.md §7.1).
 
 On a target without matrix instructions the FMA fallback (``tiledsl.targets.fma_fallback``) takes
 the instruction's place, so these layouts exist on every target.

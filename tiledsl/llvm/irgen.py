@@ -53,8 +53,8 @@ def set_string_attribute(fn: ir.Function, key: str, value: str) -> None:
     """Add the string attribute ``"key"="value"`` to ``fn``.
 
     ``FunctionAttributes.add`` only accepts LLVM enum attributes, so go around its check; the
-    attribute is then printed inline in the ``define`` line, which LLVM accepts (REFERENCE
-    section 1, "llvmlite.ir kernels").
+    attribute is then printed inline in the ``define`` line, which LLVM accepts
+    (docs/targets/llvm-pipeline.md §2.2).
     """
     for old in [a for a in fn.attributes if a.startswith(f'"{key}"=')]:
         set.discard(fn.attributes, old)

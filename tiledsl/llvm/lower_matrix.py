@@ -28,9 +28,9 @@ from tiledsl.thread.context import ThreadContext
 
 @dataclass(frozen=True)
 class MatrixCall:
-    """One matrix instruction: the registers passed as its A, B and C operands, in REFERENCE §9
-    element order. ``a_from_b``: the hardware A operand comes from the tile's B registers (and
-    B from A), for ``swap=true`` layouts."""
+    """One matrix instruction: the registers passed as its A, B and C operands, in the element
+    order of docs/targets/matrix-layouts.md §1. ``a_from_b``: the hardware A operand comes from
+    the tile's B registers (and B from A), for ``swap=true`` layouts."""
 
     a_regs: tuple[int, ...]
     b_regs: tuple[int, ...]

@@ -11,7 +11,7 @@ Conventions shared by all targets:
 - pointers are opaque (see ``llvm_init``): global tensors are ``ptr addrspace(1)``, LDS is
   ``ptr addrspace(3)``; loads and GEPs must name their element type;
 - bf16 values are carried as ``i16`` bit patterns (llvmlite.ir has no ``bfloat`` type, and the
-  AMD matrix intrinsics take ``i16`` vectors anyway, REFERENCE section 9.1/9.3).
+  AMD matrix intrinsics take ``i16`` vectors anyway, docs/targets/amdgpu.md §8).
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ class GpuTarget(abc.ABC):
 
     @property
     def data_layout(self) -> str:
-        """The data layout string of this target's TargetMachine (REFERENCE section 1/2)."""
+        """The data layout string of this target's TargetMachine (docs/targets/llvm-pipeline.md §3.3)."""
         return str(self.target_machine().target_data)
 
     @property
@@ -140,7 +140,7 @@ class GpuTarget(abc.ABC):
         module = ir.Module(name)
         module.triple = self.triple
         # Set before optimisation, not left to codegen: the O3 pipeline otherwise runs with
-        # 64-bit pointers everywhere and emits worse code (REFERENCE section 1, t02b).
+        # 64-bit pointers everywhere and emits worse code (docs/targets/llvm-pipeline.md §3.2).
         module.data_layout = self.data_layout
         self._add_module_flags(module)
         return module
@@ -215,7 +215,7 @@ class GpuTarget(abc.ABC):
 
         Blocks are 1-D and waves are cut from consecutive x ids, so the lane is
         ``tid.x & (wave-1)``: one AND whose range LLVM knows, instead of ``mbcnt.lo/hi`` (two
-        VALU, REFERENCE section 3) or a special-register read.
+        VALU, docs/targets/amdgpu.md §2) or a special-register read.
         """
         return b.and_(self.thread_id(b), ir.Constant(I32, self.wave_size - 1), name="lane")
 
@@ -303,7 +303,7 @@ class GpuTarget(abc.ABC):
     ) -> list[ir.Value]:
         """D = A·B + C with the target's matrix instruction, on this lane's fragment.
 
-        The lists are this lane's scalars in REFERENCE section 9 order: A/B elements are
+        The lists are this lane's scalars in docs/targets/matrix-layouts.md §1 order: A/B elements are
         ``half`` (f16) or ``i16`` (bf16 bits), C elements are ``float``. Returns D's f32 scalars
         in C's order. The lowering never builds the vector operands itself.
         """
@@ -349,7 +349,7 @@ class GpuTarget(abc.ABC):
         """:meth:`compile` in a forked child, so that an LLVM abort becomes a Python error.
 
         Raises CompileError (or its subclass LlvmAbort, with LLVM's message) instead of
-        letting ``report_fatal_error`` end the caller (REFERENCE section 1, "Fatal errors").
+        letting ``report_fatal_error`` end the caller (docs/targets/llvm-pipeline.md §4).
         """
         return run_in_child(self.compile, module_or_text, opt)
 

@@ -23,7 +23,7 @@ class AmdArch:
 
     name: str
     wave_size: int
-    #: ``inreg`` kernel arguments are preloaded into user SGPRs (gfx90a, gfx940+; REFERENCE section 5).
+    #: ``inreg`` kernel arguments are preloaded into user SGPRs (gfx90a, gfx940+; docs/targets/amdgpu.md §4.4).
     kernarg_preload: bool
     #: VGPRs per SIMD lane shared by the resident waves (512 unified VGPR+AGPR on gfx90a/gfx942;
     #: 1536 in wave32 on gfx1100, which has the 1.5x register file; 1024 on gfx1030).
@@ -54,6 +54,6 @@ class NvArch:
 
     name: str
     #: PTX ISA feature for the TargetMachine. Empty means LLVM's minimum for the arch (PTX 7.0
-    #: for sm_80, 7.8 for sm_90, REFERENCE section 2), so the PTX loads on the oldest driver that
+    #: for sm_80, 7.8 for sm_90, docs/targets/nvptx.md §1), so the PTX loads on the oldest driver that
     #: knows the arch; sm_90a (wgmma, setmaxnreg) needs PTX 8.0.
     ptx_features: str

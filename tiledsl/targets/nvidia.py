@@ -1,4 +1,4 @@
-"""NVIDIA targets: sm_80 (A100) and sm_90 (H100), with mma.sync m16n8k16 (REFERENCE §9.4); sm_90a
+"""NVIDIA targets: sm_80 (A100) and sm_90 (H100), with mma.sync m16n8k16 (docs/targets/nvptx.md §9); sm_90a
 (H100 with its arch-specific instructions) adds wgmma."""
 
 from __future__ import annotations

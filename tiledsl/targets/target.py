@@ -21,7 +21,7 @@ Backend = Literal["amdgpu", "nvptx"]
 
 # The names used in ``Target.cross_lane``.  "shuffle" is a pull from an arbitrary lane (NVIDIA
 # shfl.sync.idx/bfly, AMD ds_bpermute); "shuffle_xor" a dedicated butterfly (shfl.sync.bfly); the
-# others are the AMD instructions of REFERENCE §7.
+# others are the AMD instructions of docs/targets/amdgpu.md §9.
 CROSS_LANE_OPS = frozenset({"shuffle", "shuffle_xor", "dpp", "swizzle", "permlanex16", "permlane64", "readlane"})
 
 
@@ -54,7 +54,7 @@ class Target:
     #: accumulator puts a row's elements in different lanes (MFMA, WMMA): swapped, each lane holds
     #: part of a row, so row reductions stay mostly in registers, the accumulator of one dot is the
     #: next dot's B operand without an LDS round trip, and rows are stored with vector stores
-    #: (REFERENCE §9.5).
+    #: (docs/targets/matrix-layouts.md §7.1).
     mma_swap: bool = False
     lds_banks: int = 32
     lds_bank_bytes: int = 4
