@@ -19,7 +19,7 @@ import numpy as np
 
 from tiledsl.diagnostics import TdslError
 from tiledsl.interp.dispatch import OpInterpreter, handler_table
-from tiledsl.interp.numerics import ELEMENTWISE, round_to
+from tiledsl.interp.numerics import ELEMENTWISE, reduce, round_to
 from tiledsl.interp.report import InterpError, Report
 from tiledsl.ir import ops
 from tiledsl.ir.core import Op
@@ -226,16 +226,10 @@ def _convert_layout(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
     return [args[0]]
 
 
-@handles("reduce_max")
-def _reduce_max(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
-    return [np.max(args[0], axis=op.attrs["axis"] + 1)]   # an LDS scratch operand plays no part here
-
-
-@handles("reduce_sum")
-def _reduce_sum(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
-    dtype = op.result.type.dtype
-    acc = np.sum(args[0], axis=op.attrs["axis"] + 1, dtype=np.float32 if dtype != "i32" else np.int32)
-    return [round_to(acc, dtype)]
+@handles("reduce_max", "reduce_min", "reduce_sum")
+def _reduce(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    # An LDS scratch operand plays no part here.
+    return [reduce(op.kind, args[0], op.attrs["axis"] + 1, op.result.type.dtype)]
 
 
 @handles("dot")
