@@ -37,6 +37,28 @@ class GlobalTensor:
     dtype: str
     counts: np.ndarray | None = None
 
+    def __post_init__(self) -> None:
+        # Accesses go through ``data.reshape(-1)``, a view only of C-ordered data: a write into
+        # anything else would land in a copy and be lost.
+        if not self.data.flags.c_contiguous:
+            raise ValueError(f"internal: the storage of '{self.name}' is not C-contiguous")
+
+
+def checked_grid(kernel: ops.KernelOp, values: list[Any], dims: dict[str, int]) -> list[int]:
+    """The grid's extents, computed by running its region to ``values``. A negative extent is
+    the program's mistake for these sizes: a TdslError at the extent's expression."""
+    extents = [int(np.asarray(v).reshape(-1)[0]) for v in values]
+    term = kernel.grid.terminator
+    names = kernel.attrs.get("grid_names") or []
+    for axis, (n, v) in enumerate(zip(extents, term.operands)):
+        if n < 0:
+            loc = v.owner.loc if isinstance(v.owner, Op) and v.owner.loc is not None else term.loc
+            name = f" ({names[axis]})" if axis < len(names) else ""
+            sizes = ", ".join(f"{k}={dims[k]}" for k in sorted(dims))
+            raise TdslError(loc, f"grid axis {axis}{name} has extent {n}{f' with {sizes}' if sizes else ''}; "
+                                 f"a grid extent must not be negative")
+    return extents
+
 
 @dataclass
 class LdsBuffer:
@@ -69,13 +91,10 @@ class BlockInterpreter(OpInterpreter):
 
     # ------------------------------------------------------------ driving
     def grid_extents(self) -> list[int]:
-        vals = self.run_block(self.kernel.grid, [])
-        return [int(np.asarray(v).reshape(-1)[0]) for v in vals]
+        return checked_grid(self.kernel, self.run_block(self.kernel.grid, []), self.dims)
 
     def run(self, chunk_elems: int = 1 << 22) -> None:
         grid = self.grid_extents()
-        if any(g < 0 for g in grid):
-            raise ValueError(f"the grid extents {grid} are negative")
         total = int(np.prod(grid)) if grid else 1
         self.report.blocks = total
         per_block = max(self._largest_tile(), 1)

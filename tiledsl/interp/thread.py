@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from tiledsl.interp.block import GlobalTensor
+from tiledsl.interp.block import GlobalTensor, checked_grid
 from tiledsl.interp.dispatch import OpInterpreter, handler_table
 from tiledsl.interp.numerics import ELEMENTWISE, reduce, round_to
 from tiledsl.interp.report import InterpError, Report
@@ -109,7 +109,7 @@ class ThreadInterpreter(OpInterpreter):
 
     # ------------------------------------------------------------ driving
     def run(self, order: np.ndarray | None = None) -> None:
-        grid = [int(np.asarray(v).reshape(-1)[0]) for v in self.run_block(self.kernel.grid, [])]
+        grid = checked_grid(self.kernel, self.run_block(self.kernel.grid, []), self.dims)
         total = int(np.prod(grid)) if grid else 1
         self.report.blocks = total
         ids = np.arange(total) if order is None else order(total)
