@@ -248,12 +248,37 @@ def load(path_or_source: str | os.PathLike, params: Mapping[str, int | float] | 
 def _read(path_or_source: str | os.PathLike) -> tuple[str, str]:
     if isinstance(path_or_source, os.PathLike):
         p = os.fspath(path_or_source)
-        with open(p, encoding="utf-8") as f:
-            return f.read(), p
+        return read_source_file(p), p
     s = str(path_or_source)
     if "\n" not in s and "{" not in s:
         if not os.path.exists(s):
             raise FileNotFoundError(f"no such file: {s}")
-        with open(s, encoding="utf-8") as f:
-            return f.read(), s
+        return read_source_file(s), s
     return s, "<string>"
+
+
+def read_source_file(path: str) -> str:
+    """The text of a .tdsl file. A file that is not UTF-8 text (a binary, a NUL byte) is a
+    TdslError saying where; errors of the file system (OSError) propagate."""
+    with open(path, "rb") as f:
+        data = f.read()
+    nul = data.find(b"\0")
+    try:
+        text = data.decode("utf-8")
+        bad = -1
+    except UnicodeDecodeError as e:
+        bad = e.start
+    if bad >= 0 and not 0 <= nul < bad:
+        line, col = _position(data, bad)
+        raise TdslError(None, f"cannot read '{path}': not a text file (byte 0x{data[bad]:02x} at line {line}, "
+                              f"column {col} is not UTF-8)")
+    if nul >= 0:
+        line, col = _position(data, nul)
+        raise TdslError(None, f"cannot read '{path}': not a text file (a NUL byte at line {line}, column {col})")
+    return text
+
+
+def _position(data: bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column (in characters) of byte ``offset``."""
+    start = data.rfind(b"\n", 0, offset) + 1
+    return data.count(b"\n", 0, offset) + 1, len(data[start:offset].decode("utf-8", errors="replace")) + 1
