@@ -179,9 +179,9 @@ class Program:
           same size in every tensor (and equal to a compile-time value of that name). Any memory
           order or strides will do (Fortran order, a strided view); an ``out`` array must be
           writeable and receives the result.
-        - f16/bf16/f32 tensors take any floating-point array (rounded to the dtype; bf16 also
-          takes ml_dtypes' ``bfloat16``); i32 tensors any integer array whose values fit in i32
-          (not floats, not bools).
+        - f16/bf16/f32 tensors take any floating-point array, ml_dtypes' ``bfloat16`` included
+          (rounded to the dtype); i32 tensors any integer array whose values fit in i32 (not
+          floats, not bools).
         - a f16/bf16/f32 scalar is a real number: a Python or NumPy int or float, or a 0-d array
           of one, rounded to the dtype (NaN and ±inf are legal values). Not a bool, ``None``, a
           string, a complex number or an array with dims.
