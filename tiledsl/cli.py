@@ -3,6 +3,8 @@
 Every user mistake (in the program or on the command line) ends in a located
 message and exit code 1 (2 for a malformed command line); nothing is written
 half-way: outputs go to a temporary file that is renamed into place at the end.
+Anything else that escapes a command is our bug: it is reported as an internal compiler
+error (exit code 3), its traceback shown with ``--traceback``.
 """
 
 from __future__ import annotations
@@ -12,16 +14,21 @@ import importlib.util
 import os
 import sys
 import tempfile
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tiledsl.diagnostics import TdslError
+from tiledsl.diagnostics import ArgumentError, InternalCompilerError, TdslError
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 TOLERANCE = {"f32": 1e-4, "f16": 2e-3, "bf16": 1.6e-2, "i32": 0.0}
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+#: The random inputs and outputs of ``run``/``bench``/``tune`` may take at most this fraction of the
+#: machine's memory (the interpreters hold about three times as much: storage copies, write counts).
+MEMORY_FRACTION = 0.25
 
 
 class UserError(Exception):
@@ -58,8 +65,26 @@ def _shape(text: str) -> dict[str, int]:
         name, value = _define(part.strip())
         if not isinstance(value, int) or value < 0:
             raise argparse.ArgumentTypeError(f"size of {name} must be a non-negative integer")
+        if value > 2**31 - 1:
+            raise argparse.ArgumentTypeError(f"size of {name} must fit in i32 (at most {2**31 - 1}), got {value}")
         out[name] = value
     return out
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"the seed must be an integer, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"the seed must be a non-negative integer, got {value}")
+    return value
+
+
+def _output_path(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("the output path is empty (give a file name, or '-' for stdout)")
+    return text
 
 
 def _default_passes() -> tuple[str, ...]:
@@ -75,11 +100,36 @@ def _add_defines(p: argparse.ArgumentParser) -> None:
 def _load(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Any:
     import tiledsl
     path = Path(args.file)
+    if path.is_dir():
+        raise UserError(f"cannot read '{args.file}': it is a directory")
     if not path.is_file():
         raise UserError(f"cannot read '{args.file}': no such file")
     params = dict(args.defines)
     params.update(extra or {})
-    return tiledsl.load(path, params=params)
+    try:
+        return tiledsl.load(path, params=params)
+    except OSError as e:
+        raise UserError(f"cannot read '{args.file}': {e.strerror or e}") from None
+
+
+def check_output_path(out: str | None) -> None:
+    """Refuse, before any work, an output path that cannot be written: a directory, a read-only
+    file (not replaced, even where the directory would allow it), a missing or read-only directory.
+    What only the attempt can tell (a full disk, /proc) is reported when writing."""
+    if out is None or out == "-":
+        return
+    target = Path(out)
+    if target.is_dir():
+        raise UserError(f"cannot write '{out}': it is a directory")
+    parent = target.parent
+    if not parent.is_dir():
+        raise UserError(f"cannot write '{out}': directory '{parent}' does not exist")
+    # Permission bits are honoured for root too (who could replace the file or write in the
+    # directory anyway): a read-only output is a mistake to report, not to override.
+    if target.exists() and not (os.access(target, os.W_OK) and target.stat().st_mode & 0o222):
+        raise UserError(f"cannot write '{out}': the file is read-only")
+    if not (os.access(parent, os.W_OK | os.X_OK) and parent.stat().st_mode & 0o222):
+        raise UserError(f"cannot write '{out}': directory '{parent}' is not writable")
 
 
 def _write_output(out: str | None, text: str | bytes) -> None:
@@ -90,18 +140,19 @@ def _write_output(out: str | None, text: str | bytes) -> None:
         else:
             sys.stdout.write(text)
         return
+    check_output_path(out)
     target = Path(out)
-    if target.parent and not target.parent.exists():
-        raise UserError(f"cannot write '{out}': directory '{target.parent}' does not exist")
-    fd, tmp = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
         with os.fdopen(fd, "wb") as f:
             f.write(text if isinstance(text, bytes) else text.encode())
         os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
+    except OSError as e:
+        raise UserError(f"cannot write '{out}': {e.strerror or e}") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        raise
 
 
 # ---------------------------------------------------------------- commands
@@ -119,6 +170,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 @command("compile")
 def cmd_compile(args: argparse.Namespace) -> int:
     from tiledsl.stages import EMITS, STAGES, TILE_PASSES, Options, run_with_context
+    check_output_path(args.output)
     prog = _load(args)
     emit = EMITS[args.emit]
     passes = None if args.passes is None else tuple(p for p in args.passes.split(",") if p)
@@ -192,9 +244,8 @@ def _target_name(name: str) -> str:
     return name
 
 
-def _random_inputs(prog: Any, shape: dict[str, int], rng: np.random.Generator,
-                   scalar_args: dict[str, float]) -> dict[str, Any]:
-    args: dict[str, Any] = {}
+def _tensor_shapes(prog: Any, shape: dict[str, int]) -> dict[str, list[int]]:
+    shapes: dict[str, list[int]] = {}
     for p in prog.tensor_params:
         dims = []
         for d in p.dims:
@@ -206,6 +257,50 @@ def _random_inputs(prog: Any, shape: dict[str, int], rng: np.random.Generator,
                 dims.append(int(prog.params[d]))
             else:
                 raise UserError(f"--shape gives no size for dim '{d}' of '{p.name}' (e.g. --shape {d}=64)")
+        shapes[p.name] = dims
+    return shapes
+
+
+def physical_memory() -> int | None:
+    """Bytes of RAM of this machine, where the OS says."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gib(n: float) -> str:
+    for unit, scale in (("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n / 2**20:.1f} MiB"
+
+
+def _check_memory(prog: Any, shapes: dict[str, list[int]]) -> None:
+    """Refuse sizes whose arrays would not fit, before allocating them."""
+    sizes = {p.name: int(np.prod(shapes[p.name], dtype=object)) * (2 if p.dtype == "f16" else 4)
+             for p in prog.tensor_params}
+    total = sum(sizes.values())
+    memory = physical_memory()
+    if memory is None or total <= MEMORY_FRACTION * memory:
+        return
+    parts = ", ".join(f"{name} {_gib(n)}" for name, n in sizes.items())
+    raise UserError(f"the inputs and outputs for these sizes would take {_gib(total)} ({parts}), more than "
+                    f"{MEMORY_FRACTION:.0%} of this machine's {_gib(memory)}; choose smaller --shape sizes")
+
+
+def _random_inputs(prog: Any, shape: dict[str, int], rng: np.random.Generator,
+                   scalar_args: dict[str, float]) -> dict[str, Any]:
+    args: dict[str, Any] = {}
+    scalars = {p.name for p in prog.scalar_params}
+    for name in scalar_args:
+        if name not in scalars:
+            raise UserError(f"--arg {name}: '{prog.name}' has no scalar parameter '{name}' "
+                            f"(its scalars: {', '.join(sorted(scalars)) or 'none'})")
+    shapes = _tensor_shapes(prog, shape)
+    _check_memory(prog, shapes)
+    for p in prog.tensor_params:
+        dims = shapes[p.name]
         np_dtype = {"f16": np.float16, "bf16": np.float32, "f32": np.float32, "i32": np.int32}[p.dtype]
         if p.out:
             args[p.name] = np.full(dims, np.nan, dtype=np_dtype) if p.dtype != "i32" else \
@@ -238,13 +333,26 @@ def _reference(args: argparse.Namespace, prog: Any) -> Callable[..., Any] | None
         raise UserError(f"--ref: cannot read '{path}'")
     mod_spec = importlib.util.spec_from_file_location("tdsl_reference", path)
     module = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(module)
+    try:
+        mod_spec.loader.exec_module(module)
+    except Exception as e:  # noqa: BLE001  (whatever the user's module raises is the user's to see)
+        raise UserError(f"cannot load the reference '{path}': {type(e).__name__}: {e}" + _user_frames(e)) from None
     fn = getattr(module, func, None)
     if fn is None:
         if args.ref is None:
             return None
         raise UserError(f"--ref: '{path}' has no function '{func}'")
     return fn
+
+
+def _user_frames(e: BaseException, limit: int = 5) -> str:
+    """The last frames of ``e``'s traceback below tdslc's own (the user's code), formatted."""
+    frames = traceback.extract_tb(e.__traceback__)
+    here = os.path.abspath(__file__)
+    mine = [f for f in frames if os.path.abspath(f.filename) != here and not f.filename.startswith("<frozen ")]
+    if not mine:
+        return ""
+    return "\n" + "".join(traceback.format_list(mine[-limit:])).rstrip("\n")
 
 
 def rel_error(out: np.ndarray, ref: np.ndarray) -> float:
@@ -264,7 +372,11 @@ def compare_outputs(prog: Any, args: dict[str, Any], ref_fn: Callable[..., Any] 
         print("no reference function: outputs not compared (give --ref FILE.py:FUNC)")
         return True
     inputs = {k: v for k, v in args.items() if k not in {p.name for p in prog.tensor_params if p.out}}
-    ref = ref_fn(**inputs, **prog.params)
+    try:
+        ref = ref_fn(**inputs, **prog.params)
+    except Exception as e:  # noqa: BLE001  (whatever the user's function raises is the user's to see)
+        name = getattr(ref_fn, "__name__", "?")
+        raise UserError(f"the reference function {name} raised: {type(e).__name__}: {e}" + _user_frames(e)) from None
     outs = [p for p in prog.tensor_params if p.out]
     if not isinstance(ref, dict):
         ref = {outs[0].name: ref}
@@ -272,7 +384,12 @@ def compare_outputs(prog: Any, args: dict[str, Any], ref_fn: Callable[..., Any] 
     for p in outs:
         if p.name not in ref:
             raise UserError(f"the reference returned no value for '{p.name}'")
-        err = rel_error(args[p.name], ref[p.name])
+        try:
+            want = np.asarray(ref[p.name], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise UserError(f"the reference returned {type(ref[p.name]).__name__} for '{p.name}', "
+                            f"not an array of numbers") from None
+        err = rel_error(args[p.name], want)
         limit = tol if tol is not None else TOLERANCE[p.dtype]
         good = err <= limit
         ok &= good
@@ -336,12 +453,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UserError("--level applies to the interpreters, not to --device cuda")
         _run_on_gpu(args, prog, inputs)
         return 0 if compare_outputs(prog, inputs, ref_fn, args.tol) else 1
-    try:
-        target = _target_name(args.target) if args.target else None
-        report = prog.interpret(level=args.level, target=target, shuffle_blocks=args.shuffle_blocks,
-                                nan_fill=args.nan_fill, seed=args.seed, **inputs)
-    except (ValueError, TypeError) as e:
-        raise UserError(str(e)) from None
+    target = _target_name(args.target) if args.target else None
+    report = prog.interpret(level=args.level, target=target, shuffle_blocks=args.shuffle_blocks,
+                            nan_fill=args.nan_fill, seed=args.seed, **inputs)
     print(report)
     ok = report.ok
     ok &= compare_outputs(prog, inputs, ref_fn, args.tol)
@@ -412,7 +526,7 @@ def _add_gpu_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shape", type=_shape, metavar="DIM=N,...", help="sizes of the tensor dims")
     p.add_argument("--arg", action="append", type=_define, default=[], metavar="NAME=VALUE",
                    help="value of a scalar parameter")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the random inputs")
     _add_defines(p)
 
 
@@ -421,7 +535,21 @@ def _add_gpu_run_flags(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tdslc", description="tiledsl compiler driver: check, compile and run .tdsl tile programs.",
-        epilog="Run 'tdslc COMMAND --help' for the flags of each command.")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run 'tdslc COMMAND --help' for the flags of each command.\n\n"
+               "exit codes:\n"
+               f"  {EXIT_OK}  success\n"
+               f"  {EXIT_ERROR}  an error in the program or its inputs (file:line:col), or a failed check or\n"
+               "     comparison (tdslc run)\n"
+               f"  {EXIT_USAGE}  a malformed command line\n"
+               f"  {EXIT_INTERNAL}  an internal compiler error: a bug in tiledsl (please report it; --traceback\n"
+               "     shows where)")
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print the versions of tiledsl, Python, llvmlite and LLVM, and the ld.lld and "
+                             "ptxas found, then exit")
+    parser.add_argument("--traceback", action="store_true",
+                        help="on an internal compiler error, also print the full Python traceback "
+                             "(for tiledsl's developers)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("check", help="parse and check a program; report errors as file:line:col",
@@ -441,7 +569,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"target (default gfx942): {_target_names()}; native code for {_target_names('native')}")
     p.add_argument("--no-matrix-cores", action="store_true",
                    help="AMDGPU: compute dot with FMAs instead of MFMA/WMMA")
-    p.add_argument("-o", dest="output", metavar="OUT", help="write to OUT instead of stdout (atomically)")
+    p.add_argument("-o", dest="output", metavar="OUT", type=_output_path,
+                   help="write to OUT instead of stdout (atomically; '-' is stdout)")
     p.add_argument("--passes", metavar="P1,P2", default=None,
                    help=f"comma-separated tile IR passes to run (default: {','.join(_default_passes())}; "
                         "'' for none)")
@@ -465,7 +594,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE", help="the .tdsl program")
     p.add_argument("--shape", type=_shape, metavar="DIM=N,...",
                    help="sizes of the tensor dims, e.g. Z=1,H=2,N=200,D=64 (consts among them are compile-time)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the random inputs (default 0)")
     p.add_argument("--ref", metavar="PY:FUNC",
                    help="reference function FILE.py:NAME taking the inputs and params by name and returning "
                         "the out tensor (or a dict of them); default: reference.py beside FILE, function "
@@ -511,6 +640,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from tiledsl.viz.cli_tiles import add_tiles_parser
     add_tiles_parser(sub)
+    for p in sub.choices.values():      # also after the command; SUPPRESS keeps the global value
+        p.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS,
+                       help="on an internal compiler error, also print the full Python traceback")
     return parser
 
 
@@ -520,13 +652,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except TdslError as e:
-        sys.stderr.write(e.format() + "\n")
-        return 1
-    except UserError as e:
+        prefix = "" if e.loc is not None else "tdslc: "
+        sys.stderr.write(prefix + e.format() + "\n")
+        return EXIT_ERROR
+    except (UserError, ArgumentError) as e:
         sys.stderr.write(f"tdslc: error: {e}\n")
-        return 1
+        return EXIT_ERROR
     except BrokenPipeError:
-        return 0
+        return EXIT_OK
+    except KeyboardInterrupt:
+        sys.stderr.write("tdslc: interrupted\n")
+        return 130
+    except Exception as e:  # noqa: BLE001  (anything else is our bug: reported as one, never a bare traceback)
+        ice = e if isinstance(e, InternalCompilerError) else InternalCompilerError(
+            args.command, e, target=getattr(args, "target", None))
+        sys.stderr.write(("tdslc: " if ice.loc is None else "") + ice.format() + "\n")
+        if args.traceback:
+            sys.stderr.write("".join(traceback.format_exception(e)))
+        else:
+            sys.stderr.write("  note: run again with --traceback to see where it failed\n")
+        return EXIT_INTERNAL
+
+
+# ---------------------------------------------------------------- --version
+
+class _VersionAction(argparse.Action):
+    """``--version``: computed when asked (it imports llvmlite and runs the tools it finds)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        from tiledsl.toolchain import version_report
+        sys.stdout.write(version_report())
+        parser.exit()
 
 
 if __name__ == "__main__":

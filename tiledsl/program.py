@@ -14,19 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from tiledsl.diagnostics import Source, TdslError
+from tiledsl.diagnostics import ArgumentError, Source, TdslError
 from tiledsl.frontend import ast
 from tiledsl.frontend.parser import parse
+from tiledsl.interp.arguments import scalar_value, tensor_storage, write_back
 from tiledsl.interp.block import BlockInterpreter, GlobalTensor, check_coverage
-from tiledsl.interp.numerics import STORAGE, round_to
 from tiledsl.interp.report import Report
 from tiledsl.ir import ops
 from tiledsl.ir.parser import parse_op
 from tiledsl.ir.printer import print_op
 from tiledsl.stages import Options, internal_errors, run_until
-from tiledsl.targets import get_target
-
-_NUMPY_OK = {"f16": "f", "bf16": "f", "f32": "f", "i32": "iu"}
+from tiledsl.targets import UnknownTargetError, get_target
 
 
 @dataclass
@@ -101,23 +99,25 @@ class Program:
     # ------------------------------------------------------------ running
     def bind_shapes(self, args: Mapping[str, Any]) -> tuple[Program, dict[str, int]]:
         """Check argument shapes against the parameters; return the program
-        specialised for unbound consts and the runtime dim sizes."""
+        specialised for unbound consts and the runtime dim sizes. Raises ArgumentError."""
         dims: dict[str, int] = {}
         where: dict[str, str] = {}
         for p in self.tensor_params:
             if p.name not in args:
-                raise TypeError(f"missing argument '{p.name}'")
+                raise ArgumentError(f"missing argument '{p.name}'")
             arr = args[p.name]
-            shape = np.shape(arr)
+            shape = np.shape(arr) if isinstance(arr, np.ndarray) else None
+            if shape is None:
+                raise ArgumentError(f"'{p.name}' must be a NumPy array, got {type(arr).__name__}")
             if len(shape) != len(p.dims):
-                raise ValueError(f"'{p.name}' must have {len(p.dims)} dims {p.dims}, got shape {shape}")
+                raise ArgumentError(f"'{p.name}' must have {len(p.dims)} dims {p.dims}, got shape {shape}")
             for d, n in zip(p.dims, shape):
                 if isinstance(d, int):
                     if d != n:
-                        raise ValueError(f"'{p.name}' dim must be {d}, got {n} (shape {shape})")
+                        raise ArgumentError(f"'{p.name}' dim must be {d}, got {n} (shape {shape})")
                     continue
                 if d in dims and dims[d] != n:
-                    raise ValueError(f"dim {d} is {dims[d]} in '{where[d]}' but {n} in '{p.name}'")
+                    raise ArgumentError(f"dim {d} is {dims[d]} in '{where[d]}' but {n} in '{p.name}'")
                 dims[d] = int(n)
                 where[d] = p.name
         consts = {c.name for c in self.ast.consts} | {t.name for t in self.ast.tile_params}
@@ -125,49 +125,31 @@ class Program:
         for name in consts & set(dims):
             if name in self.params:
                 if self.params[name] != dims[name]:
-                    raise ValueError(f"{name} is {self.params[name]} at compile time but the arguments have "
-                                     f"{name}={dims[name]}")
+                    raise ArgumentError(f"{name} is {self.params[name]} at compile time but the arguments have "
+                                        f"{name}={dims[name]}")
             elif name in self.unbound_consts:
                 extra[name] = dims[name]
         for name in self.unbound_consts:
             if name not in dims and name not in extra:
-                raise ValueError(f"const {name} has no value: pass params={{'{name}': ...}}")
+                raise ArgumentError(f"const {name} has no value: pass params={{'{name}': ...}}")
         prog = self.specialize(**extra) if extra else self
         return prog, dims
 
     def prepare_arguments(self, args: Mapping[str, Any]
                           ) -> tuple[Program, dict[str, GlobalTensor], dict[str, Any], dict[str, int]]:
         """Check ``args`` against the parameters and put them in the interpreters' storage:
-        (the program specialised for the shapes, tensors, scalars, run-time dims)."""
+        (the program specialised for the shapes, tensors, scalars, run-time dims). Raises
+        ArgumentError (the rules are in :meth:`interpret`)."""
         known = {p.name for p in self.ast.params}
         for name in args:
             if name not in known:
-                raise TypeError(f"'{self.name}' has no parameter '{name}' (it has: {', '.join(sorted(known))})")
+                raise ArgumentError(f"'{self.name}' has no parameter '{name}' (it has: {', '.join(sorted(known))})")
         for p in self.scalar_params:
             if p.name not in args:
-                raise TypeError(f"missing argument '{p.name}'")
+                raise ArgumentError(f"missing argument '{p.name}'")
         prog, dims = self.bind_shapes(args)
-        tensors: dict[str, GlobalTensor] = {}
-        for p in self.tensor_params:
-            arr = args[p.name]
-            if not isinstance(arr, np.ndarray):
-                raise TypeError(f"'{p.name}' must be a NumPy array, got {type(arr).__name__}")
-            if arr.dtype.kind not in _NUMPY_OK[p.dtype] and not (p.dtype == "bf16" and arr.dtype.name == "bfloat16"):
-                raise TypeError(f"'{p.name}' is {p.dtype} but the array is {arr.dtype}")
-            if p.out and not arr.flags.writeable:
-                raise ValueError(f"out array '{p.name}' is read-only")
-            if arr.dtype == np.float16 and p.dtype == "f16":
-                data = arr.astype(np.float32)      # exact: no rounding needed
-            else:
-                data = np.array(round_to(np.asarray(arr), p.dtype), dtype=STORAGE[p.dtype])
-            counts = np.zeros(arr.shape, dtype=np.int32) if p.out else None
-            tensors[p.name] = GlobalTensor(p.name, data, p.dtype, counts)
-        scalars = {}
-        for p in self.scalar_params:
-            v = args[p.name]
-            if not np.isscalar(v) and np.ndim(v) != 0:
-                raise TypeError(f"'{p.name}' is a scalar parameter, got {type(v).__name__}")
-            scalars[p.name] = round_to(np.asarray(v), p.dtype)[()]
+        tensors = {p.name: tensor_storage(p, args[p.name]) for p in self.tensor_params}
+        scalars = {p.name: scalar_value(p, args[p.name]) for p in self.scalar_params}
         return prog, tensors, scalars, dims
 
     def interpret(self, level: str = "block", target: str | None = None, *, shuffle_blocks: bool = False,
@@ -178,11 +160,32 @@ class Program:
 
         ``level="thread"`` runs the thread IR for ``target`` (default gfx942);
         ``shuffle_blocks`` runs its blocks in a random order (``seed``) and
-        ``nan_fill`` fills uninitialised LDS with NaN bits."""
+        ``nan_fill`` fills uninitialised LDS with NaN bits.
+
+        The arguments, checked before anything runs (a mistake raises
+        :class:`tiledsl.ArgumentError`, a ``TypeError`` and ``ValueError``, naming the parameter):
+
+        - every parameter is given, by name, and no other;
+        - a tensor is a NumPy array of the parameter's rank, its fixed dims equal, a dim name the
+          same size in every tensor (and equal to a compile-time value of that name). Any memory
+          order or strides will do (Fortran order, a strided view); an ``out`` array must be
+          writeable and receives the result.
+        - f16/bf16/f32 tensors take any floating-point array, ml_dtypes' ``bfloat16`` included
+          (rounded to the dtype); i32 tensors any integer array whose values fit in i32 (not
+          floats, not bools).
+        - a f16/bf16/f32 scalar is a real number: a Python or NumPy int or float, or a 0-d array
+          of one, rounded to the dtype (NaN and ±inf are legal values). Not a bool, ``None``, a
+          string, a complex number or an array with dims.
+        - an i32 scalar is an integer in [-2**31, 2**31 - 1] (a float without a fraction counts);
+          not a bool. An i1 scalar is a bool.
+        """
         if level not in ("block", "thread"):
-            raise ValueError(f"level must be 'block' or 'thread', got {level!r}")
+            raise ArgumentError(f"level must be 'block' or 'thread', got {level!r}")
         if level == "thread":
-            target = get_target(target or "gfx942").name     # an unknown name: UnknownTargetError
+            try:
+                target = get_target(target or "gfx942").name
+            except UnknownTargetError as e:
+                raise ArgumentError(str(e)) from None
         prog, tensors, scalars, dims = self.prepare_arguments(args)
         kernel = prog.lowered()
         report = Report(level=level)
@@ -192,9 +195,7 @@ class Program:
         self.check_coverage(kernel, tensors, report)
         for p in self.tensor_params:
             if p.out:
-                out = args[p.name]
-                out[...] = tensors[p.name].data.astype(out.dtype) if out.dtype.name != "bfloat16" else \
-                    tensors[p.name].data
+                write_back(args[p.name], tensors[p.name])
         return report
 
     @staticmethod
@@ -237,12 +238,37 @@ def load(path_or_source: str | os.PathLike, params: Mapping[str, int | float] | 
 def _read(path_or_source: str | os.PathLike) -> tuple[str, str]:
     if isinstance(path_or_source, os.PathLike):
         p = os.fspath(path_or_source)
-        with open(p, encoding="utf-8") as f:
-            return f.read(), p
+        return read_source_file(p), p
     s = str(path_or_source)
     if "\n" not in s and "{" not in s:
         if not os.path.exists(s):
             raise FileNotFoundError(f"no such file: {s}")
-        with open(s, encoding="utf-8") as f:
-            return f.read(), s
+        return read_source_file(s), s
     return s, "<string>"
+
+
+def read_source_file(path: str) -> str:
+    """The text of a .tdsl file. A file that is not UTF-8 text (a binary, a NUL byte) is a
+    TdslError saying where; errors of the file system (OSError) propagate."""
+    with open(path, "rb") as f:
+        data = f.read()
+    nul = data.find(b"\0")
+    try:
+        text = data.decode("utf-8")
+        bad = -1
+    except UnicodeDecodeError as e:
+        bad = e.start
+    if bad >= 0 and not 0 <= nul < bad:
+        line, col = _position(data, bad)
+        raise TdslError(None, f"cannot read '{path}': not a text file (byte 0x{data[bad]:02x} at line {line}, "
+                              f"column {col} is not UTF-8)")
+    if nul >= 0:
+        line, col = _position(data, nul)
+        raise TdslError(None, f"cannot read '{path}': not a text file (a NUL byte at line {line}, column {col})")
+    return text
+
+
+def _position(data: bytes, offset: int) -> tuple[int, int]:
+    """1-based line and column (in characters) of byte ``offset``."""
+    start = data.rfind(b"\n", 0, offset) + 1
+    return data.count(b"\n", 0, offset) + 1, len(data[start:offset].decode("utf-8", errors="replace")) + 1

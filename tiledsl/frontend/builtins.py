@@ -156,6 +156,15 @@ def _abs(s: Sema, e: ast.Call) -> Any:
     return s.unary("abs", _tile(s, v, x.loc, "the operand of abs()"), e.loc)
 
 
+def _static_minmax(kind: str, x: float, y: float) -> float:
+    """maxNum/minNum, as the element-wise op computes them: a NaN operand is ignored."""
+    if isinstance(x, float) and math.isnan(x):
+        return y
+    if isinstance(y, float) and math.isnan(y):
+        return x
+    return max(x, y) if kind == "max" else min(x, y)
+
+
 def _minmax(kind: str) -> None:
     @builtin(kind)
     def handler(s: Sema, e: ast.Call) -> Any:
@@ -170,7 +179,7 @@ def _minmax(kind: str) -> None:
         a, b = s.expr(args[0]), s.expr(args[1])
         from tiledsl.frontend.sema import Static
         if isinstance(a, Static) and isinstance(b, Static):
-            r = max(a.value, b.value) if kind == "max" else min(a.value, b.value)
+            r = _static_minmax(kind, a.value, b.value)
             return Static(r, a.dtype if a.dtype == b.dtype else "f32", a.weak and b.weak)
         dtype = s.common_dtype(kind, a, b, e.loc)
         av, bv = s.materialize(a, e.loc, dtype), s.materialize(b, e.loc, dtype)
@@ -192,11 +201,7 @@ def _reduce(s: Sema, e: ast.Call, kind: str, x: ast.Expr, axis_e: ast.Expr | int
         raise TdslError(e.loc, f"{e.func}() needs a tile, got the scalar {v.type}")
     if not 0 <= axis < v.type.rank:
         raise TdslError(e.loc, f"axis {axis} is out of range for {v.type}")
-    if v.type.dtype == "i1":
-        raise TdslError(e.loc, f"{e.func}() does not take booleans")
-    shape = v.type.shape[:axis] + v.type.shape[axis + 1:]
-    cls = ops.ReduceMaxOp if kind == "max" else ops.ReduceSumOp
-    return s.emit(cls([v], [TileType(v.type.dtype, shape)], {"axis": axis}, loc=e.loc)).result
+    return _reduce_value(s, e, kind, v, axis)
 
 
 def _rowcol(name: str, kind: str, axis: int) -> None:
@@ -210,14 +215,18 @@ def _rowcol(name: str, kind: str, axis: int) -> None:
 
 
 def _reduce_value(s: Sema, e: ast.Call, kind: str, v: Value, axis: int) -> Value:
+    if v.type.dtype == "i1":
+        raise TdslError(e.loc, f"{e.func}() does not take booleans")
     shape = v.type.shape[:axis] + v.type.shape[axis + 1:]
-    cls = ops.ReduceMaxOp if kind == "max" else ops.ReduceSumOp
+    cls = ops.REDUCE_OPS[kind]
     return s.emit(cls([v], [TileType(v.type.dtype, shape)], {"axis": axis}, loc=e.loc)).result
 
 
 _rowcol("rowmax", "max", 1)
+_rowcol("rowmin", "min", 1)
 _rowcol("rowsum", "sum", 1)
 _rowcol("colmax", "max", 0)
+_rowcol("colmin", "min", 0)
 _rowcol("colsum", "sum", 0)
 
 

@@ -203,6 +203,8 @@ class Sema:
             v = self.expr(e)
             if isinstance(v, Static) and (v.dtype != "i32" or isinstance(v.value, bool)):
                 raise self.err(e.loc, "a grid extent must be an integer")
+            if isinstance(v, Static) and v.value < 0:
+                raise self.err(e.loc, f"a grid extent must not be negative, got {v.value}")
             if isinstance(v, Value) and v.type != scalar("i32"):
                 raise self.err(e.loc, f"a grid extent must be an i32 scalar, got {v.type}")
             extents.append(self.materialize(v, e.loc, "i32"))

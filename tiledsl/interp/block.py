@@ -19,7 +19,7 @@ import numpy as np
 
 from tiledsl.diagnostics import TdslError
 from tiledsl.interp.dispatch import OpInterpreter, handler_table
-from tiledsl.interp.numerics import ELEMENTWISE, round_to
+from tiledsl.interp.numerics import ELEMENTWISE, reduce, round_to
 from tiledsl.interp.report import InterpError, Report
 from tiledsl.ir import ops
 from tiledsl.ir.core import Op
@@ -36,6 +36,28 @@ class GlobalTensor:
     data: np.ndarray
     dtype: str
     counts: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        # Accesses go through ``data.reshape(-1)``, a view only of C-ordered data: a write into
+        # anything else would land in a copy and be lost.
+        if not self.data.flags.c_contiguous:
+            raise ValueError(f"internal: the storage of '{self.name}' is not C-contiguous")
+
+
+def checked_grid(kernel: ops.KernelOp, values: list[Any], dims: dict[str, int]) -> list[int]:
+    """The grid's extents, computed by running its region to ``values``. A negative extent is
+    the program's mistake for these sizes: a TdslError at the extent's expression."""
+    extents = [int(np.asarray(v).reshape(-1)[0]) for v in values]
+    term = kernel.grid.terminator
+    names = kernel.attrs.get("grid_names") or []
+    for axis, (n, v) in enumerate(zip(extents, term.operands)):
+        if n < 0:
+            loc = v.owner.loc if isinstance(v.owner, Op) and v.owner.loc is not None else term.loc
+            name = f" ({names[axis]})" if axis < len(names) else ""
+            sizes = ", ".join(f"{k}={dims[k]}" for k in sorted(dims))
+            raise TdslError(loc, f"grid axis {axis}{name} has extent {n}{f' with {sizes}' if sizes else ''}; "
+                                 f"a grid extent must not be negative")
+    return extents
 
 
 @dataclass
@@ -69,13 +91,10 @@ class BlockInterpreter(OpInterpreter):
 
     # ------------------------------------------------------------ driving
     def grid_extents(self) -> list[int]:
-        vals = self.run_block(self.kernel.grid, [])
-        return [int(np.asarray(v).reshape(-1)[0]) for v in vals]
+        return checked_grid(self.kernel, self.run_block(self.kernel.grid, []), self.dims)
 
     def run(self, chunk_elems: int = 1 << 22) -> None:
         grid = self.grid_extents()
-        if any(g < 0 for g in grid):
-            raise ValueError(f"the grid extents {grid} are negative")
         total = int(np.prod(grid)) if grid else 1
         self.report.blocks = total
         per_block = max(self._largest_tile(), 1)
@@ -226,16 +245,10 @@ def _convert_layout(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
     return [args[0]]
 
 
-@handles("reduce_max")
-def _reduce_max(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
-    return [np.max(args[0], axis=op.attrs["axis"] + 1)]   # an LDS scratch operand plays no part here
-
-
-@handles("reduce_sum")
-def _reduce_sum(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
-    dtype = op.result.type.dtype
-    acc = np.sum(args[0], axis=op.attrs["axis"] + 1, dtype=np.float32 if dtype != "i32" else np.int32)
-    return [round_to(acc, dtype)]
+@handles("reduce_max", "reduce_min", "reduce_sum")
+def _reduce(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    # An LDS scratch operand plays no part here.
+    return [reduce(op.kind, args[0], op.attrs["axis"] + 1, op.result.type.dtype)]
 
 
 @handles("dot")

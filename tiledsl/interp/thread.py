@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from tiledsl.interp.block import GlobalTensor
+from tiledsl.interp.block import GlobalTensor, checked_grid
 from tiledsl.interp.dispatch import OpInterpreter, handler_table
-from tiledsl.interp.numerics import ELEMENTWISE, round_to
+from tiledsl.interp.numerics import ELEMENTWISE, reduce, round_to
 from tiledsl.interp.report import InterpError, Report
 from tiledsl.ir import ops
 from tiledsl.ir.core import Op
@@ -109,7 +109,7 @@ class ThreadInterpreter(OpInterpreter):
 
     # ------------------------------------------------------------ driving
     def run(self, order: np.ndarray | None = None) -> None:
-        grid = [int(np.asarray(v).reshape(-1)[0]) for v in self.run_block(self.kernel.grid, [])]
+        grid = checked_grid(self.kernel, self.run_block(self.kernel.grid, []), self.dims)
         total = int(np.prod(grid)) if grid else 1
         self.report.blocks = total
         ids = np.arange(total) if order is None else order(total)
@@ -371,12 +371,10 @@ def _reg_gather(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
 def _reg_reduce(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
     x = np.asarray(args[0])
     groups = op.attrs["groups"]
-    fn = np.max if op.attrs["kind"] == "max" else np.sum
+    kind, dtype = op.attrs["kind"], op.result.type.dtype
     if len({len(g) for g in groups}) == 1:
-        out = fn(x[:, np.array(groups)], axis=2)
-    else:
-        out = np.stack([fn(x[:, g], axis=1) for g in groups], axis=1)
-    return [round_to(out, op.result.type.dtype)]
+        return [reduce(kind, x[:, np.array(groups)], 2, dtype)]
+    return [np.stack([reduce(kind, x[:, g], 1, dtype) for g in groups], axis=1)]
 
 
 @handles("shuffle_xor")

@@ -113,8 +113,11 @@ class ConstOp(_Fixed):
         t = _tile(self, self.result, "const")
         if t.shape != ():
             raise VerifyError(self, "const must be a scalar")
-        if not isinstance(self.attrs.get("value"), (int, float, bool)):
+        value = self.attrs.get("value")
+        if not isinstance(value, (int, float, bool)):
             raise VerifyError(self, "const needs a numeric value")
+        if t.dtype == "i32" and not (isinstance(value, int) and -2**31 <= value < 2**31):
+            raise VerifyError(self, f"an i32 const must be an integer in range, not {value!r}")
 
 
 @register
@@ -284,8 +287,14 @@ class TransposeOp(_Fixed):
 class ReduceOp(_Fixed):
     """Reduce a tile along ``axis`` (the axis is removed). After layout assignment a
     reduction whose axis spans several waves takes a second operand: the LDS scratch
-    tile through which the waves combine their partial results."""
+    tile through which the waves combine their partial results.
 
+    ``kind`` names the combining function: ``sum``, ``max`` or ``min``. Float ``max``/``min``
+    are IEEE maxNum/minNum, as the element-wise ``max``/``min``: a NaN element is ignored (the
+    result is NaN only when every element is NaN)."""
+
+    kind: str
+    combine: str        # the element-wise op (``BINARY_OPS``) that combines two partial results
     num_operands = None
     pure = cse = True
 
@@ -322,11 +331,25 @@ class ConvertLayoutOp(_Fixed):
 @register
 class ReduceMaxOp(ReduceOp):
     name = "reduce_max"
+    kind = "max"
+    combine = "max"
+
+
+@register
+class ReduceMinOp(ReduceOp):
+    name = "reduce_min"
+    kind = "min"
+    combine = "min"
 
 
 @register
 class ReduceSumOp(ReduceOp):
     name = "reduce_sum"
+    kind = "sum"
+    combine = "add"
+
+
+REDUCE_OPS: dict[str, type[ReduceOp]] = {cls.kind: cls for cls in (ReduceMaxOp, ReduceMinOp, ReduceSumOp)}
 
 
 @register

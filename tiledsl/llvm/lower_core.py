@@ -210,6 +210,10 @@ def maxnum(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
     return call_intrinsic(b, "llvm.maxnum.f32", F32, [x, y])
 
 
+def minnum(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
+    return call_intrinsic(b, "llvm.minnum.f32", F32, [x, y])
+
+
 # ---------------------------------------------------------------- the per-kernel state
 
 class KernelLowering:

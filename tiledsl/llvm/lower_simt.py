@@ -16,6 +16,7 @@ from tiledsl.llvm.lower_core import (
     from_f32,
     lowers,
     maxnum,
+    minnum,
     to_f32,
     unflatten,
 )
@@ -64,6 +65,18 @@ def tree(b: ir.IRBuilder, values: list[ir.Value], combine: Callable[[ir.Value, i
     return values[0]
 
 
+_FLOAT_COMBINE: dict[str, Callable[[ir.IRBuilder, ir.Value, ir.Value], ir.Value]] = {
+    "sum": lambda b, x, y: b.fadd(x, y),
+    "max": maxnum,
+    "min": minnum,
+}
+_INT_COMBINE: dict[str, Callable[[ir.IRBuilder, ir.Value, ir.Value], ir.Value]] = {
+    "sum": lambda b, x, y: b.add(x, y),
+    "max": lambda b, x, y: call_intrinsic(b, "llvm.smax.i32", I32, [x, y]),
+    "min": lambda b, x, y: call_intrinsic(b, "llvm.smin.i32", I32, [x, y]),
+}
+
+
 @lowers("reg_reduce")
 def _reg_reduce(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
     b = lw.b
@@ -73,15 +86,11 @@ def _reg_reduce(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
     if dtype in FLOAT_DTYPES:
         # In f32 and rounded once at the end, as the interpreter sums the f32 storage.
         widened = [to_f32(b, v, dtype) for v in src]
-        combine = (lambda x, y: maxnum(b, x, y)) if kind == "max" else (lambda x, y: b.fadd(x, y))
-        return [[from_f32(b, tree(b, [widened[i] for i in g], combine), dtype) for g in op.attrs["groups"]]]
-    if kind == "max":
-        def combine(x: ir.Value, y: ir.Value) -> ir.Value:
-            return call_intrinsic(b, "llvm.smax.i32", I32, [x, y])
-    else:
-        def combine(x: ir.Value, y: ir.Value) -> ir.Value:
-            return b.add(x, y)
-    return [[tree(b, [src[i] for i in g], combine) for g in op.attrs["groups"]]]
+        fcombine = _FLOAT_COMBINE[kind]
+        return [[from_f32(b, tree(b, [widened[i] for i in g], lambda x, y: fcombine(b, x, y)), dtype)
+                 for g in op.attrs["groups"]]]
+    icombine = _INT_COMBINE[kind]
+    return [[tree(b, [src[i] for i in g], lambda x, y: icombine(b, x, y)) for g in op.attrs["groups"]]]
 
 
 @lowers("shuffle_xor")

@@ -136,6 +136,11 @@ class CudaKernel:
                 kernel_args.append(np.int32(dims[a["name"]]))
         grid = [grid_value(g, {**dims, **{k: v for k, v in params.items() if isinstance(v, int)}})
                 for g in meta["grid"]]
+        for axis, n in enumerate(grid):
+            if n < 0:
+                raise LaunchError(f"grid axis {axis} has extent {n} ({meta['grid'][axis]} with "
+                                  f"{', '.join(f'{k}={v}' for k, v in sorted(dims.items()))}); "
+                                  f"a grid extent must not be negative")
         grid += [1] * (3 - len(grid))
         return (grid[0], grid[1], grid[2]), kernel_args
 

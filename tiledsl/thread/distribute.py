@@ -27,7 +27,21 @@ from tiledsl.layout import Layout
 from tiledsl.thread import ops as tops
 from tiledsl.thread.context import ThreadContext, register_mapping
 
-IDENTITY = {"max": float("-inf"), "sum": 0.0}
+_NAN = float("nan")     # one object, so that hoisting keys holding it compare equal
+
+
+def identity(kind: str, dtype: str) -> float | int:
+    """The value that leaves a ``kind`` reduction of ``dtype`` unchanged: what the waves'
+    combination starts from and what stands for the elements a wave does not hold. An i32
+    max starts from INT_MIN (not -inf); float max/min start from NaN, the identity of
+    maxNum/minNum (maxNum(NaN, x) = x), so a line of NaNs stays NaN as in the interpreters,
+    where starting from -inf would make it -inf."""
+    if kind == "sum":
+        return 0 if dtype == "i32" else 0.0
+    if dtype == "i32":
+        info = np.iinfo(np.int32)
+        return int(info.min if kind == "max" else info.max)
+    return _NAN
 
 
 @dataclass(frozen=True)
@@ -450,7 +464,7 @@ class Distributor:
                                                           loc=op.loc)).result
 
     def op_reduce(self, op: Op) -> None:
-        kind = "max" if op.name == "reduce_max" else "sum"
+        kind = op.kind
         src, dst = self.layout(op.operands[0]), self.layout(op.result)
         axis = op.attrs["axis"]
         x = self.get(op.operands[0])
@@ -459,7 +473,7 @@ class Distributor:
             raise NotImplementedError(f"{op.loc}: this layout's reduction groups differ between threads")
         v = self.emit(tops.RegReduceOp([x], [RegsType(x.type.dtype, dst.regs)], {"kind": kind, "groups": groups},
                                        loc=op.loc)).result
-        combine = ops.BINARY_OPS["max" if kind == "max" else "add"]
+        combine = ops.BINARY_OPS[op.combine]
         for mask in lane_masks(src, dst, axis, op):
             other = self.emit(tops.ShuffleXorOp([v], [v.type], {"mask": mask}, loc=op.loc)).result
             v = self.emit(combine([v, other], [v.type], loc=op.loc)).result
@@ -487,13 +501,13 @@ class Distributor:
         writer = self.valid(dst, dtype, owner="wave")
         self.emit(tops.LdsStoreOp([off, writer, v], [], {"vec": 1}, loc=op.loc))
         self.emit(tops.BarrierOp([], [], loc=op.loc))
-        acc = self.splat_const(IDENTITY[kind], dtype, n)
+        acc = self.splat_const(identity(kind, dtype), dtype, n)
         for w in range(waves):
             held = self.hoist(("held", str(dst.spec), dst.shape, w), lambda w=w: tops.HeldByWaveOp(
                 [], [RegsType("i1", n)], {**_layout_attrs(dst, dtype), "wave": w}))
             off_w = self.binop("add", self.splat_const(base + w * wave_stride, "i32", n), wave_col)
             part = self.emit(tops.LdsLoadOp([off_w, held], [RegsType(dtype, n)],
-                                            {"vec": 1, "pad": IDENTITY[kind]}, loc=op.loc)).result
+                                            {"vec": 1, "pad": identity(kind, dtype)}, loc=op.loc)).result
             acc = self.emit(combine([acc, part], [acc.type], loc=op.loc)).result
         self.emit(tops.BarrierOp([], [], loc=op.loc))
         return acc

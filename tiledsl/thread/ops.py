@@ -120,7 +120,8 @@ class RegGatherOp(ThreadOp):
 
 @register
 class RegReduceOp(ThreadOp):
-    """In-thread reduction: ``out[r] = kind(in[g] for g in groups[r])``."""
+    """In-thread reduction: ``out[r] = kind(in[g] for g in groups[r])``, ``kind`` one of
+    ``sum``, ``max``, ``min`` (float max/min are maxNum/minNum, as ``reduce_max``/``reduce_min``)."""
 
     name = "reg_reduce"
     pure = cse = True
@@ -129,8 +130,8 @@ class RegReduceOp(ThreadOp):
         super().verify()
         src, dst = _regs(self, self.operands[0].type, "operand"), _regs(self, self.result.type, "result")
         groups = self.attrs.get("groups")
-        if self.attrs.get("kind") not in ("max", "sum"):
-            raise VerifyError(self, "kind must be max or sum")
+        if self.attrs.get("kind") not in ("max", "min", "sum"):
+            raise VerifyError(self, "kind must be sum, max or min")
         if not isinstance(groups, list) or len(groups) != dst.n or any(
                 not g or any(not 0 <= i < src.n for i in g) for g in groups):
             raise VerifyError(self, "groups must list source registers for each result register")
