@@ -25,20 +25,26 @@ _CDNA_CROSS_LANE = frozenset({"shuffle", "dpp", "swizzle", "readlane"})
 #
 # LDS: 32 banks of 4 bytes on every GCN/CDNA/RDNA part; a wave64 ds_read_b32 is served as two
 # halves of 32 lanes, a ds_read_b64/b128 in groups of 16/8 lanes — 128 bytes per phase.
+#
+# Registers: a CDNA2/CDNA3 lane addresses 256 arch VGPRs and 256 AGPRs, one unified file of 512
+# (LLVM AMDGPUBaseInfo.cpp ``getAddressableNumVGPRs``/``getTotalNumVGPRs`` for gfx90a+; the
+# CDNA3 ISA guide, "VGPRs and AGPRs"); AGPRs hold MFMA accumulators and spilled VGPRs.
 GFX90A = Target(name="gfx90a", vendor="amd", wave_size=64, lds_bytes=65536,
                 matrix_instrs=_CDNA_MFMA, cross_lane=_CDNA_CROSS_LANE, has_async_copy=False,
                 lds_banks=32, lds_bank_bytes=4, lds_phase_bytes=128,
-                mma_swap=True)
+                mma_swap=True, max_registers_per_thread=512)
 GFX942 = Target(name="gfx942", vendor="amd", wave_size=64, lds_bytes=65536,
                 matrix_instrs=_CDNA_MFMA, cross_lane=_CDNA_CROSS_LANE, has_async_copy=False,
                 lds_banks=32, lds_bank_bytes=4, lds_phase_bytes=128,
-                mma_swap=True)
+                mma_swap=True, max_registers_per_thread=512)
 
 # gfx1100 runs wave32 by default.  permlane64 compiles there but only swaps halves of a wave64, so
 # in wave32 it exchanges nothing and is left out; permlanex16 is the lane <-> lane^16 exchange the
-# WMMA FA2 recipe needs (REFERENCE §9.5).
+# WMMA FA2 recipe needs (REFERENCE §9.5).  A wave addresses at most 256 VGPRs (8-bit register
+# fields; RDNA3 ISA guide, "VGPRs"): the 1.5x register file of gfx1100 buys more resident waves,
+# not more registers per lane; there are no AGPRs.
 GFX1100 = Target(name="gfx1100", vendor="amd", wave_size=32, lds_bytes=65536,
                  matrix_instrs=(WMMA_F32_16X16X16_F16, WMMA_F32_16X16X16_BF16),
                  cross_lane=frozenset({"shuffle", "dpp", "swizzle", "permlanex16", "readlane"}),
                  has_async_copy=False, lds_banks=32, lds_bank_bytes=4, lds_phase_bytes=128,
-                 mma_swap=True)
+                 mma_swap=True, max_registers_per_thread=256)
