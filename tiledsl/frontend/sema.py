@@ -222,7 +222,7 @@ class Sema:
         self.stmts(k.body)
         self.blocks.pop()
         attrs = {"sym_name": k.name, "block": block_size, "block_unit": k.block.unit,
-                 "params": dict(self.params), "grid_names": list(k.grid.names)}
+                 "params": dict(self.params), "grid_names": list(k.grid.names), "block_loc": k.block.loc}
         return ops.KernelOp([], [], attrs, [grid_block, body], loc=k.loc)
 
     def bind_param(self, name: str, value: Any, loc: Loc) -> None:
