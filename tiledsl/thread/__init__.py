@@ -22,11 +22,12 @@ from tiledsl.ir.parser import parse_op
 from tiledsl.ir.passes import cse, dce, layouts, lds_alloc, lds_layout, pipeline, sink_broadcast
 from tiledsl.ir.printer import print_op
 from tiledsl.layout import Layout, LayoutError
-from tiledsl.targets import Target
+from tiledsl.targets import Target, get_target
 from tiledsl.thread import defer_sums
 from tiledsl.thread import ops as thread_ops  # noqa: F401  (registers the thread IR ops)
 from tiledsl.thread.context import ThreadContext
 from tiledsl.thread.distribute import distribute
+from tiledsl.thread.limits import check_limits
 
 
 @contextlib.contextmanager
@@ -46,6 +47,8 @@ def layout_ir(program: Any, target: str | Target) -> tuple[tile_ops.KernelOp, Th
     if program.unbound_consts:
         raise TdslError(kernel.loc, f"the thread level needs every const: pass "
                                     f"{', '.join(f'-D {c}=...' for c in program.unbound_consts)}")
+    with _quoting(program):
+        check_limits(kernel, get_target(target) if isinstance(target, str) else target)
     try:
         ctx = ThreadContext.for_kernel(kernel, target)
     except ValueError as e:
