@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import os
 import sys
 import tempfile
@@ -203,11 +204,23 @@ def _target_name(name: str) -> str:
     return name
 
 
+_INPUT_DTYPES = {"f16": np.float16, "bf16": np.float32, "f32": np.float32, "i32": np.int32}
+
+
+def _check_input_sizes(prog: Any, shapes: dict[str, list[int]]) -> None:
+    """Refuse shapes whose inputs (each drawn in float64 first) and interpreter copies do not fit."""
+    from tiledsl.interp.limits import check_argument_sizes
+    sizes = [(math.prod(shapes[p.name]), np.dtype(_INPUT_DTYPES[p.dtype]).itemsize) for p in prog.tensor_params]
+    inputs = sum(n * size for n, size in sizes) + 8 * max((n for n, _ in sizes), default=0)
+    check_argument_sizes(prog.tensor_params, shapes, prog.ast.loc, prog.source, allocating=inputs)
+
+
 def _random_inputs(prog: Any, shape: dict[str, int], rng: np.random.Generator,
                    scalar_args: dict[str, float]) -> dict[str, Any]:
     args: dict[str, Any] = {}
+    shapes: dict[str, list[int]] = {}
     for p in prog.tensor_params:
-        dims = []
+        dims = shapes[p.name] = []
         for d in p.dims:
             if isinstance(d, int):
                 dims.append(d)
@@ -217,7 +230,10 @@ def _random_inputs(prog: Any, shape: dict[str, int], rng: np.random.Generator,
                 dims.append(int(prog.params[d]))
             else:
                 raise UserError(f"--shape gives no size for dim '{d}' of '{p.name}' (e.g. --shape {d}=64)")
-        np_dtype = {"f16": np.float16, "bf16": np.float32, "f32": np.float32, "i32": np.int32}[p.dtype]
+    _check_input_sizes(prog, shapes)
+    for p in prog.tensor_params:
+        dims = shapes[p.name]
+        np_dtype = _INPUT_DTYPES[p.dtype]
         if p.out:
             args[p.name] = np.full(dims, np.nan, dtype=np_dtype) if p.dtype != "i32" else \
                 np.zeros(dims, dtype=np_dtype)

@@ -19,6 +19,7 @@ from tiledsl.frontend import ast
 from tiledsl.frontend.parser import parse
 from tiledsl.frontend.sema import build_kernel
 from tiledsl.interp.block import BlockInterpreter, GlobalTensor, check_coverage
+from tiledsl.interp.limits import check_argument_sizes
 from tiledsl.interp.numerics import STORAGE, round_to
 from tiledsl.interp.report import Report
 from tiledsl.ir import ops
@@ -156,6 +157,8 @@ class Program:
             if p.name not in args:
                 raise TypeError(f"missing argument '{p.name}'")
         prog, dims = self.bind_shapes(args)
+        check_argument_sizes(self.tensor_params, {p.name: np.shape(args[p.name]) for p in self.tensor_params},
+                             self.ast.loc, self.source)
         tensors: dict[str, GlobalTensor] = {}
         for p in self.tensor_params:
             arr = args[p.name]
