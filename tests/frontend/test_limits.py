@@ -7,12 +7,14 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tiledsl
 from tiledsl.frontend.limits import MAX_PIPELINE_STAGES, MAX_TILE_ELEMENTS
+from tiledsl.frontend.parser import MAX_DEPTH
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 FAST_S = 5.0     # generous, so that a loaded CI machine does not flake; the checks take milliseconds
@@ -116,3 +118,37 @@ def test_a_loop_step_that_is_zero_or_negative_at_compile_time_is_refused() -> No
         err = _refused(_kernel(f"for i in 0 .. N step {step} {{ sync }}", params="param BM = 16, BN = 64, S = 0"))
         assert "the loop step must be positive" in err.message
         _at(err, 6, 24)
+
+
+def _nested_loops(depth: int) -> str:
+    body = "acc = acc + 1.0"
+    for i in range(depth):
+        body = f"for i{i} in 0 .. 1 {{ {body} }}"
+    return f"kernel k(out Y: f32[16])\n  grid (1) as (b)\n  block 1 waves\n{{\n  acc = fill(0, f32[16])\n" \
+           f"  {body}\n  Y[0 : +16] <- acc\n}}"
+
+
+def _long_sum(terms: int) -> str:
+    return "kernel k(out Y: f32[16])\n  grid (1) as (b)\n  block 1 waves\n{\n" \
+           f"  Y[0 : +16] <- fill(0, f32[16]) + ({' + '.join(['1.0'] * terms)})\n}}"
+
+
+@pytest.mark.parametrize("source", [_nested_loops(160), _long_sum(400), _long_sum(20000)],
+                         ids=["160 loops", "400 terms", "20000 terms"])
+def test_a_program_nested_too_deep_is_refused_instead_of_overflowing_the_stack(source: str) -> None:
+    err = _refused(source)
+    assert err.message == f"the program nests more than {MAX_DEPTH} levels deep here"
+    assert err.loc is not None and err.loc.line in (5, 6)
+
+
+@pytest.mark.parametrize("source", [_nested_loops(140), _long_sum(290)], ids=["140 loops", "290 terms"])
+def test_a_program_just_within_the_depth_goes_through_every_level(source: str) -> None:
+    prog = tiledsl.load(source)
+    y = np.zeros(16, np.float32)
+    assert prog.interpret(Y=y).ok
+    want = 1.0 if "for i" in source else 290.0
+    np.testing.assert_array_equal(y, want)
+    y[:] = 0
+    assert prog.interpret(level="thread", target="gfx942", Y=y).ok
+    np.testing.assert_array_equal(y, want)
+    assert "ret" in prog.compile(target="sm_90").asm
