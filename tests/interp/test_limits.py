@@ -42,14 +42,15 @@ def test_a_tensor_over_2_to_the_31_elements_is_refused_at_its_parameter() -> Non
 
 def test_arguments_are_refused_when_their_copies_do_not_fit_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
     m, n = 300, 200
-    need = m * n * 4 + m * n * (4 + 4)         # X's f32 copy; Y's copy and its write counts
+    # X: its f32 copy and a temporary; Y: the same, write counts, coverage mask, the copy back.
+    need = m * n * (4 + 4) + m * n * (4 + 4 + 4 + 1 + 4)
     prog = tiledsl.load(SOFTMAX)
     x = np.random.default_rng(0).standard_normal((m, n)).astype(np.float32)
     monkeypatch.setattr(limits, "available_memory", lambda: need - 1)
     with pytest.raises(tiledsl.TdslError) as info:
         prog.interpret(X=x, Y=np.zeros_like(x))
-    assert info.value.message == ("interpreting these shapes needs about 0.7 MiB of memory for the arguments "
-                                  "alone, and 0.7 MiB is available")
+    assert info.value.message == ("interpreting these shapes needs about 1.4 MiB of memory for the arguments "
+                                  "alone, and 1.4 MiB is available")
     assert (info.value.loc.line, info.value.loc.col) == (4, 8)       # the kernel's name
     monkeypatch.setattr(limits, "available_memory", lambda: need)
     y = np.zeros_like(x)
@@ -71,11 +72,12 @@ def test_tdslc_run_refuses_inputs_that_do_not_fit_in_memory_before_making_them(
         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setattr(limits, "available_memory", lambda: 2**30)
     start = time.perf_counter()
-    # 2^26 elements a tensor: X drawn in f64 (512 MiB) and kept in f32, Y, copies, counts: over 1 GiB.
+    # 2^26 elements a tensor: X drawn in f64 (512 MiB) and kept in f32 (256 MiB), Y (256 MiB), and
+    # the interpreter's 25 bytes an element pair (1.6 GiB): 2.6 GiB.
     assert main(["run", str(SOFTMAX), "--shape", "M=8192,N=8192"]) == 1
     assert time.perf_counter() - start < FAST_S
     err = capsys.readouterr().err
-    assert "error: interpreting these shapes needs about 1.8 GiB of memory for the arguments alone, and " \
+    assert "error: interpreting these shapes needs about 2.6 GiB of memory for the arguments alone, and " \
            "1.0 GiB is available" in err
 
 
