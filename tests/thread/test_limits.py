@@ -192,3 +192,9 @@ def test_layout_assignment_says_why_when_no_default_layout_fits_instead_of_loopi
     with pytest.raises(LayoutError, match="a block of 17 waves of 64 lanes does not fit on gfx942"):
         layouts.run(kernel, ThreadContext.for_kernel(kernel, "gfx942"))
     assert time.perf_counter() - start < FAST_S
+
+
+def test_every_target_record_says_how_many_registers_a_thread_holds() -> None:
+    from tiledsl.targets import TARGETS
+    want = {"sm_80": 255, "sm_90": 255, "sm_90a": 255, "gfx90a": 512, "gfx942": 512, "gfx1100": 256, "generic": 255}
+    assert {name: t.max_registers_per_thread for name, t in TARGETS.items()} == want

@@ -38,11 +38,13 @@ GFX942 = Target(name="gfx942", vendor="amd", wave_size=64, lds_bytes=65536,
                 lds_banks=32, lds_bank_bytes=4, lds_phase_bytes=128,
                 mma_swap=True, max_registers_per_thread=512)
 
+# Registers: an RDNA3 wave addresses at most 256 VGPRs (8-bit register fields; RDNA3 ISA guide,
+# "VGPRs"); the 1.5x register file of gfx1100 buys more resident waves, not more registers per
+# lane, and there are no AGPRs.
+#
 # gfx1100 runs wave32 by default.  permlane64 compiles there but only swaps halves of a wave64, so
 # in wave32 it exchanges nothing and is left out; permlanex16 is the lane <-> lane^16 exchange the
-# WMMA FA2 recipe needs (REFERENCE §9.5).  A wave addresses at most 256 VGPRs (8-bit register
-# fields; RDNA3 ISA guide, "VGPRs"): the 1.5x register file of gfx1100 buys more resident waves,
-# not more registers per lane; there are no AGPRs.
+# WMMA FA2 recipe needs (REFERENCE §9.5).
 GFX1100 = Target(name="gfx1100", vendor="amd", wave_size=32, lds_bytes=65536,
                  matrix_instrs=(WMMA_F32_16X16X16_F16, WMMA_F32_16X16X16_BF16),
                  cross_lane=frozenset({"shuffle", "dpp", "swizzle", "permlanex16", "readlane"}),
