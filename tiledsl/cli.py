@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
 import os
 import sys
 import tempfile
@@ -28,7 +29,6 @@ TOLERANCE = {"f32": 1e-4, "f16": 2e-3, "bf16": 1.6e-2, "i32": 0.0}
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 #: The random inputs and outputs of ``run``/``bench``/``tune`` may take at most this fraction of the
 #: machine's memory (the interpreters hold about three times as much: storage copies, write counts).
-MEMORY_FRACTION = 0.25
 
 
 class UserError(Exception):
@@ -244,10 +244,21 @@ def _target_name(name: str) -> str:
     return name
 
 
+_INPUT_DTYPES = {"f16": np.float16, "bf16": np.float32, "f32": np.float32, "i32": np.int32}
+
+
+def _check_input_sizes(prog: Any, shapes: dict[str, list[int]]) -> None:
+    """Refuse shapes whose inputs (each drawn in float64 first) and interpreter copies do not fit."""
+    from tiledsl.interp.limits import check_argument_sizes
+    sizes = [(math.prod(shapes[p.name]), np.dtype(_INPUT_DTYPES[p.dtype]).itemsize) for p in prog.tensor_params]
+    inputs = sum(n * size for n, size in sizes) + 8 * max((n for n, _ in sizes), default=0)
+    check_argument_sizes(prog.tensor_params, shapes, prog.ast.loc, prog.source, allocating=inputs)
+
+
 def _tensor_shapes(prog: Any, shape: dict[str, int]) -> dict[str, list[int]]:
     shapes: dict[str, list[int]] = {}
     for p in prog.tensor_params:
-        dims = []
+        dims = shapes[p.name] = []
         for d in p.dims:
             if isinstance(d, int):
                 dims.append(d)
@@ -261,34 +272,6 @@ def _tensor_shapes(prog: Any, shape: dict[str, int]) -> dict[str, list[int]]:
     return shapes
 
 
-def physical_memory() -> int | None:
-    """Bytes of RAM of this machine, where the OS says."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def _gib(n: float) -> str:
-    for unit, scale in (("PiB", 2**50), ("TiB", 2**40), ("GiB", 2**30)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n / 2**20:.1f} MiB"
-
-
-def _check_memory(prog: Any, shapes: dict[str, list[int]]) -> None:
-    """Refuse sizes whose arrays would not fit, before allocating them."""
-    sizes = {p.name: int(np.prod(shapes[p.name], dtype=object)) * (2 if p.dtype == "f16" else 4)
-             for p in prog.tensor_params}
-    total = sum(sizes.values())
-    memory = physical_memory()
-    if memory is None or total <= MEMORY_FRACTION * memory:
-        return
-    parts = ", ".join(f"{name} {_gib(n)}" for name, n in sizes.items())
-    raise UserError(f"the inputs and outputs for these sizes would take {_gib(total)} ({parts}), more than "
-                    f"{MEMORY_FRACTION:.0%} of this machine's {_gib(memory)}; choose smaller --shape sizes")
-
-
 def _random_inputs(prog: Any, shape: dict[str, int], rng: np.random.Generator,
                    scalar_args: dict[str, float]) -> dict[str, Any]:
     args: dict[str, Any] = {}
@@ -298,10 +281,10 @@ def _random_inputs(prog: Any, shape: dict[str, int], rng: np.random.Generator,
             raise UserError(f"--arg {name}: '{prog.name}' has no scalar parameter '{name}' "
                             f"(its scalars: {', '.join(sorted(scalars)) or 'none'})")
     shapes = _tensor_shapes(prog, shape)
-    _check_memory(prog, shapes)
+    _check_input_sizes(prog, shapes)
     for p in prog.tensor_params:
         dims = shapes[p.name]
-        np_dtype = {"f16": np.float16, "bf16": np.float32, "f32": np.float32, "i32": np.int32}[p.dtype]
+        np_dtype = _INPUT_DTYPES[p.dtype]
         if p.out:
             args[p.name] = np.full(dims, np.nan, dtype=np_dtype) if p.dtype != "i32" else \
                 np.zeros(dims, dtype=np_dtype)

@@ -19,6 +19,7 @@ from tiledsl.frontend import ast
 from tiledsl.frontend.parser import parse
 from tiledsl.interp.arguments import scalar_value, tensor_storage, write_back
 from tiledsl.interp.block import BlockInterpreter, GlobalTensor, check_coverage
+from tiledsl.interp.limits import check_argument_sizes
 from tiledsl.interp.report import Report
 from tiledsl.ir import ops
 from tiledsl.ir.parser import parse_op
@@ -148,6 +149,8 @@ class Program:
             if p.name not in args:
                 raise ArgumentError(f"missing argument '{p.name}'")
         prog, dims = self.bind_shapes(args)
+        check_argument_sizes(self.tensor_params, {p.name: np.shape(args[p.name]) for p in self.tensor_params},
+                             self.ast.loc, self.source)
         tensors = {p.name: tensor_storage(p, args[p.name]) for p in self.tensor_params}
         scalars = {p.name: scalar_value(p, args[p.name]) for p in self.scalar_params}
         return prog, tensors, scalars, dims

@@ -189,11 +189,15 @@ def _copy(kernel: Op, ctx: CompileContext) -> Op:
 
 
 def _enter_thread_level(kernel: Op, ctx: CompileContext) -> Op:
+    """A copy of the tile IR for the thread level of ``ctx.target``, after checking the target's
+    limits (threads, LDS, registers a thread holds), before any work that grows with them."""
     from tiledsl.thread.context import ThreadContext
+    from tiledsl.thread.limits import check_limits
     if ctx.program.unbound_consts:
         raise TdslError(kernel.loc, f"the thread level needs every const: pass "
                                     f"{', '.join(f'-D {c}=...' for c in ctx.program.unbound_consts)}")
     kernel = _copy(kernel, ctx)
+    check_limits(kernel, ctx.target)
     try:
         ctx.thread = ThreadContext.for_kernel(kernel, ctx.target)
     except ValueError as e:

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import tiledsl
+from tiledsl.diagnostics import Loc
 from tiledsl.ir import ops
 from tiledsl.ir.core import Block, VerifyError, verify_tree
 from tiledsl.ir.parser import IRParseError, parse_op
@@ -120,6 +121,17 @@ def test_symbolic_const_prints_and_parses() -> None:
     op = parse_op(text)
     lds = [o for o in op.walk() if isinstance(o, ops.LdsAllocOp)]
     assert lds and all(str(o.result.type.shape[1]) == "D" for o in lds)
+
+
+def test_a_source_location_is_an_attribute_value_that_prints_and_parses() -> None:
+    kernel = load("softmax", ()).tile_ir()
+    assert kernel.attrs["block_loc"].line == 7          # `block 4 waves` in examples/softmax.tdsl
+    assert "block_loc = loc(" in print_op(kernel)
+    op = ops.SyncOp([], [], {"at": Loc('a "quoted" name.tdsl', 3, 5)})
+    text = print_op(op)
+    back = parse_op(text)
+    assert back.attrs["at"] == Loc('a "quoted" name.tdsl', 3, 5)
+    assert print_op(back) == text
 
 
 def test_parse_error_is_reported() -> None:

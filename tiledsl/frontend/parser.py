@@ -292,6 +292,7 @@ def parse(text: str, file: str = "<string>") -> ast.Kernel:
         expected = sorted({_describe(t) for t in e.expected})
         raise TdslError(_end_loc(text, file), f"unexpected end of input; expected {_join(expected)}",
                         source=source) from None
+    _check_depth(tree, file, source)
     try:
         return _Builder(file).transform(tree)
     except lark.exceptions.VisitError as e:
@@ -299,6 +300,27 @@ def parse(text: str, file: str = "<string>") -> ast.Kernel:
             e.orig_exc.source = source
             raise e.orig_exc from None
         raise
+
+
+#: How deep the parse tree may be. The AST builder, sema and the passes recurse once or twice
+#: per level, and Python stops at 1000 frames: 300 levels is about 150 nested loops or an
+#: expression of 300 terms, and leaves room for the caller's frames.
+MAX_DEPTH = 300
+
+
+def _check_depth(tree: lark.Tree, file: str, source: Source) -> None:
+    """Refuse a program nested deeper than ``MAX_DEPTH``, at the first node below that depth,
+    before anything recurses through it."""
+    stack: list[tuple[lark.Tree | Token, int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            meta = node if isinstance(node, Token) else node.meta
+            loc = Loc(file, getattr(meta, "line", 1), getattr(meta, "column", 1))
+            raise TdslError(loc, f"the program nests more than {MAX_DEPTH} levels deep here",
+                            ["give parts of long expressions names, or nest fewer loops and ifs"], source=source)
+        if isinstance(node, lark.Tree):
+            stack.extend((c, depth + 1) for c in node.children if c is not None)
 
 
 def _end_loc(text: str, file: str) -> Loc:

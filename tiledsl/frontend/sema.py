@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tiledsl.diagnostics import Loc, TdslError
-from tiledsl.frontend import ast
+from tiledsl.frontend import ast, limits
 from tiledsl.frontend.builtins import BUILTINS, CONSTANTS, LAYOUT_KINDS, check_layout
 from tiledsl.ir import ops
 from tiledsl.ir.core import Block, Op, Value
@@ -86,6 +86,7 @@ class Sema:
         return TdslError(loc, msg, list(notes))
 
     def emit(self, op: Op) -> Op:
+        limits.check_result_sizes(op, self.params)
         self.blocks[-1].append(op)
         return op
 
@@ -190,6 +191,7 @@ class Sema:
         block_size = self.static_int(k.block.count, "the block size")
         if not isinstance(block_size, int) or block_size < 1:
             raise self.err(k.block.loc, "the block size must be a positive integer")
+        limits.check_block_size(block_size, k.block.unit, k.block.loc)
         self.block_size = (block_size, k.block.unit)
         grid_block = Block()
         self.blocks.append(grid_block)
@@ -224,7 +226,7 @@ class Sema:
         self.stmts(k.body)
         self.blocks.pop()
         attrs = {"sym_name": k.name, "block": block_size, "block_unit": k.block.unit,
-                 "params": dict(self.params), "grid_names": list(k.grid.names)}
+                 "params": dict(self.params), "grid_names": list(k.grid.names), "block_loc": k.block.loc}
         return ops.KernelOp([], [], attrs, [grid_block, body], loc=k.loc)
 
     def bind_param(self, name: str, value: Any, loc: Loc) -> None:
@@ -463,6 +465,7 @@ class Sema:
         stages = self.static_int(s.stages, "the number of pipeline stages")
         if not isinstance(stages, int) or stages < 1:
             raise self.err(s.stages.loc, f"the number of pipeline stages must be at least 1, got {stages}")
+        limits.check_stages(stages, s.stages.loc)
         return {"pipeline": stages} if stages > 1 else {}
 
     def region_results(self, names: list[str], types: list[Any], loc: Loc, what: str) -> list[Value]:

@@ -11,6 +11,7 @@ exactly once.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -95,13 +96,12 @@ class BlockInterpreter(OpInterpreter):
 
     def run(self, chunk_elems: int = 1 << 22) -> None:
         grid = self.grid_extents()
-        total = int(np.prod(grid)) if grid else 1
+        total = math.prod(grid)      # np.prod would wrap past 2^63
         self.report.blocks = total
         per_block = max(self._largest_tile(), 1)
         chunk = max(1, min(total, chunk_elems // per_block))
-        all_ids = np.arange(total)
         for start in range(0, total, chunk):
-            ids = all_ids[start:start + chunk]
+            ids = np.arange(start, min(start + chunk, total))      # not all at once: grids can be huge
             self.coords = list(np.unravel_index(ids, grid, order="F")) if grid else []
             self.coords = [c.astype(np.int32) for c in self.coords]
             self.active = np.ones(len(ids), dtype=bool)

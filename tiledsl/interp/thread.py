@@ -16,6 +16,7 @@ schedule that reads a buffer before its wait, or refills it while it is read, is
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -110,9 +111,9 @@ class ThreadInterpreter(OpInterpreter):
     # ------------------------------------------------------------ driving
     def run(self, order: np.ndarray | None = None) -> None:
         grid = checked_grid(self.kernel, self.run_block(self.kernel.grid, []), self.dims)
-        total = int(np.prod(grid)) if grid else 1
+        total = math.prod(grid)      # np.prod would wrap past 2^63
         self.report.blocks = total
-        ids = np.arange(total) if order is None else order(total)
+        ids = range(total) if order is None else order(total)
         for b in ids:
             self.coords = tuple(int(c) for c in np.unravel_index(int(b), grid, order="F"))
             self.epoch = 0

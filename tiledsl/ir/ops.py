@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from tiledsl.diagnostics import Loc
 from tiledsl.ir.core import Block, Op, Value, VerifyError, register
 from tiledsl.ir.lds_storage import LdsStorage
 from tiledsl.ir.types import FLOAT_DTYPES, LdsType, RegsType, TensorType, TileType, Type
@@ -55,7 +56,8 @@ class KernelOp(Op):
     ``yield``); region 1 is the body, whose arguments are the kernel parameters.
 
     attrs: ``sym_name``, ``block`` (size), ``block_unit`` ("waves"|"threads"),
-    ``params`` (compile-time values by name), ``grid_names``.
+    ``params`` (compile-time values by name), ``grid_names``, and ``block_loc``: where the
+    source declares the block size (the target-dependent checks of it report there).
     """
 
     name = "kernel"
@@ -63,6 +65,8 @@ class KernelOp(Op):
 
     def verify(self) -> None:
         super().verify()
+        if not isinstance(self.attrs.get("block_loc", Loc("", 0, 0)), Loc):
+            raise VerifyError(self, "block_loc must be a source location")
         grid, body = self.regions
         if not grid.ops or not isinstance(grid.terminator, YieldOp):
             raise VerifyError(self, "grid region must end in yield")

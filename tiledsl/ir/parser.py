@@ -130,6 +130,9 @@ class _IRBuilder:
             return [self.value(c) for c in t.children if c is not None]
         if kind == "dict_v":
             return {str(a.children[0]): self.value(a.children[1]) for a in t.children if a is not None}
+        if kind == "loc_v":
+            f, line, col = t.children[0].children
+            return Loc(pyast.literal_eval(str(f)), int(line), int(col))
         raise IRParseError(f"bad attribute value {t}")
 
 

@@ -20,6 +20,7 @@ from tiledsl.llvm.lower_core import (
     to_f32,
     unflatten,
 )
+from tiledsl.llvm.static_ints import static_table
 
 
 @lowers("dim")
@@ -120,6 +121,7 @@ def _for(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
     values when the loop runs zero times)."""
     b = lw.b
     lo, hi, step, *inits = args
+    _trap_unless_positive(lw, op, step)
     flat_init, shape = flatten(inits)
     pre = b.block
     body = lw.fn.append_basic_block("for.body")
@@ -151,6 +153,19 @@ def _for(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
         phi.add_incoming(v, latch)
         results.append(phi)
     return unflatten(results, shape)
+
+
+def _trap_unless_positive(lw: KernelLowering, op: Op, step: ir.Value) -> None:
+    """A step that is not positive would loop forever (or until i32 wraps): trap instead, as the
+    interpreters stop with an error at the loop. Steps known at compile time (all of them, unless
+    the program computes one at run time) are positive already (sema) and need no test."""
+    known = static_table(lw, op.operands[2])
+    if known is not None and (known > 0).all():
+        return
+    b = lw.b
+    with b.if_then(b.icmp_signed("<=", step, ir.Constant(I32, 0)), likely=False):
+        call_intrinsic(b, "llvm.trap", ir.VoidType(), [])
+        b.unreachable()
 
 
 @lowers("if")

@@ -12,9 +12,12 @@ the dynamic shared memory the kernel needs opted in above 48 KiB).
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
+
+from tiledsl.interp.limits import MAX_TENSOR_ELEMENTS
 
 _TYPESTR = {"f16": ("<f2",), "bf16": ("<V2", "<u2", "<i2"), "f32": ("<f4",), "i32": ("<i4",)}
 _TORCH = {"f16": "torch.float16", "bf16": "torch.bfloat16", "f32": "torch.float32", "i32": "torch.int32"}
@@ -115,6 +118,9 @@ class CudaKernel:
                 raise LaunchError(f"'{name}' must have {len(p.dims)} dims {p.dims}, got shape {shape}")
             if not _contiguous(iface, 2 if p.dtype in ("f16", "bf16") else 4):
                 raise LaunchError(f"'{name}' must be contiguous (row-major)")
+            if math.prod(shape) > MAX_TENSOR_ELEMENTS:
+                raise LaunchError(f"'{name}' of shape {list(shape)} has {math.prod(shape)} elements; the kernel "
+                                  f"indexes tensors with 32-bit integers, so at most {MAX_TENSOR_ELEMENTS} (2^31-1)")
             for d, n in zip(p.dims, shape):
                 want = d if isinstance(d, int) else params.get(d)
                 if want is not None and int(want) != n:

@@ -27,22 +27,29 @@ _CDNA_CROSS_LANE = frozenset({"shuffle", "dpp", "swizzle", "readlane"})
 # LDS: 32 banks of 4 bytes on every GCN/CDNA/RDNA part; a wave64 ds_read_b32 is served as two
 # halves of 32 lanes, a ds_read_b64/b128 in groups of 16/8 lanes — 128 bytes per phase.
 #
+# Registers: a CDNA2/CDNA3 lane addresses 256 arch VGPRs and 256 AGPRs, one unified file of 512
+# (LLVM AMDGPUBaseInfo.cpp ``getAddressableNumVGPRs``/``getTotalNumVGPRs`` for gfx90a+; the
+# CDNA3 ISA guide, "VGPRs and AGPRs"); AGPRs hold MFMA accumulators and spilled VGPRs.
 # The AmdArch figures (occupancy, register file) are documented on AmdArch.
 GFX90A = Target(name="gfx90a", vendor="amd", wave_size=64, lds_bytes=65536,
                 matrix_instrs=_CDNA_MFMA, cross_lane=_CDNA_CROSS_LANE, has_async_copy=False,
                 lds_banks=32, lds_bank_bytes=4, lds_phase_bytes=128,
-                mma_swap=True, backend="amdgpu", arch="gfx90a",
+                mma_swap=True, max_registers_per_thread=512, backend="amdgpu", arch="gfx90a",
                 amdgpu=AmdArch("gfx90a", 64, kernarg_preload=True, vgprs_per_simd=512, vgpr_granule=8,
                                max_waves_per_simd=8, lds_bytes_per_cu=65536, simds_per_cu=4,
                                max_barriers_per_cu=16, sgprs_limit_occupancy=True, packed_f32=True))
 GFX942 = Target(name="gfx942", vendor="amd", wave_size=64, lds_bytes=65536,
                 matrix_instrs=_CDNA_MFMA, cross_lane=_CDNA_CROSS_LANE, has_async_copy=False,
                 lds_banks=32, lds_bank_bytes=4, lds_phase_bytes=128,
-                mma_swap=True, backend="amdgpu", arch="gfx942",
+                mma_swap=True, max_registers_per_thread=512, backend="amdgpu", arch="gfx942",
                 amdgpu=AmdArch("gfx942", 64, kernarg_preload=True, vgprs_per_simd=512, vgpr_granule=8,
                                max_waves_per_simd=8, lds_bytes_per_cu=65536, simds_per_cu=4,
                                max_barriers_per_cu=16, sgprs_limit_occupancy=True, packed_f32=True))
 
+# Registers: an RDNA3 wave addresses at most 256 VGPRs (8-bit register fields; RDNA3 ISA guide,
+# "VGPRs"); the 1.5x register file of gfx1100 buys more resident waves, not more registers per
+# lane, and there are no AGPRs.
+#
 # gfx1100 runs wave32 by default.  permlane64 compiles there but only swaps halves of a wave64, so
 # in wave32 it exchanges nothing and is left out; permlanex16 is the lane <-> lane^16 exchange the
 # WMMA FA2 recipe needs (docs/targets/matrix-layouts.md §7.3). wave32 is RDNA's native width and the
@@ -53,7 +60,7 @@ GFX1100 = Target(name="gfx1100", vendor="amd", wave_size=32, lds_bytes=65536,
                  matrix_instrs=(WMMA_F32_16X16X16_F16, WMMA_F32_16X16X16_BF16),
                  cross_lane=_RDNA_CROSS_LANE,
                  has_async_copy=False, lds_banks=32, lds_bank_bytes=4, lds_phase_bytes=128,
-                 mma_swap=True, backend="amdgpu", arch="gfx1100",
+                 mma_swap=True, max_registers_per_thread=256, backend="amdgpu", arch="gfx1100",
                  amdgpu=AmdArch("gfx1100", 32, kernarg_preload=False, vgprs_per_simd=1536, vgpr_granule=24,
                                 max_waves_per_simd=16, lds_bytes_per_cu=131072, simds_per_cu=4,
                                 max_barriers_per_cu=32, sgprs_limit_occupancy=False))
@@ -62,7 +69,7 @@ GFX1100 = Target(name="gfx1100", vendor="amd", wave_size=32, lds_bytes=65536,
 GFX1030 = Target(name="gfx1030", vendor="amd", wave_size=32, lds_bytes=65536,
                  cross_lane=_RDNA_CROSS_LANE,
                  has_async_copy=False, lds_banks=32, lds_bank_bytes=4, lds_phase_bytes=128,
-                 mma_swap=True, backend="amdgpu", arch="gfx1030",
+                 mma_swap=True, max_registers_per_thread=256, backend="amdgpu", arch="gfx1030",
                  amdgpu=AmdArch("gfx1030", 32, kernarg_preload=False, vgprs_per_simd=1024, vgpr_granule=16,
                                 max_waves_per_simd=16, lds_bytes_per_cu=131072, simds_per_cu=4,
                                 max_barriers_per_cu=32, sgprs_limit_occupancy=False))

@@ -19,13 +19,16 @@ _NV_CROSS_LANE = frozenset({"shuffle", "shuffle_xor"})
 #
 # Shared memory has 32 banks of 4 bytes serving 128 bytes per cycle: a warp's 64-bit access is
 # split into two phases of 16 threads, a 128-bit one into four of 8 (CUDA guide, "shared memory").
+#
+# A thread holds at most 255 32-bit registers on every architecture since sm_35 (CUDA guide,
+# "Compute capabilities", technical specifications table; ptxas never allocates more).
 SM_80 = Target(name="sm_80", vendor="nvidia", wave_size=32, lds_bytes=163840,
                matrix_instrs=_MMA_SYNC, cross_lane=_NV_CROSS_LANE, has_async_copy=True,
-               lds_banks=32, lds_bank_bytes=4, lds_phase_bytes=128,
+               lds_banks=32, lds_bank_bytes=4, lds_phase_bytes=128, max_registers_per_thread=255,
                backend="nvptx", arch="sm_80", nvptx=NvArch("sm_80", ""))
 SM_90 = Target(name="sm_90", vendor="nvidia", wave_size=32, lds_bytes=232448,
                matrix_instrs=_MMA_SYNC, cross_lane=_NV_CROSS_LANE, has_async_copy=True,
-               lds_banks=32, lds_bank_bytes=4, lds_phase_bytes=128,
+               lds_banks=32, lds_bank_bytes=4, lds_phase_bytes=128, max_registers_per_thread=255,
                backend="nvptx", arch="sm_90", nvptx=NvArch("sm_90", ""))
 # sm_90a: the same machine; its kernels run only on compute capability 9.0 (no forward
 # compatibility), and a dot whose operands sit in LDS in core matrices may become wgmma

@@ -42,7 +42,13 @@ class Target:
     vendor: Vendor
     wave_size: int
     lds_bytes: int
+    #: The most threads one block may have: 1024 on every target here (CUDA guide, "Compute
+    #: capabilities" table; the AMDGPU ``amdgpu-flat-work-group-size`` maximum).
     max_threads_per_block: int = 1024
+    #: The 32-bit registers one thread can hold: what a register tile spread over the block's
+    #: threads must fit in (beyond it, everything spills). Each record says where its number
+    #: comes from.
+    max_registers_per_thread: int = 255
     matrix_instrs: tuple[MatrixInstr, ...] = ()
     cross_lane: frozenset[str] = field(default_factory=frozenset)
     has_async_copy: bool = False

@@ -282,7 +282,10 @@ class LayoutAssignment:
         # and the layout must mean the same registers for every value that shares it.
         spt, _, waves, order = resolve_blocked(BlockedSpec(), _shape(best), self.ctx.num_waves,
                                                self.ctx.target.wave_size, best.type.dtype)
-        self.set(best, BlockedSpec(size_per_thread=spt, order=order, waves=waves))
+        spec = BlockedSpec(size_per_thread=spt, order=order, waves=waves)
+        if not self.set(best, spec):    # else the same value would come back here forever
+            self.ctx.bind(spec, _shape(best), best.type.dtype)      # raises the LayoutError saying why
+            raise AssertionError(f"the default layout {spec} was refused for {best.type}")
         return True
 
     # ------------------------------------------------------------ materialise
