@@ -26,6 +26,7 @@ from tiledsl.layout.mma import (
 from tiledsl.layout.spec import (
     BlockedSpec,
     DotOperandSpec,
+    ExpandSpec,
     LayoutError,
     LayoutSpec,
     MmaSpec,
@@ -130,6 +131,10 @@ def natural_extent(spec: LayoutSpec, dim: int, target: Target, dtype: str) -> in
         return 1
     if isinstance(spec, SliceSpec):
         return natural_extent(spec.parent, dim if dim < spec.dim else dim + 1, target, dtype)
+    if isinstance(spec, ExpandSpec):
+        if dim == spec.dim:
+            return 1
+        return natural_extent(spec.parent, dim if dim < spec.dim else dim - 1, target, dtype)
     if isinstance(spec, BlockedSpec):
         # A blocked layout chooses its lanes from the whole tile shape, so no extent is canonical.
         raise LayoutError(f"slice of {spec} needs the parent's extent along the removed dim: "
@@ -147,6 +152,19 @@ def _bind_slice(spec: LayoutSpec, req: _Request) -> tuple[np.ndarray, MatrixInst
     kept = [d for d in range(len(parent_shape)) if d != spec.dim]
     projected = parent.index_map()[..., kept]
     return _dedup_registers(projected, req.shape), parent.instr
+
+
+def _bind_expand(spec: LayoutSpec, req: _Request) -> tuple[np.ndarray, MatrixInstr | None]:
+    assert isinstance(spec, ExpandSpec)
+    if spec.dim >= len(req.shape) or req.shape[spec.dim] != 1:
+        raise LayoutError(f"{spec} lays out tiles of extent 1 along dim {spec.dim}, not "
+                          f"{'x'.join(map(str, req.shape)) or 'a scalar'}")
+    parent = bind(spec.parent, req.shape[:spec.dim] + req.shape[spec.dim + 1:], req.num_waves, req.target,
+                  req.dtype)
+    m = parent.index_map()
+    # Empty slots stay -1 in every coordinate, the new one included.
+    new = np.where(parent.valid(), 0, -1)[..., None]
+    return np.concatenate([m[..., :spec.dim], new, m[..., spec.dim:]], axis=-1), parent.instr
 
 
 def _dedup_registers(coords: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -183,5 +201,6 @@ _BINDERS: dict[type, _Binder] = {
     MmaSpec: _bind_mma,
     DotOperandSpec: _bind_dot_operand,
     SliceSpec: _bind_slice,
+    ExpandSpec: _bind_expand,
     ReplicatedSpec: _bind_replicated,
 }
