@@ -16,8 +16,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from tiledsl.ir import ops
 from tiledsl.ir.core import Block, Op, Value
 from tiledsl.ir.lds_storage import LdsStorage, buffer_coords, vector_width
@@ -26,6 +24,7 @@ from tiledsl.ir.types import DTYPE_BYTES, LdsType, RegsType, TensorType, TileTyp
 from tiledsl.layout import Layout
 from tiledsl.thread import ops as tops
 from tiledsl.thread.context import ThreadContext, register_mapping
+from tiledsl.thread.reduction import reduce_plan, result_layout
 
 IDENTITY = {"max": float("-inf"), "sum": 0.0}
 
@@ -451,21 +450,33 @@ class Distributor:
 
     def op_reduce(self, op: Op) -> None:
         kind = "max" if op.name == "reduce_max" else "sum"
-        src, dst = self.layout(op.operands[0]), self.layout(op.result)
-        axis = op.attrs["axis"]
+        src, dst = self.layout(op.operands[0]), result_layout(self.ctx, op.result)
         x = self.get(op.operands[0])
-        groups = reduce_groups(src, dst, axis)
-        if groups is None:
-            raise NotImplementedError(f"{op.loc}: this layout's reduction groups differ between threads")
-        v = self.emit(tops.RegReduceOp([x], [RegsType(x.type.dtype, dst.regs)], {"kind": kind, "groups": groups},
-                                       loc=op.loc)).result
+        plan = reduce_plan(src, dst, op.attrs["axis"])
+        if plan is None or plan.across_waves != (len(op.operands) == 2):
+            raise RuntimeError(f"internal: {op.loc}: layout assignment left a reduction that its layouts "
+                               f"cannot do ({src} to {dst})")
+        if plan.identity_mask:
+            x = self.identity_where_empty(x, src, IDENTITY[kind], plan.first_holders)
+        v = self.emit(tops.RegReduceOp([x], [RegsType(x.type.dtype, dst.regs)],
+                                       {"kind": kind, "groups": plan.groups}, loc=op.loc)).result
         combine = ops.BINARY_OPS["max" if kind == "max" else "add"]
-        for mask in lane_masks(src, dst, axis, op):
+        for mask in plan.masks:
             other = self.emit(tops.ShuffleXorOp([v], [v.type], {"mask": mask}, loc=op.loc)).result
             v = self.emit(combine([v, other], [v.type], loc=op.loc)).result
-        if len(op.operands) == 2:
+        if plan.across_waves:
             v = self.across_waves(op, v, dst, kind, combine)
+        if not dst.shape:
+            v = self.emit(tops.UniformOp([v], [scalar(v.type.dtype)], loc=op.loc)).result
         self.env[id(op.result)] = v
+
+    def identity_where_empty(self, x: Value, layout: Layout, identity: float, first_holders: bool) -> Value:
+        """``x`` with the identity in the slots a reduction must not count: those holding no
+        element, and (``first_holders``) all but the first copy of a replicated element."""
+        n = layout.regs
+        keep = self.valid(layout, x.type.dtype, "block" if first_holders else None)
+        ident = self.splat_const(identity, x.type.dtype, n)
+        return self.emit(ops.SelectOp([keep, x, ident], [x.type])).result
 
     def across_waves(self, op: Op, v: Value, dst: Layout, kind: str, combine: type[Op]) -> Value:
         """Each wave writes its partial per output element to LDS; every thread then
@@ -530,65 +541,6 @@ class Distributor:
                                  hints=[r.hint for r in op.results]))
         for r, n in zip(op.results, new.results):
             self.env[id(r)] = n
-
-
-def _lin(coords: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    if not shape:
-        return np.zeros(coords.shape[:-1], np.int64)
-    strides = np.cumprod((1, *shape[:0:-1]))[::-1]
-    return np.where(coords[..., 0] >= 0, (coords * strides).sum(-1), -1)
-
-
-def reduce_groups(src: Layout, dst: Layout, axis: int) -> list[list[int]] | None:
-    """For each destination register, the source registers of the same thread whose
-    element lies on the same line (the same in every thread), or None."""
-    s = np.delete(src.index_map(), axis, axis=-1)
-    s_lin = _lin(s, dst.shape)
-    s_lin = np.where(src.index_map()[..., 0] >= 0, s_lin, -1)
-    d_lin = _lin(dst.index_map(), dst.shape)
-    ref: list[list[int]] | None = None
-    for t in range(s_lin.shape[0] * s_lin.shape[1]):
-        w, lane = divmod(t, s_lin.shape[1])
-        groups = []
-        for r in range(dst.regs):
-            want = d_lin[w, lane, r]
-            g = [int(i) for i in np.nonzero(s_lin[w, lane] == want)[0]] if want >= 0 else []
-            groups.append(g)
-        if ref is None:
-            ref = groups
-            continue
-        for r, (g0, g1) in enumerate(zip(ref, groups)):
-            if not g1:
-                continue
-            if not g0:
-                ref[r] = g1
-            elif g0 != g1:
-                return None
-    assert ref is not None
-    return [g if g else [0] for g in ref]
-
-
-def lane_masks(src: Layout, dst: Layout, axis: int, op: Op) -> list[int]:
-    """Xor masks of the butterfly that combines the lanes of a wave holding parts of
-    the same line."""
-    s = np.delete(src.index_map(), axis, axis=-1)
-    key = np.where(src.index_map()[..., 0] >= 0, _lin(s, dst.shape), -1)     # [W, L, R]
-    sets = [frozenset(int(x) for x in key[0, lane] if x >= 0) for lane in range(key.shape[1])]
-    partners = {lane for lane in range(key.shape[1]) if sets[lane] == sets[0] and sets[0]}
-    span = {0}
-    masks = []
-    for p in sorted(partners):
-        if p not in span:
-            masks.append(p)
-            span |= {x ^ p for x in span}
-    for w in range(key.shape[0]):
-        wsets = [frozenset(int(x) for x in key[w, lane] if x >= 0) for lane in range(key.shape[1])]
-        for lane in range(key.shape[1]):
-            group = {lane ^ x for x in span}
-            if any(wsets[g] != wsets[lane] for g in group):
-                raise NotImplementedError(f"{op.loc}: the lanes sharing a line of this layout do not form "
-                                          f"an xor group; cannot reduce across lanes")
-    return masks
 
 
 def distribute(kernel: ops.KernelOp, ctx: ThreadContext) -> ops.KernelOp:

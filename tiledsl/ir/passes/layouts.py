@@ -35,6 +35,7 @@ from tiledsl.layout import (
 )
 from tiledsl.layout.blocked import resolve_blocked
 from tiledsl.thread.context import ThreadContext, register_mapping
+from tiledsl.thread.reduction import ReducePlan, reduce_plan, result_layout
 
 LDS_DOT = "lds_dot"
 
@@ -278,12 +279,16 @@ class LayoutAssignment:
                         best = r
         if best is None:
             return False
-        # Resolved to explicit numbers: the defaults depend on the dtype (16-byte vectors)
-        # and the layout must mean the same registers for every value that shares it.
-        spt, _, waves, order = resolve_blocked(BlockedSpec(), _shape(best), self.ctx.num_waves,
-                                               self.ctx.target.wave_size, best.type.dtype)
-        self.set(best, BlockedSpec(size_per_thread=spt, order=order, waves=waves))
+        self.set(best, self.default_blocked(best))
         return True
+
+    def default_blocked(self, v: Value) -> BlockedSpec:
+        """The default blocked layout of ``v``, resolved to explicit numbers: the defaults depend
+        on the dtype (16-byte vectors) and the layout must mean the same registers for every
+        value that shares it."""
+        spt, _, waves, order = resolve_blocked(BlockedSpec(), _shape(v), self.ctx.num_waves,
+                                               self.ctx.target.wave_size, v.type.dtype)
+        return BlockedSpec(size_per_thread=spt, order=order, waves=waves)
 
     # ------------------------------------------------------------ materialise
     def run(self) -> None:
@@ -427,18 +432,43 @@ class LayoutAssignment:
             block.insert(block.ops.index(op) + 1, after)
 
     def reduce_scratch(self, op: ops.ReduceOp) -> None:
-        """A reduction whose axis is spread over several waves combines them in LDS."""
-        src = self.ctx.bind(self.get(op.operands[0]), _shape(op.operands[0]), op.operands[0].type.dtype)
-        axis = op.attrs["axis"]
-        waves = waves_along(src, axis)
-        if waves > 1 and len(op.operands) == 1:
+        """A reduction whose axis is spread over several waves combines them in LDS. One whose
+        layouts the lane butterfly cannot reduce (``reduce_plan``) reduces a blocked copy of its
+        operand instead and converts the result."""
+        x, res = op.operands[0], op.result
+        plan = self.reduce_plan(op)
+        if plan is None:
+            blocked = self.default_blocked(x)
+            self.convert_operand(op, x, blocked)
+            want = self.get(res)
+            if want is not None:
+                self.retype(res, slice_of(blocked, op.attrs["axis"], _shape(x)))
+                users = list(res.uses)
+                new = self.converted(res, want, op.parent.ops[op.parent.ops.index(op) + 1], op.loc)
+                for user in users:
+                    for i, operand in enumerate(user.operands):
+                        if operand is res:
+                            user.set_operand(i, new)
+            plan = self.reduce_plan(op)
+            if plan is None:
+                raise RuntimeError(f"internal: {op.loc}: no layout reduces this tile")
+        if plan.across_waves and len(op.operands) == 1:
             # One slot per (output element, wave): wave w writes its partial at [i, w].
-            out_len = int(np.prod(op.result.type.shape)) if op.result.type.shape else 1
-            dtype = "i32" if op.result.type.dtype == "i32" else "f32"
+            out_len = int(np.prod(res.type.shape)) if res.type.shape else 1
+            dtype = "i32" if res.type.dtype == "i32" else "f32"
             scratch = ops.LdsAllocOp([], [LdsType(dtype, (out_len, self.ctx.num_waves))],
                                      {"scratch": True}, loc=op.loc)
             self.insert_scratch(scratch)
             op._add_operand(scratch.result)
+
+    def reduce_plan(self, op: ops.ReduceOp) -> ReducePlan | None:
+        x = op.operands[0]
+        src = self.ctx.bind(self.get(x), _shape(x), x.type.dtype)
+        return reduce_plan(src, result_layout(self.ctx, op.result), op.attrs["axis"])
+
+    def retype(self, v: Value, spec: LayoutSpec) -> None:
+        self.lay[id(v)] = spec
+        v.type = TileType(v.type.dtype, v.type.shape, str(spec))
 
 
 def _reads_operand_of(op: Op, dot: Op) -> bool:
@@ -450,26 +480,12 @@ def _reads_operand_of(op: Op, dot: Op) -> bool:
                for u in op.result.uses)
 
 
-def slice_of(parent: LayoutSpec, axis: int, parent_shape: tuple[int, ...]) -> SliceSpec:
-    """The layout of a reduction of ``parent`` along ``axis`` (blocked layouts need the
-    extent of the removed dim to know how lanes were split)."""
-    if isinstance(parent, BlockedSpec):
-        return SliceSpec(parent, axis, size=parent_shape[axis])
-    return SliceSpec(parent, axis)
-
-
-def waves_along(layout: Any, axis: int) -> int:
-    """How many waves hold parts of one line of the tile along ``axis``."""
-    m = layout.index_map()
-    valid = m[..., 0] >= 0
-    other = np.delete(m, axis, axis=-1)
-    key = (other * np.cumprod((1, *np.delete(np.array(layout.shape), axis)[:0:-1]))[::-1]).sum(-1) \
-        if other.shape[-1] else np.zeros(m.shape[:3], np.int64)
-    most = 1
-    for k in np.unique(key[valid]):
-        waves = np.unique(np.nonzero((key == k) & valid)[0])
-        most = max(most, len(waves))
-    return most
+def slice_of(parent: LayoutSpec, axis: int, parent_shape: tuple[int, ...]) -> LayoutSpec:
+    """The layout of a reduction of ``parent`` along ``axis`` (layouts other than mma ones need
+    the extent of the removed dim to know how lanes were split)."""
+    if isinstance(parent, (MmaSpec, DotOperandSpec)):
+        return SliceSpec(parent, axis)
+    return SliceSpec(parent, axis, size=parent_shape[axis])
 
 
 def run(kernel: Op, ctx: ThreadContext) -> bool:

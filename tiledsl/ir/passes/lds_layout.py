@@ -40,6 +40,7 @@ from tiledsl.ir.types import DTYPE_BYTES, LdsType
 from tiledsl.layout import Layout
 from tiledsl.targets import Target
 from tiledsl.thread.context import ThreadContext
+from tiledsl.thread.reduction import result_layout
 
 PAD_CANDIDATES = (0, 4, 8, 16, 32)
 LOOP_WEIGHT = 16
@@ -136,8 +137,7 @@ def accesses(alloc: Op, ctx: ThreadContext) -> Iterator[LdsAccess]:
         elif isinstance(use, ops.LdsReadOp):
             yield from _read_accesses(use, ctx)
         elif isinstance(use, ops.ReduceOp):
-            res = use.result
-            dst = ctx.bind(res.type.layout, tuple(res.type.shape), res.type.dtype)
+            dst = result_layout(ctx, use.result)
             w = _weight(use)
             yield LdsAccess(use, scratch_coords(dst, None), True, w, False)
             for wave in range(ctx.num_waves):
