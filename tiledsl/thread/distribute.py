@@ -348,12 +348,25 @@ class Distributor:
         return self.hoist(("dim", name), lambda: ops.DimOp([], [scalar("i32")], {"name": name}))
 
     def op_load(self, op: Op) -> None:
+        if op.result.type.shape == ():
+            return self.uniform_load(op)
         layout = self.layout(op.result)
         dtype = op.result.type.dtype
         indices, mask, vec = self.global_access(op, layout, dtype, None)
         self.env[id(op.result)] = self.emit(tops.GlobalLoadOp(
             [self.get(op.operands[0]), *indices, mask], [RegsType(dtype, layout.regs)],
             {"pad": op.attrs["pad"], "vec": vec}, loc=op.loc)).result
+
+    def uniform_load(self, op: Op) -> None:
+        """One element (every index a scalar), read alike by every thread: a one-register load at
+        uniform indices, unmasked (an index out of bounds is an error, as at block level), made
+        uniform (a scalar load on AMDGPU where LLVM proves the address uniform)."""
+        dtype = op.result.type.dtype
+        indices = [self.get(v) for v in op.operands[1:]]
+        v = self.emit(tops.GlobalLoadOp([self.get(op.operands[0]), *indices, self.splat_const(True, "i1", 1)],
+                                        [RegsType(dtype, 1)], {"pad": op.attrs["pad"], "vec": 1},
+                                        loc=op.loc)).result
+        self.env[id(op.result)] = self.emit(tops.UniformOp([v], [scalar(dtype)], loc=op.loc)).result
 
     def op_store(self, op: Op) -> None:
         v = op.operands[-1]
