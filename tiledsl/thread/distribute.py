@@ -183,7 +183,12 @@ class Distributor:
         self.env[id(op.result)] = self.coord(self.layout(op.result), 0, "i32")
 
     def op_expand_dims(self, op: Op) -> None:
-        self.env[id(op.result)] = ("expanded", op.operands[0], op.attrs["axis"])
+        if not op.result.type.layout:
+            return          # read only by broadcasts, which read its operand (see op_broadcast)
+        mapping = register_mapping(self.layout(op.operands[0]), self.layout(op.result), drop_axis=op.attrs["axis"])
+        if mapping is None:
+            raise RuntimeError(f"internal: {op.loc}: expand_dims needs data from other threads")
+        self.env[id(op.result)] = self.gather(self.get(op.operands[0]), mapping, op)
 
     def op_broadcast(self, op: Op) -> None:
         src = op.operands[0]
@@ -192,11 +197,14 @@ class Distributor:
             self.env[id(op.result)] = self.emit(tops.SplatOp([self.get(src)], [RegsType(src.type.dtype, dst.regs)],
                                                              loc=op.loc)).result
             return
-        marker = self.get(src)
-        if not (isinstance(marker, tuple) and marker[0] == "expanded"):
-            raise NotImplementedError(f"{op.loc}: broadcast of a tile that was not made with x[:, _] / x[_, :]")
-        _, inner, axis = marker
-        mapping = register_mapping(self.layout(inner), dst, drop_axis=axis)
+        if isinstance(src.owner, ops.ExpandDimsOp) and not src.type.layout:
+            # x[:, _] broadcast: x is laid out as the slice of the result's layout.
+            inner = src.owner.operands[0]
+            mapping = register_mapping(self.layout(inner), dst, drop_axis=src.owner.attrs["axis"])
+        else:
+            inner = src
+            widened = [d for d, (a, b) in enumerate(zip(src.type.shape, op.result.type.shape)) if a != b]
+            mapping = register_mapping(self.layout(src), dst, broadcast=widened)
         if mapping is None:
             raise RuntimeError(f"internal: {op.loc}: broadcast needs data from other threads")
         self.env[id(op.result)] = self.gather(self.get(inner), mapping, op)

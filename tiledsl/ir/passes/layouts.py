@@ -27,6 +27,7 @@ from tiledsl.ir.types import LdsType, TileType
 from tiledsl.layout import (
     BlockedSpec,
     DotOperandSpec,
+    ExpandSpec,
     LayoutError,
     LayoutSpec,
     MmaSpec,
@@ -187,11 +188,15 @@ class LayoutAssignment:
         elif isinstance(op, ops.BroadcastOp):
             src = op.operands[0]
             spec = self.get(op.result)
-            if isinstance(src.owner, ops.ExpandDimsOp) and spec is not None:
+            if _marks_broadcast(src) and spec is not None:
                 axis = src.owner.attrs["axis"]
                 out.append((src.owner.operands[0], slice_of(spec, axis, _shape(op.result))))
-            elif _is_tile(src):
-                out.append((src, spec))
+            elif _is_tile(src) and spec is not None:
+                out.append((src, broadcast_source(spec, _shape(src), _shape(op.result))))
+        elif isinstance(op, ops.ExpandDimsOp):
+            spec = self.get(op.result)
+            if spec is not None:
+                out.append((op.operands[0], slice_of(spec, op.attrs["axis"], _shape(op.result))))
         elif isinstance(op, ops.DotOp) and op.attrs.get("strategy") != LDS_DOT:
             spec = self.get(op.result)
             if spec is not None:
@@ -226,12 +231,14 @@ class LayoutAssignment:
                     break
         elif isinstance(op, ops.BroadcastOp):
             src = op.operands[0]
-            if isinstance(src.owner, ops.ExpandDimsOp):
+            if _marks_broadcast(src):
                 inner = self.get(src.owner.operands[0])
                 if isinstance(inner, SliceSpec) and inner.dim == src.owner.attrs["axis"]:
                     changed |= self.set(op.result, inner.parent)
-            elif _is_tile(src) and self.get(src) is not None:
-                changed |= self.set(op.result, self.get(src))
+        elif isinstance(op, ops.ExpandDimsOp) and not _marks_broadcast(op.result):
+            inner = self.get(op.operands[0])
+            if inner is not None:
+                changed |= self.set(op.result, expand_of(inner, op.attrs["axis"]))
         elif isinstance(op, ops.ReduceOp) and _is_tile(op.result) and self.get(op.operands[0]) is not None:
             changed |= self.set(op.result, slice_of(self.get(op.operands[0]), op.attrs["axis"],
                                                     _shape(op.operands[0])))
@@ -273,7 +280,7 @@ class LayoutAssignment:
         best: Value | None = None
         for op in self.kernel.walk():
             for r in op.results:
-                if _is_tile(r) and self.get(r) is None and not isinstance(op, ops.ExpandDimsOp):
+                if _is_tile(r) and self.get(r) is None and not _marks_broadcast(r):
                     key = (r.type.rank, int(np.prod(r.type.shape)))
                     if best is None or key > (best.type.rank, int(np.prod(best.type.shape))):
                         best = r
@@ -292,6 +299,9 @@ class LayoutAssignment:
 
     # ------------------------------------------------------------ materialise
     def run(self) -> None:
+        for op in list(self.kernel.walk()):
+            if isinstance(op, ops.ExpandDimsOp):
+                self.split_expand(op)
         self.seed()
         self.propagate()
         while self.defaults():
@@ -315,7 +325,7 @@ class LayoutAssignment:
                 if spec is None:
                     continue
                 user = op
-                if isinstance(op, ops.BroadcastOp) and isinstance(op.operands[0].owner, ops.ExpandDimsOp):
+                if isinstance(op, ops.BroadcastOp) and _marks_broadcast(op.operands[0]):
                     user = op.operands[0].owner
                 if isinstance(op, ops.ForOp) and any(v is x for x in op.operands[3:]):
                     self.convert_operand(op, v, spec)
@@ -328,6 +338,18 @@ class LayoutAssignment:
                 self.stage_lds_dot(op)
             if isinstance(op, ops.ReduceOp):
                 self.reduce_scratch(op)
+
+    def split_expand(self, op: ops.ExpandDimsOp) -> None:
+        """An ``x[:, _]`` that feeds broadcasts and other ops is two: one for the broadcasts
+        (which read ``x`` itself, ``_marks_broadcast``), one a tile of its own."""
+        users = list(op.result.uses)
+        wide = [u for u in users if isinstance(u, ops.BroadcastOp)]
+        if not wide or len(wide) == len(users):
+            return
+        twin = ops.ExpandDimsOp(list(op.operands), [op.result.type], dict(op.attrs), loc=op.loc)
+        op.parent.insert(op.parent.ops.index(op), twin)
+        for u in wide:
+            u.set_operand(0, twin.result)
 
     def convert_operand(self, user: Op, v: Value, spec: LayoutSpec) -> None:
         have = self.get(v)
@@ -480,12 +502,44 @@ def _reads_operand_of(op: Op, dot: Op) -> bool:
                for u in op.result.uses)
 
 
+def _marks_broadcast(v: Value) -> bool:
+    """``v`` is an ``x[:, _]`` read only by broadcasts: it gets no layout of its own, each
+    broadcast reads ``x`` in the slice of its result's layout."""
+    return isinstance(v.owner, ops.ExpandDimsOp) and bool(v.uses) and all(
+        isinstance(u, ops.BroadcastOp) for u in v.uses)
+
+
 def slice_of(parent: LayoutSpec, axis: int, parent_shape: tuple[int, ...]) -> LayoutSpec:
     """The layout of a reduction of ``parent`` along ``axis`` (layouts other than mma ones need
-    the extent of the removed dim to know how lanes were split)."""
+    the extent of the removed dim to know how lanes were split); of an ``expand`` along
+    ``axis``, what it expanded."""
+    if isinstance(parent, ExpandSpec) and parent.dim == axis:
+        return parent.parent
     if isinstance(parent, (MmaSpec, DotOperandSpec)):
         return SliceSpec(parent, axis)
     return SliceSpec(parent, axis, size=parent_shape[axis])
+
+
+def expand_of(inner: LayoutSpec, axis: int) -> LayoutSpec:
+    """The layout of ``x[:, _]`` for ``x`` in ``inner``: ``inner`` with a size-1 dim at ``axis``
+    (a slice of extent 1 along it is its parent)."""
+    if isinstance(inner, SliceSpec) and inner.dim == axis and inner.size == 1:
+        return inner.parent
+    return ExpandSpec(axis, inner)
+
+
+def broadcast_source(spec: LayoutSpec, src_shape: tuple[int, ...], dst_shape: tuple[int, ...]) -> LayoutSpec:
+    """The layout in which a broadcast's source (extent 1 where the result is wider) gives every
+    thread what its part of the result, laid out as ``spec``, needs: ``spec`` with each widened
+    dim sliced away and put back with extent 1."""
+    dims = [d for d, (a, b) in enumerate(zip(src_shape, dst_shape)) if a == 1 and b != 1]
+    shape = tuple(dst_shape)
+    for d in reversed(dims):
+        spec = slice_of(spec, d, shape)
+        shape = shape[:d] + shape[d + 1:]
+    for d in dims:
+        spec = expand_of(spec, d)
+    return spec
 
 
 def run(kernel: Op, ctx: ThreadContext) -> bool:
