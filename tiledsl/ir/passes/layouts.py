@@ -399,9 +399,10 @@ class LayoutAssignment:
 
     def through_lds(self, v: Value, new_type: TileType, before: Op, transpose: bool, loc: Any) -> Value:
         """Write v to a scratch LDS tile and read it back (transposed, if asked)."""
+        scratch = ops.LdsAllocOp([], [LdsType(v.type.dtype, v.type.shape)], {"scratch": True}, loc=loc)
+        self.insert_scratch(scratch)       # first: in the kernel body it moves ``before``
         block = before.parent
         pos = block.ops.index(before)
-        scratch = ops.LdsAllocOp([], [LdsType(v.type.dtype, v.type.shape)], {"scratch": True}, loc=loc)
         shape = new_type.shape
         seq: list[Op] = [ops.SyncOp([], [], loc=loc), ops.LdsWriteOp([scratch.result, v], [], loc=loc),
                          ops.SyncOp([], [], loc=loc)]
@@ -414,7 +415,6 @@ class LayoutAssignment:
             seq.append(tr)
             result = tr.result
         seq.append(ops.SyncOp([], [], loc=loc))
-        self.insert_scratch(scratch)
         for i, op in enumerate(seq):
             block.insert(pos + i, op)
         self.lay[id(result)] = parse_layout_spec(new_type.layout)
@@ -440,10 +440,10 @@ class LayoutAssignment:
             base = v.owner.operands[0].owner if isinstance(v.owner, ops.TransposeOp) else v.owner
             if isinstance(base, ops.LdsReadOp) and len(v.uses) == 1:
                 continue
+            scratch = ops.LdsAllocOp([], [LdsType(v.type.dtype, v.type.shape)], {"scratch": True}, loc=op.loc)
+            self.insert_scratch(scratch)       # first: in the kernel body it moves ``op``
             block = op.parent
             pos = block.ops.index(op)
-            scratch = ops.LdsAllocOp([], [LdsType(v.type.dtype, v.type.shape)], {"scratch": True}, loc=op.loc)
-            self.insert_scratch(scratch)
             read_t = TileType(v.type.dtype, v.type.shape)
             seq = [ops.SyncOp([], [], loc=op.loc), ops.LdsWriteOp([scratch.result, v], [], loc=op.loc),
                    ops.SyncOp([], [], loc=op.loc), ops.LdsReadOp([scratch.result], [read_t], loc=op.loc)]
@@ -454,26 +454,9 @@ class LayoutAssignment:
             block.insert(block.ops.index(op) + 1, after)
 
     def reduce_scratch(self, op: ops.ReduceOp) -> None:
-        """A reduction whose axis is spread over several waves combines them in LDS. One whose
-        layouts the lane butterfly cannot reduce (``reduce_plan``) reduces a blocked copy of its
-        operand instead and converts the result."""
-        x, res = op.operands[0], op.result
-        plan = self.reduce_plan(op)
-        if plan is None:
-            blocked = self.default_blocked(x)
-            self.convert_operand(op, x, blocked)
-            want = self.get(res)
-            if want is not None:
-                self.retype(res, slice_of(blocked, op.attrs["axis"], _shape(x)))
-                users = list(res.uses)
-                new = self.converted(res, want, op.parent.ops[op.parent.ops.index(op) + 1], op.loc)
-                for user in users:
-                    for i, operand in enumerate(user.operands):
-                        if operand is res:
-                            user.set_operand(i, new)
-            plan = self.reduce_plan(op)
-            if plan is None:
-                raise RuntimeError(f"internal: {op.loc}: no layout reduces this tile")
+        """A reduction whose axis is spread over several waves combines them in LDS."""
+        plan = self.reduce_plan(op) or self.reduce_differently(op)
+        res = op.result
         if plan.across_waves and len(op.operands) == 1:
             # One slot per (output element, wave): wave w writes its partial at [i, w].
             out_len = int(np.prod(res.type.shape)) if res.type.shape else 1
@@ -482,6 +465,34 @@ class LayoutAssignment:
                                      {"scratch": True}, loc=op.loc)
             self.insert_scratch(scratch)
             op._add_operand(scratch.result)
+
+    def reduce_differently(self, op: ops.ReduceOp) -> ReducePlan:
+        """A reduction whose layouts the lane butterfly cannot reduce (``reduce_plan``, e.g. a
+        result pinned to an unrelated layout): reduce into the slice of the operand's layout,
+        failing that reduce a blocked copy of the operand, and convert the result."""
+        x, res = op.operands[0], op.result
+        axis = op.attrs["axis"]
+        want = self.get(res)
+        plan = None
+        if want is not None:
+            self.retype(res, slice_of(self.get(x), axis, _shape(x)))
+            plan = self.reduce_plan(op)
+        if plan is None:
+            blocked = self.default_blocked(x)
+            self.convert_operand(op, x, blocked)
+            if want is not None:
+                self.retype(res, slice_of(blocked, axis, _shape(x)))
+            plan = self.reduce_plan(op)
+        if plan is None:
+            raise RuntimeError(f"internal: {op.loc}: not even a blocked layout reduces this tile")
+        if want is not None:
+            users = list(res.uses)
+            new = self.converted(res, want, op.parent.ops[op.parent.ops.index(op) + 1], op.loc)
+            for user in users:
+                for i, operand in enumerate(user.operands):
+                    if operand is res:
+                        user.set_operand(i, new)
+        return plan
 
     def reduce_plan(self, op: ops.ReduceOp) -> ReducePlan | None:
         x = op.operands[0]
