@@ -124,6 +124,23 @@ kernel int_total(X: i32[N], out S: i32[B], out K: i32[B])
 }
 """
 
+# Reductions of a dot's result along each axis and to a scalar; small or odd tiles take the FMA
+# fallback (operands staged in LDS, which must stay live until the dot has read them).
+DOT_STATS = """
+kernel dot_stats(A: f16[M, K], B: f16[K, N], out R: f32[M], out C: f32[N], out T: f32[G])
+  param BM = 64, BN = 64, BK = 32, WAVES = 4
+  grid (cdiv(M, BM)) as (i)
+  block WAVES waves
+{
+  s = dot(A[i*BM : +BM, 0 : +BK], B[0 : +BK, 0 : +BN])
+  R[i*BM : +BM] <- rowmax(s)
+  if i == 0 {
+    C[0 : +BN] <- colsum(s)
+  }
+  T[i : +1] <- fill(sum(rowsum(s), axis=0), f32[1])
+}
+"""
+
 
 @dataclass
 class Case:
@@ -235,6 +252,20 @@ def int_total(waves: int) -> Case:
     return Case(INT_TOTAL, {"WAVES": waves}, inputs, ref, ["S", "K"])
 
 
+def dot_stats(bm: int, bn: int, bk: int, waves: int) -> Case:
+    m, blocks = bm + 5, 2
+
+    def inputs(rng: np.random.Generator) -> dict[str, Any]:
+        return {"A": rng.standard_normal((m, bk)).astype(np.float16), "B": rng.standard_normal((bk, bn)).astype(np.float16),
+                "R": np.full(m, np.nan, np.float32), "C": np.full(bn, np.nan, np.float32),
+                "T": np.full(blocks, np.nan, np.float32)}
+
+    def ref(a: dict[str, Any]) -> dict[str, np.ndarray]:
+        s = a["A"].astype(np.float64) @ a["B"].astype(np.float64)
+        return {"R": s.max(axis=1), "C": s[:bm].sum(axis=0), "T": np.array([s[:bm].sum(), s[bm:].sum()])}
+    return Case(DOT_STATS, {"BM": bm, "BN": bn, "BK": bk, "WAVES": waves}, inputs, ref, ["R", "C", "T"])
+
+
 CASES: dict[str, Case] = {
     **{f"softmax-BN{bn}": softmax(bn) for bn in (1, 3, 5, 12, 40, 96, 160, 320, 1000)},
     **{f"layernorm-BM{bm}-BN{bn}": layernorm(bm, bn) for bm, bn in ((1, 2048), (3, 96), (16, 1), (1, 5))},
@@ -246,6 +277,8 @@ CASES: dict[str, Case] = {
        ((4, 16, 40, 64, 37, 50), (1, 1, 1, 3, 5, 7), (2, 5, 96, 1000, 37, 50), (8, 3, 7, 50, 37, 50))},
     "pinned": pinned(),
     **{f"int_total-W{w}": int_total(w) for w in (1, 8)},
+    **{f"dot_stats-{bm}x{bn}x{bk}-W{w}": dot_stats(bm, bn, bk, w) for bm, bn, bk, w in
+       ((64, 64, 32, 4), (16, 48, 16, 2), (5, 7, 3, 2), (128, 32, 16, 8))},
 }
 
 

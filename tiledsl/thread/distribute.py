@@ -277,6 +277,9 @@ class Distributor:
         if all(isinstance(u, ops.TransposeOp) for u in op.result.uses) and op.result.uses:
             self.env[id(op.result)] = ("lds", op.operands[0])
             return
+        if not op.result.type.layout and all(u.attrs.get("strategy") == layout_assignment.LDS_DOT
+                                             for u in op.result.uses):
+            return          # staged for the FMA fallback of a dot, which reads the LDS tile itself
         self.env[id(op.result)] = self.read_lds(op.operands[0], self.layout(op.result), op, transpose=False)
 
     def read_lds(self, buf: Value, layout: Layout, op: Op, transpose: bool) -> Value:
