@@ -171,7 +171,11 @@ def _dedup_registers(coords: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Keep each thread's first register holding each element, in register order; pad with -1.
 
     After a projection several registers of one thread hold the same slice element (a row of an
-    mma tile spread over the thread's N registers); the slice keeps one.
+    mma tile spread over the thread's N registers); the slice keeps one. Where the repeats sit in
+    the same registers in every thread (blocked and mma parents, padded or not), those registers
+    go and the others keep their places, so register r is the same part of the pattern in every
+    thread (a reduction's register groups depend on it); otherwise each thread's kept registers
+    move to the front.
     """
     waves, lanes, regs, rank = coords.shape
     flat = coords.reshape(waves * lanes, regs, rank)
@@ -187,6 +191,10 @@ def _dedup_registers(coords: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
     keep = np.zeros(lin.shape, dtype=bool)
     np.put_along_axis(keep, order, first & (ordered >= 0), axis=1)
+    drop = (valid & ~keep).any(axis=0) | ~valid.any(axis=0)
+    if not (keep & drop[None, :]).any() and not drop.all():
+        picked = np.where(keep[:, ~drop, None], flat[:, ~drop], -1)
+        return picked.reshape(waves, lanes, -1, rank)
     # A stable sort on "not kept" moves the kept registers to the front, still in register order.
     compact = np.argsort(~keep, axis=1, kind="stable")
     count = max(int(keep.sum(axis=1).max()), 1)
