@@ -31,7 +31,8 @@ def _edge_cases() -> ModuleType:
 
 EDGE = _edge_cases()
 HOST_CASES = ["softmax-BN96", "softmax-BN1", "layernorm-BM3-BN96", "segments-W2", "totals-W2-BN96",
-              "one_row-W2-5x96", "pinned", "int_total-W8", "dot_stats-16x48x16-W2", "dot_stats-64x64x32-W4"]
+              "one_row-W2-5x96", "pinned", "int_total-W8", "dot_stats-16x48x16-W2", "dot_stats-64x64x32-W4",
+              "cube-BC512"]
 
 
 @pytest.mark.parametrize("like", ["generic", "gfx942", "sm_90"])

@@ -141,6 +141,21 @@ kernel dot_stats(A: f16[M, K], B: f16[K, N], out R: f32[M], out C: f32[N], out T
 }
 """
 
+# Reductions of a 3-D tile along each axis: 2-D results, lines split over waves (BC=512) and
+# padding between a thread's rows (5 rows on 2 lanes).
+CUBE = """
+kernel cube(X: f32[A, B, C], out Y: f32[A, B], out Z: f32[B, C], out W: f32[A, C])
+  param BA = 3, BB = 5, BC = 6, WAVES = 4
+  grid (1) as (g)
+  block WAVES waves
+{
+  x = X[0 : +BA, 0 : +BB, 0 : +BC] @ blocked(spt=[1, 1, 2], order=[2, 1, 0], waves=[1, 1, 4])
+  Y[0 : +BA, 0 : +BB] <- sum(x, axis=2)
+  Z[0 : +BB, 0 : +BC] <- max(x, axis=0)
+  W[0 : +BA, 0 : +BC] <- sum(x, axis=1)
+}
+"""
+
 
 @dataclass
 class Case:
@@ -266,6 +281,17 @@ def dot_stats(bm: int, bn: int, bk: int, waves: int) -> Case:
     return Case(DOT_STATS, {"BM": bm, "BN": bn, "BK": bk, "WAVES": waves}, inputs, ref, ["R", "C", "T"])
 
 
+def cube(bc: int) -> Case:
+    def inputs(rng: np.random.Generator) -> dict[str, Any]:
+        return {"X": rng.standard_normal((3, 5, bc)).astype(np.float32), "Y": np.full((3, 5), np.nan, np.float32),
+                "Z": np.full((5, bc), np.nan, np.float32), "W": np.full((3, bc), np.nan, np.float32)}
+
+    def ref(a: dict[str, Any]) -> dict[str, np.ndarray]:
+        x = a["X"].astype(np.float64)
+        return {"Y": x.sum(axis=2), "Z": x.max(axis=0), "W": x.sum(axis=1)}
+    return Case(CUBE, {"BC": bc}, inputs, ref, ["Y", "Z", "W"])
+
+
 CASES: dict[str, Case] = {
     **{f"softmax-BN{bn}": softmax(bn) for bn in (1, 3, 5, 12, 40, 96, 160, 320, 1000)},
     **{f"layernorm-BM{bm}-BN{bn}": layernorm(bm, bn) for bm, bn in ((1, 2048), (3, 96), (16, 1), (1, 5))},
@@ -279,6 +305,7 @@ CASES: dict[str, Case] = {
     **{f"int_total-W{w}": int_total(w) for w in (1, 8)},
     **{f"dot_stats-{bm}x{bn}x{bk}-W{w}": dot_stats(bm, bn, bk, w) for bm, bn, bk, w in
        ((64, 64, 32, 4), (16, 48, 16, 2), (5, 7, 3, 2), (128, 32, 16, 8))},
+    **{f"cube-BC{bc}": cube(bc) for bc in (6, 64, 512)},
 }
 
 

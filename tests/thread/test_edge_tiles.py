@@ -56,7 +56,8 @@ def test_thread_level_matches_block_level(name: str, target: str) -> None:
 
 
 NATIVE_CASES = ["softmax-BN96", "softmax-BN1", "layernorm-BM1-BN2048", "segments-W1", "totals-W2-BN96",
-                "one_row-W2-5x96", "pinned", "int_total-W8", "dot_stats-16x48x16-W2"]
+                "one_row-W2-5x96", "pinned", "int_total-W8", "dot_stats-16x48x16-W2",
+                "cube-BC512"]
 
 
 @pytest.mark.parametrize("target", NATIVE_TARGETS)

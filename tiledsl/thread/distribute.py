@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from tiledsl.ir import ops
 from tiledsl.ir.core import Block, Op, Value
 from tiledsl.ir.lds_storage import LdsStorage, buffer_coords, vector_width
@@ -103,6 +105,17 @@ class Distributor:
         attrs = {**_layout_attrs(layout, dtype), "dim": dim}
         return self.hoist(("coord", str(layout.spec), layout.shape, dtype, dim),
                           lambda: tops.CoordOp([], [RegsType("i32", layout.regs)], attrs))
+
+    def linear_coord(self, layout: Layout, dtype: str) -> Value:
+        """The row-major linear index of the element each register holds (0 for a scalar)."""
+        n = layout.regs
+        total = None
+        for d in range(len(layout.shape)):
+            c = self.coord(layout, d, dtype)
+            stride = int(np.prod(layout.shape[d + 1:]))
+            term = c if stride == 1 else self.binop("mul", c, self.splat_const(stride, "i32", n))
+            total = term if total is None else self.binop("add", total, term)
+        return total if total is not None else self.splat_const(0, "i32", n)
 
     def valid(self, layout: Layout, dtype: str, owner: str | None = None) -> Value:
         attrs = _layout_attrs(layout, dtype)
@@ -510,7 +523,7 @@ class Distributor:
         elem_stride, wave_stride = placed.storage.strides    # the scratch is [element, wave]
         dtype = v.type.dtype
         n = dst.regs
-        lin = self.coord(dst, 0, dtype) if dst.shape else self.splat_const(0, "i32", n)
+        lin = self.linear_coord(dst, dtype)
         waves = self.ctx.num_waves
         wave_col = self.binop("mul", lin, self.splat_const(elem_stride, "i32", n))
         tid = self.emit(tops.ThreadIdOp([], [RegsType("i32", 1)], loc=op.loc)).result

@@ -87,10 +87,9 @@ class LdsAccess:
 def scratch_coords(dst: Layout, read_wave: int | None) -> np.ndarray:
     """(element, wave) coordinates of a cross-wave reduction's scratch: every thread writes its
     partial of element ``lin`` at [lin, own wave] and reads back [lin, w] for each wave w."""
-    m = dst.index_map()
-    shape = m.shape[:3]
-    lin = m[..., 0] if dst.shape else np.zeros(shape, np.int64)
-    valid = m[..., 0] >= 0 if dst.shape else np.ones(shape, bool)
+    lin = dst.linear_map()
+    shape = lin.shape
+    valid = dst.valid()
     wave = np.broadcast_to(np.arange(shape[0])[:, None, None], shape) if read_wave is None \
         else np.full(shape, read_wave)
     out = np.stack([lin, wave], axis=-1)
