@@ -194,7 +194,7 @@ def _dedup_registers(coords: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     drop = (valid & ~keep).any(axis=0) | ~valid.any(axis=0)
     if not (keep & drop[None, :]).any() and not drop.all():
         picked = np.where(keep[:, ~drop, None], flat[:, ~drop], -1)
-        return picked.reshape(waves, lanes, -1, rank)
+        return picked.reshape(waves, lanes, int((~drop).sum()), rank)
     # A stable sort on "not kept" moves the kept registers to the front, still in register order.
     compact = np.argsort(~keep, axis=1, kind="stable")
     count = max(int(keep.sum(axis=1).max()), 1)
