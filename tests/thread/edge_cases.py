@@ -89,6 +89,23 @@ kernel one_row(X: f32[M, N], out Z: f32[M, N], out W: f32[M])
 }
 """
 
+# x[:, _] of an f32[1] (a one-row tile's row sum) broadcast along both dims, and a one-column
+# tile added before a row reduction.
+ROW_STAT = """
+kernel row_stat(X: f32[M, N], out Y: f32[M, N], out R: f32[M])
+  param BM = 16, BN = 5, WAVES = 2
+  grid (cdiv(M, BM)) as (i)
+  block WAVES waves
+{
+  x = X[i*BM : +BM, 0 : +BN]
+  r = X[i*BM : +1, 0 : +BN]
+  q = X[i*BM : +BM, 0 : +1]
+  s = rowsum(r)
+  Y[i*BM : +BM, 0 : +BN] <- x * r + q - s[:, _]
+  R[i*BM : +BM] <- rowmax(x + q) + s
+}
+"""
+
 # Reductions whose results are pinned to layouts unrelated to their operand's.
 PINNED = """
 kernel pinned(X: f32[M, N], out Y: f32[M], out Z: f32[N])
@@ -249,6 +266,23 @@ def one_row(waves: int, bm: int, bn: int, br: int, m: int = 37, n: int = 50) -> 
     return Case(ONE_ROW, {"WAVES": waves, "BM": bm, "BN": bn, "BR": br}, inputs, ref, ["Z", "W"])
 
 
+def row_stat(bm: int, bn: int, waves: int, m: int = 37) -> Case:
+    def inputs(rng: np.random.Generator) -> dict[str, Any]:
+        return {"X": rng.standard_normal((m, bn)).astype(np.float32), "Y": np.full((m, bn), np.nan, np.float32),
+                "R": np.full(m, np.nan, np.float32)}
+
+    def ref(a: dict[str, Any]) -> dict[str, np.ndarray]:
+        x = a["X"].astype(np.float64)
+        y, r = np.empty_like(x), np.empty(m)
+        for i in range(0, m, bm):
+            t = x[i:i + bm]
+            s = x[i].sum()
+            y[i:i + bm] = t * x[i] + t[:, :1] - s
+            r[i:i + bm] = (t + t[:, :1]).max(axis=1) + s
+        return {"Y": y, "R": r}
+    return Case(ROW_STAT, {"BM": bm, "BN": bn, "WAVES": waves}, inputs, ref, ["Y", "R"])
+
+
 def pinned() -> Case:
     def inputs(rng: np.random.Generator) -> dict[str, Any]:
         return {"X": rng.standard_normal((70, 45)).astype(np.float32), "Y": np.full(70, np.nan, np.float32),
@@ -301,6 +335,7 @@ CASES: dict[str, Case] = {
                                                                 (8, 1000, 707), (4, 3, 40))},
     **{f"one_row-W{w}-{bm}x{bn}": one_row(w, bm, bn, br, m, n) for w, bm, bn, br, m, n in
        ((4, 16, 40, 64, 37, 50), (1, 1, 1, 3, 5, 7), (2, 5, 96, 1000, 37, 50), (8, 3, 7, 50, 37, 50))},
+    **{f"row_stat-{bm}x{bn}-W{w}": row_stat(bm, bn, w) for bm, bn, w in ((16, 5, 2), (3, 24, 1), (64, 48, 8))},
     "pinned": pinned(),
     **{f"int_total-W{w}": int_total(w) for w in (1, 8)},
     **{f"dot_stats-{bm}x{bn}x{bk}-W{w}": dot_stats(bm, bn, bk, w) for bm, bn, bk, w in

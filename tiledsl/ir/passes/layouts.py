@@ -340,10 +340,10 @@ class LayoutAssignment:
                 self.reduce_scratch(op)
 
     def split_expand(self, op: ops.ExpandDimsOp) -> None:
-        """An ``x[:, _]`` that feeds broadcasts and other ops is two: one for the broadcasts
-        (which read ``x`` itself, ``_marks_broadcast``), one a tile of its own."""
+        """An ``x[:, _]`` that feeds broadcasts along its new axis and other ops is two: one for
+        those broadcasts (which read ``x`` itself, ``_marks_broadcast``), one a tile of its own."""
         users = list(op.result.uses)
-        wide = [u for u in users if isinstance(u, ops.BroadcastOp)]
+        wide = [u for u in users if _widens_new_axis(u, op)]
         if not wide or len(wide) == len(users):
             return
         twin = ops.ExpandDimsOp(list(op.operands), [op.result.type], dict(op.attrs), loc=op.loc)
@@ -514,10 +514,19 @@ def _reads_operand_of(op: Op, dot: Op) -> bool:
 
 
 def _marks_broadcast(v: Value) -> bool:
-    """``v`` is an ``x[:, _]`` read only by broadcasts: it gets no layout of its own, each
-    broadcast reads ``x`` in the slice of its result's layout."""
+    """``v`` is an ``x[:, _]`` read only by broadcasts along its new axis: it gets no layout of
+    its own, each broadcast reads ``x`` in the slice of its result's layout."""
     return isinstance(v.owner, ops.ExpandDimsOp) and bool(v.uses) and all(
-        isinstance(u, ops.BroadcastOp) for u in v.uses)
+        _widens_new_axis(u, v.owner) for u in v.uses)
+
+
+def _widens_new_axis(user: Op, expand: Op) -> bool:
+    """``user`` broadcasts ``expand``'s result along the new axis only."""
+    if not isinstance(user, ops.BroadcastOp):
+        return False
+    axis = expand.attrs["axis"]
+    shape = _shape(user.result)
+    return shape[:axis] + shape[axis + 1:] == _shape(expand.operands[0])
 
 
 def slice_of(parent: LayoutSpec, axis: int, parent_shape: tuple[int, ...]) -> LayoutSpec:
