@@ -158,6 +158,21 @@ kernel dot_stats(A: f16[M, K], B: f16[K, N], out R: f32[M], out C: f32[N], out T
 }
 """
 
+# Reductions of an mma accumulator split over waves both ways: along rows, columns, to a scalar.
+MMA_STATS = """
+kernel mma_stats(A: f16[M, K], B: f16[K, N], out R: f32[M], out C: f32[N], out T: f32[1])
+  param BM = 64, BN = 64, BK = 16, WM = 2, WN = 2
+  grid (1) as (i)
+  block WM * WN waves
+{
+  layout acc = mma(waves=[WM, WN])
+  s = dot(A[0 : +BM, 0 : +BK], B[0 : +BK, 0 : +BN]) @ acc
+  R[0 : +BM] <- rowmax(s)
+  C[0 : +BN] <- colsum(s)
+  T[0 : +1] <- fill(sum(colmax(s), axis=0), f32[1])
+}
+"""
+
 # Reductions of a 3-D tile along each axis: 2-D results, lines split over waves (BC=512) and
 # padding between a thread's rows (5 rows on 2 lanes).
 CUBE = """
@@ -315,6 +330,18 @@ def dot_stats(bm: int, bn: int, bk: int, waves: int) -> Case:
     return Case(DOT_STATS, {"BM": bm, "BN": bn, "BK": bk, "WAVES": waves}, inputs, ref, ["R", "C", "T"])
 
 
+def mma_stats(bm: int, bn: int, wm: int, wn: int) -> Case:
+    def inputs(rng: np.random.Generator) -> dict[str, Any]:
+        return {"A": rng.standard_normal((bm, 16)).astype(np.float16), "B": rng.standard_normal((16, bn)).astype(np.float16),
+                "R": np.full(bm, np.nan, np.float32), "C": np.full(bn, np.nan, np.float32),
+                "T": np.full(1, np.nan, np.float32)}
+
+    def ref(a: dict[str, Any]) -> dict[str, np.ndarray]:
+        s = a["A"].astype(np.float64) @ a["B"].astype(np.float64)
+        return {"R": s.max(axis=1), "C": s.sum(axis=0), "T": np.array([s.max(axis=0).sum()])}
+    return Case(MMA_STATS, {"BM": bm, "BN": bn, "WM": wm, "WN": wn}, inputs, ref, ["R", "C", "T"])
+
+
 def cube(bc: int) -> Case:
     def inputs(rng: np.random.Generator) -> dict[str, Any]:
         return {"X": rng.standard_normal((3, 5, bc)).astype(np.float32), "Y": np.full((3, 5), np.nan, np.float32),
@@ -341,6 +368,7 @@ CASES: dict[str, Case] = {
     **{f"dot_stats-{bm}x{bn}x{bk}-W{w}": dot_stats(bm, bn, bk, w) for bm, bn, bk, w in
        ((64, 64, 32, 4), (16, 48, 16, 2), (5, 7, 3, 2), (128, 32, 16, 8))},
     **{f"cube-BC{bc}": cube(bc) for bc in (6, 64, 512)},
+    **{f"mma_stats-{bm}x{bn}-{wm}x{wn}": mma_stats(bm, bn, wm, wn) for bm, bn, wm, wn in ((64, 64, 2, 2), (64, 128, 1, 4))},
 }
 
 
