@@ -17,7 +17,8 @@ threads hold, count as the reduction's identity: distribution replaces them by i
 (``identity_mask``), so the butterfly over a power-of-two lane group stays correct whatever the
 width. Every step is checked here on the layouts' index maps, by counting what each destination
 register ends up combining; a pair of layouts the scheme cannot reduce gets None (layout
-assignment then converts the operand first).
+assignment then reduces into the slice of the operand's layout, or a blocked copy of the operand,
+and converts the result).
 """
 
 from __future__ import annotations
@@ -136,8 +137,7 @@ def reduce_plan(src: Layout, dst: Layout, axis: int) -> ReducePlan | None:
     threads = src.num_threads
     key = _line_ids(src, axis, dst.shape)                       # [T, S] line of each source slot
     dline = _line_ids(dst, None, dst.shape)                     # [T, R] line of each destination slot
-    holders = _first_holders(src)
-    contrib = holders                                           # each element counted once, by its first holder
+    contrib = _first_holders(src)                               # each element counted once, by its first holder
     # 1. Registers: every source register that holds, in some thread, the line of register r.
     groups: list[list[int]] = []
     for r in range(dst.regs):
@@ -187,5 +187,5 @@ def reduce_plan(src: Layout, dst: Layout, axis: int) -> ReducePlan | None:
         if ((per_wave > 0) & ~held_by).any():
             return None            # a wave holds part of a line but no thread of it would write it
         across = True
-    replicated = bool((holders != (key >= 0)).any())
+    replicated = bool((contrib != (key >= 0)).any())
     return ReducePlan(groups, masks, needs_identity, needs_identity and replicated, across)
