@@ -9,13 +9,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tiledsl.layout import (
     BlockedSpec,
     DotOperandSpec,
+    ExpandSpec,
     Layout,
+    LayoutError,
     LayoutSpec,
     MmaSpec,
     ReplicatedSpec,
@@ -316,6 +319,36 @@ def test_slice_of_slice_reaches_rank_1_from_rank_3() -> None:
     par = bind(BlockedSpec((1, 1, 4)), (8, 32, 16), 4, target)
     holders = (par.replication().reshape(8, 32, 16) > 0).any(axis=(0, 2))
     assert holders.all()
+
+
+# --- expand -----------------------------------------------------------------------------------------
+
+@FEW
+@given(st.data())
+def test_expand_inserts_an_extent_1_dim_and_slice_undoes_it(data: st.DataObject) -> None:
+    target = data.draw(st.sampled_from(TARGET_LIST))
+    shape = (data.draw(st.integers(1, 64)), data.draw(st.integers(1, 64)))
+    num_waves = data.draw(st.sampled_from([1, 2, 4]))
+    dim = data.draw(st.sampled_from([0, 1]))
+    # the layout of a row statistic: a slice of a blocked 2-D layout, then x[:, _] / x[_, :]
+    inner = SliceSpec(BlockedSpec(data.draw(st.none() | st.tuples(st.integers(1, 4), st.integers(1, 4)))),
+                      dim, size=shape[dim])
+    spec = ExpandSpec(dim, inner)
+    wide = shape[:dim] + (1,) + shape[dim + 1:]
+    layout = bind(spec, wide, num_waves, target)
+    _check_common(layout, spec)
+    flat = bind(inner, (shape[1 - dim],), num_waves, target)
+    m, f = layout.index_map(), flat.index_map()
+    assert layout.regs == flat.regs
+    np.testing.assert_array_equal(m[..., 1 - dim], f[..., 0])
+    np.testing.assert_array_equal(m[..., dim], np.where(f[..., 0] >= 0, 0, -1))
+    back = bind(SliceSpec(spec, dim, size=1), (shape[1 - dim],), num_waves, target)
+    assert back.equivalent(flat)
+
+
+def test_expand_binds_extent_1_dims_only() -> None:
+    with pytest.raises(LayoutError, match=r"expand\(1, replicated\) lays out tiles of extent 1 along dim 1, not 4x4"):
+        bind(ExpandSpec(1, ReplicatedSpec()), (4, 4), 1, TARGETS["sm_90"])
 
 
 # --- replicated -------------------------------------------------------------------------------------

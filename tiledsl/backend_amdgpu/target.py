@@ -161,6 +161,15 @@ class AmdgpuTarget(GpuTarget):
         addr = b.shl(irgen.as_i32(src_lane), ir.Constant(I32, 2))
         return self._per_word(b, v, lambda w: self._bpermute(b, addr, w))
 
+    def uniform(self, b: ir.IRBuilder, v: ir.Value) -> ir.Value:
+        """``v_readfirstlane_b32`` per 32-bit word: the value moves to an SGPR, so what uses it
+        (loop bounds, branch conditions, addresses) is scalar code. LLVM drops the instruction
+        where it proves ``v`` uniform already (e.g. an ``s_load`` of a uniform address)."""
+        if v.type == I1:
+            word = call_intrinsic(b, "llvm.amdgcn.readfirstlane.i32", I32, [b.zext(v, I32)], "rfl")
+            return b.trunc(word, I1)
+        return self._per_word(b, v, lambda w: call_intrinsic(b, "llvm.amdgcn.readfirstlane.i32", I32, [w], "rfl"))
+
     @staticmethod
     def _per_word(b: ir.IRBuilder, v: ir.Value, move: Callable[[ir.Value], ir.Value]) -> ir.Value:
         # Cross-lane moves are 32 bits wide: split other widths into words and rebuild.

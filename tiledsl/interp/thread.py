@@ -386,6 +386,19 @@ def _shuffle_xor(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
     return [x[src]]
 
 
+@handles("uniform")
+def _uniform(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    x = it.full(args[0], 1)[:, 0]
+    same = x == x[0]
+    if x.dtype.kind == "f":
+        same |= np.isnan(x) & np.isnan(x[0])
+    if not same.all():
+        t = int(np.argmin(same))
+        raise RuntimeError(f"internal: {op.loc}: 'uniform' of a value the threads do not agree on: "
+                           f"{it.who(0)} holds {x[0]}, {it.who(t)} holds {x[t]}")
+    return [np.asarray(x[:1])]
+
+
 def _global_positions(it: ThreadInterpreter, op: Op, tensor: GlobalTensor, index_args: list[Any], n: int,
                       mask: np.ndarray) -> np.ndarray:
     """Flat offsets of every (thread, register); reports unmasked out-of-bounds."""

@@ -106,6 +106,11 @@ def _shuffle_xor(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
     return [out]
 
 
+@lowers("uniform")
+def _uniform(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
+    return [lw.target.uniform(lw.b, args[0][0])]
+
+
 @lowers("barrier")
 def _barrier(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
     lw.target.barrier(lw.b)

@@ -250,6 +250,11 @@ class GpuTarget(abc.ABC):
     def shuffle_xor(self, b: ir.IRBuilder, v: ir.Value, mask: int) -> ir.Value:
         """The value ``v`` of lane ``lane ^ mask`` (all lanes of the wave must be active)."""
 
+    def uniform(self, b: ir.IRBuilder, v: ir.Value) -> ir.Value:
+        """``v``, which every thread holds alike, as the uniform value of the block (thread IR's
+        ``uniform``): the value itself, unless the target keeps uniform values apart."""
+        return v
+
     @abc.abstractmethod
     def shuffle_idx(self, b: ir.IRBuilder, v: ir.Value, src_lane: ir.Value | int) -> ir.Value:
         """The value ``v`` of lane ``src_lane`` (all lanes of the wave must be active)."""

@@ -49,17 +49,23 @@ class ThreadContext:
         return self.bind(BlockedSpec(), tuple(shape), dtype)
 
 
-def register_mapping(src: Layout, dst: Layout, drop_axis: int | None = None) -> list[int] | None:
+def register_mapping(src: Layout, dst: Layout, drop_axis: int | None = None,
+                     broadcast: list[int] | tuple[int, ...] = ()) -> list[int] | None:
     """Source register index for each destination register when every thread already
     holds what it needs, with the same indices in every thread; else None.
 
     ``drop_axis``: the destination has one more dim than the source (a broadcast of
-    ``x[:, _]``); that coordinate is ignored.
+    ``x[:, _]``); that coordinate is ignored. ``broadcast``: dims along which the source has
+    extent 1 and the destination more (a broadcast); the destination's element (i, j) reads
+    the source's (0, j).
     """
     s, d = src.index_map(), dst.index_map()
     if s.shape[:2] != d.shape[:2]:
         return None
     dcoords = d if drop_axis is None else np.delete(d, drop_axis, axis=-1)
+    if broadcast:
+        dcoords = dcoords.copy()
+        dcoords[..., list(broadcast)] = np.where(dcoords[..., list(broadcast)] >= 0, 0, -1)
     if dcoords.shape[-1] != s.shape[-1]:
         return None
     # Match on linear element ids: src[t, r] == dst[t, r'] within each thread.

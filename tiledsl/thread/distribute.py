@@ -26,6 +26,7 @@ from tiledsl.ir.types import DTYPE_BYTES, LdsType, RegsType, TensorType, TileTyp
 from tiledsl.layout import Layout
 from tiledsl.thread import ops as tops
 from tiledsl.thread.context import ThreadContext, register_mapping
+from tiledsl.thread.reduction import reduce_plan, result_layout
 
 _NAN = float("nan")     # one object, so that hoisting keys holding it compare equal
 
@@ -119,6 +120,17 @@ class Distributor:
         return self.hoist(("coord", str(layout.spec), layout.shape, dtype, dim),
                           lambda: tops.CoordOp([], [RegsType("i32", layout.regs)], attrs))
 
+    def linear_coord(self, layout: Layout, dtype: str) -> Value:
+        """The row-major linear index of the element each register holds (0 for a scalar)."""
+        n = layout.regs
+        total = None
+        for d in range(len(layout.shape)):
+            c = self.coord(layout, d, dtype)
+            stride = int(np.prod(layout.shape[d + 1:]))
+            term = c if stride == 1 else self.binop("mul", c, self.splat_const(stride, "i32", n))
+            total = term if total is None else self.binop("add", total, term)
+        return total if total is not None else self.splat_const(0, "i32", n)
+
     def valid(self, layout: Layout, dtype: str, owner: str | None = None) -> Value:
         attrs = _layout_attrs(layout, dtype)
         if owner:
@@ -198,7 +210,12 @@ class Distributor:
         self.env[id(op.result)] = self.coord(self.layout(op.result), 0, "i32")
 
     def op_expand_dims(self, op: Op) -> None:
-        self.env[id(op.result)] = ("expanded", op.operands[0], op.attrs["axis"])
+        if not op.result.type.layout:
+            return          # read only by broadcasts, which read its operand (see op_broadcast)
+        mapping = register_mapping(self.layout(op.operands[0]), self.layout(op.result), drop_axis=op.attrs["axis"])
+        if mapping is None:
+            raise RuntimeError(f"internal: {op.loc}: expand_dims needs data from other threads")
+        self.env[id(op.result)] = self.gather(self.get(op.operands[0]), mapping, op)
 
     def op_broadcast(self, op: Op) -> None:
         src = op.operands[0]
@@ -207,11 +224,14 @@ class Distributor:
             self.env[id(op.result)] = self.emit(tops.SplatOp([self.get(src)], [RegsType(src.type.dtype, dst.regs)],
                                                              loc=op.loc)).result
             return
-        marker = self.get(src)
-        if not (isinstance(marker, tuple) and marker[0] == "expanded"):
-            raise NotImplementedError(f"{op.loc}: broadcast of a tile that was not made with x[:, _] / x[_, :]")
-        _, inner, axis = marker
-        mapping = register_mapping(self.layout(inner), dst, drop_axis=axis)
+        if isinstance(src.owner, ops.ExpandDimsOp) and not src.type.layout:
+            # x[:, _] broadcast: x is laid out as the slice of the result's layout.
+            inner = src.owner.operands[0]
+            mapping = register_mapping(self.layout(inner), dst, drop_axis=src.owner.attrs["axis"])
+        else:
+            inner = src
+            widened = [d for d, (a, b) in enumerate(zip(src.type.shape, op.result.type.shape)) if a != b]
+            mapping = register_mapping(self.layout(src), dst, broadcast=widened)
         if mapping is None:
             raise RuntimeError(f"internal: {op.loc}: broadcast needs data from other threads")
         self.env[id(op.result)] = self.gather(self.get(inner), mapping, op)
@@ -284,6 +304,9 @@ class Distributor:
         if all(isinstance(u, ops.TransposeOp) for u in op.result.uses) and op.result.uses:
             self.env[id(op.result)] = ("lds", op.operands[0])
             return
+        if not op.result.type.layout and all(u.attrs.get("strategy") == layout_assignment.LDS_DOT
+                                             for u in op.result.uses):
+            return          # staged for the FMA fallback of a dot, which reads the LDS tile itself
         self.env[id(op.result)] = self.read_lds(op.operands[0], self.layout(op.result), op, transpose=False)
 
     def read_lds(self, buf: Value, layout: Layout, op: Op, transpose: bool) -> Value:
@@ -363,12 +386,25 @@ class Distributor:
         return self.hoist(("dim", name), lambda: ops.DimOp([], [scalar("i32")], {"name": name}))
 
     def op_load(self, op: Op) -> None:
+        if op.result.type.shape == ():
+            return self.uniform_load(op)
         layout = self.layout(op.result)
         dtype = op.result.type.dtype
         indices, mask, vec = self.global_access(op, layout, dtype, None)
         self.env[id(op.result)] = self.emit(tops.GlobalLoadOp(
             [self.get(op.operands[0]), *indices, mask], [RegsType(dtype, layout.regs)],
             {"pad": op.attrs["pad"], "vec": vec}, loc=op.loc)).result
+
+    def uniform_load(self, op: Op) -> None:
+        """One element (every index a scalar), read alike by every thread: a one-register load at
+        uniform indices, unmasked (an index out of bounds is an error, as at block level), made
+        uniform (a scalar load on AMDGPU where LLVM proves the address uniform)."""
+        dtype = op.result.type.dtype
+        indices = [self.get(v) for v in op.operands[1:]]
+        v = self.emit(tops.GlobalLoadOp([self.get(op.operands[0]), *indices, self.splat_const(True, "i1", 1)],
+                                        [RegsType(dtype, 1)], {"pad": op.attrs["pad"], "vec": 1},
+                                        loc=op.loc)).result
+        self.env[id(op.result)] = self.emit(tops.UniformOp([v], [scalar(dtype)], loc=op.loc)).result
 
     def op_store(self, op: Op) -> None:
         v = op.operands[-1]
@@ -465,21 +501,33 @@ class Distributor:
 
     def op_reduce(self, op: Op) -> None:
         kind = op.kind
-        src, dst = self.layout(op.operands[0]), self.layout(op.result)
-        axis = op.attrs["axis"]
+        src, dst = self.layout(op.operands[0]), result_layout(self.ctx, op.result)
         x = self.get(op.operands[0])
-        groups = reduce_groups(src, dst, axis)
-        if groups is None:
-            raise NotImplementedError(f"{op.loc}: this layout's reduction groups differ between threads")
-        v = self.emit(tops.RegReduceOp([x], [RegsType(x.type.dtype, dst.regs)], {"kind": kind, "groups": groups},
-                                       loc=op.loc)).result
+        plan = reduce_plan(src, dst, op.attrs["axis"])
+        if plan is None or plan.across_waves != (len(op.operands) == 2):
+            raise RuntimeError(f"internal: {op.loc}: layout assignment left a reduction that its layouts "
+                               f"cannot do ({src} to {dst})")
+        if plan.identity_mask:
+            x = self.identity_where_empty(x, src, identity(kind, x.type.dtype), plan.first_holders)
+        v = self.emit(tops.RegReduceOp([x], [RegsType(x.type.dtype, dst.regs)],
+                                       {"kind": kind, "groups": plan.groups}, loc=op.loc)).result
         combine = ops.BINARY_OPS[op.combine]
-        for mask in lane_masks(src, dst, axis, op):
+        for mask in plan.masks:
             other = self.emit(tops.ShuffleXorOp([v], [v.type], {"mask": mask}, loc=op.loc)).result
             v = self.emit(combine([v, other], [v.type], loc=op.loc)).result
-        if len(op.operands) == 2:
+        if plan.across_waves:
             v = self.across_waves(op, v, dst, kind, combine)
+        if not dst.shape:
+            v = self.emit(tops.UniformOp([v], [scalar(v.type.dtype)], loc=op.loc)).result
         self.env[id(op.result)] = v
+
+    def identity_where_empty(self, x: Value, layout: Layout, fill: float, first_holders: bool) -> Value:
+        """``x`` with the identity in the slots a reduction must not count: those holding no
+        element, and (``first_holders``) all but the first copy of a replicated element."""
+        n = layout.regs
+        keep = self.valid(layout, x.type.dtype, "block" if first_holders else None)
+        ident = self.splat_const(fill, x.type.dtype, n)
+        return self.emit(ops.SelectOp([keep, x, ident], [x.type])).result
 
     def across_waves(self, op: Op, v: Value, dst: Layout, kind: str, combine: type[Op]) -> Value:
         """Each wave writes its partial per output element to LDS; every thread then
@@ -489,7 +537,7 @@ class Distributor:
         elem_stride, wave_stride = placed.storage.strides    # the scratch is [element, wave]
         dtype = v.type.dtype
         n = dst.regs
-        lin = self.coord(dst, 0, dtype) if dst.shape else self.splat_const(0, "i32", n)
+        lin = self.linear_coord(dst, dtype)
         waves = self.ctx.num_waves
         wave_col = self.binop("mul", lin, self.splat_const(elem_stride, "i32", n))
         tid = self.emit(tops.ThreadIdOp([], [RegsType("i32", 1)], loc=op.loc)).result
@@ -544,65 +592,6 @@ class Distributor:
                                  hints=[r.hint for r in op.results]))
         for r, n in zip(op.results, new.results):
             self.env[id(r)] = n
-
-
-def _lin(coords: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    if not shape:
-        return np.zeros(coords.shape[:-1], np.int64)
-    strides = np.cumprod((1, *shape[:0:-1]))[::-1]
-    return np.where(coords[..., 0] >= 0, (coords * strides).sum(-1), -1)
-
-
-def reduce_groups(src: Layout, dst: Layout, axis: int) -> list[list[int]] | None:
-    """For each destination register, the source registers of the same thread whose
-    element lies on the same line (the same in every thread), or None."""
-    s = np.delete(src.index_map(), axis, axis=-1)
-    s_lin = _lin(s, dst.shape)
-    s_lin = np.where(src.index_map()[..., 0] >= 0, s_lin, -1)
-    d_lin = _lin(dst.index_map(), dst.shape)
-    ref: list[list[int]] | None = None
-    for t in range(s_lin.shape[0] * s_lin.shape[1]):
-        w, lane = divmod(t, s_lin.shape[1])
-        groups = []
-        for r in range(dst.regs):
-            want = d_lin[w, lane, r]
-            g = [int(i) for i in np.nonzero(s_lin[w, lane] == want)[0]] if want >= 0 else []
-            groups.append(g)
-        if ref is None:
-            ref = groups
-            continue
-        for r, (g0, g1) in enumerate(zip(ref, groups)):
-            if not g1:
-                continue
-            if not g0:
-                ref[r] = g1
-            elif g0 != g1:
-                return None
-    assert ref is not None
-    return [g if g else [0] for g in ref]
-
-
-def lane_masks(src: Layout, dst: Layout, axis: int, op: Op) -> list[int]:
-    """Xor masks of the butterfly that combines the lanes of a wave holding parts of
-    the same line."""
-    s = np.delete(src.index_map(), axis, axis=-1)
-    key = np.where(src.index_map()[..., 0] >= 0, _lin(s, dst.shape), -1)     # [W, L, R]
-    sets = [frozenset(int(x) for x in key[0, lane] if x >= 0) for lane in range(key.shape[1])]
-    partners = {lane for lane in range(key.shape[1]) if sets[lane] == sets[0] and sets[0]}
-    span = {0}
-    masks = []
-    for p in sorted(partners):
-        if p not in span:
-            masks.append(p)
-            span |= {x ^ p for x in span}
-    for w in range(key.shape[0]):
-        wsets = [frozenset(int(x) for x in key[w, lane] if x >= 0) for lane in range(key.shape[1])]
-        for lane in range(key.shape[1]):
-            group = {lane ^ x for x in span}
-            if any(wsets[g] != wsets[lane] for g in group):
-                raise NotImplementedError(f"{op.loc}: the lanes sharing a line of this layout do not form "
-                                          f"an xor group; cannot reduce across lanes")
-    return masks
 
 
 def distribute(kernel: ops.KernelOp, ctx: ThreadContext) -> ops.KernelOp:

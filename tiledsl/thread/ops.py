@@ -151,6 +151,27 @@ class ShuffleXorOp(ThreadOp):
             raise VerifyError(self, "shuffle_xor keeps the type and needs a positive mask")
 
 
+@register
+class UniformOp(ThreadOp):
+    """``uniform(x) : T`` of ``x: regs<T, 1>``: the value that every thread of the block holds in
+    its one register, as a uniform scalar (usable as a loop bound, a slice start, an ``if``
+    condition). Distribution makes it only where the threads agree by construction (a load of one
+    element, a full reduction); the thread interpreter checks that they do. On AMDGPU it is
+    ``readfirstlane`` (the value moves to an SGPR), on NVIDIA the register as it is."""
+
+    name = "uniform"
+    pure = cse = True
+
+    def verify(self) -> None:
+        super().verify()
+        if len(self.operands) != 1 or len(self.results) != 1:
+            raise VerifyError(self, "uniform takes one operand and has one result")
+        src = _regs(self, self.operands[0].type, "operand")
+        r = _uniform(self, self.result.type, "result")
+        if src.n != 1 or src.dtype != r.dtype:
+            raise VerifyError(self, f"uniform of {src} must be regs<{r.dtype}, 1>")
+
+
 class MemoryOp(ThreadOp):
     """Loads/stores: per-register indices, a per-register mask, and ``vec``: groups of
     ``vec`` consecutive registers are contiguous in memory (one vector access)."""

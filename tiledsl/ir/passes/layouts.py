@@ -27,6 +27,7 @@ from tiledsl.ir.types import LdsType, TileType
 from tiledsl.layout import (
     BlockedSpec,
     DotOperandSpec,
+    ExpandSpec,
     LayoutError,
     LayoutSpec,
     MmaSpec,
@@ -35,6 +36,7 @@ from tiledsl.layout import (
 )
 from tiledsl.layout.blocked import resolve_blocked
 from tiledsl.thread.context import ThreadContext, register_mapping
+from tiledsl.thread.reduction import ReducePlan, reduce_plan, result_layout
 
 LDS_DOT = "lds_dot"
 
@@ -186,11 +188,15 @@ class LayoutAssignment:
         elif isinstance(op, ops.BroadcastOp):
             src = op.operands[0]
             spec = self.get(op.result)
-            if isinstance(src.owner, ops.ExpandDimsOp) and spec is not None:
+            if _marks_broadcast(src) and spec is not None:
                 axis = src.owner.attrs["axis"]
                 out.append((src.owner.operands[0], slice_of(spec, axis, _shape(op.result))))
-            elif _is_tile(src):
-                out.append((src, spec))
+            elif _is_tile(src) and spec is not None:
+                out.append((src, broadcast_source(spec, _shape(src), _shape(op.result))))
+        elif isinstance(op, ops.ExpandDimsOp):
+            spec = self.get(op.result)
+            if spec is not None:
+                out.append((op.operands[0], slice_of(spec, op.attrs["axis"], _shape(op.result))))
         elif isinstance(op, ops.DotOp) and op.attrs.get("strategy") != LDS_DOT:
             spec = self.get(op.result)
             if spec is not None:
@@ -225,12 +231,14 @@ class LayoutAssignment:
                     break
         elif isinstance(op, ops.BroadcastOp):
             src = op.operands[0]
-            if isinstance(src.owner, ops.ExpandDimsOp):
+            if _marks_broadcast(src):
                 inner = self.get(src.owner.operands[0])
                 if isinstance(inner, SliceSpec) and inner.dim == src.owner.attrs["axis"]:
                     changed |= self.set(op.result, inner.parent)
-            elif _is_tile(src) and self.get(src) is not None:
-                changed |= self.set(op.result, self.get(src))
+        elif isinstance(op, ops.ExpandDimsOp) and not _marks_broadcast(op.result):
+            inner = self.get(op.operands[0])
+            if inner is not None:
+                changed |= self.set(op.result, expand_of(inner, op.attrs["axis"]))
         elif isinstance(op, ops.ReduceOp) and _is_tile(op.result) and self.get(op.operands[0]) is not None:
             changed |= self.set(op.result, slice_of(self.get(op.operands[0]), op.attrs["axis"],
                                                     _shape(op.operands[0])))
@@ -272,24 +280,31 @@ class LayoutAssignment:
         best: Value | None = None
         for op in self.kernel.walk():
             for r in op.results:
-                if _is_tile(r) and self.get(r) is None and not isinstance(op, ops.ExpandDimsOp):
+                if _is_tile(r) and self.get(r) is None and not _marks_broadcast(r):
                     key = (r.type.rank, int(np.prod(r.type.shape)))
                     if best is None or key > (best.type.rank, int(np.prod(best.type.shape))):
                         best = r
         if best is None:
             return False
-        # Resolved to explicit numbers: the defaults depend on the dtype (16-byte vectors)
-        # and the layout must mean the same registers for every value that shares it.
-        spt, _, waves, order = resolve_blocked(BlockedSpec(), _shape(best), self.ctx.num_waves,
-                                               self.ctx.target.wave_size, best.type.dtype)
-        spec = BlockedSpec(size_per_thread=spt, order=order, waves=waves)
+        spec = self.default_blocked(best)
         if not self.set(best, spec):    # else the same value would come back here forever
             self.ctx.bind(spec, _shape(best), best.type.dtype)      # raises the LayoutError saying why
             raise AssertionError(f"the default layout {spec} was refused for {best.type}")
         return True
 
+    def default_blocked(self, v: Value) -> BlockedSpec:
+        """The default blocked layout of ``v``, resolved to explicit numbers: the defaults depend
+        on the dtype (16-byte vectors) and the layout must mean the same registers for every
+        value that shares it."""
+        spt, _, waves, order = resolve_blocked(BlockedSpec(), _shape(v), self.ctx.num_waves,
+                                               self.ctx.target.wave_size, v.type.dtype)
+        return BlockedSpec(size_per_thread=spt, order=order, waves=waves)
+
     # ------------------------------------------------------------ materialise
     def run(self) -> None:
+        for op in list(self.kernel.walk()):
+            if isinstance(op, ops.ExpandDimsOp):
+                self.split_expand(op)
         self.seed()
         self.propagate()
         while self.defaults():
@@ -313,7 +328,7 @@ class LayoutAssignment:
                 if spec is None:
                     continue
                 user = op
-                if isinstance(op, ops.BroadcastOp) and isinstance(op.operands[0].owner, ops.ExpandDimsOp):
+                if isinstance(op, ops.BroadcastOp) and _marks_broadcast(op.operands[0]):
                     user = op.operands[0].owner
                 if isinstance(op, ops.ForOp) and any(v is x for x in op.operands[3:]):
                     self.convert_operand(op, v, spec)
@@ -326,6 +341,18 @@ class LayoutAssignment:
                 self.stage_lds_dot(op)
             if isinstance(op, ops.ReduceOp):
                 self.reduce_scratch(op)
+
+    def split_expand(self, op: ops.ExpandDimsOp) -> None:
+        """An ``x[:, _]`` that feeds broadcasts along its new axis and other ops is two: one for
+        those broadcasts (which read ``x`` itself, ``_marks_broadcast``), one a tile of its own."""
+        users = list(op.result.uses)
+        wide = [u for u in users if _widens_new_axis(u, op)]
+        if not wide or len(wide) == len(users):
+            return
+        twin = ops.ExpandDimsOp(list(op.operands), [op.result.type], dict(op.attrs), loc=op.loc)
+        op.parent.insert(op.parent.ops.index(op), twin)
+        for u in wide:
+            u.set_operand(0, twin.result)
 
     def convert_operand(self, user: Op, v: Value, spec: LayoutSpec) -> None:
         have = self.get(v)
@@ -375,9 +402,10 @@ class LayoutAssignment:
 
     def through_lds(self, v: Value, new_type: TileType, before: Op, transpose: bool, loc: Any) -> Value:
         """Write v to a scratch LDS tile and read it back (transposed, if asked)."""
+        scratch = ops.LdsAllocOp([], [LdsType(v.type.dtype, v.type.shape)], {"scratch": True}, loc=loc)
+        self.insert_scratch(scratch)       # first: in the kernel body it moves ``before``
         block = before.parent
         pos = block.ops.index(before)
-        scratch = ops.LdsAllocOp([], [LdsType(v.type.dtype, v.type.shape)], {"scratch": True}, loc=loc)
         shape = new_type.shape
         seq: list[Op] = [ops.SyncOp([], [], loc=loc), ops.LdsWriteOp([scratch.result, v], [], loc=loc),
                          ops.SyncOp([], [], loc=loc)]
@@ -390,7 +418,6 @@ class LayoutAssignment:
             seq.append(tr)
             result = tr.result
         seq.append(ops.SyncOp([], [], loc=loc))
-        self.insert_scratch(scratch)
         for i, op in enumerate(seq):
             block.insert(pos + i, op)
         self.lay[id(result)] = parse_layout_spec(new_type.layout)
@@ -416,10 +443,10 @@ class LayoutAssignment:
             base = v.owner.operands[0].owner if isinstance(v.owner, ops.TransposeOp) else v.owner
             if isinstance(base, ops.LdsReadOp) and len(v.uses) == 1:
                 continue
+            scratch = ops.LdsAllocOp([], [LdsType(v.type.dtype, v.type.shape)], {"scratch": True}, loc=op.loc)
+            self.insert_scratch(scratch)       # first: in the kernel body it moves ``op``
             block = op.parent
             pos = block.ops.index(op)
-            scratch = ops.LdsAllocOp([], [LdsType(v.type.dtype, v.type.shape)], {"scratch": True}, loc=op.loc)
-            self.insert_scratch(scratch)
             read_t = TileType(v.type.dtype, v.type.shape)
             seq = [ops.SyncOp([], [], loc=op.loc), ops.LdsWriteOp([scratch.result, v], [], loc=op.loc),
                    ops.SyncOp([], [], loc=op.loc), ops.LdsReadOp([scratch.result], [read_t], loc=op.loc)]
@@ -431,17 +458,53 @@ class LayoutAssignment:
 
     def reduce_scratch(self, op: ops.ReduceOp) -> None:
         """A reduction whose axis is spread over several waves combines them in LDS."""
-        src = self.ctx.bind(self.get(op.operands[0]), _shape(op.operands[0]), op.operands[0].type.dtype)
-        axis = op.attrs["axis"]
-        waves = waves_along(src, axis)
-        if waves > 1 and len(op.operands) == 1:
+        plan = self.reduce_plan(op) or self.reduce_differently(op)
+        res = op.result
+        if plan.across_waves and len(op.operands) == 1:
             # One slot per (output element, wave): wave w writes its partial at [i, w].
-            out_len = int(np.prod(op.result.type.shape)) if op.result.type.shape else 1
-            dtype = "i32" if op.result.type.dtype == "i32" else "f32"
+            out_len = int(np.prod(res.type.shape)) if res.type.shape else 1
+            dtype = "i32" if res.type.dtype == "i32" else "f32"
             scratch = ops.LdsAllocOp([], [LdsType(dtype, (out_len, self.ctx.num_waves))],
                                      {"scratch": True}, loc=op.loc)
             self.insert_scratch(scratch)
             op._add_operand(scratch.result)
+
+    def reduce_differently(self, op: ops.ReduceOp) -> ReducePlan:
+        """A reduction whose layouts the lane butterfly cannot reduce (``reduce_plan``, e.g. a
+        result pinned to an unrelated layout): reduce into the slice of the operand's layout,
+        failing that reduce a blocked copy of the operand, and convert the result."""
+        x, res = op.operands[0], op.result
+        axis = op.attrs["axis"]
+        want = self.get(res)
+        plan = None
+        if want is not None:
+            self.retype(res, slice_of(self.get(x), axis, _shape(x)))
+            plan = self.reduce_plan(op)
+        if plan is None:
+            blocked = self.default_blocked(x)
+            self.convert_operand(op, x, blocked)
+            if want is not None:
+                self.retype(res, slice_of(blocked, axis, _shape(x)))
+            plan = self.reduce_plan(op)
+        if plan is None:
+            raise RuntimeError(f"internal: {op.loc}: not even a blocked layout reduces this tile")
+        if want is not None:
+            users = list(res.uses)
+            new = self.converted(res, want, op.parent.ops[op.parent.ops.index(op) + 1], op.loc)
+            for user in users:
+                for i, operand in enumerate(user.operands):
+                    if operand is res:
+                        user.set_operand(i, new)
+        return plan
+
+    def reduce_plan(self, op: ops.ReduceOp) -> ReducePlan | None:
+        x = op.operands[0]
+        src = self.ctx.bind(self.get(x), _shape(x), x.type.dtype)
+        return reduce_plan(src, result_layout(self.ctx, op.result), op.attrs["axis"])
+
+    def retype(self, v: Value, spec: LayoutSpec) -> None:
+        self.lay[id(v)] = spec
+        v.type = TileType(v.type.dtype, v.type.shape, str(spec))
 
 
 def _reads_operand_of(op: Op, dot: Op) -> bool:
@@ -453,26 +516,53 @@ def _reads_operand_of(op: Op, dot: Op) -> bool:
                for u in op.result.uses)
 
 
-def slice_of(parent: LayoutSpec, axis: int, parent_shape: tuple[int, ...]) -> SliceSpec:
-    """The layout of a reduction of ``parent`` along ``axis`` (blocked layouts need the
-    extent of the removed dim to know how lanes were split)."""
-    if isinstance(parent, BlockedSpec):
-        return SliceSpec(parent, axis, size=parent_shape[axis])
-    return SliceSpec(parent, axis)
+def _marks_broadcast(v: Value) -> bool:
+    """``v`` is an ``x[:, _]`` read only by broadcasts along its new axis: it gets no layout of
+    its own, each broadcast reads ``x`` in the slice of its result's layout."""
+    return isinstance(v.owner, ops.ExpandDimsOp) and bool(v.uses) and all(
+        _widens_new_axis(u, v.owner) for u in v.uses)
 
 
-def waves_along(layout: Any, axis: int) -> int:
-    """How many waves hold parts of one line of the tile along ``axis``."""
-    m = layout.index_map()
-    valid = m[..., 0] >= 0
-    other = np.delete(m, axis, axis=-1)
-    key = (other * np.cumprod((1, *np.delete(np.array(layout.shape), axis)[:0:-1]))[::-1]).sum(-1) \
-        if other.shape[-1] else np.zeros(m.shape[:3], np.int64)
-    most = 1
-    for k in np.unique(key[valid]):
-        waves = np.unique(np.nonzero((key == k) & valid)[0])
-        most = max(most, len(waves))
-    return most
+def _widens_new_axis(user: Op, expand: Op) -> bool:
+    """``user`` broadcasts ``expand``'s result along the new axis only."""
+    if not isinstance(user, ops.BroadcastOp):
+        return False
+    axis = expand.attrs["axis"]
+    shape = _shape(user.result)
+    return shape[:axis] + shape[axis + 1:] == _shape(expand.operands[0])
+
+
+def slice_of(parent: LayoutSpec, axis: int, parent_shape: tuple[int, ...]) -> LayoutSpec:
+    """The layout of a reduction of ``parent`` along ``axis`` (layouts other than mma ones need
+    the extent of the removed dim to know how lanes were split); of an ``expand`` along
+    ``axis``, what it expanded."""
+    if isinstance(parent, ExpandSpec) and parent.dim == axis:
+        return parent.parent
+    if isinstance(parent, (MmaSpec, DotOperandSpec)):
+        return SliceSpec(parent, axis)
+    return SliceSpec(parent, axis, size=parent_shape[axis])
+
+
+def expand_of(inner: LayoutSpec, axis: int) -> LayoutSpec:
+    """The layout of ``x[:, _]`` for ``x`` in ``inner``: ``inner`` with a size-1 dim at ``axis``
+    (a slice of extent 1 along it is its parent)."""
+    if isinstance(inner, SliceSpec) and inner.dim == axis and inner.size == 1:
+        return inner.parent
+    return ExpandSpec(axis, inner)
+
+
+def broadcast_source(spec: LayoutSpec, src_shape: tuple[int, ...], dst_shape: tuple[int, ...]) -> LayoutSpec:
+    """The layout in which a broadcast's source (extent 1 where the result is wider) gives every
+    thread what its part of the result, laid out as ``spec``, needs: ``spec`` with each widened
+    dim sliced away and put back with extent 1."""
+    dims = [d for d, (a, b) in enumerate(zip(src_shape, dst_shape)) if a == 1 and b != 1]
+    shape = tuple(dst_shape)
+    for d in reversed(dims):
+        spec = slice_of(spec, d, shape)
+        shape = shape[:d] + shape[d + 1:]
+    for d in dims:
+        spec = expand_of(spec, d)
+    return spec
 
 
 def run(kernel: Op, ctx: ThreadContext) -> bool:

@@ -40,6 +40,7 @@ from tiledsl.ir.types import DTYPE_BYTES, LdsType
 from tiledsl.layout import Layout
 from tiledsl.targets import Target
 from tiledsl.thread.context import ThreadContext
+from tiledsl.thread.reduction import result_layout
 
 PAD_CANDIDATES = (0, 4, 8, 16, 32)
 LOOP_WEIGHT = 16
@@ -86,10 +87,9 @@ class LdsAccess:
 def scratch_coords(dst: Layout, read_wave: int | None) -> np.ndarray:
     """(element, wave) coordinates of a cross-wave reduction's scratch: every thread writes its
     partial of element ``lin`` at [lin, own wave] and reads back [lin, w] for each wave w."""
-    m = dst.index_map()
-    shape = m.shape[:3]
-    lin = m[..., 0] if dst.shape else np.zeros(shape, np.int64)
-    valid = m[..., 0] >= 0 if dst.shape else np.ones(shape, bool)
+    lin = dst.linear_map()
+    shape = lin.shape
+    valid = dst.valid()
     wave = np.broadcast_to(np.arange(shape[0])[:, None, None], shape) if read_wave is None \
         else np.full(shape, read_wave)
     out = np.stack([lin, wave], axis=-1)
@@ -136,8 +136,7 @@ def accesses(alloc: Op, ctx: ThreadContext) -> Iterator[LdsAccess]:
         elif isinstance(use, ops.LdsReadOp):
             yield from _read_accesses(use, ctx)
         elif isinstance(use, ops.ReduceOp):
-            res = use.result
-            dst = ctx.bind(res.type.layout, tuple(res.type.shape), res.type.dtype)
+            dst = result_layout(ctx, use.result)
             w = _weight(use)
             yield LdsAccess(use, scratch_coords(dst, None), True, w, False)
             for wave in range(ctx.num_waves):
