@@ -454,6 +454,11 @@ class Distributor:
         src, dst = self.layout(op.operands[0]), self.layout(op.result)
         axis = op.attrs["axis"]
         x = self.get(op.operands[0])
+        if kind == "sum" and _copies_in_wave(src):
+            # A wave holding an element twice (lanes that replicate operand data) adds it once.
+            first = self.valid(src, op.operands[0].type.dtype, owner="wave")
+            x = self.emit(ops.SelectOp([first, x, self.splat_const(0.0, x.type.dtype, x.type.n)], [x.type],
+                                       loc=op.loc)).result
         groups = reduce_groups(src, dst, axis)
         if groups is None:
             raise NotImplementedError(f"{op.loc}: this layout's reduction groups differ between threads")
@@ -464,19 +469,19 @@ class Distributor:
             other = self.emit(tops.ShuffleXorOp([v], [v.type], {"mask": mask}, loc=op.loc)).result
             v = self.emit(combine([v, other], [v.type], loc=op.loc)).result
         if len(op.operands) == 2:
-            v = self.across_waves(op, v, dst, kind, combine)
+            v = self.across_waves(op, v, src, dst, kind, combine)
         self.env[id(op.result)] = v
 
-    def across_waves(self, op: Op, v: Value, dst: Layout, kind: str, combine: type[Op]) -> Value:
+    def across_waves(self, op: Op, v: Value, src: Layout, dst: Layout, kind: str, combine: type[Op]) -> Value:
         """Each wave writes its partial per output element to LDS; every thread then
-        combines the partials of the waves that hold its elements."""
+        combines the partials of the waves that hold its elements, each wave's data once (a
+        wave that replicates an earlier one is left out)."""
         placed: PlacedLds = self.get(op.operands[1])
         base = placed.base
         elem_stride, wave_stride = placed.storage.strides    # the scratch is [element, wave]
         dtype = v.type.dtype
         n = dst.regs
         lin = self.coord(dst, 0, dtype) if dst.shape else self.splat_const(0, "i32", n)
-        waves = self.ctx.num_waves
         wave_col = self.binop("mul", lin, self.splat_const(elem_stride, "i32", n))
         tid = self.emit(tops.ThreadIdOp([], [RegsType("i32", 1)], loc=op.loc)).result
         wave = self.binop("floordiv", tid, self.splat_const(self.ctx.target.wave_size, "i32", 1))
@@ -487,8 +492,13 @@ class Distributor:
         writer = self.valid(dst, dtype, owner="wave")
         self.emit(tops.LdsStoreOp([off, writer, v], [], {"vec": 1}, loc=op.loc))
         self.emit(tops.BarrierOp([], [], loc=op.loc))
+        distinct = layout_assignment.distinct_waves(src)
+        held_by = src.linear_map()[distinct].reshape(len(distinct), -1)
+        if kind == "sum" and sum(np.unique(h[h >= 0]).size for h in held_by) != np.unique(held_by[held_by >= 0]).size:
+            raise NotImplementedError(f"{op.loc}: waves of {src} share some elements without replicating "
+                                      f"each other; cannot sum their partials")
         acc = self.splat_const(IDENTITY[kind], dtype, n)
-        for w in range(waves):
+        for w in distinct:
             held = self.hoist(("held", str(dst.spec), dst.shape, w), lambda w=w: tops.HeldByWaveOp(
                 [], [RegsType("i1", n)], {**_layout_attrs(dst, dtype), "wave": w}))
             off_w = self.binop("add", self.splat_const(base + w * wave_stride, "i32", n), wave_col)
@@ -537,6 +547,12 @@ def _lin(coords: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         return np.zeros(coords.shape[:-1], np.int64)
     strides = np.cumprod((1, *shape[:0:-1]))[::-1]
     return np.where(coords[..., 0] >= 0, (coords * strides).sum(-1), -1)
+
+
+def _copies_in_wave(layout: Layout) -> bool:
+    """Some wave holds some element of ``layout`` in more than one slot."""
+    lin = layout.linear_map().reshape(layout.num_waves, -1)
+    return any(np.unique(w[w >= 0]).size < int((w >= 0).sum()) for w in lin)
 
 
 def reduce_groups(src: Layout, dst: Layout, axis: int) -> list[list[int]] | None:

@@ -27,6 +27,7 @@ from tiledsl.ir.types import LdsType, TileType
 from tiledsl.layout import (
     BlockedSpec,
     DotOperandSpec,
+    Layout,
     LayoutError,
     LayoutSpec,
     MmaSpec,
@@ -110,10 +111,21 @@ class LayoutAssignment:
         candidates = [self.fit_instr(d, op.result) for d in self.declared] + [MmaSpec(waves=s) for s in splits]
         candidates += [MmaSpec(waves=s, instr=i.name) for i in self.ctx.target.matrix_instrs for s in splits
                        if i.in_dtype == a.type.dtype]
+        # The first candidate whose waves each hold their own part of the tile; failing that, the
+        # one whose waves replicate the least (a tile smaller than the waves' instruction tiles).
+        best: tuple[int, LayoutSpec] | None = None
         for spec in candidates:
-            if self.dot_fits(spec, op):
+            if self.dot_fits(spec, op) and self.copies(spec, op.result) == 1:
                 return spec
-        return None
+        for spec in candidates:
+            spec = self.fit_instr(spec, op.result)
+            if self.dot_fits(spec, op) and (best is None or self.copies(spec, op.result) < best[0]):
+                best = (self.copies(spec, op.result), spec)
+        return None if best is None else best[1]
+
+    def copies(self, spec: LayoutSpec, v: Value) -> int:
+        """How many threads hold each element of ``v`` in ``spec`` (at most); ``spec`` must fit."""
+        return int(self.ctx.bind(spec, _shape(v), "f32").replication().max())
 
     def dot_fits(self, spec: LayoutSpec, op: ops.DotOp) -> bool:
         if not isinstance(spec, MmaSpec):
@@ -128,17 +140,24 @@ class LayoutAssignment:
         the target's choice (``Target.mma_swap``) where it fits."""
         if not isinstance(spec, MmaSpec):
             return spec
-        if spec.swap is None and self.ctx.target.mma_swap:
-            swapped = self.fit_instr(replace(spec, swap=True), v)
-            if self.fits(swapped, v, "f32"):
-                return swapped
-        if spec.instr is not None or self.fits(spec, v, "f32"):
-            return spec
-        for instr in self.ctx.target.matrix_instrs:
-            cand = MmaSpec(waves=spec.waves, instr=instr.name, swap=spec.swap)
-            if self.fits(cand, v, "f32"):
+        swaps = [True, None] if spec.swap is None and self.ctx.target.mma_swap else [spec.swap]
+        candidates = []
+        for swap in swaps:
+            candidates.append(replace(spec, swap=swap))
+            if spec.instr is None:
+                candidates += [MmaSpec(waves=spec.waves, instr=i.name, swap=swap) for i in self.ctx.target.matrix_instrs]
+        # Waves that each hold their own part first; else the instruction whose tiles leave the
+        # fewest waves replicating (a 16-row tile on MFMA takes 16x16x16 rather than 32x32x8).
+        best: tuple[int, LayoutSpec] | None = None
+        for cand in candidates:
+            if not self.fits(cand, v, "f32"):
+                continue
+            copies = self.copies(cand, v)
+            if copies == 1:
                 return cand
-        return spec
+            if best is None or copies < best[0]:
+                best = (copies, cand)
+        return spec if best is None else best[1]
 
     def seed(self) -> None:
         for op in self.kernel.walk():
@@ -458,10 +477,17 @@ def slice_of(parent: LayoutSpec, axis: int, parent_shape: tuple[int, ...]) -> Sl
     return SliceSpec(parent, axis)
 
 
-def waves_along(layout: Any, axis: int) -> int:
-    """How many waves hold parts of one line of the tile along ``axis``."""
+def distinct_waves(layout: Layout) -> list[int]:
+    """The waves whose data no earlier wave holds as well (all of them unless the layout
+    replicates whole waves): a reduction counts the partials of these only."""
+    first = layout.first_wave_alike()
+    return [w for w in range(layout.num_waves) if first[w] == w]
+
+
+def waves_along(layout: Layout, axis: int) -> int:
+    """How many waves with different data hold parts of one line of the tile along ``axis``."""
     m = layout.index_map()
-    valid = m[..., 0] >= 0
+    valid = (m[..., 0] >= 0) & np.isin(np.arange(layout.num_waves), distinct_waves(layout))[:, None, None]
     other = np.delete(m, axis, axis=-1)
     key = (other * np.cumprod((1, *np.delete(np.array(layout.shape), axis)[:0:-1]))[::-1]).sum(-1) \
         if other.shape[-1] else np.zeros(m.shape[:3], np.int64)
