@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pytest
+
 import tiledsl
 from tiledsl.ir import ops
 from tiledsl.thread import layout_ir
@@ -28,3 +31,36 @@ def test_a_dot_operand_converted_through_lds_goes_before_the_other_operands_lds_
     assert read_v.operands[0].hint == "vs" and pv.operands[:2] == [read_p.result, read_v.result]
     assert pv.operands[2].owner.name == "mul"          # acc * alpha, its accumulator (dot-acc)
     assert all(op.loc == pv.loc for op in body[i - 6:i - 1])
+
+
+TRANSPOSED_STORE = """
+kernel dot_t(A: f16[M, K], B: f16[K, N], out C: f32[N, M])
+  param BM = 32, BN = 32, BK = 32
+  grid (cdiv(M, BM), cdiv(N, BN)) as (bm, bn)
+  block 4 waves
+{
+  a = A[bm*BM : +BM, 0 : +BK]
+  b = B[0 : +BK, bn*BN : +BN]
+  c = dot(a, b)
+  C[bn*BN : +BN, bm*BM : +BM] <- c^T
+}
+"""
+
+
+@pytest.mark.parametrize("target", ["gfx942", "gfx1100", "sm_90", "sm_90a", "generic"])
+def test_a_trip_through_lds_in_the_kernel_body_goes_right_before_its_user(target: str) -> None:
+    """The scratch tile of a conversion is allocated at the top of the kernel body; when the
+    conversion is in that body too, it still lands right before its user, after the value it
+    converts (it used to land one op early: before the dot that makes ``c``)."""
+    prog = tiledsl.load(TRANSPOSED_STORE)
+    kernel, _ = layout_ir(prog, target)
+    body = kernel.body.ops
+    names = [op.name for op in body[[op.name for op in body].index("dot"):]]
+    assert names == ["dot", "sync", "lds_write", "sync", "lds_read", "transpose", "sync", "store"]
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((40, 20)).astype(np.float16), rng.standard_normal((20, 50)).astype(np.float16)
+    c = np.full((50, 40), np.nan, np.float32)
+    report = prog.interpret(level="thread", target=target, A=a, B=b, C=c)
+    assert report.ok, str(report)
+    ref = (a.astype(np.float64) @ b.astype(np.float64)).T
+    assert np.linalg.norm(c - ref) / np.linalg.norm(ref) < 1e-6

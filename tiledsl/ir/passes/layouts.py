@@ -392,7 +392,6 @@ class LayoutAssignment:
     def through_lds(self, v: Value, new_type: TileType, before: Op, transpose: bool, loc: Any) -> Value:
         """Write v to a scratch LDS tile and read it back (transposed, if asked)."""
         block = before.parent
-        pos = block.ops.index(before)
         scratch = ops.LdsAllocOp([], [LdsType(v.type.dtype, v.type.shape)], {"scratch": True}, loc=loc)
         shape = new_type.shape
         seq: list[Op] = [ops.SyncOp([], [], loc=loc), ops.LdsWriteOp([scratch.result, v], [], loc=loc),
@@ -407,6 +406,8 @@ class LayoutAssignment:
             result = tr.result
         seq.append(ops.SyncOp([], [], loc=loc))
         self.insert_scratch(scratch)
+        # After the scratch's allocation: when ``before`` is in the kernel body it moved one down.
+        pos = block.ops.index(before)
         for i, op in enumerate(seq):
             block.insert(pos + i, op)
         self.lay[id(result)] = parse_layout_spec(new_type.layout)
@@ -433,9 +434,9 @@ class LayoutAssignment:
             if isinstance(base, ops.LdsReadOp) and len(v.uses) == 1:
                 continue
             block = op.parent
-            pos = block.ops.index(op)
             scratch = ops.LdsAllocOp([], [LdsType(v.type.dtype, v.type.shape)], {"scratch": True}, loc=op.loc)
             self.insert_scratch(scratch)
+            pos = block.ops.index(op)     # after the allocation, which may sit in the same block
             read_t = TileType(v.type.dtype, v.type.shape)
             seq = [ops.SyncOp([], [], loc=op.loc), ops.LdsWriteOp([scratch.result, v], [], loc=op.loc),
                    ops.SyncOp([], [], loc=op.loc), ops.LdsReadOp([scratch.result], [read_t], loc=op.loc)]
