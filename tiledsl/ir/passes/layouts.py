@@ -111,13 +111,19 @@ class LayoutAssignment:
         candidates = [self.fit_instr(d, op.result) for d in self.declared] + [MmaSpec(waves=s) for s in splits]
         candidates += [MmaSpec(waves=s, instr=i.name) for i in self.ctx.target.matrix_instrs for s in splits
                        if i.in_dtype == a.type.dtype]
-        # The first candidate whose waves each hold their own part of the tile; failing that, the
-        # one whose waves replicate the least (a tile smaller than the waves' instruction tiles).
-        best: tuple[int, LayoutSpec] | None = None
-        for spec in candidates:
+        # A declared layout that fits, even where its waves replicate data (a tile smaller than
+        # the waves' instruction tiles: the kernel said how it wants its waves used); then the
+        # first default whose waves each hold their own part of the tile, else the default whose
+        # waves replicate the least.
+        declared = len(self.declared)
+        for spec in candidates[:declared]:
+            if self.dot_fits(spec, op):
+                return spec
+        for spec in candidates[declared:]:
             if self.dot_fits(spec, op) and self.copies(spec, op.result) == 1:
                 return spec
-        for spec in candidates:
+        best: tuple[int, LayoutSpec] | None = None
+        for spec in candidates[declared:]:
             spec = self.fit_instr(spec, op.result)
             if self.dot_fits(spec, op) and (best is None or self.copies(spec, op.result) < best[0]):
                 best = (self.copies(spec, op.result), spec)
