@@ -267,6 +267,11 @@ class Distributor:
         return out
 
     def op_lds_read(self, op: Op) -> None:
+        if op.result.uses and all(isinstance(u, ops.DotOp) and u.attrs.get("strategy") == layout_assignment.LDS_DOT
+                                  for u in op.result.uses):
+            # The FMA fallback reads its operands from LDS itself (``lds_operand``).
+            self.env[id(op.result)] = ("lds", op.operands[0])
+            return
         if all(isinstance(u, ops.TransposeOp) for u in op.result.uses) and op.result.uses:
             self.env[id(op.result)] = ("lds", op.operands[0])
             return
