@@ -64,3 +64,46 @@ def test_a_trip_through_lds_in_the_kernel_body_goes_right_before_its_user(target
     assert report.ok, str(report)
     ref = (a.astype(np.float64) @ b.astype(np.float64)).T
     assert np.linalg.norm(c - ref) / np.linalg.norm(ref) < 1e-6
+
+
+def _annotated(tile: str, layout: str) -> str:
+    return f"""
+kernel t(A: f16[M, K], B: f16[K, N], out C: f32[M, N])
+  grid (1) as (g)
+  block 4 waves
+{{
+  acc = fill(0, f32[{tile}]) @ {layout}
+  C[0 : +{tile.split(',')[0]}, 0 : +32] <- acc
+}}"""
+
+
+@pytest.mark.parametrize(("tile", "layout", "target", "fragments"), [
+    # 24 rows: neither MFMA tiles them; the error names the multiples each instruction needs
+    ("24, 32", "mma(waves=[4,1])", "gfx942",
+     ["24 rows is not a multiple of m of mfma_f32_32x32x8_f16 = 32", "a multiple of (32, 32)",
+      "or with instr=mfma_f32_16x16x16_f16 a multiple of (16, 16)"]),
+    ("20, 32", "mma(waves=[2,2])", "sm_90", ["20 rows is not a multiple of m of mma_m16n8k16_f16 = 16",
+                                             "a multiple of (16, 8)"]),
+    # the instruction named: no other is offered
+    ("16, 32", "mma(waves=[4,1], instr=mfma_f32_32x32x8_f16)", "gfx942",
+     ["16 rows is not a multiple of m of mfma_f32_32x32x8_f16 = 32"]),
+])
+def test_an_annotation_that_cannot_cover_the_tile_is_a_located_error(tile: str, layout: str, target: str,
+                                                                      fragments: list[str]) -> None:
+    """Waves may replicate data, but a tile must be a whole number of instruction tiles."""
+    with pytest.raises(tiledsl.TdslError) as info:
+        layout_ir(tiledsl.load(_annotated(tile, layout)), target)
+    err = info.value
+    assert err.loc is not None and (err.loc.line, err.loc.col) == (6, 9)
+    assert err.message.startswith(f"layout {layout[:-1]}")
+    for fragment in fragments:
+        assert fragment in err.message
+
+
+def test_an_annotation_smaller_than_its_waves_replicates() -> None:
+    """16 rows over mma(waves=[4,1]): every wave holds the whole 16x32 tile (MFMA 16x16x16)."""
+    kernel, ctx = layout_ir(tiledsl.load(_annotated("16, 32", "mma(waves=[4,1])")), "gfx942")
+    fill = next(op for op in kernel.walk() if isinstance(op, ops.FillOp))
+    layout = ctx.bind(fill.result.type.layout, (16, 32), "f32")
+    assert "mfma_f32_16x16x16" in str(layout.spec)
+    assert (layout.replication() == 4).all()

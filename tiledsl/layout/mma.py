@@ -74,15 +74,23 @@ def _check_rank2(text: str, shape: tuple[int, ...]) -> tuple[int, int]:
     return shape[0], shape[1]
 
 
+class UnevenTileError(LayoutError):
+    """The tile is not a whole number of the instruction's tiles; ``units`` is the multiple it needs."""
+
+    def __init__(self, message: str, units: tuple[int, int]) -> None:
+        super().__init__(message)
+        self.units = units
+
+
 def _check_multiple(text: str, shape: tuple[int, int], units: tuple[int, int], why: tuple[str, str]) -> None:
     """A tile is a whole number of instruction tiles (tile dims are compile-time constants that
     callers pad: an uneven tile is the caller's mistake); waves need not divide it."""
     for d, name in enumerate(("rows", "columns")):
         if shape[d] % units[d]:
-            raise LayoutError(
+            raise UnevenTileError(
                 f"{text} on a {shape[0]}x{shape[1]} tile: {shape[d]} {name} is not a multiple of "
                 f"{why[d]} = {units[d]}; the tile must be a multiple of ({units[0]}, {units[1]}) "
-                f"(pad the tile)")
+                f"(pad the tile)", units)
 
 
 def split_dim(size: int, waves: int, unit: int) -> tuple[int, int]:
