@@ -175,6 +175,18 @@ def test_block_sparse_attention(like: str) -> None:
 
 
 @pytest.mark.parametrize("like", ["generic", "gfx942", "gfx1100", "sm_90"])
+def test_sums_of_replicated_operands(like: str) -> None:
+    """Sums of tiles in dot operand layouts (copies over waves, and over lanes on WMMA and FMA)."""
+    rng = np.random.default_rng(11)
+    a, b = rng.standard_normal((70, 32)).astype(np.float16), rng.standard_normal((64, 32)).astype(np.float16)
+    host, interp, _ = run_both((KERNELS / "operand_sums.tdsl").read_text(), like, {"A": a, "B": b})
+    for name, want in (("R", a.astype(np.float64).sum(axis=1)), ("S", b.astype(np.float64).sum(axis=1)),
+                       ("X", a.astype(np.float64).max(axis=1))):
+        assert_close(host[name], interp[name], 1e-6)
+        assert_close(host[name], want, 1e-6)
+
+
+@pytest.mark.parametrize("like", ["generic", "gfx942", "gfx1100", "sm_90"])
 def test_bf16_gemm(like: str) -> None:
     rng = np.random.default_rng(4)
     a, b = (round_bf16(rng.standard_normal(s).astype(np.float32)) for s in ((50, 70), (70, 33)))

@@ -5,6 +5,8 @@ is unaffected. Checked at the thread level on every target against NumPy."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -12,26 +14,7 @@ import tiledsl
 from tiledsl.ir import ops
 from tiledsl.thread import layout_ir
 
-SOURCE = """
-kernel operand_sums(A: f16[M, K], B: f16[N, K], out C: f32[M, N], out R: f32[M], out S: f32[N],
-                    out X: f32[M])
-  param BM = 64, BN = 64, BK = 32
-  grid (cdiv(M, BM)) as (bm)
-  block 4 waves
-{
-  lds a_s: f16[BM, BK]
-  lds b_s: f16[BN, BK]
-  a_s <- A[bm*BM : +BM, 0 : +BK]
-  b_s <- B[0 : +BN, 0 : +BK]
-  sync
-  a = a_s
-  b = b_s^T
-  C[bm*BM : +BM, 0 : +BN] <- dot(a, b)
-  R[bm*BM : +BM] <- rowsum(f32(a))       # a in the dot's A operand layout
-  X[bm*BM : +BM] <- rowmax(f32(a))
-  if bm == 0 { S[0 : +BN] <- colsum(f32(b)) }   # b in the B operand layout
-}
-"""
+SOURCE = (Path(__file__).resolve().parents[1] / "kernels" / "operand_sums.tdsl").read_text()
 
 
 @pytest.mark.parametrize("target", ["gfx942", "gfx1100", "sm_90", "sm_90a", "generic"])
