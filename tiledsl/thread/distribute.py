@@ -299,7 +299,7 @@ class Distributor:
         placed = self.get(buf)
         off = self.lds_offsets(layout, placed)
         mask = self.valid(layout, t.dtype, owner="block")
-        vec = self.lds_vec_width(layout, placed, False) if layout.replication().max() == 1 else 1
+        vec = _one_writer_groups(layout, self.lds_vec_width(layout, placed, False))
         self.emit(tops.LdsStoreOp([off, mask, self.get(v)], [], {"vec": vec}, loc=op.loc))
 
     def global_access(self, op: Op, layout: Layout, dtype: str, owner: str | None
@@ -333,8 +333,9 @@ class Distributor:
             indices.append(idx)
         last_full = extents[-1] != 0 and isinstance(tt.dims[-1], int) or (
             extents[-1] != 0 and self.static_dim(tt.dims[-1]) == extents[-1] and self.is_zero(starts[-1]))
-        vec = self.vec_width(layout, dtype, len(layout.shape) - 1) if last_full and (
-            owner is None or layout.replication().max() == 1) else 1
+        vec = self.vec_width(layout, dtype, len(layout.shape) - 1) if last_full else 1
+        if owner is not None:
+            vec = _one_writer_groups(layout, vec)
         return indices, mask, vec
 
     def static_dim(self, d: str | int) -> int | None:
@@ -552,6 +553,25 @@ def _lin(coords: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
         return np.zeros(coords.shape[:-1], np.int64)
     strides = np.cumprod((1, *shape[:0:-1]))[::-1]
     return np.where(coords[..., 0] >= 0, (coords * strides).sum(-1), -1)
+
+
+def _one_writer_groups(layout: Layout, vec: int) -> int:
+    """``vec``, halved until each group of ``vec`` registers has one mask under one writer per
+    element (``valid`` with ``owner="block"``: the first thread holding it). Where whole waves
+    replicate, a thread owns all of its registers or none and keeps its vectors."""
+    if vec == 1 or layout.replication().max() == 1:
+        return vec
+    wave, lane, reg = (a.ravel() for a in layout.owner_of())
+    held = wave >= 0
+    first = np.zeros(layout.index_map().shape[:3], dtype=bool)
+    first[wave[held], lane[held], reg[held]] = True
+    first = first.reshape(-1, layout.regs)
+    while vec > 1:
+        groups = first.reshape(first.shape[0], -1, vec)
+        if (groups == groups[..., :1]).all():
+            break
+        vec //= 2
+    return vec
 
 
 def _copies_in_wave(layout: Layout) -> bool:
