@@ -115,3 +115,21 @@ def test_wgmma_only_where_each_warpgroup_holds_four_row_slabs(bm: int, waves: in
     art = tiledsl.load(ATTENTION, params={"D": 64, "BM": bm, "WAVES": waves}).compile(target="sm_90a")
     assert ("wgmma.mma_async" in art.asm) == wgmma
     assert ("mma.sync" in art.asm) != wgmma
+
+
+def test_a_row_max_whose_result_layout_comes_from_a_wider_tile() -> None:
+    """gfx942 without MFMA, one wave, 16x16 scores beside a 16x32 accumulator: the row max
+    takes its layout from m, which the accumulator's swapped FMA layout gives, and that layout
+    cannot lay out 16 columns; the reduction then converts its result (it failed in layout
+    assignment once the accumulator could take an mma layout)."""
+    from tiledsl.compile import thread_target
+    prog = tiledsl.load(DECODE, params={"D": 32, "BN": 16, "WAVES": 1})
+    rng = np.random.default_rng(8)
+    q = rng.standard_normal((1, 2, 16, 32)).astype(np.float16)
+    k, v = (rng.standard_normal((1, 2, 45, 32)).astype(np.float16) for _ in range(2))
+    o = np.full_like(q, np.nan)
+    report = prog.interpret(level="thread", target=thread_target("gfx942", matrix=False), Q=q, K=k, V=v, O=o,
+                            scale=0.125)
+    assert report.ok, str(report)
+    assert _rel(o, KERNELS_REF.decode_attention(q, k, v, 0.125)) < 2e-3
+    assert prog.compile(target="gfx942", matrix=False).binary

@@ -228,7 +228,9 @@ class LayoutAssignment:
                 out.append((op.operands[2], spec))
         elif isinstance(op, ops.ReduceOp):
             spec = self.get(op.result)
-            if isinstance(spec, SliceSpec) and spec.dim == op.attrs["axis"]:
+            # A parent that cannot lay out the operand (its result's layout came from a tile of
+            # another width): the reduction converts its result instead (``reduce_result``).
+            if isinstance(spec, SliceSpec) and spec.dim == op.attrs["axis"] and self.fits(spec.parent, op.operands[0]):
                 out.append((op.operands[0], spec.parent))
         elif isinstance(op, ops.ForOp):
             body = op.regions[0]
@@ -347,6 +349,7 @@ class LayoutAssignment:
             if isinstance(op, ops.DotOp) and op.attrs.get("strategy") == LDS_DOT:
                 self.stage_lds_dot(op)
             if isinstance(op, ops.ReduceOp):
+                self.reduce_result(op)
                 self.reduce_scratch(op)
 
     def convert_operand(self, user: Op, v: Value, spec: LayoutSpec) -> None:
@@ -451,6 +454,24 @@ class LayoutAssignment:
             op.set_operand(i, seq[-1].result)
             after = ops.SyncOp([], [], loc=op.loc)
             block.insert(block.ops.index(op) + 1, after)
+
+    def reduce_result(self, op: ops.ReduceOp) -> None:
+        """A reduction yields the slice of its operand's layout; where its result was given
+        another layout (one its operand could not take), a conversion after it makes that."""
+        src = op.operands[0]
+        axis = op.attrs["axis"]
+        have = slice_of(self.get(src), axis, _shape(src))
+        want = self.get(op.result)
+        shape, dtype = _shape(op.result), op.result.type.dtype
+        if want is None or self.ctx.bind(have, shape, dtype).equivalent(self.ctx.bind(want, shape, dtype)):
+            return
+        users = [(u, i) for u in op.result.uses for i, x in enumerate(u.operands) if x is op.result]
+        self.lay[id(op.result)] = have
+        op.result.type = TileType(dtype, op.result.type.shape, str(have))
+        block = op.parent
+        new = self.converted(op.result, want, block.ops[block.ops.index(op) + 1], op.loc)
+        for user, i in users:
+            user.set_operand(i, new)
 
     def reduce_scratch(self, op: ops.ReduceOp) -> None:
         """A reduction whose axis is spread over several waves combines them in LDS."""
