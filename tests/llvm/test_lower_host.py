@@ -134,7 +134,8 @@ KERNELS = Path(__file__).resolve().parents[1] / "kernels"
 @functools.cache
 def kernels_reference() -> ModuleType:
     """tests/kernels/reference.py: the float64 references of the test kernels."""
-    spec = importlib.util.spec_from_file_location("tdsl_test_kernels_reference_llvm", KERNELS / "reference.py")
+    spec = importlib.util.spec_from_file_location("tdsl_test_kernels_reference_llvm",
+                                                  KERNELS / "reference.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -149,14 +150,14 @@ def test_tiles_smaller_than_the_waves(like: str) -> None:
     rng = np.random.default_rng(9)
     q, k, v = (rng.standard_normal((1, 2, 77, 64)).astype(np.float16) for _ in range(3))
     scale = np.float32(0.125)
-    host, interp, _ = run_both("attention", like, {"Q": q, "K": k, "V": v}, {"scale": scale}, D=64, BM=16, BN=32,
-                               CAUSAL=1)
+    host, interp, _ = run_both("attention", like, {"Q": q, "K": k, "V": v}, {"scale": scale},
+                               D=64, BM=16, BN=32, CAUSAL=1)
     assert_close(host["O"], interp["O"], 1e-3)
     assert_close(host["O"], reference().attention(q, k, v, scale, CAUSAL=1), TOLERANCE["f16"])
     q = rng.standard_normal((2, 2, 16, 64)).astype(np.float16)
     k, v = (rng.standard_normal((2, 2, 45, 64)).astype(np.float16) for _ in range(2))
-    host, interp, _ = run_both((KERNELS / "decode_attention.tdsl").read_text(), like, {"Q": q, "K": k, "V": v},
-                               {"scale": scale}, D=64)
+    host, interp, _ = run_both((KERNELS / "decode_attention.tdsl").read_text(), like,
+                               {"Q": q, "K": k, "V": v}, {"scale": scale}, D=64)
     assert_close(host["O"], interp["O"], 1e-3)
     assert_close(host["O"], kernels_reference().decode_attention(q, k, v, scale), TOLERANCE["f16"])
 
@@ -167,8 +168,8 @@ def test_block_sparse_attention(like: str) -> None:
     rng = np.random.default_rng(10)
     q, k, v = (rng.standard_normal((1, 2, 150, 64)).astype(np.float16) for _ in range(3))
     scalars = {"scale": np.float32(0.125), "dense": np.int32(70)}
-    host, interp, _ = run_both((KERNELS / "block_sparse_attention.tdsl").read_text(), like, {"Q": q, "K": k, "V": v},
-                               scalars, D=64)
+    host, interp, _ = run_both((KERNELS / "block_sparse_attention.tdsl").read_text(), like,
+                               {"Q": q, "K": k, "V": v}, scalars, D=64)
     assert_close(host["O"], interp["O"], 1e-3)
     want = kernels_reference().block_sparse_attention(q, k, v, 0.125, 70, BN=32)
     assert_close(host["O"], want, TOLERANCE["f16"])

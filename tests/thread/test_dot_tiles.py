@@ -57,7 +57,8 @@ def _cases(draw: st.DrawFn) -> dict:
             "dtype": draw(st.sampled_from(["f16", "bf16", "f32"])),
             "form": draw(st.sampled_from(sorted(BODIES))),
             # matrix sizes up to two tiles, mostly not multiples of them
-            "m": draw(st.integers(1, 2 * bm)), "n": draw(st.integers(1, 2 * bn)), "k": draw(st.integers(1, 2 * bk)),
+            "m": draw(st.integers(1, 2 * bm)), "n": draw(st.integers(1, 2 * bn)),
+            "k": draw(st.integers(1, 2 * bk)),
             "seed": draw(st.integers(0, 2**16))}
 
 
@@ -128,8 +129,8 @@ def test_small_tiles_take_a_matrix_layout_with_replicated_waves(target: str, bm:
         assert "lds_dot" in names and not instrs
     else:
         assert instrs and all(i.startswith(uses) for i in instrs), instrs
-    case = {"bm": bm, "bn": bn, "bk": 16, "m": 2 * bm + 3, "n": bn + 5, "k": 37, "dtype": "f16", "form": "lds",
-            "seed": 1}
+    case = {"bm": bm, "bn": bn, "bk": 16, "m": 2 * bm + 3, "n": bn + 5, "k": 37, "dtype": "f16",
+            "form": "lds", "seed": 1}
     a, b, ref = _inputs(case)
     c = np.full(ref.shape, np.nan, np.float32)
     report = prog.interpret(level="thread", target=target, A=a, B=b, C=c)

@@ -55,7 +55,8 @@ def test_attention_with_fewer_rows_than_the_waves_tiles(target: str, bm: int, ca
     rng = np.random.default_rng(bm + causal)
     q, k, v = (rng.standard_normal((1, 2, 77, 64)).astype(np.float16) for _ in range(3))
     prog = tiledsl.load(ATTENTION, params={"D": 64, "BM": bm, "BN": 32, "CAUSAL": causal})
-    block, thread = _both_levels(prog, target, {"Q": q, "K": k, "V": v, "O": np.zeros_like(q), "scale": 0.125})
+    args = {"Q": q, "K": k, "V": v, "O": np.zeros_like(q), "scale": 0.125}
+    block, thread = _both_levels(prog, target, args)
     ref = EXAMPLES_REF.attention(q, k, v, 0.125, CAUSAL=causal)
     assert _rel(block, ref) < 2e-3
     assert _rel(thread, ref) < 2e-3
@@ -68,7 +69,8 @@ def test_decode_attention(target: str) -> None:
     q = rng.standard_normal((2, 3, 16, 64)).astype(np.float16)
     k, v = (rng.standard_normal((2, 3, 77, 64)).astype(np.float16) for _ in range(2))
     prog = tiledsl.load(DECODE, params={"D": 64})
-    block, thread = _both_levels(prog, target, {"Q": q, "K": k, "V": v, "O": np.zeros_like(q), "scale": 0.125})
+    args = {"Q": q, "K": k, "V": v, "O": np.zeros_like(q), "scale": 0.125}
+    block, thread = _both_levels(prog, target, args)
     ref = KERNELS_REF.decode_attention(q, k, v, 0.125)
     assert _rel(block, ref) < 2e-3
     assert _rel(thread, ref) < 2e-3

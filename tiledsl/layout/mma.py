@@ -105,12 +105,6 @@ def split_dim(size: int, waves: int, unit: int) -> tuple[int, int]:
     return distinct, tiles // distinct
 
 
-def wave_copies(spec: MmaSpec, shape: tuple[int, int], instr: MatrixInstr) -> int:
-    """How many waves hold each element of a ``shape`` accumulator tile (1: no replication)."""
-    units = accumulator_unit(spec, instr)
-    return math.prod(w // split_dim(size, w, u)[0] for size, w, u in zip(shape, spec.waves, units))
-
-
 def accumulator_unit(spec: MmaSpec, instr: MatrixInstr) -> tuple[int, int]:
     """Rows x columns of the tile covered by one instruction."""
     return (instr.n, instr.m) if spec.swap else (instr.m, instr.n)

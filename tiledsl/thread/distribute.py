@@ -267,7 +267,8 @@ class Distributor:
         return out
 
     def op_lds_read(self, op: Op) -> None:
-        if op.result.uses and all(isinstance(u, ops.DotOp) and u.attrs.get("strategy") == layout_assignment.LDS_DOT
+        lds_dot = layout_assignment.LDS_DOT
+        if op.result.uses and all(isinstance(u, ops.DotOp) and u.attrs.get("strategy") == lds_dot
                                   for u in op.result.uses):
             # The FMA fallback reads its operands from LDS itself (``lds_operand``).
             self.env[id(op.result)] = ("lds", op.operands[0])
@@ -500,7 +501,8 @@ class Distributor:
         self.emit(tops.BarrierOp([], [], loc=op.loc))
         distinct = layout_assignment.distinct_waves(src)
         held_by = src.linear_map()[distinct].reshape(len(distinct), -1)
-        if kind == "sum" and sum(np.unique(h[h >= 0]).size for h in held_by) != np.unique(held_by[held_by >= 0]).size:
+        overlap = sum(np.unique(h[h >= 0]).size for h in held_by) != np.unique(held_by[held_by >= 0]).size
+        if kind == "sum" and overlap:
             raise NotImplementedError(f"{op.loc}: waves of {src} share some elements without replicating "
                                       f"each other; cannot sum their partials")
         acc = self.splat_const(IDENTITY[kind], dtype, n)

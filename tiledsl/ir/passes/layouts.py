@@ -151,7 +151,8 @@ class LayoutAssignment:
         for swap in swaps:
             candidates.append(replace(spec, swap=swap))
             if spec.instr is None:
-                candidates += [MmaSpec(waves=spec.waves, instr=i.name, swap=swap) for i in self.ctx.target.matrix_instrs]
+                candidates += [MmaSpec(waves=spec.waves, instr=i.name, swap=swap)
+                               for i in self.ctx.target.matrix_instrs]
         # Waves that each hold their own part first; else the instruction whose tiles leave the
         # fewest waves replicating (a 16-row tile on MFMA takes 16x16x16 rather than 32x32x8).
         best: tuple[int, LayoutSpec] | None = None
@@ -230,7 +231,8 @@ class LayoutAssignment:
             spec = self.get(op.result)
             # A parent that cannot lay out the operand (its result's layout came from a tile of
             # another width): the reduction converts its result instead (``reduce_result``).
-            if isinstance(spec, SliceSpec) and spec.dim == op.attrs["axis"] and self.fits(spec.parent, op.operands[0]):
+            if isinstance(spec, SliceSpec) and spec.dim == op.attrs["axis"] \
+                    and self.fits(spec.parent, op.operands[0]):
                 out.append((op.operands[0], spec.parent))
         elif isinstance(op, ops.ForOp):
             body = op.regions[0]
