@@ -10,8 +10,11 @@ inserted: a ``convert_layout`` when every thread already holds the data it needs
 register shuffle), otherwise a round trip through an LDS scratch tile, written out as
 ordinary LDS ops between two ``sync``s.
 
-A ``dot`` that no matrix-instruction layout fits (small tiles, f32 operands) keeps its
-operands in LDS and is computed with FMAs (``lds_dot`` in thread IR).
+A ``dot`` tile smaller than its waves' instruction tiles takes an ``mma`` layout whose waves
+replicate data (``tiledsl.layout.mma``): a declared one where it fits, else the default that
+replicates least. A ``dot`` that no matrix-instruction layout fits (a dim that is not a whole
+number of instruction tiles, f32 operands) keeps its operands in LDS and is computed with FMAs
+(``lds_dot`` in thread IR).
 """
 
 from __future__ import annotations
