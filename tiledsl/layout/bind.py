@@ -17,6 +17,7 @@ import numpy as np
 from tiledsl.layout.blocked import DTYPE_BYTES, blocked_index_map
 from tiledsl.layout.layout import Layout
 from tiledsl.layout.mma import (
+    UnevenTileError,
     dot_operand_index_map,
     mma_index_map,
     natural_extent_mma,
@@ -94,7 +95,8 @@ def _bind_dot_operand(spec: LayoutSpec, req: _Request) -> tuple[np.ndarray, Matr
 @contextmanager
 def _hint_other_instr(spec: MmaSpec, req: _Request, chosen: MatrixInstr,
                       build: Callable[[MmaSpec, MatrixInstr], np.ndarray]) -> Iterator[None]:
-    """When the default instruction does not fit the tile but another one would, say so.
+    """When the default instruction does not fit the tile but another one would, say so; when
+    none fits, say which multiples the others need.
 
     ``build(spec with instr named, instr)`` binds the same tile with another instruction.
     """
@@ -103,15 +105,21 @@ def _hint_other_instr(spec: MmaSpec, req: _Request, chosen: MatrixInstr,
     except LayoutError as err:
         if spec.instr is not None:
             raise
+        needs = []
         for other in req.target.matrix_instrs:
             if other.in_dtype != chosen.in_dtype or other is chosen:
                 continue
             named = dataclasses.replace(spec, instr=other.name)
             try:
                 build(named, other)
+            except UnevenTileError as uneven:
+                needs.append(f"with instr={other.name} a multiple of ({uneven.units[0]}, {uneven.units[1]})")
+                continue
             except LayoutError:
                 continue
             raise LayoutError(f"{err}; or choose the instruction: {named}") from None
+        if needs and isinstance(err, UnevenTileError):
+            raise LayoutError(f"{err}, or {', or '.join(needs)}") from None
         raise
 
 

@@ -301,6 +301,12 @@ class Distributor:
         return out
 
     def op_lds_read(self, op: Op) -> None:
+        lds_dot = layout_assignment.LDS_DOT
+        if op.result.uses and all(isinstance(u, ops.DotOp) and u.attrs.get("strategy") == lds_dot
+                                  for u in op.result.uses):
+            # The FMA fallback reads its operands from LDS itself (``lds_operand``).
+            self.env[id(op.result)] = ("lds", op.operands[0])
+            return
         if all(isinstance(u, ops.TransposeOp) for u in op.result.uses) and op.result.uses:
             self.env[id(op.result)] = ("lds", op.operands[0])
             return
@@ -331,7 +337,7 @@ class Distributor:
         placed = self.get(buf)
         off = self.lds_offsets(layout, placed)
         mask = self.valid(layout, t.dtype, owner="block")
-        vec = self.lds_vec_width(layout, placed, False) if layout.replication().max() == 1 else 1
+        vec = _one_writer_groups(layout, self.lds_vec_width(layout, placed, False))
         self.emit(tops.LdsStoreOp([off, mask, self.get(v)], [], {"vec": vec}, loc=op.loc))
 
     def global_access(self, op: Op, layout: Layout, dtype: str, owner: str | None
@@ -365,8 +371,9 @@ class Distributor:
             indices.append(idx)
         last_full = extents[-1] != 0 and isinstance(tt.dims[-1], int) or (
             extents[-1] != 0 and self.static_dim(tt.dims[-1]) == extents[-1] and self.is_zero(starts[-1]))
-        vec = self.vec_width(layout, dtype, len(layout.shape) - 1) if last_full and (
-            owner is None or layout.replication().max() == 1) else 1
+        vec = self.vec_width(layout, dtype, len(layout.shape) - 1) if last_full else 1
+        if owner is not None:
+            vec = _one_writer_groups(layout, vec)
         return indices, mask, vec
 
     def static_dim(self, d: str | int) -> int | None:
@@ -531,7 +538,8 @@ class Distributor:
 
     def across_waves(self, op: Op, v: Value, dst: Layout, kind: str, combine: type[Op]) -> Value:
         """Each wave writes its partial per output element to LDS; every thread then
-        combines the partials of the waves that hold its elements."""
+        combines the partials of the waves that hold its elements, each wave's data once (a
+        wave that replicates an earlier one is left out)."""
         placed: PlacedLds = self.get(op.operands[1])
         base = placed.base
         elem_stride, wave_stride = placed.storage.strides    # the scratch is [element, wave]
@@ -592,6 +600,25 @@ class Distributor:
                                  hints=[r.hint for r in op.results]))
         for r, n in zip(op.results, new.results):
             self.env[id(r)] = n
+
+
+def _one_writer_groups(layout: Layout, vec: int) -> int:
+    """``vec``, halved until each group of ``vec`` registers has one mask under one writer per
+    element (``valid`` with ``owner="block"``: the first thread holding it). Where whole waves
+    replicate, a thread owns all of its registers or none and keeps its vectors."""
+    if vec == 1 or layout.replication().max() == 1:
+        return vec
+    wave, lane, reg = (a.ravel() for a in layout.owner_of())
+    held = wave >= 0
+    first = np.zeros(layout.index_map().shape[:3], dtype=bool)
+    first[wave[held], lane[held], reg[held]] = True
+    first = first.reshape(-1, layout.regs)
+    while vec > 1:
+        groups = first.reshape(first.shape[0], -1, vec)
+        if (groups == groups[..., :1]).all():
+            break
+        vec //= 2
+    return vec
 
 
 def distribute(kernel: ops.KernelOp, ctx: ThreadContext) -> ops.KernelOp:

@@ -10,8 +10,11 @@ inserted: a ``convert_layout`` when every thread already holds the data it needs
 register shuffle), otherwise a round trip through an LDS scratch tile, written out as
 ordinary LDS ops between two ``sync``s.
 
-A ``dot`` that no matrix-instruction layout fits (small tiles, f32 operands) keeps its
-operands in LDS and is computed with FMAs (``lds_dot`` in thread IR).
+A ``dot`` tile smaller than its waves' instruction tiles takes an ``mma`` layout whose waves
+replicate data (``tiledsl.layout.mma``): a declared one where it fits, else the default that
+replicates least. A ``dot`` that no matrix-instruction layout fits (a dim that is not a whole
+number of instruction tiles, f32 operands) keeps its operands in LDS and is computed with FMAs
+(``lds_dot`` in thread IR).
 """
 
 from __future__ import annotations
@@ -112,10 +115,27 @@ class LayoutAssignment:
         candidates = [self.fit_instr(d, op.result) for d in self.declared] + [MmaSpec(waves=s) for s in splits]
         candidates += [MmaSpec(waves=s, instr=i.name) for i in self.ctx.target.matrix_instrs for s in splits
                        if i.in_dtype == a.type.dtype]
-        for spec in candidates:
+        # A declared layout that fits, even where its waves replicate data (a tile smaller than
+        # the waves' instruction tiles: the kernel said how it wants its waves used); then the
+        # first default whose waves each hold their own part of the tile, else the default whose
+        # waves replicate the least.
+        declared = len(self.declared)
+        for spec in candidates[:declared]:
             if self.dot_fits(spec, op):
                 return spec
-        return None
+        for spec in candidates[declared:]:
+            if self.dot_fits(spec, op) and self.copies(spec, op.result) == 1:
+                return spec
+        best: tuple[int, LayoutSpec] | None = None
+        for spec in candidates[declared:]:
+            spec = self.fit_instr(spec, op.result)
+            if self.dot_fits(spec, op) and (best is None or self.copies(spec, op.result) < best[0]):
+                best = (self.copies(spec, op.result), spec)
+        return None if best is None else best[1]
+
+    def copies(self, spec: LayoutSpec, v: Value) -> int:
+        """How many threads hold each element of ``v`` in ``spec`` (at most); ``spec`` must fit."""
+        return int(self.ctx.bind(spec, _shape(v), "f32").replication().max())
 
     def dot_fits(self, spec: LayoutSpec, op: ops.DotOp) -> bool:
         if not isinstance(spec, MmaSpec):
@@ -130,17 +150,25 @@ class LayoutAssignment:
         the target's choice (``Target.mma_swap``) where it fits."""
         if not isinstance(spec, MmaSpec):
             return spec
-        if spec.swap is None and self.ctx.target.mma_swap:
-            swapped = self.fit_instr(replace(spec, swap=True), v)
-            if self.fits(swapped, v, "f32"):
-                return swapped
-        if spec.instr is not None or self.fits(spec, v, "f32"):
-            return spec
-        for instr in self.ctx.target.matrix_instrs:
-            cand = MmaSpec(waves=spec.waves, instr=instr.name, swap=spec.swap)
-            if self.fits(cand, v, "f32"):
+        swaps = [True, None] if spec.swap is None and self.ctx.target.mma_swap else [spec.swap]
+        candidates = []
+        for swap in swaps:
+            candidates.append(replace(spec, swap=swap))
+            if spec.instr is None:
+                candidates += [MmaSpec(waves=spec.waves, instr=i.name, swap=swap)
+                               for i in self.ctx.target.matrix_instrs]
+        # Waves that each hold their own part first; else the instruction whose tiles leave the
+        # fewest waves replicating (a 16-row tile on MFMA takes 16x16x16 rather than 32x32x8).
+        best: tuple[int, LayoutSpec] | None = None
+        for cand in candidates:
+            if not self.fits(cand, v, "f32"):
+                continue
+            copies = self.copies(cand, v)
+            if copies == 1:
                 return cand
-        return spec
+            if best is None or copies < best[0]:
+                best = (copies, cand)
+        return spec if best is None else best[1]
 
     def seed(self) -> None:
         for op in self.kernel.walk():
@@ -209,7 +237,10 @@ class LayoutAssignment:
                 out.append((op.operands[2], spec))
         elif isinstance(op, ops.ReduceOp):
             spec = self.get(op.result)
-            if isinstance(spec, SliceSpec) and spec.dim == op.attrs["axis"]:
+            # A parent that cannot lay out the operand (its result's layout came from a tile of
+            # another width): the reduction converts its result instead (``reduce_differently``).
+            if isinstance(spec, SliceSpec) and spec.dim == op.attrs["axis"] \
+                    and self.fits(spec.parent, op.operands[0]):
                 out.append((op.operands[0], spec.parent))
         elif isinstance(op, ops.ForOp):
             body = op.regions[0]
