@@ -108,7 +108,7 @@ def _thread_pass(fn: Callable[..., Any]) -> Callable[[Op, CompileContext], bool]
 
 
 def _layouts(kernel: Op, ctx: CompileContext) -> bool:
-    from tiledsl.ir.passes import layouts
+    from tiledsl.thread import layouts
     try:
         return layouts.run(kernel, ctx.thread)
     except LayoutError as e:
@@ -116,12 +116,12 @@ def _layouts(kernel: Op, ctx: CompileContext) -> bool:
 
 
 def _lds_layout(kernel: Op, ctx: CompileContext) -> bool:
-    from tiledsl.ir.passes import lds_layout
+    from tiledsl.thread import lds_layout
     return lds_layout.run(kernel, ctx.thread)
 
 
 def _lds_alloc(kernel: Op, ctx: CompileContext) -> bool:
-    from tiledsl.ir.passes import lds_alloc
+    from tiledsl.thread import lds_alloc
     return lds_alloc.run(kernel, ctx.target.lds_bytes, ctx.target.name)
 
 

@@ -16,10 +16,9 @@ from tiledsl.ir import ops
 from tiledsl.ir.core import VerifyError, verify_tree
 from tiledsl.ir.lds_storage import LdsStorage
 from tiledsl.ir.parser import parse_op
-from tiledsl.ir.passes import lds_layout
 from tiledsl.ir.printer import print_op
 from tiledsl.targets import get_target
-from tiledsl.thread import compile_thread_ir, layout_ir
+from tiledsl.thread import compile_thread_ir, layout_ir, lds_layout
 from tiledsl.thread import ops as tops
 from tiledsl.thread.distribute import Distributor, PlacedLds
 

@@ -184,8 +184,8 @@ def test_pipeline_stages_cost_no_lds_where_the_loop_is_run_as_written() -> None:
 def test_layout_assignment_says_why_when_no_default_layout_fits_instead_of_looping() -> None:
     # What the 17-wave block did before check_limits stopped it: every default layout was
     # refused, and layout assignment offered the same value one again, forever.
-    from tiledsl.ir.passes import layouts
     from tiledsl.layout import LayoutError
+    from tiledsl.thread import layouts
     from tiledsl.thread.context import ThreadContext
     kernel = parse_op(print_op(tiledsl.load(COPY.format(block="block 17 waves")).lowered()))
     start = time.perf_counter()

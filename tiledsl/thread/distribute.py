@@ -21,9 +21,9 @@ import numpy as np
 from tiledsl.ir import ops
 from tiledsl.ir.core import Block, Op, Value
 from tiledsl.ir.lds_storage import LdsStorage, buffer_coords, vector_width
-from tiledsl.ir.passes import layouts as layout_assignment  # a module: layouts imports this package
 from tiledsl.ir.types import DTYPE_BYTES, LdsType, RegsType, TensorType, TileType, scalar
 from tiledsl.layout import Layout
+from tiledsl.thread import layouts as layout_assignment
 from tiledsl.thread import ops as tops
 from tiledsl.thread.context import ThreadContext, register_mapping
 from tiledsl.thread.reduction import reduce_plan, result_layout

@@ -20,7 +20,7 @@ from tiledsl.diagnostics import TdslError
 from tiledsl.ir import ops
 from tiledsl.ir.core import Op
 from tiledsl.ir.lds_storage import LdsStorage
-from tiledsl.ir.passes import layouts as layout_assignment  # a module: it imports tiledsl.thread
+from tiledsl.thread import layouts as layout_assignment
 
 ALIGN = 16
 

@@ -34,11 +34,11 @@ import numpy as np
 from tiledsl.ir import ops
 from tiledsl.ir.core import Op, Value
 from tiledsl.ir.lds_storage import LdsStorage, aligned_width, buffer_coords, contiguous_width, row_major
-from tiledsl.ir.passes import layouts as layout_assignment  # a module: it imports tiledsl.thread
-from tiledsl.ir.passes import lds_alloc
 from tiledsl.ir.types import DTYPE_BYTES, LdsType
 from tiledsl.layout import Layout
 from tiledsl.targets import Target
+from tiledsl.thread import layouts as layout_assignment
+from tiledsl.thread import lds_alloc
 from tiledsl.thread.context import ThreadContext
 from tiledsl.thread.reduction import result_layout
 

@@ -1,4 +1,4 @@
-"""Layout assignment: give every register tile a thread layout.
+"""Layout assignment (a pass of the thread level): give every register tile a thread layout.
 
 Anchors come first: ``@ layout`` annotations, then ``dot`` results (an ``mma`` layout
 of the target's matrix instruction; the kernel's own ``layout`` declarations are tried
