@@ -289,7 +289,7 @@ class Sema:
             own = [d.name for d in self.k.dtype_params]
             raise self.err(loc, f"unknown dtype '{name}'", f"dtypes: {', '.join(DTYPES)}"
                            + (f"; this kernel's dtype parameters: {', '.join(own)}" if own else
-                              f"; a dtype parameter is declared in the header: dtype {name} = f16"))
+                              "; a dtype parameter is declared in the header, e.g. 'dtype T = f16'"))
         return dtype
 
     def bind_param(self, name: str, value: Any, loc: Loc) -> None:
