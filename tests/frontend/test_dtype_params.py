@@ -94,8 +94,9 @@ def test_an_array_of_a_dtype_t_may_not_take_is_converted() -> None:
 
 def test_arrays_of_two_dtypes_are_an_error() -> None:
     prog = tiledsl.load(SCALE)
-    with pytest.raises(tiledsl.ArgumentError, match=r"dtype T is taken from the arrays, but 'X' is f16 and 'Y' "
-                                                     r"is f32: give arrays of one dtype, or fix it with params="):
+    with pytest.raises(tiledsl.ArgumentError, match=r"dtype T is taken from the arrays, but 'X' is f16 "
+                                                     r"and 'Y' is f32: give arrays of one dtype, or fix it "
+                                                     r"with params="):
         prog.interpret(X=np.zeros(4, np.float16), Y=np.zeros(4, np.float32), c=1.0)
     # With T given, they are converted to it.
     y = np.zeros(4, np.float32)
@@ -136,7 +137,8 @@ def test_the_binding_rule(x: str, y: str, restricted: bool, given_t: str | None)
 
 
 def test_array_dtype_names_only_the_dtypes_the_frontend_knows() -> None:
-    assert [array_dtype(d) for d in (np.float16, np.float32, np.int32, np.float64)] == ["f16", "f32", "i32", None]
+    got = [array_dtype(d) for d in (np.float16, np.float32, np.int32, np.float64)]
+    assert got == ["f16", "f32", "i32", None]
     assert array_dtype(np.int8) == ("i8" if "i8" in DTYPES else None)
 
 
