@@ -304,7 +304,7 @@ class Program:
                          shuffle_blocks=shuffle_blocks, nan_fill=nan_fill, seed=seed)
 
 
-@dataclass
+@dataclass(repr=False)
 class Module:
     """A file of several kernels, as :func:`load` returns it. It is not a program: its
     ``interpret``, ``compile`` and the like raise :class:`~tiledsl.ArgumentError` naming the
@@ -323,6 +323,9 @@ class Module:
     def names(self) -> list[str]:
         """The kernels' names, in the order of the file."""
         return list(self.kernels)
+
+    def __repr__(self) -> str:
+        return f"Module({self.source.name!r}, kernels={self.names}, params={self.params})"
 
     def pick_one(self) -> ArgumentError:
         """The error for using the module as one program."""
