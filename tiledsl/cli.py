@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import math
 import os
 import sys
@@ -192,11 +193,30 @@ def _write_output(out: str | None, text: str | bytes) -> None:
 def cmd_check(args: argparse.Namespace) -> int:
     loaded = _load(args, several=True)
     for prog in loaded.kernels.values() if args.kernel is None else [loaded]:
-        prog.lower()
-        unbound = prog.unbound_consts
-        note = f" (checked with symbolic {', '.join(unbound)})" if unbound else ""
+        variants = _dtype_variants(prog)
+        for values in variants:
+            changed = {k: v for k, v in values.items() if v != prog.dtypes[k]}
+            try:
+                (prog.specialize(**changed) if changed else prog).lower()
+            except TdslError as e:
+                e.diagnostics[0].notes.append(f"with {', '.join(f'{k}={v}' for k, v in values.items())} "
+                                              "(check tries every dtype a 'dtype ... in (...)' lists)")
+                raise
+        notes = [f"symbolic {', '.join(prog.unbound_consts)}"] if prog.unbound_consts else []
+        open_dtypes = variants[0].keys() if variants and variants[0] else []
+        notes += [f"{name} = {', '.join(dict.fromkeys(v[name] for v in variants))}" for name in open_dtypes]
+        note = f" (checked with {'; '.join(notes)})" if notes else ""
         print(f"{args.file}: ok: kernel '{prog.name}'{note}")
     return 0
+
+
+def _dtype_variants(prog: Any) -> list[dict[str, str]]:
+    """The dtype parameters' values ``check`` tries: every combination of the values listed by
+    the parameters that -D leaves open (``dtype T in (f16, bf16)``; one without a list keeps its
+    default: not every dtype makes sense in every kernel). ``[{}]`` when there are none."""
+    listed = [d for d in prog.ast.dtype_params if d.name not in prog.params and d.choices]
+    choices = [[c.id for c in d.choices] for d in listed]
+    return [dict(zip((d.name for d in listed), combo)) for combo in itertools.product(*choices)]
 
 
 @command("compile")

@@ -35,9 +35,24 @@ def test_every_command_but_check_has_a_kernel_flag() -> None:
 def test_check_checks_every_kernel(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_main(["check", SPLIT], capsys)
     assert code == 0 and err == ""
-    assert out.splitlines() == [f"{SPLIT}: ok: kernel 'partial'", f"{SPLIT}: ok: kernel 'combine'"]
+    assert out.splitlines() == [f"{SPLIT}: ok: kernel 'partial' (checked with T = f16, bf16, f32)",
+                                f"{SPLIT}: ok: kernel 'combine' (checked with T = f16, bf16, f32)"]
     code, out, _ = run_main(["check", SPLIT, "--kernel", "combine", "-D", "T=f16"], capsys)
     assert code == 0 and out.splitlines() == [f"{SPLIT}: ok: kernel 'combine'"]
+
+
+def test_check_tries_every_listed_dtype(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A generic kernel with one f16 left in place is right at its default and wrong at bf16."""
+    half = tmp_path / "half.tdsl"
+    half.write_text(Path(ATTENTION).read_text().replace("dot(T(p), vs)", "dot(f16(p), vs)"))
+    code, out, err = run_main(["check", str(half)], capsys)
+    assert code == 1 and out == ""
+    want = r":\d+:33: error: dot\(\) of f16 and bf16: operand dtypes differ"
+    assert re.match(re.escape(str(half)) + want, err)
+    assert "note: with T=bf16 (check tries every dtype a 'dtype ... in (...)' lists)" in err
+    assert tiledsl.load(half).name == "attention"          # at its default it is fine
+    code, _, _ = run_main(["check", str(half), "-D", "T=f16"], capsys)
+    assert code == 0
 
 
 def test_check_reports_an_error_in_the_second_kernel(tmp_path: Path,
@@ -48,7 +63,7 @@ def test_check_reports_an_error_in_the_second_kernel(tmp_path: Path,
     assert code == 1 and out == ""
     assert err.startswith(f"{bad}:20:17: error: 'nope' is not defined")
     code, out, _ = run_main(["check", str(bad), "--kernel", "partial"], capsys)
-    assert code == 0 and out.strip() == f"{bad}: ok: kernel 'partial'"
+    assert code == 0 and out.strip() == f"{bad}: ok: kernel 'partial' (checked with T = f16, bf16, f32)"
 
 
 @pytest.mark.parametrize("command", sorted(NEEDS_KERNEL))
