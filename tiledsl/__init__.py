@@ -6,7 +6,8 @@
 
 from tiledsl.diagnostics import ArgumentError, InternalCompilerError, Loc, TdslError
 from tiledsl.interp.report import InterpError, Report
-from tiledsl.program import Program, load
+from tiledsl.program import Module, Program, load
 
-__all__ = ["ArgumentError", "InternalCompilerError", "InterpError", "Loc", "Program", "Report", "TdslError", "load"]
+__all__ = ["ArgumentError", "InternalCompilerError", "InterpError", "Loc", "Module", "Program", "Report",
+           "TdslError", "load"]
 __version__ = "0.1.0"

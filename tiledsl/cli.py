@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
 import math
 import os
 import sys
@@ -44,7 +45,7 @@ def command(name: str) -> Callable:
 
 # ---------------------------------------------------------------- argument helpers
 
-def _define(text: str) -> tuple[str, int | float]:
+def _number(text: str) -> tuple[str, int | float]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got '{text}'")
     name, value = text.split("=", 1)
@@ -59,10 +60,25 @@ def _define(text: str) -> tuple[str, int | float]:
             raise argparse.ArgumentTypeError(f"value of {name} must be a number, got '{value}'") from None
 
 
+def _define(text: str) -> tuple[str, int | float | str]:
+    """``-D NAME=VALUE``: a number, or a dtype for a dtype parameter (``-D T=bf16``)."""
+    from tiledsl.ir.types import DTYPES
+    name, _, value = text.partition("=")
+    if value in DTYPES and name.isidentifier():
+        return name, value
+    try:
+        return _number(text)
+    except argparse.ArgumentTypeError as e:
+        if "must be a number" not in str(e):
+            raise
+        raise argparse.ArgumentTypeError(f"value of {name} must be a number or a dtype "
+                                         f"({', '.join(DTYPES)}), got '{value}'") from None
+
+
 def _shape(text: str) -> dict[str, int]:
     out = {}
     for part in text.split(","):
-        name, value = _define(part.strip())
+        name, value = _number(part.strip())
         if not isinstance(value, int) or value < 0:
             raise argparse.ArgumentTypeError(f"size of {name} must be a non-negative integer")
         if value > 2**31 - 1:
@@ -94,10 +110,19 @@ def _default_passes() -> tuple[str, ...]:
 
 def _add_defines(p: argparse.ArgumentParser) -> None:
     p.add_argument("-D", dest="defines", action="append", type=_define, default=[], metavar="NAME=VALUE",
-                   help="set a compile-time const or tile param (repeatable), e.g. -D BM=64 -D D=128")
+                   help="set a compile-time const, tile param or dtype param (repeatable), e.g. -D BM=64 "
+                        "-D D=128 -D T=bf16; in a file of several kernels, for every kernel that declares it")
 
 
-def _load(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Any:
+def add_kernel_flag(p: argparse.ArgumentParser, what: str = "the kernel to use") -> None:
+    """``--kernel NAME``: which kernel of a file of several (needed there, except by ``check``)."""
+    p.add_argument("--kernel", metavar="NAME", default=None,
+                   help=f"{what}, in a file of several kernels (required there)")
+
+
+def _load(args: argparse.Namespace, extra: dict[str, Any] | None = None, several: bool = False) -> Any:
+    """The program of FILE (of ``--kernel`` in a file of several kernels); with ``several``, the
+    whole file when no ``--kernel`` is given (a ``Module`` for a file of several kernels)."""
     import tiledsl
     path = Path(args.file)
     if path.is_dir():
@@ -106,10 +131,17 @@ def _load(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Any:
         raise UserError(f"cannot read '{args.file}': no such file")
     params = dict(args.defines)
     params.update(extra or {})
+    kernel = getattr(args, "kernel", None)
     try:
-        return tiledsl.load(path, params=params)
+        prog = tiledsl.load(path, params=params, kernel=kernel)
     except OSError as e:
         raise UserError(f"cannot read '{args.file}': {e.strerror or e}") from None
+    except ArgumentError as e:       # only --kernel can be wrong here
+        raise UserError(f"--kernel: {e}") from None
+    if isinstance(prog, tiledsl.Module) and not several:
+        raise UserError(f"'{args.file}' has {len(prog.kernels)} kernels ({', '.join(prog.names)}): "
+                        f"pick one with --kernel NAME")
+    return prog
 
 
 def check_output_path(out: str | None) -> None:
@@ -159,12 +191,32 @@ def _write_output(out: str | None, text: str | bytes) -> None:
 
 @command("check")
 def cmd_check(args: argparse.Namespace) -> int:
-    prog = _load(args)
-    prog.lower()
-    unbound = prog.unbound_consts
-    note = f" (checked with symbolic {', '.join(unbound)})" if unbound else ""
-    print(f"{args.file}: ok: kernel '{prog.name}'{note}")
+    loaded = _load(args, several=True)
+    for prog in loaded.kernels.values() if args.kernel is None else [loaded]:
+        variants = _dtype_variants(prog)
+        for values in variants:
+            changed = {k: v for k, v in values.items() if v != prog.dtypes[k]}
+            try:
+                (prog.specialize(**changed) if changed else prog).lower()
+            except TdslError as e:
+                e.diagnostics[0].notes.append(f"with {', '.join(f'{k}={v}' for k, v in values.items())} "
+                                              "(check tries every dtype a 'dtype ... in (...)' lists)")
+                raise
+        notes = [f"symbolic {', '.join(prog.unbound_consts)}"] if prog.unbound_consts else []
+        open_dtypes = variants[0].keys() if variants and variants[0] else []
+        notes += [f"{name} = {', '.join(dict.fromkeys(v[name] for v in variants))}" for name in open_dtypes]
+        note = f" (checked with {'; '.join(notes)})" if notes else ""
+        print(f"{args.file}: ok: kernel '{prog.name}'{note}")
     return 0
+
+
+def _dtype_variants(prog: Any) -> list[dict[str, str]]:
+    """The dtype parameters' values ``check`` tries: every combination of the values listed by
+    the parameters that -D leaves open (``dtype T in (f16, bf16)``; one without a list keeps its
+    default: not every dtype makes sense in every kernel). ``[{}]`` when there are none."""
+    listed = [d for d in prog.ast.dtype_params if d.name not in prog.params and d.choices]
+    choices = [[c.id for c in d.choices] for d in listed]
+    return [dict(zip((d.name for d in listed), combo)) for combo in itertools.product(*choices)]
 
 
 @command("compile")
@@ -290,6 +342,9 @@ def _random_inputs(prog: Any, shape: dict[str, int], rng: np.random.Generator,
                 np.zeros(dims, dtype=np_dtype)
         elif p.dtype == "i32":
             args[p.name] = rng.integers(-8, 8, size=dims).astype(np.int32)
+        elif p.dtype == "bf16":     # values the kernel holds exactly, so the reference sees them too
+            from tiledsl.interp.numerics import round_bf16
+            args[p.name] = round_bf16(rng.standard_normal(dims).astype(np_dtype))
         else:
             args[p.name] = rng.standard_normal(dims).astype(np_dtype)
     for p in prog.scalar_params:
@@ -402,25 +457,43 @@ def _gpu_target(args: argparse.Namespace) -> str:
     return target
 
 
-def _to_gpu(inputs: dict[str, Any]) -> dict[str, Any]:
+def _to_gpu(inputs: dict[str, Any], prog: Any) -> dict[str, Any]:
     try:
         import cupy
     except ImportError:
         raise UserError("--device cuda needs CuPy (pip install cupy-cuda12x or cupy-cuda13x)") from None
-    return {k: cupy.asarray(v) if isinstance(v, np.ndarray) else v for k, v in inputs.items()}
+    host = device_layout(prog, inputs)
+    return {k: cupy.asarray(v) if isinstance(v, np.ndarray) else v for k, v in host.items()}
+
+
+def device_layout(prog: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+    """The host arrays as the GPU is to hold them: a bf16 tensor's values (f32 arrays, from
+    ``_random_inputs``) as their 16-bit patterns, since CuPy has no bfloat16."""
+    bf16 = {p.name for p in prog.tensor_params if p.dtype == "bf16"}
+    return {k: bf16_bits(v) if k in bf16 else v for k, v in inputs.items()}
+
+
+def bf16_bits(x: np.ndarray) -> np.ndarray:
+    from tiledsl.interp.numerics import round_bf16
+    return (round_bf16(x).view(np.uint32) >> 16).astype(np.uint16)
+
+
+def bf16_values(bits: np.ndarray) -> np.ndarray:
+    return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
 def _run_on_gpu(args: argparse.Namespace, prog: Any, inputs: dict[str, Any]) -> None:
     from tiledsl.runtime.cuda import LaunchError
     kernel = prog.compile(target=_gpu_target(args)).launcher()
-    gpu = _to_gpu(inputs)
+    gpu = _to_gpu(inputs, prog)
     try:
         kernel(**gpu)
     except LaunchError as e:
         raise UserError(str(e)) from None
     for p in prog.tensor_params:
         if p.out:
-            inputs[p.name][...] = gpu[p.name].get()
+            out = gpu[p.name].get()
+            inputs[p.name][...] = bf16_values(out) if p.dtype == "bf16" else out
     print(f"ran '{prog.name}' on the GPU ({_gpu_target(args)})")
 
 
@@ -456,7 +529,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from tiledsl.runtime.cuda import LaunchError
     from tiledsl.tune import BATCH, time_launch
     prog = _program_for_shape(args)
-    inputs = _to_gpu(_random_inputs(prog, args.shape or {}, np.random.default_rng(args.seed), dict(args.arg)))
+    inputs = _random_inputs(prog, args.shape or {}, np.random.default_rng(args.seed), dict(args.arg))
+    inputs = _to_gpu(inputs, prog)
     kernel = prog.compile(target=_gpu_target(args)).launcher()
     try:
         ms = time_launch(kernel, inputs, warmup=args.warmup, reps=args.reps)
@@ -482,8 +556,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     space = dict(args.space)
     if not space:
         raise UserError("give the search space: --space BM=64,128 --space BN=32,64")
-    inputs = _to_gpu(_random_inputs(prog, shape, np.random.default_rng(args.seed), dict(args.arg)))
-    key = {**shape, **{k: v for k, v in prog.params.items() if k not in space}}
+    inputs = _to_gpu(_random_inputs(prog, shape, np.random.default_rng(args.seed), dict(args.arg)), prog)
+    # The dtype parameters' values are in the key whether given or defaults: f16 and bf16 differ.
+    key = {**shape, **{k: v for k, v in prog.params.items() if k not in space}, **prog.dtypes}
     best, ms, results = tune(prog, space, inputs, key, target=_gpu_target(args))
     for params, t in results:
         print(f"  {params}: {t if isinstance(t, str) else f'{t:.4f} ms'}")
@@ -507,10 +582,11 @@ def _add_gpu_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", default=None, help=f"{_target_names('nvptx')} (default sm_90; sm_90a runs on "
                                                   "H100/H200 only: dots whose operands sit in LDS become wgmma)")
     p.add_argument("--shape", type=_shape, metavar="DIM=N,...", help="sizes of the tensor dims")
-    p.add_argument("--arg", action="append", type=_define, default=[], metavar="NAME=VALUE",
+    p.add_argument("--arg", action="append", type=_number, default=[], metavar="NAME=VALUE",
                    help="value of a scalar parameter")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the random inputs")
     _add_defines(p)
+    add_kernel_flag(p)
 
 
 # ---------------------------------------------------------------- parser
@@ -536,10 +612,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("check", help="parse and check a program; report errors as file:line:col",
-                       description="Parse and check FILE (syntax, shapes, dtypes, levels). Consts without a "
-                                   "value are checked symbolically. Exit 0 when the program is valid, 1 otherwise.")
+                       description="Parse and check FILE (syntax, shapes, dtypes, levels), every kernel "
+                                   "of it. Consts without a value are checked symbolically. Exit 0 when the "
+                                   "program is valid, 1 otherwise.")
     p.add_argument("file", metavar="FILE", help="the .tdsl program")
     _add_defines(p)
+    add_kernel_flag(p, "check only this kernel (default: every kernel of the file)")
 
     p = sub.add_parser("compile", help="print a program at a stage of the pipeline (AST, tile IR, ...)",
                        description="Compile FILE and print the result of one stage.")
@@ -561,6 +639,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the IR after every pass of every stage that runs (tile IR, layout IR, thread IR, "
                         "LLVM) to stderr")
     _add_defines(p)
+    add_kernel_flag(p)
 
     p = sub.add_parser("resources", help="compile and report registers, spills, scratch, LDS and occupancy",
                        description="Compile FILE for --target and print the resources read from the code "
@@ -569,6 +648,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target", default="gfx942", help=f"{_target_names('native')} (default gfx942)")
     p.add_argument("--no-matrix-cores", action="store_true", help="AMDGPU: FMAs instead of MFMA/WMMA")
     _add_defines(p)
+    add_kernel_flag(p)
 
     p = sub.add_parser("run", help="interpret a program on random inputs and compare with a NumPy reference",
                        description="Make random inputs for the given shape, interpret FILE, check bounds, LDS "
@@ -581,8 +661,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ref", metavar="PY:FUNC",
                    help="reference function FILE.py:NAME taking the inputs and params by name and returning "
                         "the out tensor (or a dict of them); default: reference.py beside FILE, function "
-                        "named like the kernel")
-    p.add_argument("--arg", action="append", type=_define, default=[], metavar="NAME=VALUE",
+                        "named like the kernel (the --kernel chosen, in a file of several)")
+    p.add_argument("--arg", action="append", type=_number, default=[], metavar="NAME=VALUE",
                    help="value of a scalar parameter (default: random in [0.05, 0.5) for floats, 1 for ints)")
     p.add_argument("--tol", type=float, default=None,
                    help="relative error tolerance (default by dtype: f32 1e-4, f16 2e-3, bf16 1.6e-2)")
@@ -599,6 +679,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nan-fill", action="store_true",
                    help="thread level: fill uninitialised LDS with NaN so reads of it poison the result")
     _add_defines(p)
+    add_kernel_flag(p)
 
     p = sub.add_parser("bench", help="time a kernel on the GPU (CUDA events, warm-up, median of many runs)",
                        description="Compile FILE for an NVIDIA target, launch it on random inputs of --shape "

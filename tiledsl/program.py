@@ -1,12 +1,18 @@
-"""The Python API: ``tiledsl.load`` → :class:`Program`.
+"""The Python API: ``tiledsl.load`` → :class:`Program` (or :class:`Module`).
 
-A program is a parsed kernel plus compile-time parameter values. Tile IR is built
+A program is one parsed kernel plus compile-time parameter values. Tile IR is built
 (and checked) for those values; a ``const`` dim without a value is bound from the
-argument shapes when interpreting, which specialises the program.
+argument shapes when interpreting, and a ``dtype`` parameter not given a value from the
+arrays' dtypes, which specialises the program.
+
+A file of several kernels loads as a :class:`Module`, a table of programs by kernel name
+that cannot itself run: ``load(path).kernels["combine"]`` (or ``load(path, kernel="combine")``)
+is the program of one kernel.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -16,7 +22,7 @@ import numpy as np
 
 from tiledsl.diagnostics import ArgumentError, Source, TdslError
 from tiledsl.frontend import ast
-from tiledsl.frontend.parser import parse
+from tiledsl.frontend.parser import parse_kernels
 from tiledsl.interp.arguments import scalar_value, tensor_storage, write_back
 from tiledsl.interp.block import BlockInterpreter, GlobalTensor, check_coverage
 from tiledsl.interp.limits import check_argument_sizes
@@ -24,23 +30,37 @@ from tiledsl.interp.report import Report
 from tiledsl.ir import ops
 from tiledsl.ir.parser import parse_op
 from tiledsl.ir.printer import print_op
+from tiledsl.ir.types import DTYPES
 from tiledsl.stages import Options, internal_errors, run_until
 from tiledsl.targets import UnknownTargetError, get_target
 
 
+class KernelTable(dict):
+    """The kernels of one file by name (a ``dict[str, Program]``); a name it lacks is a KeyError
+    that lists the names it has."""
+
+    def __missing__(self, name: str) -> Program:
+        raise KeyError(f"no kernel '{name}' (the kernels: {', '.join(self)})")
+
+
 @dataclass
 class Program:
-    """A checked kernel. Build with :func:`load`."""
+    """A checked kernel. Build with :func:`load`.
+
+    ``params``: compile-time values by name — numbers for ``const`` and ``param``, dtype names
+    (``"bf16"``) for ``dtype`` parameters."""
 
     source: Source
     ast: ast.Kernel
-    params: dict[str, int | float] = field(default_factory=dict)
+    params: dict[str, int | float | str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._specialized: dict[tuple, Program] = {}
         #: Each compile stage's result for this program, by (stage, target, options): kept by
         #: ``tiledsl.stages.run_until``, so every stage runs once per program.
         self.stage_results: dict[tuple, tuple[Any, Any]] = {}
+        #: The kernels of the file this program was loaded from (set by :func:`load`).
+        self._file_kernels: KernelTable | None = None
 
     # ------------------------------------------------------------ structure
     @property
@@ -48,12 +68,29 @@ class Program:
         return self.ast.name
 
     @property
+    def kernels(self) -> KernelTable:
+        """The kernels of this program's file by name, this one among them: ``{name: self}`` for a
+        file of one kernel (and for a program made by :meth:`specialize`)."""
+        return self._file_kernels if self._file_kernels is not None else KernelTable({self.name: self})
+
+    @property
+    def dtypes(self) -> dict[str, str]:
+        """The value of each ``dtype`` parameter: given in ``params``, else its default."""
+        return {d.name: str(self.params.get(d.name, d.default.id)) for d in self.ast.dtype_params}
+
+    @property
     def tensor_params(self) -> list[ast.TensorParam]:
-        return [p for p in self.ast.params if isinstance(p, ast.TensorParam)]
+        """The tensor parameters, a dtype parameter in their dtype replaced by its value."""
+        return [self._resolved(p) for p in self.ast.params if isinstance(p, ast.TensorParam)]
 
     @property
     def scalar_params(self) -> list[ast.ScalarParam]:
-        return [p for p in self.ast.params if isinstance(p, ast.ScalarParam)]
+        """The scalar parameters, a dtype parameter in their dtype replaced by its value."""
+        return [self._resolved(p) for p in self.ast.params if isinstance(p, ast.ScalarParam)]
+
+    def _resolved(self, p: Any) -> Any:
+        dtypes = self.dtypes
+        return dataclasses.replace(p, dtype=dtypes[p.dtype]) if p.dtype in dtypes else p
 
     @property
     def unbound_consts(self) -> list[str]:
@@ -80,7 +117,7 @@ class Program:
         """The tile IR after ``passes``, computed once; callers must not mutate it."""
         return run_until(self, "ir", options=Options(tile_passes=passes))
 
-    def specialize(self, **params: float) -> Program:
+    def specialize(self, **params: float | str) -> Program:
         """The same kernel with more compile-time values fixed (cached per values)."""
         key = tuple(sorted(params.items()))
         if key not in self._specialized:
@@ -97,19 +134,44 @@ class Program:
                                           + str({c: "..." for c in self.unbound_consts}), source=self.source)
         return compile_program(self, target, matrix)
 
+    def launcher(self, target: str = "sm_90") -> Any:
+        """A callable that launches this kernel on an NVIDIA GPU with arrays by name, binding what
+        :meth:`interpret` binds from them (unbound consts from the shapes, dtype parameters not in
+        ``params`` from the arrays' dtypes) and compiling each specialisation for ``target`` once.
+        ``compile(target).launcher()`` launches one compiled specialisation."""
+        from tiledsl.runtime.cuda import ProgramLauncher
+        return ProgramLauncher(self, target)
+
     # ------------------------------------------------------------ running
     def bind_shapes(self, args: Mapping[str, Any]) -> tuple[Program, dict[str, int]]:
-        """Check argument shapes against the parameters; return the program
-        specialised for unbound consts and the runtime dim sizes. Raises ArgumentError."""
-        dims: dict[str, int] = {}
-        where: dict[str, str] = {}
+        """Check the NumPy arrays ``args`` against the parameters; return the program specialised
+        for them (:meth:`bind`) and the run-time dim sizes. Raises ArgumentError."""
+        shapes: dict[str, tuple[int, ...]] = {}
+        dtypes: dict[str, str | None] = {}
         for p in self.tensor_params:
             if p.name not in args:
                 raise ArgumentError(f"missing argument '{p.name}'")
             arr = args[p.name]
-            shape = np.shape(arr) if isinstance(arr, np.ndarray) else None
-            if shape is None:
+            if not isinstance(arr, np.ndarray):
                 raise ArgumentError(f"'{p.name}' must be a NumPy array, got {type(arr).__name__}")
+            shapes[p.name], dtypes[p.name] = np.shape(arr), array_dtype(arr.dtype)
+        return self.bind(shapes, dtypes)
+
+    def bind(self, shapes: Mapping[str, tuple[int, ...]], dtypes: Mapping[str, str | None]
+             ) -> tuple[Program, dict[str, int]]:
+        """The program specialised for arguments of these shapes and dtypes (by tensor name; a
+        dtype None where the array's is none of tiledsl's), and the run-time dim sizes.
+
+        An unbound const takes the size of the dim of its name. A dtype parameter not in ``params``
+        takes the dtype of the arrays of the tensors declared with it, where that dtype is one the
+        parameter may take (the arrays of other dtypes are converted as for a fixed dtype); arrays
+        of two such dtypes are an error. Raises ArgumentError."""
+        dims: dict[str, int] = {}
+        where: dict[str, str] = {}
+        for p in self.tensor_params:
+            if p.name not in shapes:
+                raise ArgumentError(f"missing argument '{p.name}'")
+            shape = tuple(shapes[p.name])
             if len(shape) != len(p.dims):
                 raise ArgumentError(f"'{p.name}' must have {len(p.dims)} dims {p.dims}, got shape {shape}")
             for d, n in zip(p.dims, shape):
@@ -133,8 +195,29 @@ class Program:
         for name in self.unbound_consts:
             if name not in dims and name not in extra:
                 raise ArgumentError(f"const {name} has no value: pass params={{'{name}': ...}}")
+        extra.update(self._dtypes_of_arrays(dtypes))
         prog = self.specialize(**extra) if extra else self
         return prog, dims
+
+    def _dtypes_of_arrays(self, dtypes: Mapping[str, str | None]) -> dict[str, str]:
+        """The dtype parameters that the arrays bind (see :meth:`bind`), where not their default."""
+        bound: dict[str, str] = {}
+        for d in self.ast.dtype_params:
+            if d.name in self.params:
+                continue
+            allowed = [c.id for c in d.choices] if d.choices else DTYPES
+            seen: dict[str, str] = {}           # dtype -> the first tensor with it
+            for p in self.ast.params:
+                if isinstance(p, ast.TensorParam) and p.dtype == d.name and dtypes.get(p.name) in allowed:
+                    seen.setdefault(str(dtypes[p.name]), p.name)
+            if len(seen) > 1:
+                (a, pa), (b, pb) = list(seen.items())[:2]
+                raise ArgumentError(f"dtype {d.name} is taken from the arrays, but '{pa}' is {a} and "
+                                    f"'{pb}' is {b}: give arrays of one dtype, or fix it with "
+                                    f"params={{'{d.name}': ...}}")
+            if seen and next(iter(seen)) != d.default.id:
+                bound[d.name] = next(iter(seen))
+        return bound
 
     def prepare_arguments(self, args: Mapping[str, Any]
                           ) -> tuple[Program, dict[str, GlobalTensor], dict[str, Any], dict[str, int]]:
@@ -149,10 +232,10 @@ class Program:
             if p.name not in args:
                 raise ArgumentError(f"missing argument '{p.name}'")
         prog, dims = self.bind_shapes(args)
-        check_argument_sizes(self.tensor_params, {p.name: np.shape(args[p.name]) for p in self.tensor_params},
+        check_argument_sizes(prog.tensor_params, {p.name: np.shape(args[p.name]) for p in prog.tensor_params},
                              self.ast.loc, self.source)
-        tensors = {p.name: tensor_storage(p, args[p.name]) for p in self.tensor_params}
-        scalars = {p.name: scalar_value(p, args[p.name]) for p in self.scalar_params}
+        tensors = {p.name: tensor_storage(p, args[p.name]) for p in prog.tensor_params}
+        scalars = {p.name: scalar_value(p, args[p.name]) for p in prog.scalar_params}
         return prog, tensors, scalars, dims
 
     def interpret(self, level: str = "block", target: str | None = None, *, shuffle_blocks: bool = False,
@@ -221,21 +304,120 @@ class Program:
                          shuffle_blocks=shuffle_blocks, nan_fill=nan_fill, seed=seed)
 
 
-def load(path_or_source: str | os.PathLike, params: Mapping[str, int | float] | None = None) -> Program:
+@dataclass(repr=False)
+class Module:
+    """A file of several kernels, as :func:`load` returns it. It is not a program: its
+    ``interpret``, ``compile`` and the like raise :class:`~tiledsl.ArgumentError` naming the
+    kernels; pick one with ``module.kernels["name"]`` (or ``load(path, kernel="name")``).
+
+    A file's kernels are separate programs (each its own symbol, tile IR and artifacts) that
+    share the file and the ``params`` given to :func:`load`; one call cannot stand for all of
+    them, so a module refuses to guess rather than run the first.
+    """
+
+    source: Source
+    kernels: KernelTable
+    params: dict[str, int | float | str] = field(default_factory=dict)
+
+    @property
+    def names(self) -> list[str]:
+        """The kernels' names, in the order of the file."""
+        return list(self.kernels)
+
+    def __repr__(self) -> str:
+        return f"Module({self.source.name!r}, kernels={self.names}, params={self.params})"
+
+    def pick_one(self) -> ArgumentError:
+        """The error for using the module as one program."""
+        first = self.names[0]
+        return ArgumentError(f"'{self.source.name}' has {len(self.kernels)} kernels "
+                             f"({', '.join(self.names)}): pick one with .kernels['{first}'] or "
+                             f"tiledsl.load(path, kernel='{first}')")
+
+    def interpret(self, *args: Any, **kwargs: Any) -> Report:
+        raise self.pick_one()
+
+    def compile(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.pick_one()
+
+    def launcher(self, *args: Any, **kwargs: Any) -> Any:
+        raise self.pick_one()
+
+    def specialize(self, **params: Any) -> Program:
+        raise self.pick_one()
+
+    def tile_ir(self) -> ops.KernelOp:
+        raise self.pick_one()
+
+    def lowered(self, *args: Any, **kwargs: Any) -> ops.KernelOp:
+        raise self.pick_one()
+
+
+def load(path_or_source: str | os.PathLike, params: Mapping[str, int | float | str] | None = None,
+         kernel: str | None = None) -> Program | Module:
     """Parse and check a .tdsl program from a path or from source text.
 
-    Raises :class:`tiledsl.TdslError` (with file:line:col) for a mistake in the program.
+    ``params`` gives compile-time values by name (numbers; dtype names such as ``"bf16"`` for
+    ``dtype`` parameters). A file of one kernel gives its :class:`Program`; a file of several
+    gives a :class:`Module` (every kernel checked, ``params`` applying to each kernel that
+    declares them), unless ``kernel`` names the one to return (only it is checked).
+
+    Raises :class:`tiledsl.TdslError` (with file:line:col) for a mistake in the program, among
+    them a param that no kernel of the file declares; :class:`tiledsl.ArgumentError` for a
+    ``kernel`` the file does not have.
     """
     text, name = _read(path_or_source)
     source = Source(name, text)
     try:
-        kernel = parse(text, name)
+        asts = parse_kernels(text, name)
     except TdslError as e:
         e.source = source
         raise
-    prog = Program(source, kernel, dict(params or {}))
-    prog.tile_ir()
-    return prog
+    params = dict(params or {})
+    if len(asts) == 1:      # sema reports a param the kernel does not declare
+        programs = [Program(source, asts[0], params)]
+    else:
+        _check_declared(asts, params, source)
+        programs = [Program(source, k, {n: v for n, v in params.items() if n in _declared(k)}) for k in asts]
+    table = KernelTable((p.name, p) for p in programs)
+    for p in programs:
+        p._file_kernels = table
+    if kernel is not None:
+        if kernel not in table:
+            raise ArgumentError(f"'{name}' has no kernel '{kernel}' (its kernels: {', '.join(table)})")
+        table[kernel].tile_ir()
+        return table[kernel]
+    for p in programs:
+        p.tile_ir()
+    return programs[0] if len(programs) == 1 else Module(source, table, params)
+
+
+def _declared(kernel: ast.Kernel) -> set[str]:
+    """The compile-time names a kernel declares (what ``params`` may set)."""
+    return {c.name for c in kernel.consts} | {p.name for p in kernel.tile_params} | \
+        {d.name for d in kernel.dtype_params}
+
+
+def _check_declared(kernels: list[ast.Kernel], params: Mapping[str, Any], source: Source) -> None:
+    """A param that no kernel of the file declares is a mistake (a typo would otherwise go unseen)."""
+    for name in params:
+        if not any(name in _declared(k) for k in kernels):
+            declares = "; ".join(f"{k.name}: {', '.join(sorted(_declared(k))) or 'none'}" for k in kernels)
+            raise TdslError(kernels[0].loc, f"unknown parameter '{name}': no kernel of the file declares it",
+                            [f"the kernels declare: {declares}"], source=source)
+
+
+#: NumPy's names (ml_dtypes' for bfloat16 and fp8) of the array dtypes that name a tiledsl dtype,
+#: for binding a dtype parameter from the arrays; only the dtypes in ``tiledsl.ir.types.DTYPES`` count.
+_NUMPY_DTYPES = {"float16": "f16", "bfloat16": "bf16", "float32": "f32", "int32": "i32", "int8": "i8",
+                 "uint8": "u8", "int16": "i16", "uint32": "u32", "int64": "i64", "float8_e4m3fn": "f8e4m3",
+                 "float8_e5m2": "f8e5m2"}
+
+
+def array_dtype(dtype: Any) -> str | None:
+    """The tiledsl dtype an array of NumPy dtype ``dtype`` holds exactly, or None."""
+    name = _NUMPY_DTYPES.get(np.dtype(dtype).name)
+    return name if name in DTYPES else None
 
 
 def _read(path_or_source: str | os.PathLike) -> tuple[str, str]:

@@ -82,12 +82,12 @@ def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
 def test_check_ok_with_symbolic_const(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_main(["check", ATTENTION], capsys)
     assert code == 0 and err == ""
-    assert out.strip() == f"{ATTENTION}: ok: kernel 'attention' (checked with symbolic D)"
+    assert out.strip() == f"{ATTENTION}: ok: kernel 'attention' (checked with symbolic D; T = f16, bf16)"
 
 
 def test_check_with_defines(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_main(["check", ATTENTION, "-D", "D=64", "-D", "BM=32", "-D", "CAUSAL=1"], capsys)
-    assert code == 0 and out.strip() == f"{ATTENTION}: ok: kernel 'attention'"
+    assert code == 0 and out.strip() == f"{ATTENTION}: ok: kernel 'attention' (checked with T = f16, bf16)"
 
 
 def test_check_unknown_define_is_a_located_error(capsys: pytest.CaptureFixture[str]) -> None:

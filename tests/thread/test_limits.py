@@ -150,11 +150,17 @@ def test_an_lds_tile_read_for_a_dot_is_not_counted_as_registers() -> None:
     _check(tiledsl.load(source), "sm_90")
 
 
+def _attention_line(text: str) -> int:
+    """The line of examples/attention.tdsl that holds ``text``."""
+    lines = (EXAMPLES / "attention.tdsl").read_text().splitlines()
+    return next(i for i, line in enumerate(lines, 1) if text in line)
+
+
 def test_attention_with_a_256_wide_accumulator_is_refused_on_sm_90() -> None:
     prog = tiledsl.load(EXAMPLES / "attention.tdsl", params={"D": 256})
     err = _refused(prog, "sm_90")
     assert err.message.startswith("this f32[128,256] tile needs at least 256 32-bit registers")
-    _at(err, 27, 9)          # acc = fill(0, f32[BM, D]) @ rows
+    _at(err, _attention_line("acc = fill(0, f32[BM, D]) @ rows"), 9)
 
 
 def test_a_pipelined_loop_whose_buffers_cannot_fit_is_refused_at_the_loop() -> None:
@@ -163,7 +169,7 @@ def test_a_pipelined_loop_whose_buffers_cannot_fit_is_refused_at_the_loop() -> N
     assert err.message == ("this loop, pipelined with 16 stages, needs at least 262144 bytes of LDS (16 buffers "
                            "of ks 8192 B and vs 8192 B) but sm_90 has 232448")
     assert err.diagnostics[0].notes[0] == "at most 14 stages fit with these tiles on sm_90"
-    _at(err, 34, 3)          # for n in 0 .. hi step BN pipeline STAGES
+    _at(err, _attention_line("for n in 0 .. hi step BN pipeline STAGES"), 3)
 
 
 def test_the_tiles_live_across_a_pipelined_loop_count_against_its_lds() -> None:

@@ -74,10 +74,10 @@ def _cast(s: Sema, e: ast.Call) -> Any:
 @builtin("fill")
 def _fill(s: Sema, e: ast.Call) -> Value:
     value, ty = _args(s, e, 2)
-    if not (isinstance(ty, ast.Subscript) and isinstance(ty.base, ast.Name) and ty.base.id in
-            ("f16", "bf16", "f32", "i32", "i1")):
+    is_type = isinstance(ty, ast.Subscript) and isinstance(ty.base, ast.Name)
+    dtype = s.dtype_name(ty.base.id) if is_type else None
+    if dtype is None:
         raise TdslError(ty.loc, "fill() needs a tile type as its second argument, e.g. f32[BM, D]")
-    dtype = ty.base.id
     shape = []
     for i in ty.indices:
         if i.kind != "scalar":

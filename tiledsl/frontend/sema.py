@@ -7,6 +7,7 @@ IR value. Every user mistake is a located :class:`TdslError`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +56,15 @@ class LayoutRef:
     text: str
 
 
-SemaValue = Any  # Static | Value | Unbound | TensorRef | LdsRef | LayoutRef
+@dataclass
+class DtypeRef:
+    """A dtype parameter (``dtype T = f16``) and the dtype it is bound to."""
+
+    name: str
+    dtype: str
+
+
+SemaValue = Any  # Static | Value | Unbound | TensorRef | LdsRef | LayoutRef | DtypeRef
 
 _BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "//": "floordiv", "%": "mod",
            "<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne", "and": "and", "or": "or"}
@@ -79,6 +88,8 @@ class Sema:
         self.assign_locs: dict[str, Loc] = {}
         self.runtime_dims: dict[str, tuple[str, int]] = {}
         self.params: dict[str, int | float] = {}
+        #: The dtype parameters' values (kept out of ``params``: the IR has only the dtypes themselves).
+        self.dtypes: dict[str, str] = {}
         self.block_size: tuple[int, str] | None = None
 
     # ------------------------------------------------------------ helpers
@@ -128,6 +139,8 @@ class Sema:
             return "a layout"
         if isinstance(v, Unbound):
             return f"const '{v.name}' (it has no value: pass -D {v.name}=...)"
+        if isinstance(v, DtypeRef):
+            return "a dtype parameter"
         return _type_str(v)
 
     def static_int(self, e: ast.Expr, what: str, allow_sym: bool = False) -> Dim:
@@ -151,16 +164,21 @@ class Sema:
         k = self.k
         known = {c.name for c in k.consts} | {p.name for p in k.tile_params}
         for name in self.overrides:
-            if name not in known:
+            if name not in known and name not in {d.name for d in k.dtype_params}:
+                declared = known | {d.name for d in k.dtype_params}
                 raise self.err(k.loc, f"unknown parameter '{name}'",
-                               f"the kernel declares: {', '.join(sorted(known)) or 'none'}")
+                               f"the kernel declares: {', '.join(sorted(declared)) or 'none'}")
         seen: dict[str, Loc] = {}
-        for p in [*k.params, *k.consts, *k.tile_params]:
+        for p in [*k.params, *k.dtype_params, *k.consts, *k.tile_params]:
             if p.name in seen:
                 raise self.err(p.loc, f"'{p.name}' is declared twice (first at {seen[p.name]})")
             if p.name in BUILTINS or p.name in DTYPES or p.name in CONSTANTS:
                 raise self.err(p.loc, f"'{p.name}' is a built-in name")
             seen[p.name] = p.loc
+        for d in k.dtype_params:
+            self.bind_dtype(d)
+        params = [dataclasses.replace(p, dtype=self.dtype_of(p.dtype, p.dtype_loc or p.loc))
+                  for p in k.params]
         for c in k.consts:
             if c.name in self.overrides:
                 self.bind_param(c.name, self.overrides[c.name], c.loc)
@@ -172,7 +190,7 @@ class Sema:
             value = self.overrides[p.name] if p.name in self.overrides else self.static_scalar(p.default)
             self.bind_param(p.name, value, p.loc)
         arg_types: list[Any] = []
-        for p in k.params:
+        for p in params:
             if isinstance(p, ast.TensorParam):
                 if p.dtype == "i1":
                     raise self.err(p.loc, "tensors of i1 are not supported")
@@ -213,10 +231,10 @@ class Sema:
         self.emit(ops.YieldOp(extents, [], loc=k.grid.loc))
         self.blocks.pop()
 
-        body = Block(arg_types, [p.name for p in k.params])
+        body = Block(arg_types, [p.name for p in params])
         self.blocks.append(body)
         self.scopes.append({})
-        for p, a in zip(k.params, body.args):
+        for p, a in zip(params, body.args):
             self.bind(p.name, TensorRef(a, p) if isinstance(p, ast.TensorParam) else a)
         for axis, name in enumerate(k.grid.names):
             if name in seen:
@@ -228,6 +246,51 @@ class Sema:
         attrs = {"sym_name": k.name, "block": block_size, "block_unit": k.block.unit,
                  "params": dict(self.params), "grid_names": list(k.grid.names), "block_loc": k.block.loc}
         return ops.KernelOp([], [], attrs, [grid_block, body], loc=k.loc)
+
+    def bind_dtype(self, d: ast.DtypeDecl) -> None:
+        """Check a ``dtype`` declaration and bind its parameter: to the value given for it
+        (``-D T=bf16``, ``params={"T": "bf16"}``) or to its default."""
+        choices: list[str] = []
+        for c in d.choices or []:
+            if c.id in choices:
+                raise self.err(c.loc, f"'{c.id}' is listed twice")
+            choices.append(self.known_dtype(c))
+        allowed = choices or list(DTYPES)
+        default = self.known_dtype(d.default)
+        if default not in allowed:
+            raise self.err(d.default.loc,
+                           f"the default {default} is not one of {d.name}'s dtypes ({', '.join(choices)})")
+        value = self.overrides.get(d.name, default)
+        if not isinstance(value, str) or value not in DTYPES:
+            raise self.err(d.loc, f"dtype parameter '{d.name}' must be a dtype, got {value!r}",
+                           f"dtypes: {', '.join(DTYPES)}")
+        if value not in allowed:
+            raise self.err(d.loc, f"{d.name}={value} is not allowed: {d.name} is one of {', '.join(choices)}")
+        self.dtypes[d.name] = value
+        self.bind(d.name, DtypeRef(d.name, value))
+
+    def known_dtype(self, name: ast.Name) -> str:
+        if name.id not in DTYPES:
+            raise self.err(name.loc, f"unknown dtype '{name.id}'", f"dtypes: {', '.join(DTYPES)}")
+        return name.id
+
+    def dtype_name(self, name: str) -> str | None:
+        """The dtype ``name`` stands for where a dtype is written: itself if it is a dtype, the
+        value of a dtype parameter; None for any other name."""
+        if name in DTYPES:
+            return name
+        v = self.lookup_quiet(name)
+        return v.dtype if isinstance(v, DtypeRef) else None
+
+    def dtype_of(self, name: str, loc: Loc) -> str:
+        """:meth:`dtype_name`, or a located error for a name that is not a dtype."""
+        dtype = self.dtype_name(name)
+        if dtype is None:
+            own = [d.name for d in self.k.dtype_params]
+            raise self.err(loc, f"unknown dtype '{name}'", f"dtypes: {', '.join(DTYPES)}"
+                           + (f"; this kernel's dtype parameters: {', '.join(own)}" if own else
+                              "; a dtype parameter is declared in the header, e.g. 'dtype T = f16'"))
+        return dtype
 
     def bind_param(self, name: str, value: Any, loc: Loc) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -264,11 +327,12 @@ class Sema:
 
     def stmt_LdsDecl(self, s: ast.LdsDecl) -> None:
         self.check_fresh(s.name, s.loc, "LDS tile")
+        dtype = self.dtype_of(s.dtype, s.dtype_loc or s.loc)
         shape = tuple(self.static_int(e, "an LDS tile dim", allow_sym=True) for e in s.shape)
         for d, e in zip(shape, s.shape):
             if isinstance(d, int) and d < 1:
                 raise self.err(e.loc, f"LDS tile dims must be positive, got {d}")
-        op = self.emit(ops.LdsAllocOp([], [LdsType(s.dtype, shape)], loc=s.loc, hints=[s.name]))
+        op = self.emit(ops.LdsAllocOp([], [LdsType(dtype, shape)], loc=s.loc, hints=[s.name]))
         self.bind(s.name, LdsRef(op.result, s))
 
     def stmt_LayoutDecl(self, s: ast.LayoutDecl) -> None:
@@ -294,7 +358,7 @@ class Sema:
             if s.name in scope:
                 existing = scope[s.name]
                 break
-        if isinstance(existing, (TensorRef, LdsRef, LayoutRef, Unbound)) or (
+        if isinstance(existing, (TensorRef, LdsRef, LayoutRef, Unbound, DtypeRef)) or (
                 isinstance(existing, Static) and s.name in self.params):
             raise self.err(s.loc, f"cannot assign to {self.describe(existing)} '{s.name}'",
                            "LDS tiles and tensors are written with '<-'")
@@ -534,7 +598,7 @@ class Sema:
         return Static(e.value, "f32")
 
     def expr_Name(self, e: ast.Name) -> SemaValue:
-        if e.id in DTYPES:
+        if self.dtype_name(e.id) is not None:
             raise self.err(e.loc, f"'{e.id}' is a dtype, not a value",
                            f"cast with {e.id}(x) or give a tile type as in fill(0, {e.id}[M, N])")
         return self.lookup(e.id, e.loc)
@@ -691,7 +755,7 @@ class Sema:
         return self.emit(ops.TransposeOp([v], [TileType(t.dtype, (t.shape[1], t.shape[0]))], loc=e.loc)).result
 
     def expr_Subscript(self, e: ast.Subscript) -> SemaValue:
-        if isinstance(e.base, ast.Name) and e.base.id in DTYPES:
+        if isinstance(e.base, ast.Name) and self.dtype_name(e.base.id) is not None:
             raise self.err(e.loc, f"a tile type ({e.base.id}[...]) is not a value",
                            f"to make a tile write fill(0, {e.base.id}[...])")
         base = self.expr(e.base)
@@ -759,8 +823,10 @@ class Sema:
                        f"or declare 'const {d}'")
 
     def expr_Call(self, e: ast.Call) -> SemaValue:
-        if e.func in DTYPES:
-            return BUILTINS["__cast__"](self, e)
+        dtype = self.dtype_name(e.func)
+        if dtype is not None:
+            # A cast; to a dtype parameter, the cast to its value.
+            return BUILTINS["__cast__"](self, e if dtype == e.func else dataclasses.replace(e, func=dtype))
         if e.func not in BUILTINS or e.func.startswith("__"):
             v = self.lookup_quiet(e.func)
             if v is not None:

@@ -2,12 +2,16 @@
 
     kernel = program.compile(target="sm_90").launcher()
     kernel(Q=q, K=k, V=v, O=o, scale=0.125)           # CuPy or PyTorch arrays, by name
+    kernel = program.launcher(target="sm_90")          # binds consts and dtypes from the arrays
+    kernel(Q=q_bf16, K=k_bf16, V=v_bf16, O=o_bf16, scale=0.125)
 
 Arrays may be anything exposing ``__cuda_array_interface__`` (CuPy, PyTorch CUDA tensors,
 Numba) or DLPack (converted through CuPy). The launcher checks dtypes, ranks, contiguity
 and the compile-time dims, derives the run-time dims from the shapes, computes the grid,
 and launches the PTX through CuPy's driver bindings (the module is loaded once, with
-the dynamic shared memory the kernel needs opted in above 48 KiB).
+the dynamic shared memory the kernel needs opted in above 48 KiB). A program's launcher
+(:class:`ProgramLauncher`) first binds from the arrays what ``interpret`` binds — unbound
+consts from the shapes, dtype parameters from the dtypes — and compiles each specialisation once.
 """
 
 from __future__ import annotations
@@ -17,9 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from tiledsl.diagnostics import ArgumentError
 from tiledsl.interp.limits import MAX_TENSOR_ELEMENTS
 
+#: The typestrs of the arrays a tensor of each dtype accepts; the first is the dtype's own (bf16:
+#: PyTorch's), which binds a dtype parameter (a bf16 tensor also takes 16-bit integer patterns).
 _TYPESTR = {"f16": ("<f2",), "bf16": ("<V2", "<u2", "<i2"), "f32": ("<f4",), "i32": ("<i4",)}
+_DTYPE_OF_TYPESTR = {typestrs[0]: dtype for dtype, typestrs in _TYPESTR.items()}
 _TORCH = {"f16": "torch.float16", "bf16": "torch.bfloat16", "f32": "torch.float32", "i32": "torch.int32"}
 _SCALAR = {"f32": np.float32, "i32": np.int32, "f16": np.float16}
 
@@ -157,3 +165,37 @@ class CudaKernel:
         fn = self._load()
         block = (self.artifact.block_threads, 1, 1)
         fn(grid, block, tuple(kernel_args), shared_mem=self.artifact.lds_bytes, stream=stream)
+
+
+class ProgramLauncher:
+    """``program.launcher(target)``: launches ``program`` specialised for each call's arrays as
+    ``program.interpret`` specialises it (``Program.bind``): an unbound const takes its dim's size,
+    a dtype parameter not in the program's params the dtype of its arrays (f16 ``<f2``, bf16 a
+    PyTorch bfloat16 tensor, f32 ``<f4``, i32 ``<i4``). Each specialisation is compiled once."""
+
+    def __init__(self, program: Any, target: str) -> None:
+        self.program = program
+        self.target = target
+        self._kernels: dict[tuple, CudaKernel] = {}
+
+    def kernel_for(self, args: dict[str, Any]) -> CudaKernel:
+        """The compiled kernel for arguments ``args`` (compiled on first use)."""
+        shapes: dict[str, tuple[int, ...]] = {}
+        dtypes: dict[str, str | None] = {}
+        for p in self.program.tensor_params:
+            if p.name not in args:
+                raise LaunchError(f"missing argument '{p.name}'")
+            iface = _interface(args[p.name], p.name)
+            shapes[p.name] = tuple(iface["shape"])
+            dtypes[p.name] = _DTYPE_OF_TYPESTR.get(iface["typestr"])
+        try:
+            prog, _ = self.program.bind(shapes, dtypes)
+        except ArgumentError as e:
+            raise LaunchError(str(e)) from None
+        key = tuple(sorted(prog.params.items()))
+        if key not in self._kernels:
+            self._kernels[key] = CudaKernel(prog.compile(target=self.target))
+        return self._kernels[key]
+
+    def __call__(self, stream: Any = None, **args: Any) -> None:
+        self.kernel_for(args)(stream=stream, **args)

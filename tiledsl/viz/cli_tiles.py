@@ -97,6 +97,7 @@ def add_tiles_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="the picture to write, OUT.png (needs Pillow: pip install 'tiledsl[pictures]') or "
                         "OUT.svg; written atomically")
     cli._add_defines(p)
+    cli.add_kernel_flag(p, "the kernel to draw")
     return p
 
 
