@@ -205,9 +205,11 @@ class Program:
     def check_coverage(kernel: ops.KernelOp, tensors: dict[str, GlobalTensor], report: Report) -> None:
         """Report holes and double writes of every out tensor, at the op that stores it."""
         stores = {op.operands[0].hint: op for op in kernel.walk() if isinstance(op, ops.StoreOp)}
+        atomics = {op.operands[0].hint: op for op in kernel.walk() if isinstance(op, ops.AtomicOp)}
         for t in tensors.values():
             if t.counts is not None:
-                check_coverage(stores.get(t.name, kernel), {t.name: t}, report)
+                check_coverage(atomics.get(t.name) or stores.get(t.name, kernel), {t.name: t}, report,
+                               frozenset(atomics))
 
     @staticmethod
     def _run(level: str, prog: Program, kernel: ops.KernelOp, tensors: dict[str, GlobalTensor],
