@@ -59,6 +59,18 @@ class Program:
     def unbound_consts(self) -> list[str]:
         return [c.name for c in self.ast.consts if c.default is None and c.name not in self.params]
 
+    def accumulators(self) -> dict[str, list[str]]:
+        """The out tensors the kernel updates with atomics, each with the kinds of update (``add``,
+        ``max``, ``min``) in program order: the caller initialises them (the coverage check
+        accepts their elements updated any number of times, or not at all)."""
+        found: dict[str, list[str]] = {}
+        for op in self.tile_ir().walk():
+            if isinstance(op, ops.AtomicOp):
+                kinds = found.setdefault(op.operands[0].hint, [])
+                if op.kind not in kinds:
+                    kinds.append(op.kind)
+        return found
+
     def tile_ir(self) -> ops.KernelOp:
         """The tile IR as sema builds it (before any pass; cached: do not mutate it). Raises TdslError."""
         return run_until(self, "tile-ir")

@@ -320,7 +320,8 @@ def _atomic_update(s: Sema, e: ast.Call, kind: str, want_old: bool) -> Value | N
                         [f"declare it as 'out {p.name}: ...'"])
     cls = ops.ATOMIC_OPS[kind]
     if p.dtype not in cls.dtypes:
-        raise TdslError(e.loc, f"{e.func}() takes {', '.join(cls.dtypes)} tensors; '{p.name}' is {p.dtype}")
+        takes = ", ".join(cls.dtypes[:-1]) + " or " + cls.dtypes[-1]
+        raise TdslError(e.loc, f"{e.func}() takes {takes} tensors; '{p.name}' is {p.dtype}")
     starts, extents, shape = s.slice(ref, target_e.indices, target_e.loc)
     v = s.tile_of(s.expr(value_e), value_e.loc, p.dtype, shape)
     if v.type.dtype != p.dtype:
