@@ -334,10 +334,13 @@ def _random_inputs(prog: Any, shape: dict[str, int], rng: np.random.Generator,
                             f"(its scalars: {', '.join(sorted(scalars)) or 'none'})")
     shapes = _tensor_shapes(prog, shape)
     _check_input_sizes(prog, shapes)
+    accumulators = prog.accumulators()
     for p in prog.tensor_params:
         dims = shapes[p.name]
         np_dtype = _INPUT_DTYPES[p.dtype]
-        if p.out:
+        if p.name in accumulators:
+            args[p.name] = np.full(dims, _accumulator_start(p, accumulators[p.name]), dtype=np_dtype)
+        elif p.out:
             args[p.name] = np.full(dims, np.nan, dtype=np_dtype) if p.dtype != "i32" else \
                 np.zeros(dims, dtype=np_dtype)
         elif p.dtype == "i32":
@@ -355,6 +358,23 @@ def _random_inputs(prog: Any, shape: dict[str, int], rng: np.random.Generator,
         else:
             args[p.name] = float(rng.uniform(0.05, 0.5))
     return args
+
+
+def _accumulator_start(p: Any, kinds: list[str]) -> float | int:
+    """What an out tensor updated atomically starts from: the identity of its updates (0 for
+    ``atomic_add``, the lowest value for ``atomic_max``, the highest for ``atomic_min``)."""
+    if len(kinds) > 1:
+        raise UserError(f"'{p.name}' is updated with {' and '.join('atomic_' + k for k in kinds)}: no one "
+                        f"initial value suits both; run the kernel from Python with '{p.name}' initialised")
+    kind = kinds[0]
+    if kind == "add":
+        start: float | int = 0
+    elif p.dtype == "i32":
+        start = int(np.iinfo(np.int32).min if kind == "max" else np.iinfo(np.int32).max)
+    else:
+        start = -np.inf if kind == "max" else np.inf
+    print(f"{p.name}: updated with atomic_{kind}, starts at {start}")
+    return start
 
 
 def _reference(args: argparse.Namespace, prog: Any) -> Callable[..., Any] | None:

@@ -96,6 +96,18 @@ class Program:
     def unbound_consts(self) -> list[str]:
         return [c.name for c in self.ast.consts if c.default is None and c.name not in self.params]
 
+    def accumulators(self) -> dict[str, list[str]]:
+        """The out tensors the kernel updates with atomics, each with the kinds of update (``add``,
+        ``max``, ``min``) in program order: the caller initialises them (the coverage check
+        accepts their elements updated any number of times, or not at all)."""
+        found: dict[str, list[str]] = {}
+        for op in self.tile_ir().walk():
+            if isinstance(op, ops.AtomicOp):
+                kinds = found.setdefault(op.operands[0].hint, [])
+                if op.kind not in kinds:
+                    kinds.append(op.kind)
+        return found
+
     def tile_ir(self) -> ops.KernelOp:
         """The tile IR as sema builds it (before any pass; cached: do not mutate it). Raises TdslError."""
         return run_until(self, "tile-ir")
@@ -288,9 +300,11 @@ class Program:
     def check_coverage(kernel: ops.KernelOp, tensors: dict[str, GlobalTensor], report: Report) -> None:
         """Report holes and double writes of every out tensor, at the op that stores it."""
         stores = {op.operands[0].hint: op for op in kernel.walk() if isinstance(op, ops.StoreOp)}
+        atomics = {op.operands[0].hint: op for op in kernel.walk() if isinstance(op, ops.AtomicOp)}
         for t in tensors.values():
             if t.counts is not None:
-                check_coverage(stores.get(t.name, kernel), {t.name: t}, report)
+                check_coverage(atomics.get(t.name) or stores.get(t.name, kernel), {t.name: t}, report,
+                               frozenset(atomics))
 
     @staticmethod
     def _run(level: str, prog: Program, kernel: ops.KernelOp, tensors: dict[str, GlobalTensor],

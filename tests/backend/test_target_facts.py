@@ -356,6 +356,54 @@ def test_matrix_instructions_of_the_other_family_abort(amd_targets, arch: str, i
         amd_targets[arch].safe_compile(text)
 
 
+_ATOMIC_VALUE = {"float": "1.0", "half": "1.0", "bfloat": "1.0", "i32": "1", "<2 x half>": "<half 1.0, half 1.0>",
+                 "<2 x bfloat>": "<bfloat 1.0, bfloat 1.0>"}
+_COARSE = ", !amdgpu.no.fine.grained.memory !0, !amdgpu.no.remote.memory !0"
+
+
+def atomic_body(op: str, ty: str, scope: str, metadata: str = "") -> str:
+    """One atomicrmw per thread on element %t of %o (its result unused)."""
+    align = 2 if ty in ("half", "bfloat") else 4
+    elem = "i32" if ty.startswith("<") else ty
+    return (f"  %p = getelementptr {elem}, ptr addrspace(1) %o, i32 %t\n"
+            f"  %old = atomicrmw {op} ptr addrspace(1) %p, {ty} {_ATOMIC_VALUE[ty]}{scope} monotonic, "
+            f"align {align}{metadata}")
+
+
+@pytest.mark.parametrize(("arch", "op", "ty", "plain", "coarse"), [
+    ("gfx90a", "max", "i32", "global_atomic_cmpswap", "global_atomic_smax"),
+    ("gfx90a", "fadd", "<2 x half>", "global_atomic_cmpswap", "global_atomic_pk_add_f16"),
+    ("gfx1100", "fadd", "float", "global_atomic_cmpswap_b32", "global_atomic_add_f32"),
+    ("gfx1100", "fmax", "float", "global_atomic_cmpswap_b32", "global_atomic_max_f32"),
+    ("gfx1100", "min", "i32", "global_atomic_cmpswap_b32", "global_atomic_min_i32"),
+    ("gfx942", "fadd", "float", "global_atomic_add_f32", "global_atomic_add_f32"),
+    ("gfx942", "fadd", "<2 x bfloat>", "global_atomic_pk_add_bf16", "global_atomic_pk_add_bf16"),
+    ("gfx942", "fmax", "float", "global_atomic_cmpswap", "global_atomic_cmpswap"),
+    ("gfx942", "fadd", "half", "global_atomic_cmpswap", "global_atomic_cmpswap"),
+    ("gfx90a", "fadd", "<2 x bfloat>", "global_atomic_cmpswap", "global_atomic_cmpswap"),
+])
+def test_atomics_on_coarse_grained_memory(amd_targets, arch: str, op: str, ty: str, plain: str, coarse: str) -> None:
+    """amdgpu.md §14.1: at agent scope, what an atomicrmw becomes without and with the metadata that
+    says the memory is device memory (coarse-grained, not a peer's); a compare-and-swap loop where
+    the target has no instruction (f32 max on gfx942, a lone f16)."""
+    for metadata, want in (("", plain), (_COARSE, coarse)):
+        text = amd_kernel(atomic_body(op, ty, ' syncscope("agent")', metadata)) + "!0 = !{}\n"
+        found = [ln.split()[0] for ln in instructions(amd_targets[arch].compile(text).asm)
+                 if ln.startswith("global_atomic")]
+        assert found and all(f == want for f in found), (metadata, found)
+
+
+@pytest.mark.parametrize(("denormal", "want"), [("", "global_atomic_cmpswap"),
+                                                (", !amdgpu.ignore.denormal.mode !0", "global_atomic_add_f32")])
+def test_gfx90a_f32_atomic_add_flushes_denormals(amd_targets, denormal: str, want: str) -> None:
+    """amdgpu.md §14.2: gfx90a's global_atomic_add_f32 does not keep f32 denormals, so LLVM uses
+    it only where told that the denormal mode does not matter."""
+    text = amd_kernel(atomic_body("fadd", "float", ' syncscope("agent")', _COARSE + denormal)) + "!0 = !{}\n"
+    found = [ln.split()[0] for ln in instructions(amd_targets["gfx90a"].compile(text).asm)
+             if ln.startswith("global_atomic")]
+    assert found == [want]
+
+
 # ---- docs/targets/nvptx.md ----------------------------------------------------------------------
 
 def test_shared_pointers_are_32_bit(nv_targets) -> None:
@@ -456,3 +504,27 @@ def test_ptxas_rejects_cg_copies_of_8_bytes(ptxas: str, size: int, ok: bool) -> 
     else:
         with pytest.raises(PtxasError, match="expected to be 16"):
             to_cubin(ptx, "sm_90", ptxas)
+
+
+@pytest.mark.parametrize(("arch", "op", "ty", "want"), [
+    ("sm_90", "fadd", "float", "atom.global.add.f32"),
+    ("sm_90", "fadd", "half", "atom.global.add.noftz.f16"),
+    ("sm_90", "fadd", "bfloat", "atom.global.add.noftz.bf16"),
+    ("sm_80", "fadd", "bfloat", "atom.relaxed.gpu.global.cas.b32"),
+    ("sm_90", "fadd", "<2 x half>", "atom.relaxed.gpu.global.cas.b32"),
+    ("sm_90", "fmax", "float", "atom.relaxed.gpu.global.cas.b32"),
+    ("sm_90", "max", "i32", "atom.global.max.s32"),
+])
+def test_nvptx_atomics(nv_targets, arch: str, op: str, ty: str, want: str) -> None:
+    """nvptx.md §14: the instruction of each atomicrmw at device scope: native f32/f16 adds (bf16
+    from sm_90), i32 max; compare-and-swap loops for f32 max and for a pair of halves."""
+    ptx = nv_targets[arch].compile(nv_kernel(atomic_body(op, ty, ' syncscope("device")'))).asm
+    found = re.findall(r"^\s*(atom\.[\w.]+)", ptx, re.MULTILINE)
+    assert found == [want]
+
+
+@pytest.mark.parametrize(("scope", "qualifier"), [("", ".sys"), (' syncscope("device")', ".gpu")])
+def test_nvptx_atomic_scope(nv_targets, scope: str, qualifier: str) -> None:
+    """nvptx.md §14: LLVM's default scope is the system; syncscope("device") is PTX .gpu."""
+    ptx = nv_targets["sm_90"].compile(nv_kernel(atomic_body("fmax", "float", scope))).asm
+    assert re.findall(r"atom\.relaxed(\.\w+)\.global\.cas", ptx) == [qualifier]

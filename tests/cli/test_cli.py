@@ -240,6 +240,30 @@ def test_run_gemm_with_explicit_ref(capsys: pytest.CaptureFixture[str]) -> None:
     assert code == 0 and rel_errors(out)["C"] <= 1e-4
 
 
+@pytest.mark.parametrize("level", [[], ["--level", "thread", "--target", "sm_90", "--shuffle-blocks"]])
+def test_run_starts_accumulators_at_their_identity(level: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_main(["run", str(EXAMPLES / "reduce_atomic.tdsl"), "--shape", "M=300,N=70", *level], capsys)
+    assert code == 0, out
+    assert "S: updated with atomic_add, starts at 0" in out and "Mx: updated with atomic_max, starts at -inf" in out
+    errors = rel_errors(out)
+    assert set(errors) == {"S", "Mx", "Pos"} and errors["S"] <= 1e-5 and errors["Mx"] == errors["Pos"] == 0
+
+
+def test_run_refuses_an_accumulator_of_two_kinds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "two.tdsl"
+    src.write_text("""kernel two(X: f32[N], out Y: f32[N])
+  grid (cdiv(N, 64)) as (b)
+  block 2 waves
+{
+  atomic_add(Y[b*64 : +64], X[b*64 : +64])
+  atomic_max(Y[b*64 : +64], X[b*64 : +64])
+}
+""")
+    code, _, err = run_main(["run", str(src), "--shape", "N=100"], capsys)
+    assert code == 1
+    assert "'Y' is updated with atomic_add and atomic_max: no one initial value suits both" in err
+
+
 def test_run_ref_to_a_missing_function(capsys: pytest.CaptureFixture[str]) -> None:
     ref = f"{EXAMPLES / 'reference.py'}:no_such_function"
     code, _, err = run_main(["run", GEMM, "--shape", "M=8,N=8,K=8", "--ref", ref], capsys)

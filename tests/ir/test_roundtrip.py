@@ -35,6 +35,8 @@ CASES = [
     ("softmax", {"BM": 1, "BN": 7}),
     ("layernorm", {}),
     ("layernorm", {"BM": 3, "BN": 33}),
+    ("reduce_atomic", {}),
+    ("reduce_atomic", {"BM": 5, "BN": 20}),
 ]
 
 
@@ -87,7 +89,8 @@ def test_roundtrip_after_every_registered_pass(name: str, params: dict[str, int]
 
 # The thread level needs every const, and tiles that fit the mma layout (BM >= 64 with 4 waves).
 THREAD_CASES = [("attention", {"D": 64}), ("attention", {"D": 32, "BM": 64, "BN": 32, "CAUSAL": 1}),
-                ("gemm", {}), ("gemm", {"BM": 16, "BN": 48, "BK": 24}), ("softmax", {}), ("layernorm", {})]
+                ("gemm", {}), ("gemm", {"BM": 16, "BN": 48, "BK": 24}), ("softmax", {}), ("layernorm", {}),
+                ("reduce_atomic", {})]
 
 
 @pytest.mark.parametrize("target", ["gfx942", "gfx1100", "sm_80"])

@@ -26,7 +26,7 @@ MATRIX_MNEMONIC = {"gfx90a": "v_mfma_f32_32x32x8f16", "gfx942": "v_mfma_f32_32x3
 ATTENTION = {key: {"D": 128, "CAUSAL": 0} if t.matrix else {"D": 64, "CAUSAL": 1} for key, t in TARGETS.items()}
 VARIANTS = [(key, "attention", {"D": 64, "CAUSAL": 1}) for key, t in TARGETS.items() if t.matrix]
 VARIANTS += [("gfx942", "attention", {"D": 128, "CAUSAL": 1})]
-VARIANTS += [(key, name, {}) for key in TARGETS for name in ("gemm", "softmax", "layernorm")]
+VARIANTS += [(key, name, {}) for key in TARGETS for name in ("gemm", "softmax", "layernorm", "reduce_atomic")]
 
 
 @pytest.fixture(scope="module")

@@ -187,6 +187,22 @@ class AmdgpuTarget(GpuTarget):
         return call_intrinsic(b, "llvm.amdgcn.ds.bpermute", I32, [byte_addr, word], "bperm")
 
     # ---- memory ------------------------------------------------------------------------------
+    # Device scope is syncscope "agent" (the AMDGPU name for it), §14.
+    atomic_syncscope = "agent"
+
+    def _atomic_metadata(self, b: ir.IRBuilder, op: str, ty: ir.Type) -> dict[str, ir.MDValue]:
+        # Tensors are device memory (hipMalloc: coarse-grained, on this GPU), what HIP's clang
+        # assumes of every atomic by default. Without these LLVM must allow for fine-grained or
+        # peer memory and turns the f32 atomic add on gfx90a/gfx1100, f32 max/min on gfx1100 and
+        # i32 max/min on gfx90a/gfx1100 into compare-and-swap loops (§14).
+        empty = b.module.add_metadata([])
+        md = {"amdgpu.no.fine.grained.memory": empty, "amdgpu.no.remote.memory": empty}
+        if op == "fadd" and ty == F32:
+            # gfx90a's global_atomic_add_f32 flushes subnormals, which the language allows of an
+            # f32 atomic add (NVIDIA's does too); without this it is a compare-and-swap loop.
+            md["amdgpu.ignore.denormal.mode"] = empty
+        return md
+
     def lds_global(self, module: ir.Module, name: str, nbytes: int, align: int) -> ir.GlobalVariable:
         """A *static* LDS arena (``internal addrspace(3) global [n x i8] undef``).
 

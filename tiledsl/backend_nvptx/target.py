@@ -144,6 +144,10 @@ class NvptxTarget(GpuTarget):
         return irgen.from_lane_words(b, [move(w) for w in irgen.to_lane_words(b, v)], v.type)
 
     # ---- memory ------------------------------------------------------------------------------
+    # Device scope is syncscope "device": PTX .gpu, as in the compare-and-swap loops LLVM expands
+    # (the default scope, system, gives .sys there), §14.
+    atomic_syncscope = "device"
+
     def lds_global(self, module: ir.Module, name: str, nbytes: int, align: int) -> ir.GlobalVariable:
         """A *dynamic* shared-memory arena (``.extern .shared .align A .b8 name[]``).
 

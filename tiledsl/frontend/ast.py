@@ -150,6 +150,13 @@ class Sync(Stmt):
 
 
 @dataclass
+class CallStmt(Stmt):
+    """A call whose value is not used (``atomic_add(Y[i : +BM], v)``)."""
+
+    call: Call
+
+
+@dataclass
 class TensorParam(Node):
     name: str
     dtype: str                      # a dtype or a dtype parameter, as written (a Program resolves it)

@@ -290,6 +290,57 @@ def _dot(s: Sema, e: ast.Call) -> Value:
     return s.emit(ops.DotOp(operands, [rtype], loc=e.loc)).result
 
 
+#: Built-ins that may stand alone as a statement (their value, if any, dropped): name -> handler.
+STATEMENTS: dict[str, Callable[[Sema, ast.Call], Any]] = {}
+
+
+def _atomic(kind: str) -> None:
+    name = f"atomic_{kind}"
+    BUILTINS[name] = lambda s, e: _atomic_update(s, e, kind, want_old=True)
+    STATEMENTS[name] = lambda s, e: _atomic_update(s, e, kind, want_old=False)
+
+
+def _atomic_update(s: Sema, e: ast.Call, kind: str, want_old: bool) -> Value | None:
+    """``atomic_KIND(Y[slice], v)``: the slice of an out tensor updated atomically with ``v`` (a
+    tile of the slice's shape, or a scalar broadcast to it); as an expression, the old values."""
+    from tiledsl.frontend.sema import TensorRef
+    target_e, value_e = _args(s, e, 2)
+    usage = f"{e.func}(Y[i : +BM], v)"
+    if not (isinstance(target_e, ast.Subscript) and isinstance(target_e.base, ast.Name)):
+        raise TdslError(target_e.loc, f"{e.func}() updates a slice of an out tensor: {usage}")
+    ref = s.lookup(target_e.base.id, target_e.base.loc)
+    if not isinstance(ref, TensorRef):
+        raise TdslError(target_e.loc, f"{e.func}() updates global tensors; '{target_e.base.id}' is "
+                                      f"{s.describe(ref)}", ["atomics on LDS tiles are not supported"])
+    p = ref.param
+    if target_e.pad is not None:
+        raise TdslError(target_e.pad.loc, "'pad' applies to reads; an atomic drops the elements past the end")
+    if not p.out:
+        raise TdslError(target_e.loc, f"'{p.name}' is an input; only 'out' tensors can be updated",
+                        [f"declare it as 'out {p.name}: ...'"])
+    cls = ops.ATOMIC_OPS[kind]
+    if p.dtype not in cls.dtypes:
+        takes = ", ".join(cls.dtypes[:-1]) + " or " + cls.dtypes[-1]
+        raise TdslError(e.loc, f"{e.func}() takes {takes} tensors; '{p.name}' is {p.dtype}")
+    starts, extents, shape = s.slice(ref, target_e.indices, target_e.loc)
+    v = s.tile_of(s.expr(value_e), value_e.loc, p.dtype, shape)
+    if v.type.dtype != p.dtype:
+        raise TdslError(value_e.loc, f"cannot update {p.dtype} tensor '{p.name}' with {v.type}",
+                        [f"cast it: {p.dtype}(...)"])
+    if not shape and v.type.shape:
+        raise TdslError(value_e.loc, f"one element of '{p.name}' takes a scalar, got {v.type}",
+                        [f"reduce the tile first, e.g. sum(x, axis=0), or update a slice: {p.name}[i : +N]"])
+    s.check_shape(e.loc, v.type.shape, shape, f"the slice of '{p.name}'")
+    target_e.ty = f"{p.dtype}[{','.join(map(str, shape))}]"
+    result = [TileType(p.dtype, shape)] if want_old else []
+    op = s.emit(cls([ref.value, *starts, v], result, {"extents": extents}, loc=e.loc))
+    return op.result if want_old else None
+
+
+for _kind in ops.ATOMIC_OPS:
+    _atomic(_kind)
+
+
 @builtin("transpose")
 def _transpose(s: Sema, e: ast.Call) -> Value:
     (x,) = _args(s, e, 1)

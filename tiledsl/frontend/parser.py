@@ -210,6 +210,11 @@ class _Builder(Transformer):
     def sync_stmt(self, meta, children):
         return ast.Sync(self._loc(meta))
 
+    @v_args(meta=True)
+    def call_stmt(self, meta, children):
+        call = self._call(meta, children)
+        return ast.CallStmt(call.loc, call)
+
     # ---- expressions ----
     @v_args(meta=True)
     def or_(self, meta, c):
@@ -248,6 +253,9 @@ class _Builder(Transformer):
 
     @v_args(meta=True)
     def call(self, meta, c):
+        return self._call(meta, c)
+
+    def _call(self, meta, c):
         name, *args = c
         pos = [a for a in args if a is not None and not isinstance(a, tuple)]
         kw = {a[0]: a[1] for a in args if isinstance(a, tuple)}

@@ -385,6 +385,17 @@ class Sema:
     def stmt_Sync(self, s: ast.Sync) -> None:
         self.emit(ops.SyncOp([], [], loc=s.loc))
 
+    def stmt_CallStmt(self, s: ast.CallStmt) -> None:
+        from tiledsl.frontend.builtins import STATEMENTS
+        e = s.call
+        if e.func in STATEMENTS:
+            STATEMENTS[e.func](self, e)
+            return
+        if e.func in BUILTINS or e.func in DTYPES:
+            raise self.err(e.loc, f"the value of {e.func}() is not used",
+                           "assign it to a name: x = ..., or write it: Y[...] <- ...")
+        raise self.err(e.loc, f"unknown function '{e.func}'")
+
     def stmt_Copy(self, s: ast.Copy) -> None:
         target = self.lookup(s.target, s.target_loc)
         if isinstance(target, LdsRef):

@@ -20,7 +20,7 @@ import numpy as np
 
 from tiledsl.diagnostics import TdslError
 from tiledsl.interp.dispatch import OpInterpreter, handler_table
-from tiledsl.interp.numerics import ELEMENTWISE, reduce, round_to
+from tiledsl.interp.numerics import ELEMENTWISE, atomic_update, reduce, round_to
 from tiledsl.interp.report import InterpError, Report
 from tiledsl.ir import ops
 from tiledsl.ir.core import Op
@@ -37,12 +37,23 @@ class GlobalTensor:
     data: np.ndarray
     dtype: str
     counts: np.ndarray | None = None
+    #: For outs: which elements an atomic has updated (made at the first atomic on the tensor).
+    atomic_hits: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         # Accesses go through ``data.reshape(-1)``, a view only of C-ordered data: a write into
         # anything else would land in a copy and be lost.
         if not self.data.flags.c_contiguous:
             raise ValueError(f"internal: the storage of '{self.name}' is not C-contiguous")
+
+    def update_atomically(self, where: np.ndarray, values: np.ndarray, kind: str) -> np.ndarray:
+        """Atomics at the flat positions ``where``, in that order (``numerics.atomic_update``):
+        returns the old values; records the positions for the coverage check."""
+        if self.counts is not None:
+            if self.atomic_hits is None:
+                self.atomic_hits = np.zeros(self.data.shape, dtype=bool)
+            self.atomic_hits.reshape(-1)[where] = True
+        return atomic_update(self.data.reshape(-1), where, values, kind, self.dtype)
 
 
 def checked_grid(kernel: ops.KernelOp, values: list[Any], dims: dict[str, int]) -> list[int]:
@@ -319,6 +330,27 @@ def _store(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
     return []
 
 
+@handles("atomic_add", "atomic_max", "atomic_min")
+def _atomic(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    """The blocks' updates are applied one block after another, in the order of their linear ids
+    (the grid's first axis fastest; a block's own elements are distinct), so the old values are
+    those of that serialisation. Masked-off elements are not updated and read as 0."""
+    tensor = args[0]
+    rank = tensor.data.ndim
+    starts, value = args[1:1 + rank], args[1 + rank]
+    idx, inb, bad = it.slice_indices(op, tensor, starts)
+    it.check_unmasked(op, tensor, bad, idx, it.active)
+    tile_shape = tuple(e for e in op.attrs["extents"] if e != 0)
+    full = (it.nb, *tile_shape)
+    mask = np.broadcast_to(inb, full) & it.active.reshape(-1, *([1] * len(tile_shape)))
+    lin_full = np.broadcast_to(it.linear_index(tensor, idx, inb), full)
+    if it.tracer is not None:
+        it.tracer(op, "write", tensor.name, lin_full, mask, it.coords)
+    old = np.zeros(full, dtype=tensor.data.dtype)
+    old[mask] = tensor.update_atomically(lin_full[mask], np.broadcast_to(value, full)[mask], op.kind)
+    return [old] if op.results else []
+
+
 @handles("lds_alloc")
 def _lds_alloc(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
     shape = op.result.type.shape
@@ -442,10 +474,16 @@ def _if(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
     return [_merge(taken, a, b) for a, b in zip(then, orelse)]
 
 
-def check_coverage(op: Op | None, tensors: dict[str, GlobalTensor], report: Report) -> None:
-    """Every element of every out tensor written exactly once: list holes and double writes."""
+def check_coverage(op: Op | None, tensors: dict[str, GlobalTensor], report: Report,
+                   accumulators: frozenset[str] = frozenset()) -> None:
+    """Every element of every out tensor written exactly once: list holes and double writes.
+    ``accumulators`` (the outs the kernel updates with atomics) are checked by
+    :func:`check_accumulator` instead."""
     for t in tensors.values():
         if t.counts is None:
+            continue
+        if t.name in accumulators:
+            check_accumulator(op, t, report)
             continue
         for kind, mask in (("output-hole", t.counts == 0), ("output-double-write", t.counts > 1)):
             n = int(mask.sum())
@@ -454,3 +492,24 @@ def check_coverage(op: Op | None, tensors: dict[str, GlobalTensor], report: Repo
                 what = "never written" if kind == "output-hole" else "written more than once"
                 report.add(InterpError(kind, op.loc if op else None,
                                        f"{n} of {t.counts.size} elements of '{t.name}' {what}; first at {first}"))
+
+
+def check_accumulator(op: Op | None, t: GlobalTensor, report: Report) -> None:
+    """Coverage of an out tensor that the kernel updates with atomics: the caller initialised it,
+    so an element may be updated any number of times, or not at all (it keeps its value). An
+    element both stored and updated atomically is reported (the two race: nothing orders them),
+    as is one stored twice, and a run of blocks that reached no element of the tensor at all."""
+    assert t.counts is not None
+    hits = t.atomic_hits if t.atomic_hits is not None else np.zeros(t.counts.shape, dtype=bool)
+    loc = op.loc if op else None
+    checks = (("output-mixed-write", hits & (t.counts > 0), "both stored and updated atomically"),
+              ("output-double-write", t.counts > 1, "written more than once"))
+    for kind, mask, what in checks:
+        n = int(mask.sum())
+        if n:
+            first = [[int(i) for i in p] for p in np.argwhere(mask)[:4]]
+            report.add(InterpError(kind, loc, f"{n} of {t.counts.size} elements of '{t.name}' {what}; "
+                                              f"first at {first}"))
+    if report.blocks and t.counts.size and not hits.any() and not t.counts.any():
+        report.add(InterpError("output-hole", loc, f"'{t.name}' is updated atomically in the kernel, but no "
+                                                   f"block reached any of its {t.counts.size} elements"))

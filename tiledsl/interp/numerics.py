@@ -138,3 +138,39 @@ def reduce(kind: str, x: np.ndarray, axis: int, dtype: str) -> np.ndarray:
     else:
         raise NotImplementedError(f"reduction kind '{kind}'")
     return round_to(acc, dtype)
+
+
+#: How an atomic of each kind combines the old element with the operand (``AtomicOp.kind``): float
+#: max/min are maxNum/minNum, as everywhere else; i32 add wraps.
+ATOMIC_COMBINE: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "add": np.add, "max": np.fmax, "min": np.fmin}
+
+
+def atomic_update(flat: np.ndarray, where: np.ndarray, values: np.ndarray, kind: str, dtype: str) -> np.ndarray:
+    """Apply one atomic per entry of ``where``/``values`` to the storage ``flat`` of a ``dtype``
+    tensor, one after another in the order given (a position named twice is updated twice, the
+    second time on the first's result), each result rounded to ``dtype`` as its store rounds it.
+    Returns what each update found: the old values of that serialisation.
+
+    Updates of distinct positions are independent, so they run in rounds: round r applies, at once,
+    the r-th update of every position."""
+    where = np.asarray(where, dtype=np.int64).reshape(-1)
+    values = np.asarray(values).reshape(-1)
+    old = np.empty(where.shape, dtype=flat.dtype)
+    n = where.size
+    if n == 0:
+        return old
+    order = np.argsort(where, kind="stable")
+    ordered = where[order]
+    first = np.r_[True, ordered[1:] != ordered[:-1]]
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - np.maximum.accumulate(np.where(first, np.arange(n), 0))
+    by_round = np.argsort(rank, kind="stable")
+    combine = ATOMIC_COMBINE[kind]
+    for sel in np.split(by_round, np.cumsum(np.bincount(rank))[:-1]):
+        pos = where[sel]
+        before = flat[pos]
+        old[sel] = before
+        with np.errstate(all="ignore"):
+            flat[pos] = round_to(combine(before, values[sel]), dtype)
+    return old

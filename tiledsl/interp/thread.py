@@ -441,6 +441,20 @@ def _global_store(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
     return []
 
 
+@handles("global_atomic")
+def _global_atomic(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    """The threads' updates are applied one thread after another in thread order (each thread's
+    registers in order), blocks in the order they run (``shuffle_blocks`` changes it); the old
+    values are those of that serialisation, 0 where masked off."""
+    tensor, *index_args, mask, value = args
+    n = op.operands[-1].type.n
+    mask = it.full(mask, n)
+    lin = _global_positions(it, op, tensor, index_args, n, mask)
+    old = np.zeros((it.T, n), dtype=tensor.data.dtype)
+    old[mask] = tensor.update_atomically(lin[mask], it.full(value, n)[mask], op.attrs["kind"])
+    return [old] if op.results else []
+
+
 def _to_bits(values: np.ndarray, dtype: str) -> np.ndarray:
     if dtype == "bf16":
         return (np.asarray(values, np.float32).view(np.uint32) >> 16).astype(np.uint16)

@@ -439,6 +439,74 @@ class StoreOp(GlobalAccess):
             raise VerifyError(self, "store needs an out tensor of the value's dtype")
 
 
+class AtomicOp(GlobalAccess):
+    """Update a masked slice of an ``out`` tensor atomically, element by element:
+    ``Y[i] = kind(Y[i], v[i])``, relaxed, at device scope (no order with other memory accesses).
+
+    Operands: the tensor, one i32 start per dim, the value (a tile of the slice's shape, or a
+    scalar for a slice of one element: every index a scalar), and — added by layout assignment
+    where the old values must reach threads that did not make the atomic — an LDS scratch tile.
+    The optional result is the old values, of the value's type: each element as it was just
+    before this update, in some order of the updates of all blocks (0 where masked off).
+    ``kind`` names the combining function (``add``; ``max``/``min`` as maxNum/minNum: a NaN
+    operand is ignored)."""
+
+    kind: ClassVar[str]
+    #: The tensor dtypes this kind takes.
+    dtypes: ClassVar[tuple[str, ...]]
+
+    def verify(self) -> None:
+        super().verify()
+        t = self.operands[0].type
+        if not isinstance(t, TensorType) or not t.out:
+            raise VerifyError(self, "an atomic updates an out tensor")
+        rank = len(t.dims)
+        if len(self.operands) not in (rank + 2, rank + 3):
+            raise VerifyError(self, "atomic takes tensor, starts, value and an optional LDS scratch")
+        v = _tile(self, self.operands[rank + 1], "value")
+        self._check_slice(v.shape)
+        if len(self.operands) == rank + 3 and not isinstance(self.operands[-1].type, LdsType):
+            raise VerifyError(self, "the operand after the value must be an LDS scratch tile")
+        if v.dtype != t.dtype or t.dtype not in self.dtypes:
+            raise VerifyError(self, f"atomic {self.kind} of {v.dtype} into a {t.dtype} tensor")
+        if len(self.results) > 1 or (self.results and
+                                     _tile(self, self.result, "result").without_layout() != v.without_layout()):
+            raise VerifyError(self, "the result (old values) has the value's type")
+
+    @property
+    def value(self) -> Value:
+        return self.operands[len(self.operands[0].type.dims) + 1]
+
+    @property
+    def scratch(self) -> Value | None:
+        rank = len(self.operands[0].type.dims)
+        return self.operands[rank + 2] if len(self.operands) == rank + 3 else None
+
+
+@register
+class AtomicAddOp(AtomicOp):
+    name = "atomic_add"
+    kind = "add"
+    dtypes = ("f16", "bf16", "f32", "i32")
+
+
+@register
+class AtomicMaxOp(AtomicOp):
+    name = "atomic_max"
+    kind = "max"
+    dtypes = ("f32", "i32")
+
+
+@register
+class AtomicMinOp(AtomicOp):
+    name = "atomic_min"
+    kind = "min"
+    dtypes = ("f32", "i32")
+
+
+ATOMIC_OPS: dict[str, type[AtomicOp]] = {cls.kind: cls for cls in (AtomicAddOp, AtomicMaxOp, AtomicMinOp)}
+
+
 @register
 class CopyOp(GlobalAccess):
     """Cooperative copy of a masked global slice into an LDS tile.

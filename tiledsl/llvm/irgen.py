@@ -97,6 +97,53 @@ def fence(
     return instr
 
 
+class BFloatType(ir.Type):
+    """LLVM's ``bfloat``, which llvmlite.ir lacks. bf16 values are carried as ``i16`` bits everywhere
+    else; atomics bitcast them to this type so that ``atomicrmw fadd`` is a bf16 add (LLVM selects
+    the packed bf16 atomic add for ``<2 x bfloat>`` on gfx942, docs/targets/amdgpu.md §14)."""
+
+    def _to_string(self) -> str:
+        return "bfloat"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BFloatType)
+
+    def __hash__(self) -> int:
+        return hash(BFloatType)
+
+
+BF16 = BFloatType()
+
+
+class AtomicRMWInScope(ir.instructions.AtomicRMW):
+    """An ``atomicrmw`` that prints a ``syncscope``, its alignment and its metadata attachments,
+    which llvmlite's ``AtomicRMW.descr`` leaves out."""
+
+    def __init__(self, parent: ir.Block, op: str, ptr: ir.Value, val: ir.Value, ordering: str,
+                 scope: str | None, align: int) -> None:
+        super().__init__(parent, op, ptr, val, ordering, "")
+        self.scope = scope
+        self.align = align
+
+    def descr(self, buf: list[str]) -> None:
+        ptr, val = self.operands
+        scope = f' syncscope("{self.scope}")' if self.scope else ""
+        buf.append(f"atomicrmw {self.operation} {ptr.type} {ptr.get_reference()}, {val.type} "
+                   f"{val.get_reference()}{scope} {self.ordering}, align {self.align}"
+                   f"{self._stringify_metadata(leading_comma=True)}\n")
+
+
+def atomic_rmw(b: ir.IRBuilder, op: str, ptr: ir.Value, val: ir.Value, ordering: str, scope: str | None,
+               align: int, metadata: dict[str, ir.MDValue] | None = None) -> AtomicRMWInScope:
+    """Insert ``atomicrmw op ptr, val syncscope(scope) ordering, align N, !md...``; returns the old
+    value."""
+    instr = AtomicRMWInScope(b.block, op, ptr, val, ordering, scope, align)
+    for kind, node in (metadata or {}).items():
+        instr.set_metadata(kind, node)
+    b._insert(instr)
+    return instr
+
+
 def inline_asm(b: ir.IRBuilder, text: str, constraints: str, ret: ir.Type, args: Sequence[ir.Value]) -> ir.Value:
     """A call of inline assembly with side effects (never moved across other such calls)."""
     fnty = ir.FunctionType(ret, [a.type for a in args])

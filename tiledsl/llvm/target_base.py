@@ -284,6 +284,36 @@ class GpuTarget(abc.ABC):
         """Wait until at most ``pending`` committed groups of this thread's copies are in flight."""
         raise UnsupportedOnTarget(self.name, "async_wait", "no asynchronous global-to-LDS copies")
 
+    # Atomics on global memory (thread IR ``global_atomic``): relaxed, at device scope.
+    #: The ``syncscope`` of device scope in this target's LLVM backend (None: LLVM's default,
+    #: the whole system).
+    atomic_syncscope: str | None = None
+
+    def atomic_rmw(self, b: ir.IRBuilder, kind: str, dtype: str, ptr: ir.Value, values: Sequence[ir.Value]
+                   ) -> list[ir.Value]:
+        """Atomically combine ``values`` into global memory at ``ptr`` (``kind``: add, max, min;
+        float max/min are maxnum/minnum) and return the old values: one element, or two
+        neighbouring f16/bf16 ones as one packed add. ``monotonic`` (relaxed) at
+        ``atomic_syncscope``; where the target has no instruction for it, LLVM expands it into a
+        compare-and-swap loop. bf16 values are ``i16`` bits, as everywhere in the lowering. An f32
+        add may flush subnormal inputs and results to zero (the language allows it: NVIDIA's
+        ``atom.add.f32`` on global memory does, docs/targets/nvptx.md §14)."""
+        elem = {"f32": F32, "f16": F16, "bf16": irgen.BF16, "i32": I32}[dtype]
+        op = {"add": "add", "max": "max", "min": "min"}[kind]
+        if dtype != "i32":
+            op = "f" + op
+        size = {"f32": 4, "f16": 2, "bf16": 2, "i32": 4}[dtype] * len(values)
+        vals = [b.bitcast(v, elem) if dtype == "bf16" else v for v in values]
+        val = vals[0] if len(vals) == 1 else irgen.pack(b, vals, elem)
+        old = irgen.atomic_rmw(b, op, ptr, val, "monotonic", self.atomic_syncscope, size,
+                               self._atomic_metadata(b, op, val.type))
+        olds = [old] if len(vals) == 1 else irgen.unpack(b, old)
+        return [b.bitcast(o, I16) if dtype == "bf16" else o for o in olds]
+
+    def _atomic_metadata(self, b: ir.IRBuilder, op: str, ty: ir.Type) -> dict[str, ir.MDValue]:
+        """Hook: metadata an ``atomicrmw op`` of ``ty`` carries (what the target may assume)."""
+        return {}
+
     def _check_lds_align(self, align: int) -> None:
         if align <= 0 or align & (align - 1):
             raise ValueError(f"LDS alignment {align} is not a power of two")

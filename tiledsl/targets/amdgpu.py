@@ -37,14 +37,16 @@ GFX90A = Target(name="gfx90a", vendor="amd", wave_size=64, lds_bytes=65536,
                 mma_swap=True, max_registers_per_thread=512, backend="amdgpu", arch="gfx90a",
                 amdgpu=AmdArch("gfx90a", 64, kernarg_preload=True, vgprs_per_simd=512, vgpr_granule=8,
                                max_waves_per_simd=8, lds_bytes_per_cu=65536, simds_per_cu=4,
-                               max_barriers_per_cu=16, sgprs_limit_occupancy=True, packed_f32=True))
+                               max_barriers_per_cu=16, sgprs_limit_occupancy=True, packed_f32=True),
+                packed_atomic_add=frozenset({"f16"}))
 GFX942 = Target(name="gfx942", vendor="amd", wave_size=64, lds_bytes=65536,
                 matrix_instrs=_CDNA_MFMA, cross_lane=_CDNA_CROSS_LANE, has_async_copy=False,
                 lds_banks=32, lds_bank_bytes=4, lds_phase_bytes=128,
                 mma_swap=True, max_registers_per_thread=512, backend="amdgpu", arch="gfx942",
                 amdgpu=AmdArch("gfx942", 64, kernarg_preload=True, vgprs_per_simd=512, vgpr_granule=8,
                                max_waves_per_simd=8, lds_bytes_per_cu=65536, simds_per_cu=4,
-                               max_barriers_per_cu=16, sgprs_limit_occupancy=True, packed_f32=True))
+                               max_barriers_per_cu=16, sgprs_limit_occupancy=True, packed_f32=True),
+                packed_atomic_add=frozenset({"f16", "bf16"}))
 
 # Registers: an RDNA3 wave addresses at most 256 VGPRs (8-bit register fields; RDNA3 ISA guide,
 # "VGPRs"); the 1.5x register file of gfx1100 buys more resident waves, not more registers per

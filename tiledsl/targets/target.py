@@ -73,6 +73,12 @@ class Target:
     amdgpu: AmdArch | None = None
     #: NVPTX facts (``backend == "nvptx"``).
     nvptx: NvArch | None = None
+    #: The dtypes whose atomic add the target does on two neighbouring elements in one instruction
+    #: (AMD ``global_atomic_pk_add_f16``/``_bf16``): distribution pairs the registers of an
+    #: ``atomic_add`` of them where they are contiguous and aligned. Elsewhere one atomic per
+    #: element, native or a compare-and-swap loop from LLVM (docs/targets/amdgpu.md §14,
+    #: docs/targets/nvptx.md §14).
+    packed_atomic_add: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         unknown = self.cross_lane - CROSS_LANE_OPS

@@ -420,6 +420,59 @@ class Distributor:
         self.emit(tops.GlobalStoreOp([self.get(op.operands[0]), *indices, mask, self.get(v)], [],
                                      {"vec": vec}, loc=op.loc))
 
+    def op_atomic(self, op: ops.AtomicOp) -> None:
+        """One atomic per element, made by the element's first holder (``valid`` with
+        ``owner="block"``, as a store writes); an atomic on one element (a scalar value) by thread
+        0 alone: one per block. Paired registers where the target adds two f16/bf16 elements in one
+        instruction. Old values that other holders need go through the LDS scratch that layout
+        assignment added (``share_old_values``)."""
+        v = op.value
+        dtype = v.type.dtype
+        tensor = self.get(op.operands[0])
+        want = bool(op.results and op.result.uses)
+        if v.type.shape == ():
+            layout = self.ctx.bind("replicated", (), dtype)
+            rank = len(op.operands[0].type.dims)
+            indices = [self.get(s) for s in op.operands[1:1 + rank]]
+            mask = self.valid(layout, dtype, owner="block")
+            value, vec = self.splat(self.get(v), 1), 1
+        else:
+            layout = self.layout(v)
+            indices, mask, vec = self.global_access(op, layout, dtype, "block")
+            packed = op.kind == "add" and dtype in self.ctx.target.packed_atomic_add
+            vec = min(vec, 2) if packed else 1
+            value = self.get(v)
+        regs = RegsType(dtype, layout.regs)
+        atomic = self.emit(tops.GlobalAtomicOp([tensor, *indices, mask, value], [regs] if want else [],
+                                               {"kind": op.kind, "vec": vec}, loc=op.loc))
+        if not want:
+            return
+        old = atomic.result
+        if op.scratch is not None:
+            old = self.share_old_values(op, layout, old)
+        if v.type.shape == ():
+            old = self.emit(tops.UniformOp([old], [scalar(dtype)], loc=op.loc)).result
+        self.env[id(op.result)] = old
+
+    op_atomic_add = op_atomic_max = op_atomic_min = op_atomic
+
+    def share_old_values(self, op: ops.AtomicOp, layout: Layout, old: Value) -> Value:
+        """Each element's first holder writes the old value it got to the scratch tile, and every
+        holder reads it back after a barrier. In a loop a second barrier keeps the next iteration's
+        write after these reads; elsewhere LDS allocation puts a sync before any other tile takes
+        the scratch's bytes."""
+        placed: PlacedLds = self.get(op.scratch)
+        dtype, n = old.type.dtype, old.type.n
+        off = self.lds_offsets(layout, placed) if layout.shape else self.splat_const(placed.base, "i32", n)
+        self.emit(tops.LdsStoreOp([off, self.valid(layout, dtype, owner="block"), old], [], {"vec": 1},
+                                  loc=op.loc))
+        self.emit(tops.BarrierOp([], [], loc=op.loc))
+        shared = self.emit(tops.LdsLoadOp([off, self.valid(layout, dtype)], [old.type], {"vec": 1},
+                                          loc=op.loc)).result
+        if _in_loop(op):
+            self.emit(tops.BarrierOp([], [], loc=op.loc))
+        return shared
+
     def op_copy(self, op: Op) -> None:
         if op.attrs.get("async") and self.ctx.target.has_async_copy:
             return self.async_copy(op)
@@ -600,6 +653,16 @@ class Distributor:
                                  hints=[r.hint for r in op.results]))
         for r, n in zip(op.results, new.results):
             self.env[id(r)] = n
+
+
+def _in_loop(op: Op) -> bool:
+    """Whether ``op`` is inside a ``for``."""
+    cur = op.parent.parent if op.parent is not None else None
+    while cur is not None:
+        if isinstance(cur, ops.ForOp):
+            return True
+        cur = cur.parent.parent if cur.parent is not None else None
+    return False
 
 
 def _one_writer_groups(layout: Layout, vec: int) -> int:

@@ -251,6 +251,9 @@ class LayoutAssignment:
             for i, res in enumerate(op.results):
                 spec = self.get(res)
                 out += [(r.terminator.operands[i], spec) for r in op.regions]
+        elif isinstance(op, ops.AtomicOp) and op.results:
+            # The old values come back in the registers that held the value.
+            out.append((op.value, self.get(op.result)))
         return [(v, s) for v, s in out if _is_tile(v)]
 
     def forward(self, op: Op) -> bool:
@@ -282,6 +285,8 @@ class LayoutAssignment:
             for i, res in enumerate(op.results):
                 for r in op.regions:
                     changed |= self.set(res, self.get(r.terminator.operands[i]))
+        elif isinstance(op, ops.AtomicOp) and op.results and _is_tile(op.result):
+            changed |= self.set(op.result, self.get(op.value))
         return changed
 
     def propagate(self) -> None:
@@ -372,6 +377,8 @@ class LayoutAssignment:
                 self.stage_lds_dot(op)
             if isinstance(op, ops.ReduceOp):
                 self.reduce_scratch(op)
+            if isinstance(op, ops.AtomicOp):
+                self.atomic_scratch(op)
 
     def split_expand(self, op: ops.ExpandDimsOp) -> None:
         """An ``x[:, _]`` that feeds broadcasts along its new axis and other ops is two: one for
@@ -499,6 +506,20 @@ class LayoutAssignment:
                                      {"scratch": True}, loc=op.loc)
             self.insert_scratch(scratch)
             op._add_operand(scratch.result)
+
+    def atomic_scratch(self, op: ops.AtomicOp) -> None:
+        """An atomic is made once per element, by the element's first holder; where its old values
+        are used and other threads hold the element too (a replicated layout, or a scalar, which
+        every thread holds), they reach those threads through an LDS scratch tile of the value's
+        shape (one element for a scalar)."""
+        if not op.results or not op.result.uses or op.scratch is not None:
+            return
+        t = op.result.type
+        if t.shape and self.ctx.bind(t.layout, _shape(op.result), t.dtype).replication().max() == 1:
+            return
+        scratch = ops.LdsAllocOp([], [LdsType(t.dtype, tuple(t.shape) or (1,))], {"scratch": True}, loc=op.loc)
+        self.insert_scratch(scratch)
+        op._add_operand(scratch.result)
 
     def reduce_differently(self, op: ops.ReduceOp) -> ReducePlan:
         """A reduction whose layouts the lane butterfly cannot reduce (``reduce_plan``, e.g. a

@@ -141,6 +141,13 @@ def accesses(alloc: Op, ctx: ThreadContext) -> Iterator[LdsAccess]:
             yield LdsAccess(use, scratch_coords(dst, None), True, w, False)
             for wave in range(ctx.num_waves):
                 yield LdsAccess(use, scratch_coords(dst, wave), False, w, False)
+        elif isinstance(use, ops.AtomicOp):
+            # The old values: written by each element's first holder, read back by every holder.
+            v = use.result
+            coords = ctx.bind(v.type.layout, tuple(v.type.shape), v.type.dtype).index_map() if v.type.shape \
+                else np.zeros((ctx.num_waves, ctx.target.wave_size, 1, 1), dtype=np.int64)
+            yield LdsAccess(use, coords, True, _weight(use), False)
+            yield LdsAccess(use, coords, False, _weight(use), False)
 
 
 def _read_accesses(read: Op, ctx: ThreadContext) -> Iterator[LdsAccess]:

@@ -227,6 +227,35 @@ class GlobalStoreOp(MemoryOp):
 
 
 @register
+class GlobalAtomicOp(MemoryOp):
+    """``global_atomic(tensor, idx..., mask, value) {kind, vec}``: where ``mask[j]``, this thread
+    updates ``tensor[idx[j]]`` atomically with ``value[j]`` (``kind``: add, max, min, as the tile
+    op ``AtomicOp``), relaxed, at device scope. The optional result holds the old values (0 where
+    masked off). Groups of ``vec`` registers (2: a packed f16/bf16 add,
+    ``Target.packed_atomic_add``) are one atomic instruction each, under one mask."""
+
+    name = "global_atomic"
+
+    def verify(self) -> None:
+        super().verify()
+        t = self.operands[0].type
+        if not isinstance(t, TensorType) or not t.out:
+            raise VerifyError(self, "first operand must be an out tensor")
+        v = _regs(self, self.operands[-1].type, "value")
+        if len(self.operands) != len(t.dims) + 3 or v.dtype != t.dtype:
+            raise VerifyError(self, "global_atomic(tensor, one index per dim, mask, value)")
+        for x in self.operands[1:-2]:
+            _index(self, x.type, v.n, "an index")
+        if _regs(self, self.operands[-2].type, "mask") != RegsType("i1", v.n):
+            raise VerifyError(self, "mask must be regs<i1, n>")
+        if self.attrs.get("kind") not in ("add", "max", "min"):
+            raise VerifyError(self, "kind must be add, max or min")
+        if len(self.results) > 1 or (self.results and self.result.type != v):
+            raise VerifyError(self, f"the old values are {v}")
+        self.check_vec(v.n)
+
+
+@register
 class LdsLoadOp(MemoryOp):
     """``lds_load(offset, mask) {vec}``: register j reads the LDS element at byte
     ``offset[j]`` (of the result dtype) where mask[j]."""
