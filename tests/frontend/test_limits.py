@@ -17,7 +17,7 @@ from tiledsl.frontend.limits import MAX_PIPELINE_STAGES, MAX_TILE_ELEMENTS
 from tiledsl.frontend.parser import MAX_DEPTH
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-FAST_S = 5.0     # generous, so that a loaded CI machine does not flake; the checks take milliseconds
+FAST_S = 20.0    # generous, so that a loaded CI machine does not flake; the checks take milliseconds
 
 
 def _kernel(body: str, block: str = "block 4 waves", params: str = "param BM = 16, BN = 64") -> str:
