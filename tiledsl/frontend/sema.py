@@ -107,7 +107,8 @@ class Sema:
         """A scalar parameter read by the grid's extents (the body reads its block argument)."""
         if p.dtype != "i32":
             raise self.err(loc, f"the grid can use i32 scalar parameters only; '{p.name}' is {p.dtype}")
-        return self.emit(ops.ScalarArgOp([], [scalar("i32")], {"name": p.name}, loc=loc, hints=[p.name])).result
+        # No name hint: the printer would then rename the body's argument of that name.
+        return self.emit(ops.ScalarArgOp([], [scalar("i32")], {"name": p.name}, loc=loc)).result
 
     def bind(self, name: str, v: SemaValue) -> None:
         self.scopes[-1][name] = v
