@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import tiledsl
+from tiledsl.backend_nvptx.ptx import PtxasNotFound, find_ptxas
 from tiledsl.interp.block import BlockInterpreter
 from tiledsl.interp.report import Report
 from tiledsl.ir.core import verify_tree
@@ -55,6 +56,16 @@ NATIVE_CASES = ["segments-W2-BR5", "nested-BR3", "permute-37x24-BM16-W2", "gathe
 def test_compiles_natively(name: str, target: str) -> None:
     art = CASES[name].program().compile(target=target)
     assert len(art.binary) > 0
+    if target.startswith("sm_") and _has_ptxas():
+        assert len(art.cubin()) > 0         # ptxas accepts the PTX
+
+
+def _has_ptxas() -> bool:
+    try:
+        find_ptxas()
+    except PtxasNotFound:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------- drawn inputs
