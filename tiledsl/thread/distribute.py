@@ -373,10 +373,7 @@ class Distributor:
             start = st.owner.attrs["value"] if isinstance(st.owner, ops.ConstOp) else None
             if d not in inbounds and (d in bounds or not (static is not None and start is not None and 0 <= start
                                                           and start + ext <= static)):
-                size = self.limit(tt, d, bounds.get(d))
-                inside = self.binop("and", self.binop("lt", idx, self.splat(size, n)),
-                                    self.binop("ge", idx, self.splat_const(0, "i32", n)))
-                mask = self.binop("and", mask, inside)
+                mask = self.binop("and", mask, self.inside(idx, self.limit(tt, d, bounds.get(d)), n))
             indices.append(idx)
         last_full = extents[-1] != 0 and isinstance(tt.dims[-1], int) or (
             extents[-1] != 0 and self.static_dim(tt.dims[-1]) == extents[-1] and self.is_zero(starts[-1]))
