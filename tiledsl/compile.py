@@ -6,7 +6,7 @@
 ``meta`` tells a host program how to launch the kernel: the symbol, the kernel
 arguments in order with byte offsets and sizes (tensor pointers, scalars, then the
 run-time sizes of the symbolic dims), the block size, the grid as expressions of the
-dims, and the dynamic LDS bytes.
+dims (and of the i32 scalar parameters the grid reads), and the dynamic LDS bytes.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ _ARG_SIZE = {"ptr": 8, "f32": 4, "i32": 4, "f16": 2, "bf16": 2, "i1": 1}
 
 
 def grid_expressions(kernel: ops.KernelOp) -> list[str]:
-    """The grid extents as C/Python expressions of the run-time dims."""
+    """The grid extents as C/Python expressions of the run-time dims and i32 scalar parameters
+    (by name)."""
     text: dict[int, str] = {}
     symbols = {"add": "+", "sub": "-", "mul": "*", "floordiv": "/", "mod": "%"}
 
@@ -40,7 +41,7 @@ def grid_expressions(kernel: ops.KernelOp) -> list[str]:
             return [expr(v) for v in op.operands]
         if isinstance(op, ops.ConstOp):
             text[id(op.result)] = str(op.attrs["value"])
-        elif isinstance(op, ops.DimOp):
+        elif isinstance(op, (ops.DimOp, ops.ScalarArgOp)):
             text[id(op.result)] = op.attrs["name"]
         elif op.name in symbols:
             a, b = op.operands

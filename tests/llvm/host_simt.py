@@ -272,7 +272,7 @@ class HostKernel:
                 values.append(scalars[a.name])
             else:
                 values.append(dims[a.name])
-        gx, gy, gz = lk.grid(dims)
+        gx, gy, gz = lk.grid(dims, scalars)
         barrier = ctypes.create_string_buffer(_BARRIER_BYTES)
         assert _LIBC.pthread_barrier_init(barrier, None, lk.block_threads) == 0
         try:

@@ -69,12 +69,14 @@ class Transpose(Expr):
 
 @dataclass
 class Index:
-    """One entry of a subscript: ``e`` | ``e : +E`` | ``:`` | ``_``."""
+    """One entry of a subscript: ``e`` | ``e : +E`` | ``:`` | ``_``, the first two optionally
+    followed by ``until B`` (a run-time bound: indices from B on are masked)."""
 
     kind: str        # "scalar" | "extent" | "full" | "newaxis"
     loc: Loc
     start: Expr | None = None
     extent: Expr | None = None
+    bound: Expr | None = None
 
 
 @dataclass

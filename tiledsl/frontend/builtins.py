@@ -322,7 +322,11 @@ def _atomic_update(s: Sema, e: ast.Call, kind: str, want_old: bool) -> Value | N
     if p.dtype not in cls.dtypes:
         takes = ", ".join(cls.dtypes[:-1]) + " or " + cls.dtypes[-1]
         raise TdslError(e.loc, f"{e.func}() takes {takes} tensors; '{p.name}' is {p.dtype}")
-    starts, extents, shape = s.slice(ref, target_e.indices, target_e.loc)
+    starts, attrs, shape = s.slice(ref, target_e.indices, target_e.loc)
+    if attrs.get("gather") or attrs.get("bounded"):
+        raise TdslError(target_e.loc, f"{e.func}() updates a plain slice of '{p.name}' (start : +EXTENT, or a "
+                                      f"scalar index, per dim)",
+                        ["index tiles and 'until' bounds are not supported in atomics yet"])
     v = s.tile_of(s.expr(value_e), value_e.loc, p.dtype, shape)
     if v.type.dtype != p.dtype:
         raise TdslError(value_e.loc, f"cannot update {p.dtype} tensor '{p.name}' with {v.type}",
@@ -333,7 +337,7 @@ def _atomic_update(s: Sema, e: ast.Call, kind: str, want_old: bool) -> Value | N
     s.check_shape(e.loc, v.type.shape, shape, f"the slice of '{p.name}'")
     target_e.ty = f"{p.dtype}[{','.join(map(str, shape))}]"
     result = [TileType(p.dtype, shape)] if want_old else []
-    op = s.emit(cls([ref.value, *starts, v], result, {"extents": extents}, loc=e.loc))
+    op = s.emit(cls([ref.value, *starts, v], result, {"extents": attrs["extents"]}, loc=e.loc))
     return op.result if want_old else None
 
 

@@ -283,11 +283,11 @@ class _Builder(Transformer):
 
     @v_args(meta=True)
     def idx_scalar(self, meta, c):
-        return ast.Index("scalar", self._loc(meta), c[0])
+        return ast.Index("scalar", self._loc(meta), c[0], bound=c[1])
 
     @v_args(meta=True)
     def idx_extent(self, meta, c):
-        return ast.Index("extent", self._loc(meta), c[0], c[1])
+        return ast.Index("extent", self._loc(meta), c[0], c[1], bound=c[2])
 
     @v_args(meta=True)
     def idx_full(self, meta, c):

@@ -91,6 +91,7 @@ class Sema:
         #: The dtype parameters' values (kept out of ``params``: the IR has only the dtypes themselves).
         self.dtypes: dict[str, str] = {}
         self.block_size: tuple[int, str] | None = None
+        self.grid_scalars: dict[str, ast.ScalarParam] = {}      # while building the grid region
 
     # ------------------------------------------------------------ helpers
     def err(self, loc: Loc | None, msg: str, *notes: str) -> TdslError:
@@ -109,7 +110,16 @@ class Sema:
             return Static(CONSTANTS[name], "f32")
         if name in self.runtime_dims:
             return self.emit(ops.DimOp([], [scalar("i32")], {"name": name}, loc=loc, hints=[name])).result
+        if name in self.grid_scalars:
+            return self.grid_scalar(self.grid_scalars[name], loc)
         raise self.err(loc, f"'{name}' is not defined")
+
+    def grid_scalar(self, p: ast.ScalarParam, loc: Loc) -> Value:
+        """A scalar parameter read by the grid's extents (the body reads its block argument)."""
+        if p.dtype != "i32":
+            raise self.err(loc, f"the grid can use i32 scalar parameters only; '{p.name}' is {p.dtype}")
+        # No name hint: the printer would then rename the body's argument of that name.
+        return self.emit(ops.ScalarArgOp([], [scalar("i32")], {"name": p.name}, loc=loc)).result
 
     def bind(self, name: str, v: SemaValue) -> None:
         self.scopes[-1][name] = v
@@ -219,6 +229,7 @@ class Sema:
             raise self.err(k.grid.loc, f"the grid has {len(k.grid.extents)} extents but "
                                        f"{len(k.grid.names)} coordinate names")
         extents = []
+        self.grid_scalars = {p.name: p for p in k.params if isinstance(p, ast.ScalarParam)}
         for e in k.grid.extents:
             v = self.expr(e)
             if isinstance(v, Static) and (v.dtype != "i32" or isinstance(v.value, bool)):
@@ -229,6 +240,7 @@ class Sema:
                 raise self.err(e.loc, f"a grid extent must be an i32 scalar, got {v.type}")
             extents.append(self.materialize(v, e.loc, "i32"))
         self.emit(ops.YieldOp(extents, [], loc=k.grid.loc))
+        self.grid_scalars = {}
         self.blocks.pop()
 
         body = Block(arg_types, [p.name for p in params])
@@ -406,7 +418,7 @@ class Sema:
             if isinstance(src, ast.Subscript) and isinstance(src.base, ast.Name) and isinstance(
                     self.lookup_quiet(src.base.id), TensorRef):
                 tref = self.lookup_quiet(src.base.id)
-                starts, extents, shape = self.slice(tref, src.indices, src.loc)
+                starts, attrs, shape = self.slice(tref, src.indices, src.loc)
                 if tref.param.dtype != buf.dtype:
                     raise self.err(s.loc, f"cannot copy {tref.param.dtype} tensor '{tref.param.name}' into "
                                           f"{buf.dtype} LDS tile '{s.target}'",
@@ -415,7 +427,7 @@ class Sema:
                 pad = self.pad_value(src, buf.dtype)
                 src.ty = f"{buf.dtype}[{','.join(map(str, shape))}]"
                 self.emit(ops.CopyOp([tref.value, *starts, target.value], [],
-                                     {"extents": extents, "pad": pad}, loc=s.loc))
+                                     {**attrs, "pad": pad}, loc=s.loc))
                 return
             v = self.tile_of(self.expr(src), src.loc, buf.dtype, buf.shape)
             if v.type.dtype != buf.dtype:
@@ -430,13 +442,13 @@ class Sema:
             if not target.param.out:
                 raise self.err(s.target_loc, f"'{s.target}' is an input; only 'out' tensors can be written",
                                f"declare it as 'out {s.target}: ...'")
-            starts, extents, shape = self.slice(target, s.indices, s.loc)
+            starts, attrs, shape = self.slice(target, s.indices, s.loc)
             v = self.tile_of(self.expr(s.value), s.value.loc, target.param.dtype, shape)
             if v.type.dtype != target.param.dtype:
                 raise self.err(s.value.loc, f"cannot store {v.type} into {target.param.dtype} tensor "
                                             f"'{s.target}'", f"cast it: {target.param.dtype}(...)")
             self.check_shape(s.loc, v.type.shape, shape, f"the slice of '{s.target}'")
-            self.emit(ops.StoreOp([target.value, *starts, v], [], {"extents": extents}, loc=s.loc))
+            self.emit(ops.StoreOp([target.value, *starts, v], [], attrs, loc=s.loc))
             return
         raise self.err(s.target_loc, f"'{s.target}' is not an LDS tile or a tensor; use '=' for variables")
 
@@ -496,7 +508,9 @@ class Sema:
         return names
 
     def scalar_i32(self, e: ast.Expr, what: str) -> Value:
-        v = self.expr(e)
+        return self.i32_scalar_of(self.expr(e), e, what)
+
+    def i32_scalar_of(self, v: SemaValue, e: ast.Expr, what: str) -> Value:
         if isinstance(v, Static) and (v.dtype != "i32" or isinstance(v.value, bool)):
             raise self.err(e.loc, f"{what} must be an integer, got {v}")
         if isinstance(v, Value) and v.type != scalar("i32"):
@@ -771,10 +785,10 @@ class Sema:
                            f"to make a tile write fill(0, {e.base.id}[...])")
         base = self.expr(e.base)
         if isinstance(base, TensorRef):
-            starts, extents, shape = self.slice(base, e.indices, e.loc)
+            starts, attrs, shape = self.slice(base, e.indices, e.loc)
             pad = self.pad_value(e, base.param.dtype)
             return self.emit(ops.LoadOp([base.value, *starts], [TileType(base.param.dtype, shape)],
-                                        {"extents": extents, "pad": pad}, loc=e.loc)).result
+                                        {**attrs, "pad": pad}, loc=e.loc)).result
         if e.pad is not None:
             raise self.err(e.pad.loc, "'pad' applies to slices of global tensors only")
         if isinstance(base, LdsRef):
@@ -798,18 +812,32 @@ class Sema:
                                                loc=i.loc)).result
         return v
 
-    def slice(self, t: TensorRef, indices: list[ast.Index], loc: Loc) -> tuple[list[Value], list[Dim], tuple]:
-        """Starts, extents (0 = dropped dim) and tile shape of a global slice."""
+    def slice(self, t: TensorRef, indices: list[ast.Index], loc: Loc) -> tuple[list[Value], dict[str, Any], tuple]:
+        """The addressing operands (a start, an index or an index tile per dim, then the bounds),
+        the attributes (``extents``: 0 = dropped dim; ``gather``, ``bounded`` where used) and the
+        tile shape of a global slice."""
         p = t.param
         if len(indices) != len(p.dims):
             raise self.err(loc, f"'{p.name}' has {len(p.dims)} dims but the subscript has {len(indices)}")
-        starts, extents = [], []
+        starts, extents, gather, bounded, bounds = [], [], [], [], []
         for axis, (i, d) in enumerate(zip(indices, p.dims)):
             if i.kind == "newaxis":
                 raise self.err(i.loc, "'_' (new axis) applies to register tiles, not to tensor slices")
             if i.kind == "scalar":
-                starts.append(self.scalar_i32(i.start, "an index"))
-                extents.append(0)
+                v = self.expr(i.start)
+                if isinstance(v, LdsRef):
+                    v = self.materialize(v, i.start.loc)
+                if isinstance(v, Value) and isinstance(v.type, TileType) and v.type.rank > 0:
+                    starts.append(self.index_tile(v, i.start, gather, starts))
+                    extents.append(0 if gather else v.type.shape[0])
+                    gather.append(axis)
+                else:
+                    if i.bound is not None:
+                        raise self.err(i.bound.loc, "'until' cuts a slice (start : +EXTENT until BOUND) or masks "
+                                                    "an index tile; a scalar index is not masked",
+                                       "an index outside its dim is an out-of-bounds error")
+                    starts.append(self.i32_scalar_of(v, i.start, "an index"))
+                    extents.append(0)
             elif i.kind == "extent":
                 starts.append(self.scalar_i32(i.start, "a slice start"))
                 ext = self.static_int(i.extent, "a slice extent", allow_sym=True)
@@ -819,7 +847,27 @@ class Sema:
             else:
                 starts.append(self.const(0, "i32", i.loc))
                 extents.append(self.full_extent(d, p, i.loc))
-        return starts, extents, tuple(e for e in extents if e != 0)
+            if i.bound is not None:
+                bounded.append(axis)
+                bounds.append(self.scalar_i32(i.bound, "the bound after 'until'"))
+        attrs: dict[str, Any] = {"extents": extents}
+        if gather:
+            attrs["gather"] = gather
+        if bounded:
+            attrs["bounded"] = bounded
+        return [*starts, *bounds], attrs, tuple(e for e in extents if e != 0)
+
+    def index_tile(self, v: Value, e: ast.Expr, gather: list[int], starts: list[Value]) -> Value:
+        """An index tile of a gather: a 1-D i32 tile, as long as the others of the subscript."""
+        if v.type.dtype != "i32" or v.type.rank != 1:
+            raise self.err(e.loc, f"an index tile must be a 1-D i32 tile, got {v.type}",
+                           "a gather takes one i32[L] tile per indexed dim; its rows come from the tile's values")
+        if gather:
+            first = starts[gather[0]].type.shape[0]
+            if v.type.shape[0] != first:
+                raise self.err(e.loc, f"index tiles of one subscript must have one length: {v.type} here, "
+                                      f"i32[{first}] before")
+        return v
 
     def full_extent(self, d: str | int, p: ast.TensorParam, loc: Loc) -> Dim:
         if isinstance(d, int):

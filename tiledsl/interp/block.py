@@ -150,10 +150,13 @@ class BlockInterpreter(OpInterpreter):
     def slice_indices(self, op: Op, tensor: GlobalTensor, starts: list[np.ndarray]
                       ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
         """Per-dim index arrays (broadcastable to [blocks, *tile]), the in-bounds mask,
-        and the flag of unmasked out-of-bounds positions: scalar indices, and the dims a pass
-        marked ``inbounds`` (split-tail), whose claim is checked here."""
+        and the flag of unmasked out-of-bounds positions: scalar indices, index tiles of dims
+        without a bound, and the dims a pass marked ``inbounds`` (split-tail), whose claim is
+        checked here. ``starts`` are the op's addressing operands: one per dim, then the bounds."""
         extents = op.attrs["extents"]
         inbounds = op.attrs.get("inbounds", ())
+        gather = op.attrs.get("gather", ())
+        bounds = dict(zip(op.attrs.get("bounded", ()), starts[len(extents):]))
         rank = sum(1 for e in extents if e != 0)
         idx = []
         inb = np.ones((1,) * (rank + 1), dtype=bool)
@@ -161,14 +164,23 @@ class BlockInterpreter(OpInterpreter):
         pos = 0
         for d, (e, st) in enumerate(zip(extents, starts)):
             size = tensor.data.shape[d]
-            ix = np.asarray(st).reshape(-1, *([1] * rank)).astype(np.int64)
-            if e != 0:
+            if d in gather:
+                axis = op.gather_axis()
+                tile = np.asarray(st)
+                ix = tile.reshape(tile.shape[0], *([1] * axis), tile.shape[-1], *([1] * (rank - axis - 1)))
+                ix = ix.astype(np.int64)
+                pos += e != 0
+            else:
+                ix = np.asarray(st).reshape(-1, *([1] * rank)).astype(np.int64)
+            if e != 0 and d not in gather:
                 shape = [1] * (rank + 1)
                 shape[pos + 1] = e
                 ix = ix + np.arange(e).reshape(shape)
                 pos += 1
             ok = (ix >= 0) & (ix < size)
-            if e == 0 or d in inbounds:
+            if d in bounds:
+                ok = ok & (ix < np.asarray(bounds[d]).reshape(-1, *([1] * rank)))
+            if (e == 0 and d not in gather) or d in inbounds or (d in gather and d not in bounds):
                 unmasked_bad = unmasked_bad | ~ok
             inb = inb & ok
             idx.append(ix)
@@ -186,13 +198,18 @@ class BlockInterpreter(OpInterpreter):
                        active: np.ndarray) -> None:
         if not bad.any():
             return
-        bad_blocks = np.broadcast_to(bad, (self.nb, *bad.shape[1:])).reshape(self.nb, -1).any(axis=1) & active
+        tile = np.broadcast_shapes(bad.shape, *(np.shape(ix) for ix in idx))[1:]
+        bad_full = np.broadcast_to(bad, (self.nb, *tile))
+        bad_blocks = bad_full.reshape(self.nb, -1).any(axis=1) & active
         if bad_blocks.any():
             b = int(np.argmax(bad_blocks))
-            where = [int(np.asarray(ix).reshape(ix.shape[0], -1)[min(b, ix.shape[0] - 1)][0]) for ix in idx]
+            at = np.unravel_index(int(np.argmax(bad_full[b])), bad_full.shape[1:])
+            where = [int(np.broadcast_to(ix, bad_full.shape)[(b, *at)]) for ix in idx]
+            hint = "; an index tile's entries must lie inside the dim, or be masked with 'until BOUND'" \
+                if set(op.attrs.get("gather", ())) - set(op.attrs.get("bounded", ())) else ""
             self.error("out-of-bounds", op,
                        f"unmasked index out of range of '{tensor.name}' {list(tensor.data.shape)}: "
-                       f"element {where} ({int(bad_blocks.sum())} blocks affected)", b)
+                       f"element {where} ({int(bad_blocks.sum())} blocks affected){hint}", b)
 
 
 # ---------------------------------------------------------------- handlers
@@ -200,6 +217,11 @@ class BlockInterpreter(OpInterpreter):
 @handles("dim")
 def _dim(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
     return [np.asarray([it.dims[op.attrs["name"]]], dtype=np.int32)]
+
+
+@handles("scalar_arg")
+def _scalar_arg(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    return [np.asarray([it.scalars[op.attrs["name"]]], dtype=np.int32)]
 
 
 @handles("block_id")

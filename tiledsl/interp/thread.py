@@ -299,6 +299,11 @@ def _dim(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
     return [np.asarray([it.dims[op.attrs["name"]]], dtype=np.int32)]
 
 
+@handles("scalar_arg")
+def _scalar_arg(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    return [np.asarray([it.scalars[op.attrs["name"]]], dtype=np.int32)]
+
+
 @handles("block_id")
 def _block_id(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
     return [np.asarray([it.coords[op.attrs["axis"]]], dtype=np.int32)]

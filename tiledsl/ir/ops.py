@@ -105,6 +105,21 @@ class BlockIdOp(_Fixed):
 
 
 @register
+class ScalarArgOp(_Fixed):
+    """The value of the i32 scalar kernel parameter ``name``, in the grid region (whose extents
+    may depend on it: ``grid (cdiv(max_seqlen, BM))``); the body reads its block arguments."""
+
+    name = "scalar_arg"
+    num_operands = 0
+    pure = cse = True
+
+    def verify(self) -> None:
+        super().verify()
+        if self.result.type != TileType("i32") or not isinstance(self.attrs.get("name"), str):
+            raise VerifyError(self, "scalar_arg() {name = ...} : i32")
+
+
+@register
 class ConstOp(_Fixed):
     """A scalar constant; ``value`` is a Python int, float or bool."""
 
@@ -390,7 +405,33 @@ class GlobalAccess(Op):
     tile extent along dim d, or 0 where a scalar index drops the dim. Elements
     outside the tensor are masked for extent dims (reads give ``pad``, writes are
     dropped); a scalar index out of range is an out-of-bounds access.
+
+    ``gather`` (optional): the dims indexed by an index tile (a gather, or a scatter for a
+    store): their operand is an ``i32[L]`` tile instead of a scalar, and element i of the tile's
+    gathered axis is at ``idx[i]`` along each of them. The gathered axis sits where the first
+    gathered dim is (its extent is L, the other gathered dims' 0). An index outside its dim is an
+    out-of-bounds access unless the dim is ``bounded``.
+
+    ``bounded`` (optional): dims cut at a run-time bound, one i32 scalar operand per listed dim
+    after the starts: an index at or past the bound is masked as past the tensor's end (an extent
+    dim), or an index tile's entry outside [0, min(dim, bound)) is masked (a gathered dim).
     """
+
+    def addressing(self, t: TensorType) -> int:
+        """How many operands after the tensor address it: one per dim, one per bound."""
+        return len(t.dims) + len(self.attrs.get("bounded", ()))
+
+    def bounds(self) -> list[Value]:
+        """The bound operands, in the order of ``bounded``."""
+        rank = len(self.operands[0].type.dims)
+        return self.operands[1 + rank:1 + rank + len(self.attrs.get("bounded", ()))]
+
+    def gather_axis(self) -> int | None:
+        """The tile axis along which the index tiles gather (None: no gather)."""
+        gather = self.attrs.get("gather")
+        if not gather:
+            return None
+        return sum(1 for e in self.attrs["extents"][:gather[0]] if e != 0)
 
     def _check_slice(self, tile_shape: tuple[Any, ...]) -> TensorType:
         t = self.operands[0].type
@@ -399,13 +440,36 @@ class GlobalAccess(Op):
         extents = self.attrs.get("extents")
         if not isinstance(extents, list) or len(extents) != len(t.dims):
             raise VerifyError(self, "extents must list one entry per tensor dim")
-        for v in self.operands[1:1 + len(t.dims)]:
-            if not (isinstance(v.type, TileType) and v.type.shape == () and v.type.dtype == "i32"):
+        gather, bounded = self._check_dims("gather", len(t.dims)), self._check_dims("bounded", len(t.dims))
+        lengths = set()
+        for d, v in enumerate(self.operands[1:1 + len(t.dims)]):
+            if d in gather:
+                if not (isinstance(v.type, TileType) and v.type.rank == 1 and v.type.dtype == "i32"):
+                    raise VerifyError(self, f"the index of gathered dim {d} must be a 1-D i32 tile")
+                lengths.add(v.type.shape[0])
+            elif not (isinstance(v.type, TileType) and v.type.shape == () and v.type.dtype == "i32"):
                 raise VerifyError(self, "slice starts must be i32 scalars")
+        if len(lengths) > 1 or (gather and [extents[d] for d in gather] != [*lengths, *[0] * (len(gather) - 1)]):
+            raise VerifyError(self, f"index tiles of lengths {sorted(lengths)} with extents {extents}: the first "
+                                    f"gathered dim has the tiles' one length, the others 0")
+        if any(extents[d] == 0 and d not in gather for d in bounded):
+            raise VerifyError(self, "a bound cuts a slice or an index tile, not a scalar index")
+        if len(self.operands) < 1 + self.addressing(t):
+            raise VerifyError(self, "missing bound operands")
+        for v in self.bounds():
+            if not (isinstance(v.type, TileType) and v.type.shape == () and v.type.dtype == "i32"):
+                raise VerifyError(self, "bounds must be i32 scalars")
         want = tuple(e for e in extents if e != 0)
         if tuple(tile_shape) != want:
             raise VerifyError(self, f"tile shape {tile_shape} does not match slice extents {want}")
         return t
+
+    def _check_dims(self, key: str, rank: int) -> list[int]:
+        dims = self.attrs.get(key, [])
+        if not (isinstance(dims, list) and all(isinstance(d, int) and not isinstance(d, bool) for d in dims)
+                and dims == sorted(set(dims)) and all(0 <= d < rank for d in dims)):
+            raise VerifyError(self, f"{key} must list tensor dims in increasing order, got {dims!r}")
+        return dims
 
 
 @register
@@ -419,7 +483,7 @@ class LoadOp(GlobalAccess):
         super().verify()
         r = _tile(self, self.result, "result")
         t = self._check_slice(r.shape)
-        if len(self.operands) != 1 + len(t.dims) or r.dtype != t.dtype:
+        if len(self.operands) != 1 + self.addressing(t) or r.dtype != t.dtype:
             raise VerifyError(self, "load operands/dtype mismatch")
 
 
@@ -433,7 +497,7 @@ class StoreOp(GlobalAccess):
         super().verify()
         v = _tile(self, self.operands[-1], "stored value")
         t = self._check_slice(v.shape)
-        if len(self.operands) != 2 + len(t.dims) or self.results:
+        if len(self.operands) != 2 + self.addressing(t) or self.results:
             raise VerifyError(self, "store takes tensor, starts, value and has no result")
         if v.dtype != t.dtype or not t.out:
             raise VerifyError(self, "store needs an out tensor of the value's dtype")
@@ -523,7 +587,7 @@ class CopyOp(GlobalAccess):
         if not isinstance(buf, LdsType):
             raise VerifyError(self, "copy destination must be an LDS tile")
         t = self._check_slice(buf.shape)
-        if len(self.operands) != 2 + len(t.dims) or buf.dtype != t.dtype or self.results:
+        if len(self.operands) != 2 + self.addressing(t) or buf.dtype != t.dtype or self.results:
             raise VerifyError(self, "copy operands/dtype mismatch")
 
 

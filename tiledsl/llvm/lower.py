@@ -77,11 +77,12 @@ class LoweredKernel:
         """Optimise and emit asm and object for the kernel's target."""
         return self.target.compile(self.module, opt)
 
-    def grid(self, dims: Mapping[str, int]) -> tuple[int, int, int]:
-        """Blocks along x, y, z for tensors with these dim sizes (as the interpreters count them)."""
+    def grid(self, dims: Mapping[str, int], scalars: Mapping[str, Any] | None = None) -> tuple[int, int, int]:
+        """Blocks along x, y, z for tensors with these dim sizes and these scalar arguments (the
+        grid may read i32 scalar parameters), as the interpreters count them."""
         known = {**{k: v for k, v in self.kernel.attrs.get("params", {}).items() if isinstance(v, int)},
                  **dims}
-        it = ThreadInterpreter(self.kernel, self.ctx, {}, {}, known, Report(level="thread"))
+        it = ThreadInterpreter(self.kernel, self.ctx, {}, dict(scalars or {}), known, Report(level="thread"))
         extents = [int(np.asarray(v).reshape(-1)[0]) for v in it.run_block(self.kernel.grid, [])]
         if len(extents) > 3:
             raise NotImplementedError(f"a grid of {len(extents)} axes: GPUs launch at most 3")

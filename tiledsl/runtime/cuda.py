@@ -72,7 +72,8 @@ def _contiguous(iface: dict[str, Any], itemsize: int) -> bool:
 
 
 def grid_value(expr: str, dims: dict[str, int]) -> int:
-    """Evaluate a grid expression of the launch metadata (C integer syntax)."""
+    """Evaluate a grid expression of the launch metadata (C integer syntax) with these values of
+    its names (dims, compile-time parameters, i32 scalar arguments)."""
     py = expr.replace("/", "//")
     return int(eval(py, {"__builtins__": {}, "max": max, "min": min}, dict(dims)))
 
@@ -148,7 +149,10 @@ class CudaKernel:
                 if a["name"] not in dims:
                     raise LaunchError(f"no tensor gives the size of dim '{a['name']}'")
                 kernel_args.append(np.int32(dims[a["name"]]))
-        grid = [grid_value(g, {**dims, **{k: v for k, v in params.items() if isinstance(v, int)}})
+        # The grid may read i32 scalar parameters (``grid (cdiv(max_seqlen, BM))``), by name.
+        ints = {a["name"]: int(args[a["name"]]) for a in meta["args"]
+                if a["kind"] == "scalar" and a["dtype"] == "i32" and a["name"] in args}
+        grid = [grid_value(g, {**dims, **{k: v for k, v in params.items() if isinstance(v, int)}, **ints})
                 for g in meta["grid"]]
         for axis, n in enumerate(grid):
             if n < 0:

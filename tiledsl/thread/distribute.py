@@ -25,7 +25,7 @@ from tiledsl.ir.types import DTYPE_BYTES, LdsType, RegsType, TensorType, TileTyp
 from tiledsl.layout import Layout
 from tiledsl.thread import layouts as layout_assignment
 from tiledsl.thread import ops as tops
-from tiledsl.thread.context import ThreadContext, register_mapping
+from tiledsl.thread.context import ThreadContext, axis_mapping, register_mapping
 from tiledsl.thread.reduction import reduce_plan, result_layout
 
 _NAN = float("nan")     # one object, so that hoisting keys holding it compare equal
@@ -188,7 +188,7 @@ class Distributor:
             self.env[id(r)] = n
 
     # ------------------------------------------------------------ simple ops
-    op_const = op_dim = op_block_id = clone_uniform
+    op_const = op_dim = op_block_id = op_scalar_arg = clone_uniform
 
     def op_yield(self, op: Op) -> None:
         self.emit(ops.YieldOp([self.get(v) for v in op.operands], [], loc=op.loc))
@@ -353,8 +353,17 @@ class Distributor:
         indices: list[Value] = []
         pos = 0
         inbounds = set(op.attrs.get("inbounds", ()))
+        gather = op.attrs.get("gather", ())
+        bounds = dict(zip(op.attrs.get("bounded", ()), op.bounds()))
         for d, (ext, st) in enumerate(zip(extents, starts)):
             s = self.get(st)
+            if d in gather:
+                idx = self.gathered_index(op, st, layout)
+                pos += ext != 0
+                if d in bounds:
+                    mask = self.binop("and", mask, self.inside(idx, self.limit(tt, d, bounds[d]), n))
+                indices.append(idx)
+                continue
             if ext == 0:
                 indices.append(s)
                 continue
@@ -362,19 +371,40 @@ class Distributor:
             pos += 1
             static = self.static_dim(tt.dims[d])
             start = st.owner.attrs["value"] if isinstance(st.owner, ops.ConstOp) else None
-            if d not in inbounds and not (static is not None and start is not None and 0 <= start
-                                          and start + ext <= static):
-                size = self.dim_size(tt, d)
-                inside = self.binop("and", self.binop("lt", idx, self.splat(size, n)),
-                                    self.binop("ge", idx, self.splat_const(0, "i32", n)))
-                mask = self.binop("and", mask, inside)
+            if d not in inbounds and (d in bounds or not (static is not None and start is not None and 0 <= start
+                                                          and start + ext <= static)):
+                mask = self.binop("and", mask, self.inside(idx, self.limit(tt, d, bounds.get(d)), n))
             indices.append(idx)
         last_full = extents[-1] != 0 and isinstance(tt.dims[-1], int) or (
             extents[-1] != 0 and self.static_dim(tt.dims[-1]) == extents[-1] and self.is_zero(starts[-1]))
+        if len(extents) - 1 in gather or len(extents) - 1 in bounds:
+            last_full = False       # per-element indices or a bound inside a row: no vectors
         vec = self.vec_width(layout, dtype, len(layout.shape) - 1) if last_full else 1
         if owner is not None:
             vec = _one_writer_groups(layout, vec)
         return indices, mask, vec
+
+    def gathered_index(self, op: Op, tile: Value, layout: Layout) -> Value:
+        """Per register of a gather's data tile (in ``layout``), the index its row comes from: the
+        index tile's registers, laid out as the gathered axis (``layouts.gather_index_spec``),
+        picked per register."""
+        mapping = axis_mapping(self.layout(tile), layout, op.gather_axis())
+        if mapping is None:
+            raise RuntimeError(f"internal: {op.loc}: the index tile's layout {tile.type.layout} does not give "
+                               f"each thread the indices of its rows in {layout.spec}")
+        return self.gather(self.get(tile), mapping, op)
+
+    def limit(self, tt: TensorType, d: int, bound: Value | None) -> Value:
+        """Where dim ``d`` ends for an access: its size, or the access's bound where that is less."""
+        size = self.dim_size(tt, d)
+        if bound is None:
+            return size
+        return self.emit(ops.BINARY_OPS["min"]([size, self.get(bound)], [scalar("i32")])).result
+
+    def inside(self, idx: Value, limit: Value, n: int) -> Value:
+        """``0 <= idx < limit``, per register."""
+        return self.binop("and", self.binop("lt", idx, self.splat(limit, n)),
+                          self.binop("ge", idx, self.splat_const(0, "i32", n)))
 
     def static_dim(self, d: str | int) -> int | None:
         if isinstance(d, int):

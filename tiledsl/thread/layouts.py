@@ -251,10 +251,49 @@ class LayoutAssignment:
             for i, res in enumerate(op.results):
                 spec = self.get(res)
                 out += [(r.terminator.operands[i], spec) for r in op.regions]
-        elif isinstance(op, ops.AtomicOp) and op.results:
-            # The old values come back in the registers that held the value.
-            out.append((op.value, self.get(op.result)))
+        elif isinstance(op, ops.GlobalAccess):
+            if op.attrs.get("gather"):
+                out += self.gather_demands(op)
+            if isinstance(op, ops.AtomicOp) and op.results:
+                # The old values come back in the registers that held the value.
+                out.append((op.value, self.get(op.result)))
         return [(v, s) for v, s in out if _is_tile(v)]
+
+    def gather_demands(self, op: ops.GlobalAccess) -> list[tuple[Value, LayoutSpec | None]]:
+        """A gather's index tiles are laid out as the gathered axis of its data tile, so that every
+        thread holds the index of each row it reads or writes (``gather_index_spec``)."""
+        if isinstance(op, ops.CopyOp):
+            t = op.operands[-1].type
+            data: LayoutSpec | None = self.default_blocked_of(tuple(t.shape), t.dtype)
+            shape, dtype = tuple(t.shape), t.dtype
+        else:
+            v = op.result if isinstance(op, ops.LoadOp) else op.operands[-1]
+            data, shape, dtype = self.get(v), _shape(v), v.type.dtype
+        if data is None:
+            return []
+        spec = gather_index_spec(self.explicit(data, shape, dtype), shape, op.gather_axis())
+        rank = len(op.operands[0].type.dims)
+        return [(op.operands[1 + d], spec) for d in op.attrs["gather"] if d < rank]
+
+    def explicit(self, spec: LayoutSpec, shape: tuple[int, ...], dtype: str) -> LayoutSpec:
+        """``spec`` with the blocked fields it leaves to the dtype filled in (through slices and
+        expands), so that it means the same registers for a tile of another dtype (an index tile)."""
+        if isinstance(spec, BlockedSpec):
+            spt, _, waves, order = resolve_blocked(spec, shape, self.ctx.num_waves, self.ctx.target.wave_size, dtype)
+            return BlockedSpec(size_per_thread=spt, order=order, waves=waves)
+        if isinstance(spec, SliceSpec) and spec.size is not None:
+            parent_shape = shape[:spec.dim] + (spec.size,) + shape[spec.dim:]
+            return replace(spec, parent=self.explicit(spec.parent, parent_shape, dtype))
+        if isinstance(spec, ExpandSpec):
+            return replace(spec, parent=self.explicit(spec.parent, shape[:spec.dim] + shape[spec.dim + 1:], dtype))
+        return spec
+
+    def default_blocked_of(self, shape: tuple[int, ...], dtype: str) -> BlockedSpec:
+        """The default blocked layout of a ``shape`` tile of ``dtype``, with every field explicit
+        (``ThreadContext.copy_layout`` binds it)."""
+        spt, _, waves, order = resolve_blocked(BlockedSpec(), shape, self.ctx.num_waves, self.ctx.target.wave_size,
+                                               dtype)
+        return BlockedSpec(size_per_thread=spt, order=order, waves=waves)
 
     def forward(self, op: Op) -> bool:
         changed = False
@@ -601,6 +640,17 @@ def expand_of(inner: LayoutSpec, axis: int) -> LayoutSpec:
     if isinstance(inner, SliceSpec) and inner.dim == axis and inner.size == 1:
         return inner.parent
     return ExpandSpec(axis, inner)
+
+
+def gather_index_spec(spec: LayoutSpec, shape: tuple[int, ...], axis: int) -> LayoutSpec:
+    """The layout of a gather's index tile for a data tile of ``shape`` in ``spec`` gathered along
+    ``axis``: ``spec`` with every other dim sliced away (a thread holds the index of each of its
+    rows; threads that share a row hold it alike)."""
+    for d in reversed(range(len(shape))):
+        if d != axis:
+            spec = slice_of(spec, d, shape)
+            shape = shape[:d] + shape[d + 1:]
+    return spec
 
 
 def broadcast_source(spec: LayoutSpec, src_shape: tuple[int, ...], dst_shape: tuple[int, ...]) -> LayoutSpec:
