@@ -10,16 +10,18 @@ from lark import Token, Transformer, v_args
 
 from tiledsl.diagnostics import Loc, Source, TdslError
 from tiledsl.frontend import ast
+from tiledsl.ir.types import with_dtype_names
 
 _FRIENDLY = {
-    "NAME": "a name", "INT": "an integer", "FLOAT": "a number", "DTYPE": "a dtype (f16, bf16, f32, i32)",
+    "NAME": "a name", "INT": "an integer", "FLOAT": "a number", "DTYPE": "a dtype (f16, bf16, f32, i32, ...)",
     "CMP_OP": "a comparison", "ADD_OP": "'+' or '-'", "MUL_OP": "'*', '/', '//' or '%'", "$END": "end of input",
+    "SHIFT_OP": "'<<' or '>>'", "BOR": "'|'", "BXOR": "'^'", "BAND": "'&'", "TRANSPOSE": "'^T'",
 }
 
 
 @functools.cache
 def _lark() -> lark.Lark:
-    text = resources.files("tiledsl").joinpath("grammar.lark").read_text()
+    text = with_dtype_names(resources.files("tiledsl").joinpath("grammar.lark").read_text())
     return lark.Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True)
 
 
@@ -213,6 +215,10 @@ class _Builder(Transformer):
     @v_args(meta=True)
     def neg(self, meta, c):
         return ast.Neg(self._loc(meta), c[0])
+
+    @v_args(meta=True)
+    def invert(self, meta, c):
+        return ast.Invert(self._loc(meta), c[0])
 
     @v_args(meta=True)
     def index(self, meta, c):
