@@ -61,7 +61,8 @@ def fp8_to_f32(b: ir.IRBuilder, v: ir.Value, dtype: str) -> ir.Value:
     half = b.bitcast(b.or_(sign, b.shl(mag, ir.Constant(I16, 7))), F16)
     value = b.fmul(b.fpext(half, F32), ir.Constant(F32, 2.0 ** (15 - fmt.bias)))
     is_nan = b.icmp_unsigned("==", mag, ir.Constant(I16, 0x7F))
-    return b.select(is_nan, ir.Constant(F32, float("nan")), value)
+    nan = call_intrinsic(b, "llvm.copysign.f32", F32, [ir.Constant(F32, float("nan")), value])
+    return b.select(is_nan, nan, value)
 
 
 def f32_to_fp8(b: ir.IRBuilder, x: ir.Value, dtype: str) -> ir.Value:
