@@ -371,7 +371,7 @@ def wide(m: int = 37, n: int = 150) -> Case:
     def reference(a: dict[str, Any]) -> dict[str, np.ndarray]:
         off = int(a["off"])
         y = [[int(v) * 3000000000 + off for v in row] for row in a["X"].tolist()]
-        wrap = lambda v: _wrap(np.array(v, dtype=object), "i64")   # noqa: E731
+        wrap = lambda v: _wrap(np.array(v, dtype=object), "i64")
         yy = wrap(y)
         c = [[int(v > 4000000000) + 2 * int(v // 1000000007 % 3 == 1) + 4 * int(v < -off) for v in row]
              for row in yy.tolist()]
