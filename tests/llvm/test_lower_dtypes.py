@@ -154,7 +154,7 @@ def test_f32_to_fp8_at_every_midpoint(dtype: str) -> None:
 # ---------------------------------------------------------------- the dtype programs
 
 HOST_CASES = [*[f"casts-{d}" for d in CASES.NUMPY], *[f"bits-{d}" for d in CASES.INTS], "lds-u8", "lds-f8e4m3",
-              "lds-i64-64x16", "lds-i16", "int4", "wide", "fp8"]
+              "lds-i64-64x16", "lds-i16", "int4", "wide", "offsets", "fp8"]
 
 
 @pytest.mark.parametrize("like", ["generic", "gfx942", "sm_90"])

@@ -31,7 +31,7 @@ def _dtype_cases() -> ModuleType:
 
 
 CASES = _dtype_cases()
-GPU_CASES = [*[f"casts-{d}" for d in CASES.NUMPY], "bits-u8", "bits-i8", "bits-u32", "bits-i64", "int4", "wide", "fp8",
+GPU_CASES = [*[f"casts-{d}" for d in CASES.NUMPY], "bits-u8", "bits-i8", "bits-u32", "bits-i64", "int4", "wide", "offsets", "fp8",
              "lds-f8e4m3", "lds-u8-8x128", "lds-i64-64x16"]
 
 

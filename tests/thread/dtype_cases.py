@@ -12,6 +12,7 @@ tests (``tests/runtime/test_cuda_dtypes.py``).
   and scaled per group, the kernel an int4 GEMM starts with;
 - ``wide``: i64 arithmetic past 2^31, comparisons, an i64 scalar argument, i64 slice starts, and an
   i64 row sum across waves (its LDS scratch has 8-byte slots);
+- ``offsets``: one-element loads of an i64 (a row index) and a u8 (a loop bound) steering a kernel;
 - ``fp8``: fp8 tiles through LDS, arithmetic on them (saturating), row maxima.
 
 Shapes are not multiples of the tiles.
@@ -381,6 +382,42 @@ def wide(m: int = 37, n: int = 150) -> Case:
     return Case(WIDE, {}, inputs, reference, ["Y", "C", "R"])
 
 
+# ---------------------------------------------------------------- i64 and u8 elements steering the kernel
+
+OFFSETS = """
+kernel segments(X: f32[R, C], Off: i64[G], K: u8[G], out Y: f32[G, C])
+  param BC = 64
+  grid (G, cdiv(C, BC)) as (g, c)
+  block 2 waves
+{
+  lo = Off[g]
+  acc = fill(0.0, f32[BC])
+  for r in 0 .. i32(K[g]) {
+    acc = acc + X[lo + i64(r), c*BC : +BC]
+  }
+  Y[g, c*BC : +BC] <- acc
+}
+"""
+
+
+def offsets(r: int = 40, c: int = 150) -> Case:
+    """One-element loads of an i64 and a u8 (uniform scalars: a row offset, a loop bound)."""
+    off = np.array([0, 3, 3, 17, 39], np.int64)
+    k = np.array([3, 0, 14, 22, 1], np.uint8)
+
+    def inputs(rng: np.random.Generator) -> dict[str, Any]:
+        return {"X": rng.standard_normal((r, c)).astype(np.float32), "Off": off.copy(), "K": k.copy(),
+                "Y": np.full((5, c), np.nan, np.float32)}
+
+    def reference(a: dict[str, Any]) -> dict[str, np.ndarray]:
+        y = np.zeros((5, c), np.float32)
+        for g in range(5):
+            for row in range(int(off[g]), int(off[g]) + int(k[g])):
+                y[g] += a["X"][row]
+        return {"Y": y}
+    return Case(OFFSETS, {}, inputs, reference, ["Y"])
+
+
 # ---------------------------------------------------------------- fp8 arithmetic
 
 FP8_OPS = """
@@ -441,5 +478,6 @@ CASES: dict[str, Case] = {
     "lds-i64-64x16": lds("i64", m=70, n=33, bm=64, bn=16),
     "int4": int4(),
     "wide": wide(),
+    "offsets": offsets(),
     "fp8": fp8(),
 }

@@ -130,7 +130,7 @@ kernel total(X: i8[N], out S: i8[G], out W: i32[G])
 
 @pytest.mark.parametrize("target", NATIVE_TARGETS)
 @pytest.mark.parametrize("name", ["casts-f8e4m3", "casts-u32", "casts-i64", "bits-i8", "bits-u32", "lds-f8e5m2",
-                                  "lds-i64-64x16", "int4", "wide", "fp8"])
+                                  "lds-i64-64x16", "int4", "wide", "offsets", "fp8"])
 def test_native_code_for_every_target(name: str, target: str) -> None:
     art = CASES[name].program().compile(target=target)
     assert art.binary
