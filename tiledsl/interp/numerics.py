@@ -43,6 +43,8 @@ STORAGE = {"f16": np.float32, "bf16": np.float32, "f32": np.float32, "i32": np.i
 FP8_TYPES = {"f8e4m3": ml_dtypes.float8_e4m3fn, "f8e5m2": ml_dtypes.float8_e5m2}
 FP8_MAX = {"f8e4m3": 448.0, "f8e5m2": 57344.0}
 _UNSIGNED_OF = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+#: ml_dtypes' float types (NumPy sees most of them as void): converted to integers as floats.
+_ML_FLOAT_NAMES = ("bfloat16", *(np.dtype(t).name for t in FP8_TYPES.values()))
 
 
 def round_bf16(x: np.ndarray) -> np.ndarray:
@@ -114,7 +116,7 @@ def round_to(x: Any, dtype: str) -> np.ndarray:
     if dtype in FP8_DTYPES:
         return round_fp8(x, dtype)
     if dtype in INT_DTYPES:
-        if x.dtype.kind == "f" or x.dtype.name in ("bfloat16", *(t.__name__ for t in FP8_TYPES.values())):
+        if x.dtype.kind == "f" or x.dtype.name in _ML_FLOAT_NAMES:
             return _float_to_int(x, dtype)
         return x.astype(STORAGE[dtype])
     if dtype == "i1":

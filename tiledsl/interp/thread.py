@@ -163,6 +163,10 @@ class ThreadInterpreter(OpInterpreter):
         offs = offsets[mask].astype(np.int64)
         if offs.size == 0:
             return t_ids, offs
+        if (offs % es).any():
+            # Distribution places every element at a multiple of its size (LdsStorage): our bug.
+            raise RuntimeError(f"internal: {op.loc}: an LDS access of {es}-byte elements at byte "
+                               f"{int(offs[np.argmax(offs % es != 0)])}, not a multiple of {es}")
         if (offs < 0).any() or (offs + es > self.lds.data.size).any():
             bad = int(np.argmax((offs < 0) | (offs + es > self.lds.data.size)))
             self.error("out-of-bounds", op, f"LDS access at byte {int(offs[bad])} outside the "
