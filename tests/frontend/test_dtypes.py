@@ -63,6 +63,7 @@ def _consts(prog: tiledsl.Program) -> list[tuple[str, object]]:
     ("f8e4m3(1000.0)", "f8e4m3", 448.0),                # saturates
     ("f8e5m2(1.0 / 0.0)", "f8e5m2", 57344.0),
     ("(3 << 30) + 5", "i64", 3 * 2**30 + 5),            # literals are exact, then fit the dtype they meet
+    ("(12 & -1) | (1 ^ 3) + (-8 >> 1)", "i32", 12 | (1 ^ 3) + (-8 >> 1)),
 ])
 def test_compile_time_values_follow_the_run_time_rules(expr: str, dtype: str, value: object) -> None:
     prog = tiledsl.load(HEAD.replace("T[", f"{dtype}[") + f"  O[g*64 : +64] <- fill({expr}, {dtype}[64])\n}}\n")

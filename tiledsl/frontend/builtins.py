@@ -78,7 +78,10 @@ def _static_cast(val: float | bool, dtype: str, loc: Any) -> int | float | bool:
     if dtype == "i1":
         return bool(val)
     if dtype in ("f16", "bf16", "f8e4m3", "f8e5m2"):
-        return float(to_python(round_to(np.asarray(val, dtype=np.float32), dtype), dtype))
+        # An integer goes to f32 in one rounding (as at run time), not through a Python float.
+        exact = isinstance(val, int) and not isinstance(val, bool)
+        f32 = np.asarray([val], dtype=np.int64 if exact else np.float64).astype(np.float32)
+        return float(to_python(round_to(f32, dtype), dtype))
     return float(val)
 
 

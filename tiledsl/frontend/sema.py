@@ -716,7 +716,8 @@ class Sema:
             fn = shift_left if op == "<<" else shift_right
             return Static(int(fn(np.asarray(x), np.asarray(wrap_int(y, probe.dtype)), probe.dtype)), probe.dtype,
                           weak=False)
-        r = {"&": x & y, "|": x | y, "^": x ^ y, "<<": x << y if op == "<<" else 0, ">>": x >> y}[op]
+        r = {"&": lambda: x & y, "|": lambda: x | y, "^": lambda: x ^ y, "<<": lambda: x << y,
+             ">>": lambda: x >> y}[op]()
         return self.int_result(op, r, a, b, loc)
 
     def common_dtype(self, op: str, a: SemaValue, b: SemaValue, loc: Loc) -> str:
