@@ -23,6 +23,7 @@ from tiledsl.ir.core import Block, Op, Value
 from tiledsl.ir.lds_storage import LdsStorage, buffer_coords, vector_width
 from tiledsl.ir.types import DTYPE_BYTES, LdsType, RegsType, TensorType, TileType, scalar
 from tiledsl.layout import Layout
+from tiledsl.thread import distribute_argreduce, distribute_scan
 from tiledsl.thread import layouts as layout_assignment
 from tiledsl.thread import ops as tops
 from tiledsl.thread.context import ThreadContext, register_mapping
@@ -567,6 +568,10 @@ class Distributor:
             acc = self.emit(combine([acc, part], [acc.type], loc=op.loc)).result
         self.emit(tops.BarrierOp([], [], loc=op.loc))
         return acc
+
+    # ------------------------------------------------------------ arg-reductions and scans
+    op_reduce_argmax = op_reduce_argmin = distribute_argreduce.arg_reduce
+    op_cumsum = distribute_scan.scan
 
     # ------------------------------------------------------------ control flow
     def op_for(self, op: Op) -> None:
