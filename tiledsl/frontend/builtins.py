@@ -170,6 +170,8 @@ def _math_unary(name: str) -> None:
         v = s.expr(x)
         from tiledsl.frontend.sema import Static
         if isinstance(v, Static):
+            if v.dtype == "i1":
+                raise TdslError(e.loc, f"{name}() does not take booleans")
             if name in ("isnan", "isinf"):
                 return Static(bool(getattr(math, name)(float(v.value))), "i1")
             return _static_math(s, e, name, [v])

@@ -159,7 +159,7 @@ def _sigmoid64(x: np.ndarray) -> np.ndarray:
 _erf64 = np.frompyfunc(math.erf, 1, 1)
 
 MATH64: dict[str, Callable[..., np.ndarray]] = {
-    "tanh": np.tanh, "sigmoid": _sigmoid64, "erf": lambda x: _erf64(x).astype(np.float64),
+    "tanh": np.tanh, "sigmoid": _sigmoid64, "erf": lambda x: np.asarray(_erf64(x), np.float64),
     "log": np.log, "log1p": np.log1p, "sin": np.sin, "cos": np.cos,
     "floor": np.floor, "ceil": np.ceil, "round": np.rint, "pow": np.power,
 }
