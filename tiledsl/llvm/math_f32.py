@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from fractions import Fraction
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -64,9 +65,6 @@ LN2 = _f32(math.log(2.0))
 TWO_OVER_SQRT_PI_HI, TWO_OVER_SQRT_PI_LO = _split(2.0 / math.sqrt(math.pi))
 SQRT_HALF_BITS = 0x3F3504F3     # f32 sqrt(1/2): log's mantissa is reduced to [sqrt(1/2), sqrt(2))
 TWO_OVER_PI = _f32(2.0 / math.pi)
-PIO2_1 = _f32(math.pi / 2)
-PIO2_2 = _f32(math.pi / 2 - PIO2_1)
-PIO2_3 = _f32(math.pi / 2 - PIO2_1 - PIO2_2)
 
 
 class Seq:
@@ -175,8 +173,9 @@ def tanh(s: Seq, x: ir.Value) -> ir.Value:
     t = s.mul(x, x)
     small = s.fma(s.mul(x, t), s.horner(t, TANH_P), x)
     z = exp_nonpositive(s, s.mul(a, s.c(-2.0)))
-    large = s.copysign(s.div(s.sub(s.c(1.0), z), s.add(s.c(1.0), z)), x)
-    return s.select(s.cmp(">=", a, s.c(TANH_SMALL)), large, small)     # NaN: the polynomial's NaN
+    large = s.div(s.sub(s.c(1.0), z), s.add(s.c(1.0), z))
+    # NaN: the polynomial's NaN; the sign of x also for ±0 (the FMA would give +0 for -0)
+    return s.copysign(s.select(s.cmp(">=", a, s.c(TANH_SMALL)), large, small), x)
 
 
 def sigmoid(s: Seq, x: ir.Value) -> ir.Value:
@@ -190,8 +189,8 @@ def erf(s: Seq, x: ir.Value) -> ir.Value:
     tail = s.mul(x, s.fma(t, s.horner(t, ERF_SMALL_P), s.c(TWO_OVER_SQRT_PI_LO)))
     small = s.fma(x, s.c(TWO_OVER_SQRT_PI_HI), tail)
     u = s.sub(s.select(s.cmp("<", a, s.c(ERF_ONE)), a, s.c(ERF_ONE)), s.c(1.0))
-    large = s.copysign(s.sub(s.c(1.0), s.exp2(s.horner(u, ERF_LARGE_R))), x)
-    return s.select(s.cmp(">=", a, s.c(ERF_SMALL)), large, small)
+    large = s.sub(s.c(1.0), s.exp2(s.horner(u, ERF_LARGE_R)))
+    return s.copysign(s.select(s.cmp(">=", a, s.c(ERF_SMALL)), large, small), x)     # -0 too
 
 
 # ---------------------------------------------------------------- logarithms
@@ -246,6 +245,7 @@ def log1p(s: Seq, x: ir.Value) -> ir.Value:
     hfsq, term = _log1p_terms(s, f)
     inner = s.fma(k, s.c(LN2_LO), s.add(term, c))
     out = s.fma(k, s.c(LN2_HI), s.sub(f, s.sub(hfsq, inner)))
+    out = s.select(s.cmp("==", x, s.c(0.0)), x, out)          # log1p(-0) = -0: the sums give +0
     return _log_specials(s, x, out, -1.0)
 
 
@@ -271,6 +271,23 @@ def _log2_extended(s: Seq, a: ir.Value) -> tuple[ir.Value, ir.Value]:
     return hi, lo
 
 
+def _exp2_extended(s: Seq, t: ir.Value, t_lo: ir.Value) -> ir.Value:
+    """2^(t + t_lo) as 2^f · 2^n1 · 2^n2 with n = rint(t) = n1 + n2 and f = (t - n) + t_lo in
+    [-0.5, 0.5]: the primitive only sees a small argument, the scaling by powers of two is exact
+    (and underflows gradually), and t_lo survives where t alone would round to an overflow."""
+    b = s.b
+    clamped = s.select(s.cmp(">", t, s.c(130.0)), s.c(130.0), s.select(s.cmp("<", t, s.c(-160.0)), s.c(-160.0), t))
+    t_lo = s.select(s.cmp("==", clamped, t), t_lo, s.c(0.0))         # beyond: 0 or inf whatever t_lo is
+    n = s.unary("roundeven", clamped)
+    f = s.add(s.sub(clamped, n), t_lo)
+    k = call_intrinsic(b, "llvm.fptosi.sat.i32.f32", I32, [n])
+    k1 = b.ashr(k, s.i(1))
+
+    def scale(e: ir.Value) -> ir.Value:                               # 2^e for e in [-80, 65]
+        return s.from_bits(b.shl(b.add(e, s.i(127)), s.i(23)))
+    return s.mul(s.mul(s.exp2(f), scale(k1)), scale(b.sub(k, k1)))
+
+
 def pow(s: Seq, x: ir.Value, y: ir.Value) -> ir.Value:
     """C99 ``pow``: 2^(y·log2|x|) with log2|x| and the product carried in two f32 (``hi + lo``),
     then the sign for an odd integer y and the special cases."""
@@ -282,8 +299,7 @@ def pow(s: Seq, x: ir.Value, y: ir.Value) -> ir.Value:
     lo = s.select(zero_or_inf, s.c(0.0), lo)
     t = s.mul(y, hi)
     t_lo = s.add(s.fma(y, hi, s.neg(t)), s.mul(y, lo))
-    t_lo = s.select(s.cmp("<", s.abs(t), s.c(256.0)), t_lo, s.c(0.0))      # beyond: 0 or inf anyway
-    out = s.mul(s.exp2(t), s.fma(t_lo, s.c(LN2), s.c(1.0)))
+    out = _exp2_extended(s, t, t_lo)
     half = s.mul(y, s.c(0.5))
     y_int = s.cmp("==", s.unary("floor", y), y)
     y_odd = b.and_(y_int, s.cmp("!=", s.unary("floor", half), half))    # |y| >= 2^24: even
@@ -299,12 +315,8 @@ def pow(s: Seq, x: ir.Value, y: ir.Value) -> ir.Value:
 
 # ---------------------------------------------------------------- sin and cos
 
-def _two_over_pi_words(words: int) -> tuple[int, ...]:
-    """The bits of 2/π after the binary point, 32 to a word (``words`` words), from π by Machin's
-    formula in integer arithmetic (π = 16 atan(1/5) - 4 atan(1/239))."""
-    guard = 64
-    bits = 32 * words + guard
-
+def _machin_pi(bits: int) -> int:
+    """π·2^bits (rounded down), by Machin's formula π = 16 atan(1/5) - 4 atan(1/239) in integers."""
     def atan_inv(n: int) -> int:          # atan(1/n) * 2^bits
         total, term, k = 0, (1 << bits) // n, 0
         while term:
@@ -312,17 +324,34 @@ def _two_over_pi_words(words: int) -> tuple[int, ...]:
             term //= n * n
             k += 1
         return total
+    return 16 * atan_inv(5) - 4 * atan_inv(239)
 
-    pi = 16 * atan_inv(5) - 4 * atan_inv(239)                  # π * 2^bits
-    frac = (2 << (2 * bits)) // pi >> guard                    # 2/π * 2^(32 words); 2/π < 1
+
+def _two_over_pi_words(words: int) -> tuple[int, ...]:
+    """The bits of 2/π after the binary point, 32 to a word (``words`` words)."""
+    guard = 64
+    bits = 32 * words + guard
+    frac = (2 << (2 * bits)) // _machin_pi(bits) >> guard       # 2/π * 2^(32 words); 2/π < 1
     return tuple((frac >> (32 * (words - 1 - i))) & 0xFFFFFFFF for i in range(words))
+
+
+def _half_pi_parts(n: int) -> tuple[float, ...]:
+    """π/2 as ``n`` f32 whose sum is π/2 to about 24n bits (each the f32 nearest to what the earlier
+    ones leave), from π in integers: float64's π would limit the sum to 53 bits."""
+    rest = Fraction(_machin_pi(200), 1 << 201)
+    parts = []
+    for _ in range(n):
+        parts.append(_f32(float(rest)))
+        rest -= Fraction(parts[-1])
+    return tuple(parts)
 
 
 # A zero word first: the window of 96 bits that a reduction needs starts at bit e - 1 of 2/π for x
 # = m 2^e, and e is -10 or more where it is used.
 TWO_OVER_PI_WORDS = (0, *_two_over_pi_words(7))
 LARGE_ARGUMENT = 2.0 ** 12      # from here on sin/cos reduce by Payne–Hanek
-PIO2_HI, PIO2_LO = _split(math.pi / 2)
+PIO2_1, PIO2_2, PIO2_3 = _half_pi_parts(3)     # Cody–Waite: π/2 to about 72 bits
+PIO2_HI, PIO2_LO = PIO2_1, PIO2_2
 
 
 def _cody_waite(s: Seq, x: ir.Value) -> tuple[ir.Value, ir.Value]:
@@ -409,7 +438,7 @@ def _by_quadrant(s: Seq, q: ir.Value, sin_r: ir.Value, cos_r: ir.Value) -> ir.Va
 
 def sin(s: Seq, x: ir.Value) -> ir.Value:
     sin_r, cos_r, q = _sin_cos_reduced(s, x)       # x = ±inf: r = inf - inf, NaN
-    return _by_quadrant(s, q, sin_r, cos_r)
+    return s.select(s.cmp("==", x, s.c(0.0)), x, _by_quadrant(s, q, sin_r, cos_r))     # sin(-0) = -0
 
 
 def cos(s: Seq, x: ir.Value) -> ir.Value:
