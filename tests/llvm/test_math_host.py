@@ -140,7 +140,7 @@ kernel math(X: f32[M, N], Y: f32[M, N], out E: f32[M, N], out P: f32[M, N], out 
   J[b*BM : +BM] <- argmin(y, axis=1)
   C[b*BM : +BM, 0 : +BN] <- cumsum(x, axis=1)
   D[b*BM : +BM, 0 : +BN] <- cumsum(i32(y * 1000.0), axis=1)
-  w = Y[b*BM : +BM, 0 : +BN] @ blocked(spt=[1, 2], order=[1, 0], waves=[1, 4])    # rows across the waves
+  w = Y[b*BM : +BM, 0 : +BN] @ blocked(spt=[1, 1], order=[1, 0], waves=[1, 4])    # rows across the waves
   K[b*BM : +BM] <- argmin(w, axis=1)
   S[b*BM : +BM, 0 : +BN] <- cumsum(i32(w * 1000.0), axis=1)
 }
