@@ -198,3 +198,38 @@ def test_errors(expr: str, message: str) -> None:
     with pytest.raises(tiledsl.TdslError) as info:
         tiledsl.load(ERRORS % expr)
     assert message in info.value.message, info.value.message
+
+
+LONG_ROWS = """
+kernel rows(X: f32[M, N], out I: i32[M], out C: f32[M, N])
+  param BM = 16, BN = 64
+  grid (cdiv(M, BM)) as (b)
+  block 4 waves
+{
+  best = fill(-inf, f32[BM])
+  bi = fill(0, i32[BM])
+  carry = fill(0.0, f32[BM])
+  for n in 0 .. N step BN {
+    x = X[b*BM : +BM, n : +BN] pad (inf - inf)
+    v, i = argmax(x, axis=1)
+    better = v > best
+    best = where(better, v, best)
+    bi = where(better, i + n, bi)
+    y = X[b*BM : +BM, n : +BN]
+    C[b*BM : +BM, n : +BN] <- cumsum(y, axis=1) + carry[:, _]
+    carry = carry + rowsum(y)
+  }
+  I[b*BM : +BM] <- bi
+}
+"""
+
+
+@pytest.mark.parametrize("level, target", [("block", None), *[("thread", t) for t in THREAD_TARGETS]])
+def test_rows_longer_than_a_tile(level: str, target: str | None) -> None:
+    """Rows walked tile by tile: the argmax and the prefix sums carried through the loop (the NaN
+    pad never wins; a later tile's maximum must be strictly larger, so ties keep the first)."""
+    x = np.round(np.random.default_rng(8).standard_normal((37, 300)) * 3).astype(np.float32)
+    i, c = np.zeros(37, np.int32), np.zeros_like(x)
+    assert tiledsl.load(LONG_ROWS).interpret(level=level, target=target, X=x, I=i, C=c).ok
+    assert np.array_equal(i, x.argmax(axis=1))
+    check(x, 1, c, "f32")
