@@ -233,3 +233,35 @@ def test_rows_longer_than_a_tile(level: str, target: str | None) -> None:
     assert tiledsl.load(LONG_ROWS).interpret(level=level, target=target, X=x, I=i, C=c).ok
     assert np.array_equal(i, x.argmax(axis=1))
     check(x, 1, c, "f32")
+
+
+PINNED = """
+kernel pinned(Q: f16[M, 32], K: f16[64, 32], out S: f32[M, 64], out I: i32[M])
+  param BM = 64
+  grid (cdiv(M, BM)) as (b)
+  block 4 waves
+{
+  layout rows = mma(waves=[4, 1])
+  lds ks: f16[64, 32]
+  ks <- K[0 : +64, :]
+  sync
+  s = dot(Q[b*BM : +BM, :], ks^T)
+  c = cumsum(s, axis=1) @ rows
+  j = argmax(c, axis=1) @ blocked(spt=[1], waves=[4])
+  S[b*BM : +BM, :] <- c + s
+  I[b*BM : +BM] <- j
+}
+"""
+
+
+@pytest.mark.parametrize("level, target", [("block", None), *[("thread", t) for t in THREAD_TARGETS]])
+def test_results_pinned_to_other_layouts(level: str, target: str | None) -> None:
+    """A scan whose result is pinned to an mma layout runs in a blocked one and converts after; an
+    argmax whose index is pinned to an unrelated layout reduces in the slice of its operand's."""
+    rng = np.random.default_rng(7)
+    q, k = rng.standard_normal((70, 32)).astype(np.float16), rng.standard_normal((64, 32)).astype(np.float16)
+    s_out, i = np.zeros((70, 64), np.float32), np.zeros(70, np.int32)
+    assert tiledsl.load(PINNED).interpret(level=level, target=target, Q=q, K=k, S=s_out, I=i).ok
+    s = q.astype(np.float64) @ k.astype(np.float64).T
+    assert np.allclose(s_out, np.cumsum(s, axis=1) + s, rtol=1e-4, atol=1e-3)
+    assert np.array_equal(i, np.cumsum(s, axis=1).argmax(axis=1))
