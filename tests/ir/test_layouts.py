@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 import tiledsl
 from tiledsl.ir import ops
 from tiledsl.thread import layout_ir
@@ -28,3 +30,32 @@ def test_a_dot_operand_converted_through_lds_goes_before_the_other_operands_lds_
     assert read_v.operands[0].hint == "vs" and pv.operands[:2] == [read_p.result, read_v.result]
     assert pv.operands[2].owner.name == "mul"          # acc * alpha, its accumulator (dot-acc)
     assert all(op.loc == pv.loc for op in body[i - 6:i - 1])
+
+
+TRANSPOSE = """\
+kernel k(X: f32[N, M], out Y: f32[M, N])
+  param BM = 64, BN = 16
+  grid (cdiv(M, BM), cdiv(N, BN)) as (i, j)
+  block 4 waves
+{
+  x = X[j*BN : +BN, i*BM : +BM]
+  Y[i*BM : +BM, j*BN : +BN] <- x^T
+}
+"""
+
+
+def test_a_transpose_through_lds_at_the_top_level_goes_after_its_operand() -> None:
+    """Found by the program generator: the trip through LDS of a transposed register tile was
+    put one op too early (its scratch tile goes into the same block first), before the load
+    that defines what it writes, on every target."""
+    prog = tiledsl.load(TRANSPOSE)
+    kernel, _ = layout_ir(prog, "sm_90")
+    body = kernel.body.ops
+    load = next(op for op in body if isinstance(op, ops.LoadOp))
+    write = next(op for op in body if isinstance(op, ops.LdsWriteOp))
+    assert body.index(load) < body.index(write) and write.operands[1] is load.result
+    x = np.random.default_rng(0).standard_normal((37, 70)).astype(np.float32)
+    for target in ("gfx942", "gfx1100", "sm_90", "sm_90a", "generic"):
+        y = np.full((70, 37), np.nan, np.float32)
+        assert prog.interpret(level="thread", target=target, X=x, Y=y).ok
+        np.testing.assert_array_equal(y, x.T)

@@ -373,7 +373,6 @@ class LayoutAssignment:
     def through_lds(self, v: Value, new_type: TileType, before: Op, transpose: bool, loc: Any) -> Value:
         """Write v to a scratch LDS tile and read it back (transposed, if asked)."""
         block = before.parent
-        pos = block.ops.index(before)
         scratch = ops.LdsAllocOp([], [LdsType(v.type.dtype, v.type.shape)], {"scratch": True}, loc=loc)
         shape = new_type.shape
         seq: list[Op] = [ops.SyncOp([], [], loc=loc), ops.LdsWriteOp([scratch.result, v], [], loc=loc),
@@ -388,6 +387,7 @@ class LayoutAssignment:
             result = tr.result
         seq.append(ops.SyncOp([], [], loc=loc))
         self.insert_scratch(scratch)
+        pos = block.ops.index(before)      # after the scratch tile went in (maybe into this block)
         for i, op in enumerate(seq):
             block.insert(pos + i, op)
         self.lay[id(result)] = parse_layout_spec(new_type.layout)
