@@ -59,3 +59,29 @@ def test_a_transpose_through_lds_at_the_top_level_goes_after_its_operand() -> No
         y = np.full((70, 37), np.nan, np.float32)
         assert prog.interpret(level="thread", target=target, X=x, Y=y).ok
         np.testing.assert_array_equal(y, x.T)
+
+
+SMALL_DOT = """\
+kernel k(A: bf16[N, M], B: bf16[N, M], out C: f32[M, N], s: bf16)
+  param BM = 16, BN = 16
+  grid (cdiv(M, BM), cdiv(N, BN)) as (i, j)
+  block 8 waves
+{
+  C[i*BM : +BM, j*BN : +BN] <- dot(s - A[j*BN : +BN, 0 : +32], abs(B[1 : +32, i*BM : +BM]))
+}
+"""
+
+
+def test_a_dot_operand_staged_for_the_fma_fallback_goes_after_its_definition() -> None:
+    """Found by the program generator: a 16x16 tile over 8 waves fits no matrix instruction, so
+    the dot reads its operands from LDS; staging them at the top level went one op too early,
+    before the op that computes the operand (VerifyError 'used before it is defined')."""
+    prog = tiledsl.load(SMALL_DOT)
+    for target in ("gfx942", "sm_90", "generic"):
+        kernel, _ = layout_ir(prog, target)        # verified: no use before its definition
+        body = kernel.body.ops
+        dot = next(op for op in body if isinstance(op, ops.DotOp))
+        for operand in dot.operands[:2]:
+            write = next(op for op in body if isinstance(op, ops.LdsWriteOp)
+                         and op.operands[0] is operand.owner.operands[0])
+            assert body.index(write.operands[1].owner) < body.index(write) < body.index(dot)

@@ -414,9 +414,9 @@ class LayoutAssignment:
             if isinstance(base, ops.LdsReadOp) and len(v.uses) == 1:
                 continue
             block = op.parent
-            pos = block.ops.index(op)
             scratch = ops.LdsAllocOp([], [LdsType(v.type.dtype, v.type.shape)], {"scratch": True}, loc=op.loc)
             self.insert_scratch(scratch)
+            pos = block.ops.index(op)          # after the scratch tile went in (maybe into this block)
             read_t = TileType(v.type.dtype, v.type.shape)
             seq = [ops.SyncOp([], [], loc=op.loc), ops.LdsWriteOp([scratch.result, v], [], loc=op.loc),
                    ops.SyncOp([], [], loc=op.loc), ops.LdsReadOp([scratch.result], [read_t], loc=op.loc)]
