@@ -9,9 +9,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from hypothesis import HealthCheck, settings
 
 import tiledsl
 
+from .features import ir_features
 from .programs import Generated
 from .stages import COMPILE_TARGETS, THREAD_TARGETS, Outcome, run_stages
 from .triage import KnownBug, known_bug, signature
@@ -70,8 +72,9 @@ def evaluate(g: Generated, thread_targets: tuple[str, ...] = THREAD_TARGETS,
 def random_arguments(prog: tiledsl.Program, dims: dict[str, int], seed: int
                      ) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, str]]:
     """Inputs for any program: normal floats, small non-negative integers, NaN-filled outputs.
-    ``dims`` gives run-time sizes (missing ones are drawn from 1..70); compile-time dims come
-    from the program's parameters."""
+    ``dims`` gives run-time sizes; missing ones are drawn from 1..70 for a tensor's last two
+    dims and from 1..2 for its leading ones (batch and heads: a few blocks, not thousands);
+    compile-time dims come from the program's parameters."""
     rng = np.random.default_rng(seed)
     sizes = dict(dims)
     known = {**prog.tile_ir().attrs["params"]}
@@ -79,13 +82,14 @@ def random_arguments(prog: tiledsl.Program, dims: dict[str, int], seed: int
     outputs: dict[str, str] = {}
     for p in prog.tensor_params:
         shape = []
-        for d in p.dims:
+        for axis, d in enumerate(p.dims):
             if isinstance(d, int):
                 shape.append(d)
             elif d in known:
                 shape.append(int(known[d]))
             else:
-                shape.append(sizes.setdefault(d, int(rng.integers(1, 71))))
+                leading = axis < len(p.dims) - 2
+                shape.append(sizes.setdefault(d, int(rng.integers(1, 3 if leading else 71))))
         np_dtype = {"f16": np.float16, "i32": np.int32}.get(p.dtype, np.float32)
         if p.out:
             arrays[p.name] = np.full(shape, -7777 if p.dtype == "i32" else np.nan, np_dtype)
@@ -102,9 +106,10 @@ def random_arguments(prog: tiledsl.Program, dims: dict[str, int], seed: int
 
 def evaluate_source(source: str, params: dict[str, int] | None = None, dims: dict[str, int] | None = None,
                     seed: int = 0, thread_targets: tuple[str, ...] = THREAD_TARGETS,
-                    compile_targets: tuple[str, ...] = COMPILE_TARGETS) -> Verdict:
+                    compile_targets: tuple[str, ...] = COMPILE_TARGETS, lenient: bool = False) -> Verdict:
     """Run a program given as text through every stage (no oracle: the thread level is compared
-    with the block level). A program ``load`` refuses ends there, as the language allows."""
+    with the block level). A program ``load`` refuses ends there, as the language allows;
+    ``lenient``: the program may be wrong (see run_stages)."""
     params = dict(params or {})
     try:
         prog = tiledsl.load(source, params=params)
@@ -117,9 +122,19 @@ def evaluate_source(source: str, params: dict[str, int] | None = None, dims: dic
         outcomes = run_stages(source, params, {}, {}, {}, None, None, (), ())
         return Verdict(source, params, dict(dims or {}), seed, set(), outcomes)
     arrays, scalars, outputs = random_arguments(prog, dict(dims or {}), seed)
-    outcomes = run_stages(source, params, arrays, scalars, outputs, None, None, thread_targets, compile_targets)
+    outcomes = run_stages(source, params, arrays, scalars, outputs, None, None, thread_targets, compile_targets,
+                          lenient)
     shapes = {d: n for p in prog.tensor_params for d, n in zip(p.dims, arrays[p.name].shape) if isinstance(d, str)}
-    return Verdict(source, params, shapes, seed, set(), outcomes)
+    return Verdict(source, params, shapes, seed, ir_features(prog), outcomes)
+
+
+MUTANT_TARGETS = ("gfx942", "sm_90")
+
+
+def evaluate_mutant(text: str, seed: int) -> Verdict:
+    """A mutated example through layout assignment, thread IR and the thread interpreter on
+    gfx942 and sm_90, at small shapes; the mutant may be wrong (``lenient``)."""
+    return evaluate_source(text, seed=seed, thread_targets=MUTANT_TARGETS, compile_targets=(), lenient=True)
 
 
 # ---------------------------------------------------------------- repro files
@@ -163,3 +178,13 @@ def summarize(verdicts: list[Verdict]) -> str:
         lines.append(f"{len(hits):4d} [{'/'.join(sorted(bugs))}] {sig}\n"
                      f"       targets {','.join(targets)}; programs {programs[:8]}")
     return "\n".join(lines)
+
+
+def fuzz_settings(ci_examples: int) -> settings:
+    """``ci_examples`` fixed examples (the same every run, so that CI does not flake on a program
+    it never saw) unless the ``long`` profile is loaded (tests/conftest.py), whose count and
+    randomness then apply."""
+    if settings.get_current_profile_name() == "long":
+        return settings(deadline=None, suppress_health_check=list(HealthCheck))
+    return settings(max_examples=ci_examples, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=list(HealthCheck))

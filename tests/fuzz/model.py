@@ -146,6 +146,9 @@ class Lit(Expr):
     ty: Ty
     static: bool = True
 
+    def __post_init__(self) -> None:
+        self.ty = Ty(self.ty.dtype)          # a scalar, whatever tile it meets
+
     def src(self) -> str:
         if self.ty.dtype == "i32":
             text = str(int(self.value))

@@ -37,6 +37,7 @@ _WIDTH1 = _crash("TypeError", r"operand of \w+ is \('expanded', ")
 _NO_LAYOUT_LOAD = _crash("RuntimeError", r"internal: value <Value [^>]*> has no layout", "op_load")
 _NO_LAYOUT_STORE = _crash("RuntimeError", r"internal: value <Value [^>]*> has no layout", "op_store")
 _NO_LAYOUT_LDS_READ = _crash("RuntimeError", r"internal: value <Value [^>]*> has no layout", "op_lds_read")
+_NEEDS_OTHER_THREADS = _crash("RuntimeError", r"internal: .*broadcast needs data from other threads")
 _GROUPS_DIFFER = _crash("NotImplementedError", r"this layout's reduction groups differ between threads")
 _NO_LAYOUT_REDUCE = _crash("RuntimeError", r"internal: value <Value [^>]*> has no layout", "op_reduce")
 _BIND_NONE = _crash("LayoutError", r"bind is not implemented for NoneType")
@@ -69,6 +70,10 @@ KNOWN_BUGS = [
              lambda o, f: (_BIND_NONE(o) or _NO_LAYOUT_REDUCE(o)) and "full_reduce" in f),
     KnownBug("row-broadcast", "thr", "broadcasting a one-row tile",
              lambda o, f: _ROW_BROADCAST(o) and "row_broadcast" in f),
+    KnownBug("width1-broadcast", "thr", "a tile of width 1 / broadcasting a one-row tile",
+             lambda o, f: _NEEDS_OTHER_THREADS(o) and bool({"width1", "full_reduce", "row_broadcast"} & f)),
+    KnownBug("huge-block", "lim", "block 17 waves on gfx942 (over 1024 threads) hangs in layout defaults",
+             lambda o, f: o.kind == "timeout" and "huge_block" in f),
     KnownBug("if-in-for-gfx942", "mma", "on gfx942 only, an if inside a for that updates loop-carried tiles",
              lambda o, f: _USED_BEFORE_DEFINED(o) and o.target == "gfx942" and "if_in_for" in f),
 ]
