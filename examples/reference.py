@@ -38,3 +38,10 @@ def layernorm(X, W, B, eps, **_):
     mu = x.mean(axis=1, keepdims=True)
     var = ((x - mu) ** 2).mean(axis=1, keepdims=True)
     return (x - mu) / np.sqrt(var + float(eps)) * W.astype(np.float64) + B.astype(np.float64)
+
+
+def reduce_atomic(X, **_):
+    """Column sums and column maxima of X and the number of its positive elements, in float64:
+    what the kernel accumulates into S and Pos (from 0) and Mx (from -inf)."""
+    x = X.astype(np.float64)
+    return {"S": x.sum(axis=0), "Mx": x.max(axis=0), "Pos": np.array([np.count_nonzero(x > 0)])}

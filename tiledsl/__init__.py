@@ -4,9 +4,10 @@
     report = prog.interpret(Q=q, K=k, V=v, O=o, scale=0.125)
 """
 
-from tiledsl.diagnostics import Loc, TdslError
+from tiledsl.diagnostics import ArgumentError, InternalCompilerError, Loc, TdslError
 from tiledsl.interp.report import InterpError, Report
-from tiledsl.program import Program, load
+from tiledsl.program import Module, Program, load
 
-__all__ = ["InterpError", "Loc", "Program", "Report", "TdslError", "load"]
+__all__ = ["ArgumentError", "InternalCompilerError", "InterpError", "Loc", "Module", "Program", "Report",
+           "TdslError", "load"]
 __version__ = "0.1.0"

@@ -3,25 +3,33 @@
 Every user mistake (in the program or on the command line) ends in a located
 message and exit code 1 (2 for a malformed command line); nothing is written
 half-way: outputs go to a temporary file that is renamed into place at the end.
+Anything else that escapes a command is our bug: it is reported as an internal compiler
+error (exit code 3), its traceback shown with ``--traceback``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import itertools
+import math
 import os
 import sys
 import tempfile
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tiledsl.diagnostics import TdslError
+from tiledsl.diagnostics import ArgumentError, InternalCompilerError, TdslError
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 TOLERANCE = {"f32": 1e-4, "f16": 2e-3, "bf16": 1.6e-2, "i32": 0.0}
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+#: The random inputs and outputs of ``run``/``bench``/``tune`` may take at most this fraction of the
+#: machine's memory (the interpreters hold about three times as much: storage copies, write counts).
 
 
 class UserError(Exception):
@@ -37,7 +45,7 @@ def command(name: str) -> Callable:
 
 # ---------------------------------------------------------------- argument helpers
 
-def _define(text: str) -> tuple[str, int | float]:
+def _number(text: str) -> tuple[str, int | float]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got '{text}'")
     name, value = text.split("=", 1)
@@ -52,34 +60,108 @@ def _define(text: str) -> tuple[str, int | float]:
             raise argparse.ArgumentTypeError(f"value of {name} must be a number, got '{value}'") from None
 
 
+def _define(text: str) -> tuple[str, int | float | str]:
+    """``-D NAME=VALUE``: a number, or a dtype for a dtype parameter (``-D T=bf16``)."""
+    from tiledsl.ir.types import DTYPES
+    name, _, value = text.partition("=")
+    if value in DTYPES and name.isidentifier():
+        return name, value
+    try:
+        return _number(text)
+    except argparse.ArgumentTypeError as e:
+        if "must be a number" not in str(e):
+            raise
+        raise argparse.ArgumentTypeError(f"value of {name} must be a number or a dtype "
+                                         f"({', '.join(DTYPES)}), got '{value}'") from None
+
+
 def _shape(text: str) -> dict[str, int]:
     out = {}
     for part in text.split(","):
-        name, value = _define(part.strip())
+        name, value = _number(part.strip())
         if not isinstance(value, int) or value < 0:
             raise argparse.ArgumentTypeError(f"size of {name} must be a non-negative integer")
+        if value > 2**31 - 1:
+            raise argparse.ArgumentTypeError(f"size of {name} must fit in i32 (at most {2**31 - 1}), got {value}")
         out[name] = value
     return out
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"the seed must be an integer, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"the seed must be a non-negative integer, got {value}")
+    return value
+
+
+def _output_path(text: str) -> str:
+    if not text:
+        raise argparse.ArgumentTypeError("the output path is empty (give a file name, or '-' for stdout)")
+    return text
+
+
 def _default_passes() -> tuple[str, ...]:
-    from tiledsl.ir.passes import DEFAULT_PIPELINE
-    return DEFAULT_PIPELINE
+    from tiledsl.stages import DEFAULT_TILE_PASSES
+    return DEFAULT_TILE_PASSES
 
 
 def _add_defines(p: argparse.ArgumentParser) -> None:
     p.add_argument("-D", dest="defines", action="append", type=_define, default=[], metavar="NAME=VALUE",
-                   help="set a compile-time const or tile param (repeatable), e.g. -D BM=64 -D D=128")
+                   help="set a compile-time const, tile param or dtype param (repeatable), e.g. -D BM=64 "
+                        "-D D=128 -D T=bf16; in a file of several kernels, for every kernel that declares it")
 
 
-def _load(args: argparse.Namespace, extra: dict[str, Any] | None = None) -> Any:
+def add_kernel_flag(p: argparse.ArgumentParser, what: str = "the kernel to use") -> None:
+    """``--kernel NAME``: which kernel of a file of several (needed there, except by ``check``)."""
+    p.add_argument("--kernel", metavar="NAME", default=None,
+                   help=f"{what}, in a file of several kernels (required there)")
+
+
+def _load(args: argparse.Namespace, extra: dict[str, Any] | None = None, several: bool = False) -> Any:
+    """The program of FILE (of ``--kernel`` in a file of several kernels); with ``several``, the
+    whole file when no ``--kernel`` is given (a ``Module`` for a file of several kernels)."""
     import tiledsl
     path = Path(args.file)
+    if path.is_dir():
+        raise UserError(f"cannot read '{args.file}': it is a directory")
     if not path.is_file():
         raise UserError(f"cannot read '{args.file}': no such file")
     params = dict(args.defines)
     params.update(extra or {})
-    return tiledsl.load(path, params=params)
+    kernel = getattr(args, "kernel", None)
+    try:
+        prog = tiledsl.load(path, params=params, kernel=kernel)
+    except OSError as e:
+        raise UserError(f"cannot read '{args.file}': {e.strerror or e}") from None
+    except ArgumentError as e:       # only --kernel can be wrong here
+        raise UserError(f"--kernel: {e}") from None
+    if isinstance(prog, tiledsl.Module) and not several:
+        raise UserError(f"'{args.file}' has {len(prog.kernels)} kernels ({', '.join(prog.names)}): "
+                        f"pick one with --kernel NAME")
+    return prog
+
+
+def check_output_path(out: str | None) -> None:
+    """Refuse, before any work, an output path that cannot be written: a directory, a read-only
+    file (not replaced, even where the directory would allow it), a missing or read-only directory.
+    What only the attempt can tell (a full disk, /proc) is reported when writing."""
+    if out is None or out == "-":
+        return
+    target = Path(out)
+    if target.is_dir():
+        raise UserError(f"cannot write '{out}': it is a directory")
+    parent = target.parent
+    if not parent.is_dir():
+        raise UserError(f"cannot write '{out}': directory '{parent}' does not exist")
+    # Permission bits are honoured for root too (who could replace the file or write in the
+    # directory anyway): a read-only output is a mistake to report, not to override.
+    if target.exists() and not (os.access(target, os.W_OK) and target.stat().st_mode & 0o222):
+        raise UserError(f"cannot write '{out}': the file is read-only")
+    if not (os.access(parent, os.W_OK | os.X_OK) and parent.stat().st_mode & 0o222):
+        raise UserError(f"cannot write '{out}': directory '{parent}' is not writable")
 
 
 def _write_output(out: str | None, text: str | bytes) -> None:
@@ -90,100 +172,111 @@ def _write_output(out: str | None, text: str | bytes) -> None:
         else:
             sys.stdout.write(text)
         return
+    check_output_path(out)
     target = Path(out)
-    if target.parent and not target.parent.exists():
-        raise UserError(f"cannot write '{out}': directory '{target.parent}' does not exist")
-    fd, tmp = tempfile.mkstemp(dir=target.parent or ".", prefix=f".{target.name}.")
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
         with os.fdopen(fd, "wb") as f:
             f.write(text if isinstance(text, bytes) else text.encode())
         os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
+    except OSError as e:
+        raise UserError(f"cannot write '{out}': {e.strerror or e}") from None
+    finally:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
-        raise
 
 
 # ---------------------------------------------------------------- commands
 
 @command("check")
 def cmd_check(args: argparse.Namespace) -> int:
-    prog = _load(args)
-    prog.lower()
-    unbound = prog.unbound_consts
-    note = f" (checked with symbolic {', '.join(unbound)})" if unbound else ""
-    print(f"{args.file}: ok: kernel '{prog.name}'{note}")
+    loaded = _load(args, several=True)
+    for prog in loaded.kernels.values() if args.kernel is None else [loaded]:
+        variants = _dtype_variants(prog)
+        for values in variants:
+            changed = {k: v for k, v in values.items() if v != prog.dtypes[k]}
+            try:
+                (prog.specialize(**changed) if changed else prog).lower()
+            except TdslError as e:
+                e.diagnostics[0].notes.append(f"with {', '.join(f'{k}={v}' for k, v in values.items())} "
+                                              "(check tries every dtype a 'dtype ... in (...)' lists)")
+                raise
+        notes = [f"symbolic {', '.join(prog.unbound_consts)}"] if prog.unbound_consts else []
+        open_dtypes = variants[0].keys() if variants and variants[0] else []
+        notes += [f"{name} = {', '.join(dict.fromkeys(v[name] for v in variants))}" for name in open_dtypes]
+        note = f" (checked with {'; '.join(notes)})" if notes else ""
+        print(f"{args.file}: ok: kernel '{prog.name}'{note}")
     return 0
+
+
+def _dtype_variants(prog: Any) -> list[dict[str, str]]:
+    """The dtype parameters' values ``check`` tries: every combination of the values listed by
+    the parameters that -D leaves open (``dtype T in (f16, bf16)``; one without a list keeps its
+    default: not every dtype makes sense in every kernel). ``[{}]`` when there are none."""
+    listed = [d for d in prog.ast.dtype_params if d.name not in prog.params and d.choices]
+    choices = [[c.id for c in d.choices] for d in listed]
+    return [dict(zip((d.name for d in listed), combo)) for combo in itertools.product(*choices)]
 
 
 @command("compile")
 def cmd_compile(args: argparse.Namespace) -> int:
-    from tiledsl.frontend import ast as ast_mod
-    from tiledsl.ir.passes import DEFAULT_PIPELINE
+    from tiledsl.stages import EMITS, STAGES, TILE_PASSES, Options, run_with_context
+    check_output_path(args.output)
     prog = _load(args)
-    if args.emit == "ast":
-        prog.tile_ir()   # sema fills in the types
-        _write_output(args.output, ast_mod.dump(prog.ast) + "\n")
-        return 0
-    passes = DEFAULT_PIPELINE if args.passes is None else tuple(p for p in args.passes.split(",") if p)
-    from tiledsl.ir.passes import PASSES
-    for p in passes:
-        if p not in PASSES:
-            raise UserError(f"unknown pass '{p}' (known: {', '.join(sorted(PASSES))})")
-    from tiledsl.ir.printer import print_op
-    if args.emit == "ir":
-        kernel, pm = prog.lower(passes, record=args.print_after_all)
-        for name, text in pm.snapshots:
-            sys.stderr.write(f"// ----- IR after {name} ----- //\n{text}")
-        _write_output(args.output, print_op(kernel))
-        return 0
-    if args.emit in NATIVE_EMITS:
-        return _emit_native(args, prog)
-    target = _target_name(args.target or "gfx942")
-    if args.emit == "layout-ir":
-        from tiledsl.thread import layout_ir
-        kernel, _ = layout_ir(prog, target)
-        _write_output(args.output, print_op(kernel))
-        return 0
-    if args.emit == "thread-ir":
-        from tiledsl.thread import compile_thread_ir
-        kernel, _ = compile_thread_ir(prog, target)
-        _write_output(args.output, print_op(kernel))
-        return 0
-    raise UserError(f"--emit {args.emit} is not available yet")
-
-
-NATIVE_EMITS = ("llvm", "asm", "obj", "hsaco", "ptx", "cubin", "meta")
-
-
-def _compile_native(args: argparse.Namespace, prog: Any) -> Any:
-    from tiledsl.compile import COMPILE_TARGETS
-    target = args.target or "gfx942"
-    if target not in COMPILE_TARGETS:
-        raise UserError(f"cannot compile natively for '{target}' (native targets: {', '.join(COMPILE_TARGETS)})")
-    if args.no_matrix_cores and not target.startswith("gfx"):
-        raise UserError("--no-matrix-cores applies to AMDGPU targets")
-    return prog.compile(target=target, matrix=not args.no_matrix_cores)
-
-
-def _emit_native(args: argparse.Namespace, prog: Any) -> int:
-    art = _compile_native(args, prog)
-    emit = args.emit
-    amd = art.is_amd
-    if emit in ("hsaco", "obj") and not amd or emit in ("ptx", "cubin") and amd:
-        raise UserError(f"--emit {emit} is for {'NVPTX' if emit in ('ptx', 'cubin') else 'AMDGPU'} targets")
+    emit = EMITS[args.emit]
+    passes = None if args.passes is None else tuple(p for p in args.passes.split(",") if p)
+    for p in passes or ():
+        if p not in TILE_PASSES:
+            raise UserError(f"unknown pass '{p}' (tile-IR passes: {', '.join(sorted(TILE_PASSES))})")
+    stage = next(s for s in STAGES if s.name == emit.stage)
+    target = _stage_target(args.target, args.no_matrix_cores, stage.target)
+    if target is not None and emit.backend is not None and target.backend != emit.backend:
+        kind = {"amdgpu": "AMDGPU", "nvptx": "NVPTX"}[emit.backend]
+        raise UserError(f"--emit {args.emit} is for {kind} targets")
+    hook = _print_ir if args.print_after_all else None
+    result, ctx = run_with_context(prog, emit.stage, target, Options(tile_passes=passes, print_ir=hook))
     from tiledsl.backend_amdgpu.codeobject import LinkerNotFound
     from tiledsl.backend_nvptx.ptx import PtxasNotFound
     try:
-        out: str | bytes = {"llvm": lambda: art.llvm_ir, "asm": lambda: art.asm, "ptx": lambda: art.asm,
-                            "obj": lambda: art.object, "hsaco": lambda: art.binary, "cubin": art.cubin,
-                            "meta": art.meta_json}[emit]()
+        out = emit.show(result, ctx)
     except (LinkerNotFound, PtxasNotFound) as e:
         raise UserError(str(e)) from None
     if isinstance(out, bytes) and (args.output is None or args.output == "-") and sys.stdout.isatty():
-        raise UserError(f"--emit {emit} is binary: write it to a file with -o")
+        raise UserError(f"--emit {args.emit} is binary: write it to a file with -o")
     _write_output(args.output, out)
     return 0
+
+
+def _print_ir(stage: str, after: str, target: str | None, text: str) -> None:
+    where = f"{stage}, {target}" if target else stage
+    sys.stderr.write(f"// ----- IR after {after} ({where}) ----- //\n{text}")
+    if not text.endswith("\n"):
+        sys.stderr.write("\n")
+
+
+def _stage_target(name: str | None, no_matrix_cores: bool, needs: str | None) -> Any:
+    """The target record a stage runs for: ``name`` (gfx942 by default), without matrix
+    instructions with --no-matrix-cores; None for a target-independent stage."""
+    from tiledsl.targets import NATIVE_TARGETS, TARGETS
+    if needs is None:
+        return None
+    name = name or "gfx942"
+    record = TARGETS.get(name)
+    if record is None:
+        raise UserError(f"unknown target '{name}' (known: {', '.join(TARGETS)})")
+    if needs == "native" and not record.native:
+        raise UserError(f"cannot compile natively for '{name}' (native targets: {', '.join(NATIVE_TARGETS)})")
+    if no_matrix_cores:
+        if record.backend != "amdgpu":
+            raise UserError("--no-matrix-cores applies to AMDGPU targets")
+        record = record.without_matrix()
+    return record
+
+
+def _compile_native(args: argparse.Namespace, prog: Any) -> Any:
+    from tiledsl.stages import run_until
+    return run_until(prog, "llvm", _stage_target(args.target, args.no_matrix_cores, "native"))
 
 
 @command("resources")
@@ -203,11 +296,21 @@ def _target_name(name: str) -> str:
     return name
 
 
-def _random_inputs(prog: Any, shape: dict[str, int], rng: np.random.Generator,
-                   scalar_args: dict[str, float]) -> dict[str, Any]:
-    args: dict[str, Any] = {}
+_INPUT_DTYPES = {"f16": np.float16, "bf16": np.float32, "f32": np.float32, "i32": np.int32}
+
+
+def _check_input_sizes(prog: Any, shapes: dict[str, list[int]]) -> None:
+    """Refuse shapes whose inputs (each drawn in float64 first) and interpreter copies do not fit."""
+    from tiledsl.interp.limits import check_argument_sizes
+    sizes = [(math.prod(shapes[p.name]), np.dtype(_INPUT_DTYPES[p.dtype]).itemsize) for p in prog.tensor_params]
+    inputs = sum(n * size for n, size in sizes) + 8 * max((n for n, _ in sizes), default=0)
+    check_argument_sizes(prog.tensor_params, shapes, prog.ast.loc, prog.source, allocating=inputs)
+
+
+def _tensor_shapes(prog: Any, shape: dict[str, int]) -> dict[str, list[int]]:
+    shapes: dict[str, list[int]] = {}
     for p in prog.tensor_params:
-        dims = []
+        dims = shapes[p.name] = []
         for d in p.dims:
             if isinstance(d, int):
                 dims.append(d)
@@ -217,12 +320,34 @@ def _random_inputs(prog: Any, shape: dict[str, int], rng: np.random.Generator,
                 dims.append(int(prog.params[d]))
             else:
                 raise UserError(f"--shape gives no size for dim '{d}' of '{p.name}' (e.g. --shape {d}=64)")
-        np_dtype = {"f16": np.float16, "bf16": np.float32, "f32": np.float32, "i32": np.int32}[p.dtype]
-        if p.out:
+        shapes[p.name] = dims
+    return shapes
+
+
+def _random_inputs(prog: Any, shape: dict[str, int], rng: np.random.Generator,
+                   scalar_args: dict[str, float]) -> dict[str, Any]:
+    args: dict[str, Any] = {}
+    scalars = {p.name for p in prog.scalar_params}
+    for name in scalar_args:
+        if name not in scalars:
+            raise UserError(f"--arg {name}: '{prog.name}' has no scalar parameter '{name}' "
+                            f"(its scalars: {', '.join(sorted(scalars)) or 'none'})")
+    shapes = _tensor_shapes(prog, shape)
+    _check_input_sizes(prog, shapes)
+    accumulators = prog.accumulators()
+    for p in prog.tensor_params:
+        dims = shapes[p.name]
+        np_dtype = _INPUT_DTYPES[p.dtype]
+        if p.name in accumulators:
+            args[p.name] = np.full(dims, _accumulator_start(p, accumulators[p.name]), dtype=np_dtype)
+        elif p.out:
             args[p.name] = np.full(dims, np.nan, dtype=np_dtype) if p.dtype != "i32" else \
                 np.zeros(dims, dtype=np_dtype)
         elif p.dtype == "i32":
             args[p.name] = rng.integers(-8, 8, size=dims).astype(np.int32)
+        elif p.dtype == "bf16":     # values the kernel holds exactly, so the reference sees them too
+            from tiledsl.interp.numerics import round_bf16
+            args[p.name] = round_bf16(rng.standard_normal(dims).astype(np_dtype))
         else:
             args[p.name] = rng.standard_normal(dims).astype(np_dtype)
     for p in prog.scalar_params:
@@ -233,6 +358,23 @@ def _random_inputs(prog: Any, shape: dict[str, int], rng: np.random.Generator,
         else:
             args[p.name] = float(rng.uniform(0.05, 0.5))
     return args
+
+
+def _accumulator_start(p: Any, kinds: list[str]) -> float | int:
+    """What an out tensor updated atomically starts from: the identity of its updates (0 for
+    ``atomic_add``, the lowest value for ``atomic_max``, the highest for ``atomic_min``)."""
+    if len(kinds) > 1:
+        raise UserError(f"'{p.name}' is updated with {' and '.join('atomic_' + k for k in kinds)}: no one "
+                        f"initial value suits both; run the kernel from Python with '{p.name}' initialised")
+    kind = kinds[0]
+    if kind == "add":
+        start: float | int = 0
+    elif p.dtype == "i32":
+        start = int(np.iinfo(np.int32).min if kind == "max" else np.iinfo(np.int32).max)
+    else:
+        start = -np.inf if kind == "max" else np.inf
+    print(f"{p.name}: updated with atomic_{kind}, starts at {start}")
+    return start
 
 
 def _reference(args: argparse.Namespace, prog: Any) -> Callable[..., Any] | None:
@@ -249,13 +391,26 @@ def _reference(args: argparse.Namespace, prog: Any) -> Callable[..., Any] | None
         raise UserError(f"--ref: cannot read '{path}'")
     mod_spec = importlib.util.spec_from_file_location("tdsl_reference", path)
     module = importlib.util.module_from_spec(mod_spec)
-    mod_spec.loader.exec_module(module)
+    try:
+        mod_spec.loader.exec_module(module)
+    except Exception as e:  # noqa: BLE001  (whatever the user's module raises is the user's to see)
+        raise UserError(f"cannot load the reference '{path}': {type(e).__name__}: {e}" + _user_frames(e)) from None
     fn = getattr(module, func, None)
     if fn is None:
         if args.ref is None:
             return None
         raise UserError(f"--ref: '{path}' has no function '{func}'")
     return fn
+
+
+def _user_frames(e: BaseException, limit: int = 5) -> str:
+    """The last frames of ``e``'s traceback below tdslc's own (the user's code), formatted."""
+    frames = traceback.extract_tb(e.__traceback__)
+    here = os.path.abspath(__file__)
+    mine = [f for f in frames if os.path.abspath(f.filename) != here and not f.filename.startswith("<frozen ")]
+    if not mine:
+        return ""
+    return "\n" + "".join(traceback.format_list(mine[-limit:])).rstrip("\n")
 
 
 def rel_error(out: np.ndarray, ref: np.ndarray) -> float:
@@ -275,7 +430,11 @@ def compare_outputs(prog: Any, args: dict[str, Any], ref_fn: Callable[..., Any] 
         print("no reference function: outputs not compared (give --ref FILE.py:FUNC)")
         return True
     inputs = {k: v for k, v in args.items() if k not in {p.name for p in prog.tensor_params if p.out}}
-    ref = ref_fn(**inputs, **prog.params)
+    try:
+        ref = ref_fn(**inputs, **prog.params)
+    except Exception as e:  # noqa: BLE001  (whatever the user's function raises is the user's to see)
+        name = getattr(ref_fn, "__name__", "?")
+        raise UserError(f"the reference function {name} raised: {type(e).__name__}: {e}" + _user_frames(e)) from None
     outs = [p for p in prog.tensor_params if p.out]
     if not isinstance(ref, dict):
         ref = {outs[0].name: ref}
@@ -283,7 +442,12 @@ def compare_outputs(prog: Any, args: dict[str, Any], ref_fn: Callable[..., Any] 
     for p in outs:
         if p.name not in ref:
             raise UserError(f"the reference returned no value for '{p.name}'")
-        err = rel_error(args[p.name], ref[p.name])
+        try:
+            want = np.asarray(ref[p.name], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise UserError(f"the reference returned {type(ref[p.name]).__name__} for '{p.name}', "
+                            f"not an array of numbers") from None
+        err = rel_error(args[p.name], want)
         limit = tol if tol is not None else TOLERANCE[p.dtype]
         good = err <= limit
         ok &= good
@@ -297,32 +461,59 @@ def _program_for_shape(args: argparse.Namespace) -> Any:
     return _load(args, {k: v for k, v in shape.items() if k in consts and k not in dict(args.defines)})
 
 
+def _target_names(backend: str | None = "any") -> str:
+    """The names of the targets of ``backend`` ("any": every target, "native": every one with a
+    backend, "amdgpu"/"nvptx": that backend's), for help texts and messages."""
+    from tiledsl.targets import TARGETS
+    return ", ".join(n for n, t in TARGETS.items()
+                     if backend == "any" or (backend == "native" and t.native) or t.backend == backend)
+
+
 def _gpu_target(args: argparse.Namespace) -> str:
+    from tiledsl.targets import TARGETS
     target = args.target or "sm_90"
-    if target not in ("sm_80", "sm_90", "sm_90a"):
-        raise UserError(f"--device cuda runs NVPTX targets (sm_80, sm_90, sm_90a), not '{target}'")
+    if target not in TARGETS or TARGETS[target].backend != "nvptx":
+        raise UserError(f"--device cuda runs NVPTX targets ({_target_names('nvptx')}), not '{target}'")
     return target
 
 
-def _to_gpu(inputs: dict[str, Any]) -> dict[str, Any]:
+def _to_gpu(inputs: dict[str, Any], prog: Any) -> dict[str, Any]:
     try:
         import cupy
     except ImportError:
         raise UserError("--device cuda needs CuPy (pip install cupy-cuda12x or cupy-cuda13x)") from None
-    return {k: cupy.asarray(v) if isinstance(v, np.ndarray) else v for k, v in inputs.items()}
+    host = device_layout(prog, inputs)
+    return {k: cupy.asarray(v) if isinstance(v, np.ndarray) else v for k, v in host.items()}
+
+
+def device_layout(prog: Any, inputs: dict[str, Any]) -> dict[str, Any]:
+    """The host arrays as the GPU is to hold them: a bf16 tensor's values (f32 arrays, from
+    ``_random_inputs``) as their 16-bit patterns, since CuPy has no bfloat16."""
+    bf16 = {p.name for p in prog.tensor_params if p.dtype == "bf16"}
+    return {k: bf16_bits(v) if k in bf16 else v for k, v in inputs.items()}
+
+
+def bf16_bits(x: np.ndarray) -> np.ndarray:
+    from tiledsl.interp.numerics import round_bf16
+    return (round_bf16(x).view(np.uint32) >> 16).astype(np.uint16)
+
+
+def bf16_values(bits: np.ndarray) -> np.ndarray:
+    return (bits.astype(np.uint32) << 16).view(np.float32)
 
 
 def _run_on_gpu(args: argparse.Namespace, prog: Any, inputs: dict[str, Any]) -> None:
     from tiledsl.runtime.cuda import LaunchError
     kernel = prog.compile(target=_gpu_target(args)).launcher()
-    gpu = _to_gpu(inputs)
+    gpu = _to_gpu(inputs, prog)
     try:
         kernel(**gpu)
     except LaunchError as e:
         raise UserError(str(e)) from None
     for p in prog.tensor_params:
         if p.out:
-            inputs[p.name][...] = gpu[p.name].get()
+            out = gpu[p.name].get()
+            inputs[p.name][...] = bf16_values(out) if p.dtype == "bf16" else out
     print(f"ran '{prog.name}' on the GPU ({_gpu_target(args)})")
 
 
@@ -338,12 +529,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise UserError("--level applies to the interpreters, not to --device cuda")
         _run_on_gpu(args, prog, inputs)
         return 0 if compare_outputs(prog, inputs, ref_fn, args.tol) else 1
-    try:
-        target = _target_name(args.target) if args.target else None
-        report = prog.interpret(level=args.level, target=target, shuffle_blocks=args.shuffle_blocks,
-                                nan_fill=args.nan_fill, seed=args.seed, **inputs)
-    except (ValueError, TypeError) as e:
-        raise UserError(str(e)) from None
+    target = _target_name(args.target) if args.target else None
+    report = prog.interpret(level=args.level, target=target, shuffle_blocks=args.shuffle_blocks,
+                            nan_fill=args.nan_fill, seed=args.seed, **inputs)
     print(report)
     ok = report.ok
     ok &= compare_outputs(prog, inputs, ref_fn, args.tol)
@@ -361,7 +549,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from tiledsl.runtime.cuda import LaunchError
     from tiledsl.tune import BATCH, time_launch
     prog = _program_for_shape(args)
-    inputs = _to_gpu(_random_inputs(prog, args.shape or {}, np.random.default_rng(args.seed), dict(args.arg)))
+    inputs = _random_inputs(prog, args.shape or {}, np.random.default_rng(args.seed), dict(args.arg))
+    inputs = _to_gpu(inputs, prog)
     kernel = prog.compile(target=_gpu_target(args)).launcher()
     try:
         ms = time_launch(kernel, inputs, warmup=args.warmup, reps=args.reps)
@@ -387,8 +576,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
     space = dict(args.space)
     if not space:
         raise UserError("give the search space: --space BM=64,128 --space BN=32,64")
-    inputs = _to_gpu(_random_inputs(prog, shape, np.random.default_rng(args.seed), dict(args.arg)))
-    key = {**shape, **{k: v for k, v in prog.params.items() if k not in space}}
+    inputs = _to_gpu(_random_inputs(prog, shape, np.random.default_rng(args.seed), dict(args.arg)), prog)
+    # The dtype parameters' values are in the key whether given or defaults: f16 and bf16 differ.
+    key = {**shape, **{k: v for k, v in prog.params.items() if k not in space}, **prog.dtypes}
     best, ms, results = tune(prog, space, inputs, key, target=_gpu_target(args))
     for params, t in results:
         print(f"  {params}: {t if isinstance(t, str) else f'{t:.4f} ms'}")
@@ -409,13 +599,14 @@ def _space(text: str) -> tuple[str, list[int]]:
 def _add_gpu_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("file", metavar="FILE", help="the .tdsl program")
     p.add_argument("--device", choices=["cuda"], default="cuda", help="where to run (an NVIDIA GPU through CuPy)")
-    p.add_argument("--target", default=None, help="sm_80, sm_90 (default) or sm_90a (H100/H200 only: dots whose operands sit in "
-                        "LDS become wgmma)")
+    p.add_argument("--target", default=None, help=f"{_target_names('nvptx')} (default sm_90; sm_90a runs on "
+                                                  "H100/H200 only: dots whose operands sit in LDS become wgmma)")
     p.add_argument("--shape", type=_shape, metavar="DIM=N,...", help="sizes of the tensor dims")
-    p.add_argument("--arg", action="append", type=_define, default=[], metavar="NAME=VALUE",
+    p.add_argument("--arg", action="append", type=_number, default=[], metavar="NAME=VALUE",
                    help="value of a scalar parameter")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the random inputs")
     _add_defines(p)
+    add_kernel_flag(p)
 
 
 # ---------------------------------------------------------------- parser
@@ -423,43 +614,61 @@ def _add_gpu_run_flags(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tdslc", description="tiledsl compiler driver: check, compile and run .tdsl tile programs.",
-        epilog="Run 'tdslc COMMAND --help' for the flags of each command.")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run 'tdslc COMMAND --help' for the flags of each command.\n\n"
+               "exit codes:\n"
+               f"  {EXIT_OK}  success\n"
+               f"  {EXIT_ERROR}  an error in the program or its inputs (file:line:col), or a failed check or\n"
+               "     comparison (tdslc run)\n"
+               f"  {EXIT_USAGE}  a malformed command line\n"
+               f"  {EXIT_INTERNAL}  an internal compiler error: a bug in tiledsl (please report it; --traceback\n"
+               "     shows where)")
+    parser.add_argument("--version", action=_VersionAction,
+                        help="print the versions of tiledsl, Python, llvmlite and LLVM, and the ld.lld and "
+                             "ptxas found, then exit")
+    parser.add_argument("--traceback", action="store_true",
+                        help="on an internal compiler error, also print the full Python traceback "
+                             "(for tiledsl's developers)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("check", help="parse and check a program; report errors as file:line:col",
-                       description="Parse and check FILE (syntax, shapes, dtypes, levels). Consts without a "
-                                   "value are checked symbolically. Exit 0 when the program is valid, 1 otherwise.")
+                       description="Parse and check FILE (syntax, shapes, dtypes, levels), every kernel "
+                                   "of it. Consts without a value are checked symbolically. Exit 0 when the "
+                                   "program is valid, 1 otherwise.")
     p.add_argument("file", metavar="FILE", help="the .tdsl program")
     _add_defines(p)
+    add_kernel_flag(p, "check only this kernel (default: every kernel of the file)")
 
     p = sub.add_parser("compile", help="print a program at a stage of the pipeline (AST, tile IR, ...)",
                        description="Compile FILE and print the result of one stage.")
     p.add_argument("file", metavar="FILE", help="the .tdsl program")
-    p.add_argument("--emit", choices=["ast", "ir", "layout-ir", "thread-ir", *NATIVE_EMITS], default="ir",
-                   help="what to produce: 'ast' = the typed AST, 'ir' = tile IR after the passes (default), "
-                        "'layout-ir' = tile IR with thread layouts and LDS offsets, 'thread-ir' = SIMT thread IR, "
-                        "'llvm' = LLVM IR (optimised), 'asm' = AMDGPU assembly or PTX, 'ptx' = PTX, "
-                        "'obj' = AMDGPU relocatable object, 'hsaco' = linked AMDGPU code object (needs ld.lld), "
-                        "'cubin' = NVIDIA cubin (needs ptxas), 'meta' = launch metadata JSON")
+    from tiledsl.stages import EMITS
+    p.add_argument("--emit", choices=list(EMITS), default="ir",
+                   help="run the pipeline until this output and write it: "
+                        + ", ".join(f"'{e.name}' = {e.doc}" for e in EMITS.values()) + " (default: ir)")
     p.add_argument("--target", default=None,
-                   help="target: gfx90a, gfx942 (default), gfx1100, sm_80, sm_90, sm_90a; generic for layout-ir/thread-ir")
+                   help=f"target (default gfx942): {_target_names()}; native code for {_target_names('native')}")
     p.add_argument("--no-matrix-cores", action="store_true",
                    help="AMDGPU: compute dot with FMAs instead of MFMA/WMMA")
-    p.add_argument("-o", dest="output", metavar="OUT", help="write to OUT instead of stdout (atomically)")
+    p.add_argument("-o", dest="output", metavar="OUT", type=_output_path,
+                   help="write to OUT instead of stdout (atomically; '-' is stdout)")
     p.add_argument("--passes", metavar="P1,P2", default=None,
                    help=f"comma-separated tile IR passes to run (default: {','.join(_default_passes())}; "
                         "'' for none)")
     p.add_argument("--print-after-all", action="store_true",
-                   help="print the IR after every pass to stderr")
+                   help="print the IR after every pass of every stage that runs (tile IR, layout IR, thread IR, "
+                        "LLVM) to stderr")
     _add_defines(p)
+    add_kernel_flag(p)
 
     p = sub.add_parser("resources", help="compile and report registers, spills, scratch, LDS and occupancy",
                        description="Compile FILE for --target and print the resources read from the code "
                                    "object's metadata (AMDGPU) or from ptxas (NVPTX).")
     p.add_argument("file", metavar="FILE", help="the .tdsl program")
-    p.add_argument("--target", default="gfx942", help="gfx90a, gfx942 (default), gfx1100, sm_80, sm_90, sm_90a")
+    p.add_argument("--target", default="gfx942", help=f"{_target_names('native')} (default gfx942)")
     p.add_argument("--no-matrix-cores", action="store_true", help="AMDGPU: FMAs instead of MFMA/WMMA")
     _add_defines(p)
+    add_kernel_flag(p)
 
     p = sub.add_parser("run", help="interpret a program on random inputs and compare with a NumPy reference",
                        description="Make random inputs for the given shape, interpret FILE, check bounds, LDS "
@@ -468,12 +677,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", metavar="FILE", help="the .tdsl program")
     p.add_argument("--shape", type=_shape, metavar="DIM=N,...",
                    help="sizes of the tensor dims, e.g. Z=1,H=2,N=200,D=64 (consts among them are compile-time)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs (default 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="seed of the random inputs (default 0)")
     p.add_argument("--ref", metavar="PY:FUNC",
                    help="reference function FILE.py:NAME taking the inputs and params by name and returning "
                         "the out tensor (or a dict of them); default: reference.py beside FILE, function "
-                        "named like the kernel")
-    p.add_argument("--arg", action="append", type=_define, default=[], metavar="NAME=VALUE",
+                        "named like the kernel (the --kernel chosen, in a file of several)")
+    p.add_argument("--arg", action="append", type=_number, default=[], metavar="NAME=VALUE",
                    help="value of a scalar parameter (default: random in [0.05, 0.5) for floats, 1 for ints)")
     p.add_argument("--tol", type=float, default=None,
                    help="relative error tolerance (default by dtype: f32 1e-4, f16 2e-3, bf16 1.6e-2)")
@@ -483,13 +692,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="'interp' (default): the NumPy interpreters; 'cuda': compile for --target "
                         "(sm_90 by default) and run on the GPU")
     p.add_argument("--target", default=None,
-                   help="target for --level thread: gfx90a, gfx942 (default), gfx1100, sm_80, sm_90, sm_90a, "
-                        "generic; for --device cuda: sm_80, sm_90 (default) or sm_90a")
+                   help=f"target for --level thread (default gfx942): {_target_names()}; for --device cuda "
+                        f"(default sm_90): {_target_names('nvptx')}")
     p.add_argument("--shuffle-blocks", action="store_true",
                    help="thread level: run the blocks in a random order (seeded by --seed)")
     p.add_argument("--nan-fill", action="store_true",
                    help="thread level: fill uninitialised LDS with NaN so reads of it poison the result")
     _add_defines(p)
+    add_kernel_flag(p)
 
     p = sub.add_parser("bench", help="time a kernel on the GPU (CUDA events, warm-up, median of many runs)",
                        description="Compile FILE for an NVIDIA target, launch it on random inputs of --shape "
@@ -514,6 +724,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     from tiledsl.viz.cli_tiles import add_tiles_parser
     add_tiles_parser(sub)
+    for p in sub.choices.values():      # also after the command; SUPPRESS keeps the global value
+        p.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS,
+                       help="on an internal compiler error, also print the full Python traceback")
     return parser
 
 
@@ -523,13 +736,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except TdslError as e:
-        sys.stderr.write(e.format() + "\n")
-        return 1
-    except UserError as e:
+        prefix = "" if e.loc is not None else "tdslc: "
+        sys.stderr.write(prefix + e.format() + "\n")
+        return EXIT_ERROR
+    except (UserError, ArgumentError) as e:
         sys.stderr.write(f"tdslc: error: {e}\n")
-        return 1
+        return EXIT_ERROR
     except BrokenPipeError:
-        return 0
+        return EXIT_OK
+    except KeyboardInterrupt:
+        sys.stderr.write("tdslc: interrupted\n")
+        return 130
+    except Exception as e:  # noqa: BLE001  (anything else is our bug: reported as one, never a bare traceback)
+        ice = e if isinstance(e, InternalCompilerError) else InternalCompilerError(
+            args.command, e, target=getattr(args, "target", None))
+        sys.stderr.write(("tdslc: " if ice.loc is None else "") + ice.format() + "\n")
+        if args.traceback:
+            sys.stderr.write("".join(traceback.format_exception(e)))
+        else:
+            sys.stderr.write("  note: run again with --traceback to see where it failed\n")
+        return EXIT_INTERNAL
+
+
+# ---------------------------------------------------------------- --version
+
+class _VersionAction(argparse.Action):
+    """``--version``: computed when asked (it imports llvmlite and runs the tools it finds)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        from tiledsl.toolchain import version_report
+        sys.stdout.write(version_report())
+        parser.exit()
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@
 ``meta`` tells a host program how to launch the kernel: the symbol, the kernel
 arguments in order with byte offsets and sizes (tensor pointers, scalars, then the
 run-time sizes of the symbolic dims), the block size, the grid as expressions of the
-dims, and the dynamic LDS bytes.
+dims (and of the i32 scalar parameters the grid reads), and the dynamic LDS bytes.
 """
 
 from __future__ import annotations
@@ -20,38 +20,16 @@ from typing import Any
 from tiledsl.diagnostics import TdslError
 from tiledsl.ir import ops
 from tiledsl.ir.core import Op, Value
-from tiledsl.targets import Target, get_target
+from tiledsl.targets import NATIVE_TARGETS, Target, get_target
 
-AMD_ARCHES = ("gfx90a", "gfx942", "gfx1100")
-NVIDIA_ARCHES = ("sm_80", "sm_90", "sm_90a")
-COMPILE_TARGETS = AMD_ARCHES + NVIDIA_ARCHES
+#: The names of the targets with an LLVM backend (the record table decides: ``tiledsl.targets``).
+COMPILE_TARGETS = tuple(NATIVE_TARGETS)
 _ARG_SIZE = {"ptr": 8, "f32": 4, "i32": 4, "f16": 2, "bf16": 2, "i1": 1}
 
 
-def thread_target(name: str, matrix: bool = True) -> Target:
-    """The tiledsl target description used to build thread IR for a compile target;
-    ``matrix=False`` is the same machine without matrix instructions (FMA fallback)."""
-    t = get_target(name)
-    if matrix:
-        return t
-    return dataclasses.replace(t, name=f"{t.name}-fma", matrix_instrs=())
-
-
-def llvm_target(name: str, matrix: bool = True) -> Any:
-    """The LLVM target module for a compile target name."""
-    if name in AMD_ARCHES:
-        from tiledsl.backend_amdgpu import AmdgpuTarget
-        return AmdgpuTarget(name, matrix=matrix)
-    if name in NVIDIA_ARCHES:
-        if not matrix:
-            raise TdslError(None, "--no-matrix-cores applies to AMDGPU targets")
-        from tiledsl.backend_nvptx import NvptxTarget
-        return NvptxTarget(name)
-    raise TdslError(None, f"unknown compile target '{name}' (known: {', '.join(COMPILE_TARGETS)})")
-
-
 def grid_expressions(kernel: ops.KernelOp) -> list[str]:
-    """The grid extents as C/Python expressions of the run-time dims."""
+    """The grid extents as C/Python expressions of the run-time dims and i32 scalar parameters
+    (by name)."""
     text: dict[int, str] = {}
     symbols = {"add": "+", "sub": "-", "mul": "*", "floordiv": "/", "mod": "%"}
 
@@ -63,7 +41,7 @@ def grid_expressions(kernel: ops.KernelOp) -> list[str]:
             return [expr(v) for v in op.operands]
         if isinstance(op, ops.ConstOp):
             text[id(op.result)] = str(op.attrs["value"])
-        elif isinstance(op, ops.DimOp):
+        elif isinstance(op, (ops.DimOp, ops.ScalarArgOp)):
             text[id(op.result)] = op.attrs["name"]
         elif op.name in symbols:
             a, b = op.operands
@@ -100,6 +78,8 @@ class Artifact:
     params: dict[str, Any] = field(default_factory=dict)
     thread_kernel: Op | None = None
     tensor_params: list[Any] = field(default_factory=list)
+    #: The target record it was compiled for (``target`` is its name).
+    record: Target | None = None
 
     def launcher(self) -> Any:
         """A callable that launches this kernel on an NVIDIA GPU (sm_80/sm_90 artifacts)."""
@@ -118,7 +98,8 @@ class Artifact:
 
     @property
     def is_amd(self) -> bool:
-        return self.target.split("-")[0] in AMD_ARCHES
+        record = self.record or get_target(self.target)
+        return record.backend == "amdgpu"
 
     @cached_property
     def binary(self) -> bytes:
@@ -166,14 +147,21 @@ def _layout_args(lowered_args: list[Any]) -> list[KernelArgInfo]:
     return out
 
 
-def compile_program(program: Any, target: str, matrix: bool = True, opt: int = 3) -> Artifact:
-    """Compile ``program`` for ``target`` (gfx90a, gfx942, gfx1100, sm_80, sm_90)."""
-    from tiledsl.llvm.lower import lower_kernel
-    from tiledsl.thread import compile_thread_ir
-    backend = llvm_target(target, matrix)
-    tk, ctx = compile_thread_ir(program, thread_target(target, matrix))
-    lowered = lower_kernel(tk, ctx, backend)
-    compiled = backend.compile(lowered.module, opt=opt)
-    return Artifact(target if matrix else f"{target}-fma", lowered.name, compiled, _layout_args(lowered.args),
-                    lowered.block_threads, lowered.lds_bytes, grid_expressions(tk), dict(tk.attrs["params"]), tk,
-                    list(program.tensor_params))
+def artifact(program: Any, target: Target, lowered: Any, compiled: Any) -> Artifact:
+    """The Artifact of a lowered and compiled kernel (the ``llvm`` stage's result)."""
+    tk = lowered.kernel
+    return Artifact(target.name, lowered.name, compiled, _layout_args(lowered.args), lowered.block_threads,
+                    lowered.lds_bytes, grid_expressions(tk), dict(tk.attrs["params"]), tk,
+                    list(program.tensor_params), target)
+
+
+def compile_program(program: Any, target: str | Target, matrix: bool = True, opt: int = 3) -> Artifact:
+    """Compile ``program`` for ``target`` (a native target's name or record); ``matrix=False``
+    computes ``dot`` with FMAs (AMDGPU)."""
+    from tiledsl.stages import Options, run_until
+    record = get_target(target) if isinstance(target, str) else target
+    if not matrix:
+        if record.backend != "amdgpu":
+            raise TdslError(None, "--no-matrix-cores applies to AMDGPU targets")
+        record = record.without_matrix()
+    return run_until(program, "llvm", record, Options(opt=opt))

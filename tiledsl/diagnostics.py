@@ -81,6 +81,13 @@ class TdslError(Exception):
         return self.format()
 
 
+class ArgumentError(TypeError, ValueError):
+    """A mistake in the arguments given to a program from Python (``program.interpret``): a
+    missing or unknown argument, an array of the wrong shape or dtype, a scalar that is not a
+    number of the parameter's type. The message names the parameter. A ``TypeError`` and a
+    ``ValueError`` both, so that code catching either keeps working."""
+
+
 REPORT_URL = "https://github.com/tiledsl/tiledsl/issues"
 
 

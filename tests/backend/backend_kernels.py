@@ -46,8 +46,8 @@ def build_tiny_kernel(t: GpuTarget, block_threads: int = BLOCK, shuffle_masks: t
     if instr in t.matrix_instrs:
         info = t.matrix_info(instr)
         h = b.fptrunc(y, F16)
-        opnd = h if info.operand_dtype == "f16" else b.bitcast(h, I16)
-        d = t.matrix_op(b, instr, [opnd] * info.a_per_lane, [opnd] * info.b_per_lane, [y] * info.c_per_lane)
+        opnd = h if info.in_dtype == "f16" else b.bitcast(h, I16)
+        d = t.matrix_op(b, instr, [opnd] * info.a_elems, [opnd] * info.b_elems, [y] * info.c_elems)
         for v in d:
             y = b.fadd(y, v)
     b.store(y, b.gep(out, [tid], source_etype=F32), align=4)
@@ -56,7 +56,7 @@ def build_tiny_kernel(t: GpuTarget, block_threads: int = BLOCK, shuffle_masks: t
 
 
 def build_pressure_kernel(t: GpuTarget, live_values: int, block_threads: int, lds_bytes: int = 0) -> ir.Module:
-    """``live_values`` floats loaded, held across a barrier, then stored (REFERENCE t04b)."""
+    """``live_values`` floats loaded, held across a barrier, then stored (docs/targets/amdgpu.md §4.1)."""
     m = t.new_module("pressure")
     g = t.global_ptr_type
     fn = t.declare_kernel(m, "pressure", [g, g], block_threads)

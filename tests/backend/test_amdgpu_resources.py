@@ -51,7 +51,7 @@ def test_linked_code_object_has_the_same_metadata(amd_targets, linker):
 @pytest.mark.parametrize("arch", ["gfx90a", "gfx942"])
 def test_default_flat_workgroup_size_spills_and_the_real_block_size_does_not(arch, amd_targets):
     """160 live floats: a 1024-thread block (LLVM's default bound) caps gfx9 at 128 VGPRs and
-    spills; 256 threads lets the kernel use 166 VGPRs with no spill (REFERENCE section 5)."""
+    spills; 256 threads lets the kernel use 166 VGPRs with no spill (docs/targets/amdgpu.md §4.1)."""
     t = amd_targets[arch]
     default = t.compile(build_pressure_kernel(t, live_values=160, block_threads=1024)).resources()
     right = t.compile(build_pressure_kernel(t, live_values=160, block_threads=256)).resources()

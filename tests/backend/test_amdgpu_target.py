@@ -60,7 +60,7 @@ CHECK-NEXT: tail call void @llvm.amdgcn.s.barrier()
 CHECK-NEXT: fence syncscope("workgroup") acquire, !mmra ![[MMRA]]
 CHECK: ![[MMRA]] = !{!"amdgpu-synchronize-as", !"local"}
 """)
-    # The fences make LLVM wait for the LDS store before the barrier (REFERENCE section 4).
+    # The fences make LLVM wait for the LDS store before the barrier (docs/targets/amdgpu.md §3.1).
     filecheck(compiled[arch].asm, r"""
 CHECK: ds_{{write|store}}_b32
 CHECK: s_waitcnt lgkmcnt(0)
@@ -116,9 +116,9 @@ def test_every_matrix_instruction_selects(arch, instr, asm_check, amd_targets):
     info = t.matrix_info(instr)
     x = b.load(fn.args[0], typ=F32)
     h = b.fptrunc(x, F16)
-    opnd = h if info.operand_dtype == "f16" else b.bitcast(h, ir.IntType(16))
-    d = t.matrix_op(b, instr, [opnd] * info.a_per_lane, [opnd] * info.b_per_lane, [x] * info.c_per_lane)
-    assert len(d) == info.c_per_lane and all(v.type == F32 for v in d)
+    opnd = h if info.in_dtype == "f16" else b.bitcast(h, ir.IntType(16))
+    d = t.matrix_op(b, instr, [opnd] * info.a_elems, [opnd] * info.b_elems, [x] * info.c_elems)
+    assert len(d) == info.c_elems and all(v.type == F32 for v in d)
     for v in d:
         x = b.fadd(x, v)
     b.store(x, fn.args[0])
@@ -128,7 +128,7 @@ def test_every_matrix_instruction_selects(arch, instr, asm_check, amd_targets):
 
 def test_shuffles_use_dpp_within_a_quad_and_bpermute_beyond(compiled):
     # xor 1 folds into the consumer as a DPP modifier; xor 16 goes through ds_bpermute with the
-    # byte address (lane ^ 16) * 4 (REFERENCE section 7).
+    # byte address (lane ^ 16) * 4 (docs/targets/amdgpu.md §9.4).
     filecheck(compiled["gfx942"].llvm_ir, r"""
 CHECK: call i32 @llvm.amdgcn.update.dpp.i32(i32 {{undef|poison}}, i32 {{.*}}, i32 177, i32 15, i32 15, i1 true)
 CHECK: call i32 @llvm.amdgcn.ds.bpermute(i32

@@ -82,7 +82,7 @@ def test_compile_reports_parse_and_verifier_errors():
 
 def test_safe_compile_turns_an_llvm_abort_into_an_exception():
     # permlanex16 does not exist on gfx942: instruction selection aborts the process
-    # (REFERENCE section 1); in the forked child that is only the child.
+    # (docs/targets/llvm-pipeline.md §4); in the forked child that is only the child.
     text = """
 declare i32 @llvm.amdgcn.permlanex16.i32(i32, i32, i32, i32, i1, i1)
 define amdgpu_kernel void @k(ptr addrspace(1) %o) {

@@ -1,7 +1,7 @@
 """NvptxTarget on an NVIDIA GPU: the PTX it emits runs and computes what the API promises.
 
 Needs CuPy and a GPU (skipped otherwise). Host-side NumPy recomputes every result from the
-lane formulas of REFERENCE section 9.4, so these check the target's operand packing, the
+lane formulas of docs/targets/matrix-layouts.md §4, so these check the target's operand packing, the
 ldmatrix row mapping, shuffles, dynamic shared memory above 48 KiB, cp.async and exp2.
 """
 
@@ -13,6 +13,7 @@ import pytest
 from tiledsl.backend_nvptx import NvptxCompiledModule, NvptxTarget
 from tiledsl.llvm import ir
 from tiledsl.llvm.irgen import F16, F32, I8, I16, I32
+from tiledsl.llvm.target_base import operand_type
 from tiledsl.testing import require_cuda
 
 pytestmark = pytest.mark.gpu
@@ -114,13 +115,13 @@ def _bf16_value(bits: np.ndarray) -> np.ndarray:
 
 @pytest.mark.parametrize("instr", ["mma_m16n8k16_f16", "mma_m16n8k16_bf16"])
 def test_mma_fragments_in_reference_order(instr):
-    """Each lane passes its A/B/C scalars in section 9.4 order; D comes back in C's order."""
+    """Each lane passes its A/B/C scalars in matrix-layouts.md §4 order; D comes back in C's order."""
     t = NvptxTarget(ARCH)
     info = t.matrix_info(instr)
     m, fn, b = _kernel(t, "mma", 4, WARP)
     a_in, b_in, c_in, d_out = fn.args
     lane = t.thread_id(b)
-    ety = info.operand_type
+    ety = operand_type(info)
 
     def frag(base, count, ty):
         return [b.load(_elem(b, base, b.add(b.mul(lane, _c(count)), _c(e)), ty), typ=ty) for e in range(count)]
@@ -139,7 +140,7 @@ def test_mma_fragments_in_reference_order(instr):
     a_cols = 2 * tq[:, None] + e8[None, :] % 2 + 8 * (e8[None, :] // 4)
     b_rows = 2 * tq[:, None] + e4[None, :] % 2 + 8 * (e4[None, :] // 2)
     c_rows, c_cols = g[:, None] + 8 * (e4[None, :] // 2), 2 * tq[:, None] + e4[None, :] % 2
-    if info.operand_dtype == "f16":
+    if info.in_dtype == "f16":
         a_dev, b_dev = a.astype(np.float16), bm.astype(np.float16)
         a_val, b_val = a_dev.astype(np.float64), b_dev.astype(np.float64)
     else:

@@ -9,12 +9,14 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+import tiledsl
 from tiledsl.cli import build_parser, main
 from tiledsl.ir.parser import parse_op
-from tiledsl.ir.passes import DEFAULT_PIPELINE
+from tiledsl.stages import DEFAULT_TILE_PASSES as DEFAULT_PIPELINE
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 ATTENTION = str(EXAMPLES / "attention.tdsl")
@@ -80,12 +82,12 @@ def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None
 def test_check_ok_with_symbolic_const(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_main(["check", ATTENTION], capsys)
     assert code == 0 and err == ""
-    assert out.strip() == f"{ATTENTION}: ok: kernel 'attention' (checked with symbolic D)"
+    assert out.strip() == f"{ATTENTION}: ok: kernel 'attention' (checked with symbolic D; T = f16, bf16)"
 
 
 def test_check_with_defines(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_main(["check", ATTENTION, "-D", "D=64", "-D", "BM=32", "-D", "CAUSAL=1"], capsys)
-    assert code == 0 and out.strip() == f"{ATTENTION}: ok: kernel 'attention'"
+    assert code == 0 and out.strip() == f"{ATTENTION}: ok: kernel 'attention' (checked with T = f16, bf16)"
 
 
 def test_check_unknown_define_is_a_located_error(capsys: pytest.CaptureFixture[str]) -> None:
@@ -168,10 +170,10 @@ def test_compile_into_missing_directory(tmp_path: Path, capsys: pytest.CaptureFi
 def test_print_after_all_has_one_section_per_pass(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run_main(["compile", ATTENTION, "--print-after-all", "-D", "CAUSAL=1"], capsys)
     assert code == 0
-    sections = re.findall(r"^// ----- IR after ([\w-]+) ----- //$", err, re.MULTILINE)
-    assert sections == list(DEFAULT_PIPELINE)
+    sections = re.findall(r"^// ----- IR after ([\w-]+) \((\w[\w-]*)\) ----- //$", err, re.MULTILINE)
+    assert sections == [("sema", "tile-ir")] + [(p, "ir") for p in DEFAULT_PIPELINE]
     # each section is a whole kernel; the last one is what went to stdout
-    chunks = re.split(r"^// ----- IR after [\w-]+ ----- //\n", err, flags=re.MULTILINE)[1:]
+    chunks = re.split(r"^// ----- IR after [\w-]+ \(\w[\w-]*\) ----- //\n", err, flags=re.MULTILINE)[1:]
     assert all(c.startswith("kernel(") for c in chunks)
     assert chunks[-1] == out
 
@@ -179,9 +181,25 @@ def test_print_after_all_has_one_section_per_pass(capsys: pytest.CaptureFixture[
 def test_print_after_all_with_chosen_passes(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run_main(["compile", GEMM, "--print-after-all", "--passes", "dce,fold"], capsys)
     assert code == 0
-    assert re.findall(r"IR after (\w+)", err) == ["dce", "fold"]
+    assert re.findall(r"IR after (\w+)", err) == ["sema", "dce", "fold"]
     code, _, err = run_main(["compile", GEMM, "--print-after-all", "--passes", ""], capsys)
-    assert code == 0 and "IR after" not in err
+    assert code == 0 and re.findall(r"IR after (\w+)", err) == ["sema"]
+
+
+def test_print_after_all_shows_every_stage_of_the_thread_level(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_main(["compile", GEMM, "--print-after-all", "--emit", "thread-ir", "--target", "sm_90"],
+                              capsys)
+    assert code == 0 and out.startswith("kernel(")
+    sections = re.findall(r"^// ----- IR after ([\w-]+) \(([\w-]+)(?:, ([\w-]+))?\) ----- //$", err, re.MULTILINE)
+    stages = [s for _, s, _ in sections]
+    assert stages == sorted(stages, key=["tile-ir", "ir", "layout-ir", "thread-ir"].index)
+    passes = [(p, s) for p, s, _ in sections]
+    for want in [("layouts", "layout-ir"), ("lds-alloc", "layout-ir"), ("distribute", "thread-ir"),
+                 ("defer-sums", "thread-ir")]:
+        assert want in passes
+    assert {t for _, s, t in sections if s in ("layout-ir", "thread-ir")} == {"sm_90"}
+    # The last section is the thread IR the command printed.
+    assert err.rstrip().endswith(out.rstrip())
 
 
 def test_compile_unknown_pass(capsys: pytest.CaptureFixture[str]) -> None:
@@ -220,6 +238,30 @@ def test_run_gemm_with_explicit_ref(capsys: pytest.CaptureFixture[str]) -> None:
     ref = f"{EXAMPLES / 'reference.py'}:gemm"
     code, out, _ = run_main(["run", GEMM, "--shape", "M=70,N=33,K=100", "--ref", ref], capsys)
     assert code == 0 and rel_errors(out)["C"] <= 1e-4
+
+
+@pytest.mark.parametrize("level", [[], ["--level", "thread", "--target", "sm_90", "--shuffle-blocks"]])
+def test_run_starts_accumulators_at_their_identity(level: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_main(["run", str(EXAMPLES / "reduce_atomic.tdsl"), "--shape", "M=300,N=70", *level], capsys)
+    assert code == 0, out
+    assert "S: updated with atomic_add, starts at 0" in out and "Mx: updated with atomic_max, starts at -inf" in out
+    errors = rel_errors(out)
+    assert set(errors) == {"S", "Mx", "Pos"} and errors["S"] <= 1e-5 and errors["Mx"] == errors["Pos"] == 0
+
+
+def test_run_refuses_an_accumulator_of_two_kinds(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "two.tdsl"
+    src.write_text("""kernel two(X: f32[N], out Y: f32[N])
+  grid (cdiv(N, 64)) as (b)
+  block 2 waves
+{
+  atomic_add(Y[b*64 : +64], X[b*64 : +64])
+  atomic_max(Y[b*64 : +64], X[b*64 : +64])
+}
+""")
+    code, _, err = run_main(["run", str(src), "--shape", "N=100"], capsys)
+    assert code == 1
+    assert "'Y' is updated with atomic_add and atomic_max: no one initial value suits both" in err
 
 
 def test_run_ref_to_a_missing_function(capsys: pytest.CaptureFixture[str]) -> None:
@@ -297,3 +339,223 @@ def test_run_bad_shape_syntax_exits_2(shape: str, capsys: pytest.CaptureFixture[
 def test_run_scalar_argument(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run_main(["run", ATTENTION, "--shape", "Z=1,H=1,N=20,D=16", "--arg", "scale=0.25"], capsys)
     assert code == 0 and rel_errors(out)["O"] <= 2e-3
+
+
+# ---------------------------------------------------------------- unreadable inputs
+
+@pytest.mark.parametrize(("content", "why"), [
+    (b"kernel k()\n  ab\xffcd\n", "byte 0xff at line 2, column 5 is not UTF-8"),
+    (b"kernel \x00k()", "a NUL byte at line 1, column 8"),
+    (b"\x7fELF\x02\x01\x01\x00\x00\x00\xb7\x00", "a NUL byte at line 1, column 8"),
+])
+def test_a_binary_input_is_not_a_text_file(content: bytes, why: str, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "bin.tdsl"
+    src.write_bytes(content)
+    out = tmp_path / "out.ir"
+    for argv in (["check", str(src)], ["compile", str(src), "-o", str(out)], ["run", str(src)]):
+        code, stdout, err = run_main(argv, capsys)
+        assert code == 1 and stdout == ""
+        assert err == f"tdslc: error: cannot read '{src}': not a text file ({why})\n"
+    assert not out.exists()
+    for path in (src, str(src)):
+        with pytest.raises(tiledsl.TdslError, match=re.escape(f"not a text file ({why})")):
+            tiledsl.load(path)
+
+
+def test_a_directory_as_the_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_main(["check", str(tmp_path)], capsys)
+    assert code == 1 and err == f"tdslc: error: cannot read '{tmp_path}': it is a directory\n"
+
+
+# ---------------------------------------------------------------- outputs that cannot be written
+
+def test_output_to_a_directory_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "sub").mkdir()
+    for argv in (["compile", GEMM, "-o", str(tmp_path / "sub")],
+                 ["compile", GEMM, "--emit", "llvm", "--target", "sm_90", "-o", str(tmp_path)]):
+        code, out, err = run_main(argv, capsys)
+        assert code == 1 and out == ""
+        assert "tdslc: error: cannot write" in err and "it is a directory" in err
+    assert [p.name for p in tmp_path.iterdir()] == ["sub"] and not any((tmp_path / "sub").iterdir())
+
+
+def test_output_to_a_read_only_file_leaves_it_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    target = tmp_path / "old.ir"
+    target.write_text("old contents\n")
+    target.chmod(0o444)
+    code, _, err = run_main(["compile", GEMM, "-o", str(target)], capsys)
+    assert code == 1 and err == f"tdslc: error: cannot write '{target}': the file is read-only\n"
+    assert target.read_text() == "old contents\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["old.ir"]
+
+
+def test_output_where_no_file_can_be_made(capsys: pytest.CaptureFixture[str]) -> None:
+    """/proc takes no new files, whoever runs the test (root included)."""
+    code, out, err = run_main(["compile", GEMM, "-o", "/proc/gemm.ir"], capsys)
+    assert code == 1 and out == ""
+    assert err.startswith("tdslc: error: cannot write '/proc/gemm.ir': ")
+
+
+def test_output_in_a_read_only_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    code, out, err = run_main(["compile", GEMM, "-o", str(ro / "gemm.ir")], capsys)
+    assert code == 1 and out == ""
+    assert err == f"tdslc: error: cannot write '{ro / 'gemm.ir'}': directory '{ro}' is not writable\n"
+    assert not any(ro.iterdir())
+
+
+def test_an_empty_output_path_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_main(["compile", GEMM, "-o", ""], capsys)
+    assert code == 2 and "argument -o: the output path is empty" in err
+
+
+# ---------------------------------------------------------------- the reference function
+
+def test_an_exception_in_the_reference_is_the_users(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ref = tmp_path / "ref.py"
+    ref.write_text("import numpy as np\n\n\ndef scale(a):\n    return a / 0 if a.size > 1e9 else {}['C']\n\n\n"
+                   "def gemm(A, B, **_):\n    return scale(A) @ B\n")
+    code, out, err = run_main(["run", GEMM, "--shape", "M=20,N=20,K=20", "--ref", f"{ref}:gemm"], capsys)
+    assert code == 1
+    assert "ok: 1 blocks interpreted" in out       # the kernel ran; the comparison could not
+    lines = err.splitlines()
+    assert lines[0] == "tdslc: error: the reference function gemm raised: KeyError: 'C'"
+    frames = [ln for ln in lines[1:] if ln.startswith("  File ")]     # the user's frames, innermost last
+    assert frames == [f'  File "{ref}", line 9, in gemm', f'  File "{ref}", line 5, in scale']
+    assert "    return scale(A) @ B" in lines and "    return a / 0 if a.size > 1e9 else {}['C']" in lines
+    assert "cli.py" not in err
+
+
+def test_a_reference_module_that_fails_to_load(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ref = tmp_path / "ref.py"
+    ref.write_text("import numpy as np\nimport no_such_module_here\n")
+    code, _, err = run_main(["run", GEMM, "--shape", "M=8,N=8,K=8", "--ref", f"{ref}:gemm"], capsys)
+    assert code == 1
+    assert err.startswith(f"tdslc: error: cannot load the reference '{ref}': ModuleNotFoundError: "
+                          "No module named 'no_such_module_here'\n")
+    assert f'File "{ref}", line 2, in <module>' in err and "importlib" not in err
+
+
+def test_a_reference_returning_no_array(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    ref = tmp_path / "ref.py"
+    ref.write_text("def gemm(A, B, **_):\n    return {'C': 'the answer'}\n")
+    code, _, err = run_main(["run", GEMM, "--shape", "M=8,N=8,K=8", "--ref", f"{ref}:gemm"], capsys)
+    assert code == 1 and err == "tdslc: error: the reference returned str for 'C', not an array of numbers\n"
+
+
+# ---------------------------------------------------------------- seeds and sizes
+
+@pytest.mark.parametrize("command", ["run", "bench", "tune", "tiles"])
+def test_a_negative_seed_is_a_usage_error(command: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_main([command, GEMM, "--seed", "-1"], capsys)
+    assert code == 2 and "argument --seed: the seed must be a non-negative integer, got -1" in err
+
+
+def test_sizes_too_large_for_memory_are_refused_before_allocating(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_main(["run", GEMM, "--shape", "M=46000,N=46000,K=46000"], capsys)
+    assert code == 1 and out == ""
+    assert re.search(r"gemm.tdsl:\d+:\d+: error: interpreting these shapes needs about [\d.]+ [GT]iB of memory "
+                     r"for the arguments alone, and [\d.]+ [GT]iB is available", err)
+
+
+def test_tensors_past_32_bit_indexing_are_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_main(["run", GEMM, "--shape", "M=2000000000,N=2000000000,K=4"], capsys)
+    assert code == 1 and out == ""
+    assert "error: tensor 'A' of shape [2000000000, 4] has 8000000000 elements" in err
+
+
+def test_the_memory_limit_is_what_this_machine_has_available(monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import tiledsl.interp.limits
+    monkeypatch.setattr(tiledsl.interp.limits, "available_memory", lambda: 16 * 2**20)
+    code, _, err = run_main(["run", GEMM, "--shape", "M=1024,N=1024,K=1024"], capsys)   # 8 MiB of arrays
+    assert code == 1 and "error: interpreting these shapes needs about" in err and "16.0 MiB is available" in err
+    code, out, _ = run_main(["run", GEMM, "--shape", "M=64,N=64,K=64"], capsys)
+    assert code == 0 and "ok: 1 blocks" in out
+
+
+def test_a_size_beyond_i32_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_main(["run", GEMM, "--shape", "M=100000000000,N=4,K=4"], capsys)
+    assert code == 2 and "size of M must fit in i32 (at most 2147483647), got 100000000000" in err
+
+
+# ---------------------------------------------------------------- internal errors
+
+SCALED = """\
+kernel scaled(X: f32[M], out Y: f32[M], n: i32)
+  grid (cdiv(M, 16)) as (b)
+  block 1 waves
+{
+  Y[b*16 : +16] <- X[b*16 : +16] * f32(n)
+}
+"""
+
+
+@pytest.mark.parametrize("exc", [ValueError("seeded bug"), TypeError("seeded bug"), KeyError("seeded bug")])
+def test_an_internal_error_is_reported_as_one(exc: Exception, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    """Not 'tdslc: error: seeded bug' posing as the user's mistake (run once turned every
+    TypeError/ValueError into one): exit 3, the stage, how to report it."""
+    from tiledsl.interp.block import BlockInterpreter
+
+    def broken(self: Any, *args: Any) -> None:
+        raise exc
+    monkeypatch.setattr(BlockInterpreter, "run", broken)
+    code, out, err = run_main(["run", GEMM, "--shape", "M=8,N=8,K=8"], capsys)
+    assert code == 3 and out == ""
+    lines = err.splitlines()
+    assert lines[0] == f"tdslc: error: internal compiler error in stage 'interpret-block': {type(exc).__name__}: {exc}"
+    assert "  note: this is a bug in tiledsl, not a mistake in your program" in lines
+    assert any("please report it at" in ln and "tdslc --version" in ln for ln in lines)
+    assert lines[-1] == "  note: run again with --traceback to see where it failed"
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_traceback_flag_shows_the_internal_traceback(where: str, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from tiledsl.interp.block import BlockInterpreter
+
+    def broken(self: Any, *args: Any) -> None:
+        raise ValueError("seeded bug")
+    monkeypatch.setattr(BlockInterpreter, "run", broken)
+    argv = ["run", GEMM, "--shape", "M=8,N=8,K=8"]
+    argv = ["--traceback", *argv] if where == "before" else [*argv, "--traceback"]
+    assert main(argv) == 3
+    err = capsys.readouterr().err
+    assert "internal compiler error in stage 'interpret-block'" in err
+    assert "Traceback (most recent call last)" in err and 'in broken\n    raise ValueError("seeded bug")' in err
+
+
+def test_argument_mistakes_stay_user_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "scaled.tdsl"
+    src.write_text(SCALED)
+    code, _, err = run_main(["run", str(src), "--shape", "M=20", "--arg", "n=1.5"], capsys)
+    assert code == 1 and err == "tdslc: error: 'n' is a scalar i32 parameter: 1.5 has a fraction\n"
+    code, _, err = run_main(["run", str(src), "--shape", "M=20", "--arg", "m=1"], capsys)
+    assert code == 1 and err == "tdslc: error: --arg m: 'scaled' has no scalar parameter 'm' (its scalars: n)\n"
+
+
+# ---------------------------------------------------------------- --version and --help
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_main(["--version"], capsys)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == f"tdslc (tiledsl) {tiledsl.__version__}"
+    assert re.fullmatch(r"Python 3\.\d+\.\d+ \(.+\)", lines[1])
+    assert re.fullmatch(r"llvmlite \d+\.\d+\.\d+\S*, LLVM \d+\.\d+\.\d+", lines[2])
+    assert any(ln.startswith("ld.lld: ") for ln in lines) and any(ln.startswith("ptxas: ") for ln in lines)
+    lld = next(ln for ln in lines if ln.startswith("ld.lld: "))
+    assert ("LLD" in lld) if shutil.which("ld.lld") or shutil.which("ld.lld-19") else "not found" in lld
+
+
+def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_main(["--help"], capsys)
+    assert code == 0
+    for line in ("exit codes:", "  0  success", "  1  an error in the program or its inputs",
+                 "  2  a malformed command line", "  3  an internal compiler error"):
+        assert line in out
+    assert "--traceback" in out and "--version" in out

@@ -125,3 +125,22 @@ def test_attention_detects_a_wrong_answer() -> None:
     assert rel_error(o, ref) <= TOLERANCE["f16"]
     # A different scale than the kernel used: the error must be far over the tolerance.
     assert rel_error(o, reference().attention(q, k, v, 0.5)) > 10 * TOLERANCE["f16"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(m=st.integers(1, 400), n=st.integers(1, 150), bm=st.sampled_from([1, 16, 32, 64]),
+       bn=st.sampled_from([16, 32, 64, 128]), seed=st.integers(0, 2**16))
+@example(m=1, n=1, bm=64, bn=16, seed=0)
+@example(m=400, n=150, bm=16, bn=32, seed=1)
+@example(m=77, n=65, bm=32, bn=64, seed=2)
+def test_reduce_atomic(m: int, n: int, bm: int, bn: int, seed: int) -> None:
+    """Many blocks fold their partial column sums, maxima and counts into the same outputs."""
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal((m, n)) * 3).astype(np.float32)
+    out = {"S": np.zeros(n, np.float32), "Mx": np.full(n, -np.inf, np.float32), "Pos": np.zeros(1, np.int32)}
+    report = program("reduce_atomic", (("BM", bm), ("BN", bn))).interpret(X=x, **out)
+    assert report.ok, str(report)
+    ref = reference().reduce_atomic(x)
+    assert rel_error(out["S"], ref["S"]) <= TOLERANCE["f32"]
+    np.testing.assert_array_equal(out["Mx"], ref["Mx"])
+    assert out["Pos"][0] == ref["Pos"][0]

@@ -1,7 +1,8 @@
 """Invalid programs, each with its expected error: message fragment and position.
 
 Every file in ``invalid/`` starts with ``# expect: LINE:COL: fragment`` and may give
-compile-time parameters on a ``# params: NAME=VALUE,...`` line (for the unknown -D case).
+compile-time parameters on a ``# params: NAME=VALUE,...`` line (for the unknown -D case; a
+VALUE that is not an integer is a dtype name).
 """
 
 from __future__ import annotations
@@ -32,19 +33,19 @@ class Expectation:
     line: int
     col: int
     fragment: str
-    params: dict[str, int]
+    params: dict[str, int | str]
 
 
 def expectation(path: Path) -> Expectation:
     text = path.read_text()
     m = re.match(r"# expect: (\d+):(\d+): (.+)\n", text)
     assert m, f"{path.name} has no '# expect: LINE:COL: message' first line"
-    params: dict[str, int] = {}
+    params: dict[str, int | str] = {}
     pm = re.search(r"^# params: (.+)$", text, re.MULTILINE)
     if pm:
         for item in pm.group(1).split(","):
-            name, value = item.split("=")
-            params[name.strip()] = int(value)
+            name, value = (part.strip() for part in item.split("="))
+            params[name] = int(value) if value.lstrip("-").isdigit() else value
     return Expectation(int(m.group(1)), int(m.group(2)), m.group(3).strip(), params)
 
 

@@ -13,7 +13,7 @@ import tiledsl
 from tiledsl.interp.block import BlockInterpreter
 from tiledsl.interp.report import Report
 from tiledsl.ir import ops
-from tiledsl.ir.passes import DEFAULT_PIPELINE
+from tiledsl.stages import DEFAULT_TILE_PASSES as DEFAULT_PIPELINE
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 UNFUSED = tuple(p for p in DEFAULT_PIPELINE if p != "dot-acc")

@@ -11,12 +11,14 @@ import numpy as np
 import pytest
 
 import tiledsl
+from tiledsl.diagnostics import Loc
 from tiledsl.ir import ops
 from tiledsl.ir.core import Block, VerifyError, verify_tree
 from tiledsl.ir.parser import IRParseError, parse_op
-from tiledsl.ir.passes import DEFAULT_PIPELINE, PASSES, PassManager
 from tiledsl.ir.printer import print_op
 from tiledsl.ir.types import LdsType, TensorType, TileType, scalar
+from tiledsl.stages import DEFAULT_TILE_PASSES as DEFAULT_PIPELINE
+from tiledsl.stages import PASSES, TILE_PASSES
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -33,6 +35,8 @@ CASES = [
     ("softmax", {"BM": 1, "BN": 7}),
     ("layernorm", {}),
     ("layernorm", {"BM": 3, "BN": 33}),
+    ("reduce_atomic", {}),
+    ("reduce_atomic", {"BM": 5, "BN": 20}),
 ]
 
 
@@ -66,9 +70,9 @@ def test_roundtrip_raw_and_after_every_pass(name: str, params: dict[str, int]) -
     prog = load(name, tuple(sorted(params.items())))
     raw = print_op(prog.tile_ir())
     assert_roundtrip(raw)
-    _, pm = prog.lower(DEFAULT_PIPELINE, record=True)
-    assert [p for p, _ in pm.snapshots] == list(DEFAULT_PIPELINE)
-    for pass_name, text in pm.snapshots:
+    _, snapshots = prog.lower(DEFAULT_PIPELINE, record=True)
+    assert [p for p, _ in snapshots] == list(DEFAULT_PIPELINE)
+    for pass_name, text in snapshots:
         assert text.startswith("kernel("), pass_name
         assert_roundtrip(text)
 
@@ -77,15 +81,16 @@ def test_roundtrip_raw_and_after_every_pass(name: str, params: dict[str, int]) -
 def test_roundtrip_after_every_registered_pass(name: str, params: dict[str, int]) -> None:
     """Passes outside the default pipeline (e.g. sink-broadcast) print parseable IR too."""
     prog = load(name, tuple(sorted(params.items())))
-    _, pm = prog.lower(tuple(PASSES), record=True)
-    assert [p for p, _ in pm.snapshots] == list(PASSES)
-    for _, text in pm.snapshots:
+    _, snapshots = prog.lower(TILE_PASSES, record=True)
+    assert [p for p, _ in snapshots] == list(TILE_PASSES)
+    for _, text in snapshots:
         assert_roundtrip(text)
 
 
 # The thread level needs every const, and tiles that fit the mma layout (BM >= 64 with 4 waves).
 THREAD_CASES = [("attention", {"D": 64}), ("attention", {"D": 32, "BM": 64, "BN": 32, "CAUSAL": 1}),
-                ("gemm", {}), ("gemm", {"BM": 16, "BN": 48, "BK": 24}), ("softmax", {}), ("layernorm", {})]
+                ("gemm", {}), ("gemm", {"BM": 16, "BN": 48, "BK": 24}), ("softmax", {}), ("layernorm", {}),
+                ("reduce_atomic", {})]
 
 
 @pytest.mark.parametrize("target", ["gfx942", "gfx1100", "sm_80"])
@@ -108,7 +113,7 @@ def test_passes_are_idempotent_on_examples(name: str, params: dict[str, int]) ->
     kernel, _ = load(name, tuple(sorted(params.items()))).lower()
     before = print_op(kernel)
     for p in DEFAULT_PIPELINE:
-        assert PASSES[p].run(kernel) is False, p
+        assert PASSES[p].run(kernel, None) is False, p
     assert print_op(kernel) == before
 
 
@@ -119,6 +124,17 @@ def test_symbolic_const_prints_and_parses() -> None:
     op = parse_op(text)
     lds = [o for o in op.walk() if isinstance(o, ops.LdsAllocOp)]
     assert lds and all(str(o.result.type.shape[1]) == "D" for o in lds)
+
+
+def test_a_source_location_is_an_attribute_value_that_prints_and_parses() -> None:
+    kernel = load("softmax", ()).tile_ir()
+    assert kernel.attrs["block_loc"].line == 7          # `block 4 waves` in examples/softmax.tdsl
+    assert "block_loc = loc(" in print_op(kernel)
+    op = ops.SyncOp([], [], {"at": Loc('a "quoted" name.tdsl', 3, 5)})
+    text = print_op(op)
+    back = parse_op(text)
+    assert back.attrs["at"] == Loc('a "quoted" name.tdsl', 3, 5)
+    assert print_op(back) == text
 
 
 def test_parse_error_is_reported() -> None:
@@ -152,8 +168,8 @@ def test_fold_removes_constant_ifs_and_folds_scalar_arithmetic() -> None:
     raw = print_op(prog.tile_ir())
     assert count(raw, "if") == 2
     assert count(raw, "mul") >= 2 and count(raw, "add") >= 2
-    kernel, pm = prog.lower(("fold",), record=True)
-    folded = pm.snapshots[0][1]
+    kernel, snapshots = prog.lower(("fold",), record=True)
+    folded = snapshots[0][1]
     assert count(folded, "if") == 0
     # n * 4 + 1 with n = 3 after the if is inlined: one constant 13, no arithmetic on it.
     assert "{value = 13}" in folded
@@ -271,8 +287,8 @@ def test_dce_keeps_side_effects_in_dead_looking_loops() -> None:
 
 
 def test_unknown_pass_is_rejected() -> None:
-    with pytest.raises(KeyError, match="unknown pass 'nosuch'"):
-        PassManager(("nosuch",)).run(load("gemm", ()).lower(())[0])
+    with pytest.raises(ValueError, match="unknown pass 'nosuch'"):
+        load("gemm", ()).lower(("nosuch",))
 
 
 # ---------------------------------------------------------------- verifier

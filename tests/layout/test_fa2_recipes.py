@@ -1,4 +1,4 @@
-"""The FA2 register-reuse facts of REFERENCE §9.5, as equalities of index maps.
+"""The FA2 register-reuse facts of docs/targets/matrix-layouts.md §7, as equalities of index maps.
 
 If the accumulator layout of S (after exp2 and the cast) equals the A-operand layout of the P·V
 dot, P can be fed to the second dot straight from registers, with no shuffle and no LDS trip.
@@ -36,7 +36,7 @@ def test_amd_swapped_accumulator_registers_are_a_operands(name: str) -> None:
 
 
 def test_amd_v_as_b_operand_is_strided() -> None:
-    """V as B of 32x32x8 needs V[n = 4(l/32) + e][d = l%32] (REFERENCE §9.5)."""
+    """V as B of 32x32x8 needs V[n = 4(l/32) + e][d = l%32] (docs/targets/matrix-layouts.md §7.5)."""
     instr = get_target("gfx942").matrix_instr("mfma_f32_32x32x8_f16")
     assert instr is not None
     lane, e = np.indices((64, 4))
@@ -95,7 +95,7 @@ def test_wmma_swapped_accumulator_needs_a_lane_16_exchange() -> None:
 # --- row reductions stay inside a wave and cross few lanes ------------------------------------------
 
 @pytest.mark.parametrize(("target", "instr", "swap", "partners"), [
-    # REFERENCE §9.5: a row of S sits in lanes {l, l^32} (32x32x8), {l, l^16, l^32, l^48} (16x16x16)
+    # matrix-layouts.md §7.4: a row of S sits in lanes {l, l^32} (32x32x8), {l, l^16, l^32, l^48} (16x16x16)
     ("gfx942", "mfma_f32_32x32x8_f16", True, [0, 32]),
     ("gfx942", "mfma_f32_16x16x16_f16", True, [0, 16, 32, 48]),
     # ... and on the 4 lanes of a quad for mma.sync (shfl.sync.bfly xor 1, xor 2)

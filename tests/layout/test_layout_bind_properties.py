@@ -9,13 +9,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tiledsl.layout import (
     BlockedSpec,
     DotOperandSpec,
+    ExpandSpec,
     Layout,
+    LayoutError,
     LayoutSpec,
     MmaSpec,
     ReplicatedSpec,
@@ -190,6 +193,58 @@ def test_generic_target_falls_back_to_fma_layout() -> None:
     assert sorted(map(tuple, imap)) == [(r, c) for r in range(4, 8) for c in range(2, 4)]
 
 
+@st.composite
+def _small_mma_case(draw: st.DrawFn) -> tuple[Target, MmaSpec, tuple[int, int], MatrixInstr, int]:
+    """An mma layout on a tile of any whole number of instruction tiles, fewer than the waves or not."""
+    target = draw(st.sampled_from(TARGET_LIST))
+    num_waves = draw(st.sampled_from([1, 2, 4, 8]))
+    waves = draw(_factor(num_waves, 2))
+    name = draw(st.none() | st.sampled_from([i.name for i in target.matrix_instrs] or [None]))
+    spec = MmaSpec(waves, name, draw(st.booleans()))
+    instr = _instr_of(target, name)
+    um, un = (instr.n, instr.m) if spec.swap else (instr.m, instr.n)
+    return target, spec, (um * draw(st.integers(1, 6)), un * draw(st.integers(1, 6))), instr, num_waves
+
+
+@FEW
+@given(_small_mma_case())
+def test_mma_waves_past_the_tile_replicate_whole_waves(case: tuple) -> None:
+    """Along a dim of U instruction tiles and W waves, gcd(U, W) groups of waves hold different
+    parts and wave w holds what wave w % gcd holds: each element is held by the same number of
+    waves, whole waves are copies, and the distinct waves hold each element once."""
+    target, spec, shape, instr, num_waves = case
+    layout = bind(spec, shape, num_waves, target)
+    _check_common(layout, spec)
+    (wm, wn), units = spec.waves, ((instr.n, instr.m) if spec.swap else (instr.m, instr.n))
+    dm, dn = (math.gcd(size // u, w) for size, u, w in zip(shape, units, (wm, wn)))
+    assert (layout.replication() == (wm // dm) * (wn // dn)).all()
+    lin = layout.linear_map()
+    first = layout.first_wave_alike()
+    for w in range(num_waves):
+        twin = (w // wn % dm) * wn + w % wn % dn
+        assert first[w] == twin
+        np.testing.assert_array_equal(lin[w], lin[twin])   # the same elements in the same registers
+    distinct = lin[first == np.arange(num_waves)]
+    held = np.sort(distinct[distinct >= 0])
+    np.testing.assert_array_equal(held, np.arange(math.prod(shape)))
+    # Rows reduce to the same vector whatever the extent along the removed dim.
+    for dim in (0, 1):
+        sliced = bind(SliceSpec(spec, dim), (shape[1 - dim],), num_waves, target)
+        projected = set()
+        coords = layout.index_map().reshape(layout.num_threads, layout.regs, 2)
+        for t, row in enumerate(coords):
+            projected |= {(t, int(c)) for c in row[:, 1 - dim]}
+        assert _pairs(sliced) == projected
+
+
+def test_sixteen_rows_over_four_waves_of_mfma_16x16() -> None:
+    """Attention with BM=16 and 4 waves: every wave holds all 16 rows of its 16x16 tiles."""
+    layout = bind(MmaSpec((4, 1), instr="mfma_f32_16x16x16_f16"), (16, 64), 4, TARGETS["gfx942"])
+    assert (layout.replication() == 4).all()
+    assert layout.regs == 4 * 4
+    assert list(layout.first_wave_alike()) == [0, 0, 0, 0]
+
+
 # --- dot operands ----------------------------------------------------------------------------------
 
 @FEW
@@ -316,6 +371,36 @@ def test_slice_of_slice_reaches_rank_1_from_rank_3() -> None:
     par = bind(BlockedSpec((1, 1, 4)), (8, 32, 16), 4, target)
     holders = (par.replication().reshape(8, 32, 16) > 0).any(axis=(0, 2))
     assert holders.all()
+
+
+# --- expand -----------------------------------------------------------------------------------------
+
+@FEW
+@given(st.data())
+def test_expand_inserts_an_extent_1_dim_and_slice_undoes_it(data: st.DataObject) -> None:
+    target = data.draw(st.sampled_from(TARGET_LIST))
+    shape = (data.draw(st.integers(1, 64)), data.draw(st.integers(1, 64)))
+    num_waves = data.draw(st.sampled_from([1, 2, 4]))
+    dim = data.draw(st.sampled_from([0, 1]))
+    # the layout of a row statistic: a slice of a blocked 2-D layout, then x[:, _] / x[_, :]
+    inner = SliceSpec(BlockedSpec(data.draw(st.none() | st.tuples(st.integers(1, 4), st.integers(1, 4)))),
+                      dim, size=shape[dim])
+    spec = ExpandSpec(dim, inner)
+    wide = shape[:dim] + (1,) + shape[dim + 1:]
+    layout = bind(spec, wide, num_waves, target)
+    _check_common(layout, spec)
+    flat = bind(inner, (shape[1 - dim],), num_waves, target)
+    m, f = layout.index_map(), flat.index_map()
+    assert layout.regs == flat.regs
+    np.testing.assert_array_equal(m[..., 1 - dim], f[..., 0])
+    np.testing.assert_array_equal(m[..., dim], np.where(f[..., 0] >= 0, 0, -1))
+    back = bind(SliceSpec(spec, dim, size=1), (shape[1 - dim],), num_waves, target)
+    assert back.equivalent(flat)
+
+
+def test_expand_binds_extent_1_dims_only() -> None:
+    with pytest.raises(LayoutError, match=r"expand\(1, replicated\) lays out tiles of extent 1 along dim 1, not 4x4"):
+        bind(ExpandSpec(1, ReplicatedSpec()), (4, 4), 1, TARGETS["sm_90"])
 
 
 # --- replicated -------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from tiledsl.layout import (
     BlockedSpec,
     DotOperandSpec,
+    ExpandSpec,
     LayoutError,
     LayoutSpec,
     LayoutSyntaxError,
@@ -32,6 +33,7 @@ INSTR_NAMES = ["mfma_f32_32x32x8_f16", "mfma_f32_16x16x16_bf16", "wmma_f32_16x16
     (SliceSpec(MmaSpec((4, 1)), 1), "slice(1, mma(waves=[4,1]))"),
     (SliceSpec(BlockedSpec((1, 4)), 0, size=64), "slice(0, blocked(spt=[1,4]), size=64)"),
     (ReplicatedSpec(), "replicated"),
+    (ExpandSpec(1, SliceSpec(BlockedSpec((1, 4)), 1, size=96)), "expand(1, slice(1, blocked(spt=[1,4]), size=96))"),
 ])
 def test_canonical_text(spec: LayoutSpec, text: str) -> None:
     assert str(spec) == text
@@ -66,7 +68,9 @@ def test_lists_are_stored_as_tuples() -> None:
     ("mma(waves=[0,1])", "positive integers"),
     ("mma(waves=4)", "must be a list"),
     ("mma(waves=[4,1]) extra", "expected end of layout at column 18"),
-    ("tiled(x=1)", "expected a layout (blocked, mma, dot_operand, slice, replicated) at column 1"),
+    ("tiled(x=1)", "expected a layout (blocked, mma, dot_operand, slice, expand, replicated) at column 1"),
+    ("expand(-1, replicated)", "non-negative"),
+    ("expand(0, replicated, size=1)", "expected ')'"),
     ("blocked(order=[0,0])", "permutation"),
     ("blocked(spt=[1,8], order=[0])", "disagree on the rank"),
     ("blocked(lanes=[4,8])", "one of spt, order, waves"),
@@ -111,7 +115,8 @@ _mma = st.builds(MmaSpec, st.tuples(_ints, _ints), st.none() | st.sampled_from(I
 _leaf = _blocked() | _mma | st.just(ReplicatedSpec()) | st.builds(DotOperandSpec, _mma, st.sampled_from([0, 1]))
 _specs = st.recursive(
     _leaf,
-    lambda inner: st.builds(SliceSpec, inner, st.integers(0, 3), st.none() | st.integers(1, 256)),
+    lambda inner: st.builds(SliceSpec, inner, st.integers(0, 3), st.none() | st.integers(1, 256))
+    | st.builds(ExpandSpec, st.integers(0, 3), inner),
     max_leaves=4,
 )
 

@@ -25,8 +25,8 @@ import numpy as np
 from tiledsl.llvm import binding, initialize, ir
 from tiledsl.llvm.irgen import F16, F32, I16, I32, I64, VOID, byte_array, call_intrinsic, intrinsic
 from tiledsl.llvm.lower import LoweredKernel
-from tiledsl.llvm.target_base import MATRIX_INSTRS, GpuTarget, MatrixInstr
-from tiledsl.targets import get_target
+from tiledsl.llvm.target_base import GpuTarget
+from tiledsl.targets import MatrixInstr, get_target
 
 _HIDDEN = 5  # tid, block x, y, z, barrier
 _LIBC = ctypes.CDLL(None)
@@ -59,7 +59,7 @@ class HostSimtTarget(GpuTarget):
         self.name = f"host-{like}"
         self.wave_size = self.like.wave_size
         self.lane_instrs = {i.name: i for i in self.like.matrix_instrs}
-        self.matrix_instrs: Mapping[str, MatrixInstr] = {n: MATRIX_INSTRS[n] for n in self.lane_instrs}
+        self.matrix_instrs: Mapping[str, MatrixInstr] = dict(self.lane_instrs)
 
     def declare_kernel(self, module: ir.Module, name: str, arg_types: Sequence[ir.Type], block_threads: int, *,
                        arg_names: Sequence[str] | None = None, noalias: bool = True,
@@ -272,7 +272,7 @@ class HostKernel:
                 values.append(scalars[a.name])
             else:
                 values.append(dims[a.name])
-        gx, gy, gz = lk.grid(dims)
+        gx, gy, gz = lk.grid(dims, scalars)
         barrier = ctypes.create_string_buffer(_BARRIER_BYTES)
         assert _LIBC.pthread_barrier_init(barrier, None, lk.block_threads) == 0
         try:

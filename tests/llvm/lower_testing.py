@@ -83,7 +83,7 @@ def lower(source: str, key: str, **params: int) -> LoweredKernel:
 def attention_with_swap(swap: bool) -> str:
     """examples/attention.tdsl with ``mma(waves=[4, 1], swap=...)`` written out. Unswapped on AMD, the
     S accumulator spreads each row over 32 lanes and P goes through an LDS scratch to become the
-    P·V operand; swapped (the AMD default, REFERENCE §9.5) a lane holds part of a row."""
+    P·V operand; swapped (the AMD default, docs/targets/matrix-layouts.md §7.1) a lane holds part of a row."""
     text = (EXAMPLES / "attention.tdsl").read_text()
     changed = text.replace("layout rows = mma(waves=[WAVES, 1])",
                            f"layout rows = mma(waves=[WAVES, 1], swap={'true' if swap else 'false'})")

@@ -26,7 +26,7 @@ MATRIX_MNEMONIC = {"gfx90a": "v_mfma_f32_32x32x8f16", "gfx942": "v_mfma_f32_32x3
 ATTENTION = {key: {"D": 128, "CAUSAL": 0} if t.matrix else {"D": 64, "CAUSAL": 1} for key, t in TARGETS.items()}
 VARIANTS = [(key, "attention", {"D": 64, "CAUSAL": 1}) for key, t in TARGETS.items() if t.matrix]
 VARIANTS += [("gfx942", "attention", {"D": 128, "CAUSAL": 1})]
-VARIANTS += [(key, name, {}) for key in TARGETS for name in ("gemm", "softmax", "layernorm")]
+VARIANTS += [(key, name, {}) for key in TARGETS for name in ("gemm", "softmax", "layernorm", "reduce_atomic")]
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def loop_body(asm: str) -> str:
 def test_gfx942_attention_mfma_count_and_resources(attention) -> None:
     """FA2 at D=128, BM=128, BN=64 on gfx942: per wave and loop iteration, S = Q·Kᵀ is a 32x64
     tile over k=128 (2 x 16 MFMA 32x32x8) and P·V a 32x128 tile over k=64 (4 x 8): 64 MFMAs,
-    as in Triton's gfx942 FA2 (REFERENCE §11), in the loop over full key blocks and again in
+    as in Triton's gfx942 FA2 (docs/targets/amdgpu.md §12), in the loop over full key blocks and again in
     the tail loop (split-tail), none elsewhere. No spills. The default
     layout there is swapped: a lane holds one row of S, so alpha is one exp2 per thread and P
     needs no LDS scratch (Q, K, V tiles only: 32 KiB, Q's reused by K and V)."""
@@ -152,7 +152,7 @@ CHECK-NEXT: ds_write_b16 v[[V]], v{{[0-9]+}} offset:16640
 def test_amd_attention_resources(key: str, attention) -> None:
     """gfx90a: the same 64 MFMAs (gfx90a spelling) and no spills. gfx1100: 16x16x16 WMMA, four
     times as many per tile; wave32 RDNA3 has half gfx942's registers per lane, so D=128 spills
-    there (Triton's D=128 FA2 spills 944 VGPRs on gfx1100, REFERENCE §11)."""
+    there (Triton's D=128 FA2 spills 944 VGPRs on gfx1100, docs/targets/amdgpu.md §12)."""
     lk, c = attention[key]
     res = c.resources()
     print(f"\n{key} attention D=128: {res.table()}")

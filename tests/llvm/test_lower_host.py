@@ -10,6 +10,10 @@ feed which matrix instruction, layouts, masks, memory, loops and reductions are.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -109,7 +113,7 @@ def test_gemm(like: str) -> None:
     # None: the target's default (swapped on AMD, not on NVIDIA)
     ("generic", 32, 1, None), ("gfx942", 64, 0, None), ("gfx942", 64, 1, None), ("gfx1100", 64, 1, None),
     ("sm_90", 64, 0, None), ("sm_90", 64, 1, None),
-    # swap=true: the hardware computes Sᵀ, A and B operands exchanged (REFERENCE §9.5)
+    # swap=true: the hardware computes Sᵀ, A and B operands exchanged (docs/targets/matrix-layouts.md §7.1)
     ("gfx942", 64, 1, False), ("gfx1100", 64, 0, False), ("sm_90", 64, 1, True)])
 def test_attention(like: str, d: int, causal: int, swap: bool | None) -> None:
     rng = np.random.default_rng(3)
@@ -122,6 +126,65 @@ def test_attention(like: str, d: int, causal: int, swap: bool | None) -> None:
     assert_close(host["O"], reference().attention(q, k, v, scale, CAUSAL=causal), TOLERANCE["f16"])
 
 
+
+
+KERNELS = Path(__file__).resolve().parents[1] / "kernels"
+
+
+@functools.cache
+def kernels_reference() -> ModuleType:
+    """tests/kernels/reference.py: the float64 references of the test kernels."""
+    spec = importlib.util.spec_from_file_location("tdsl_test_kernels_reference_llvm",
+                                                  KERNELS / "reference.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("like", ["generic", "gfx942", "gfx1100", "sm_90"])
+def test_tiles_smaller_than_the_waves(like: str) -> None:
+    """Attention with BM=16 over 4 waves (every wave holds all rows) and a decode kernel's 16x32
+    scores (waves replicated in pairs, rows reduced across waves): the lowered code, run, agrees
+    with the thread interpreter and the reference."""
+    rng = np.random.default_rng(9)
+    q, k, v = (rng.standard_normal((1, 2, 77, 64)).astype(np.float16) for _ in range(3))
+    scale = np.float32(0.125)
+    host, interp, _ = run_both("attention", like, {"Q": q, "K": k, "V": v}, {"scale": scale},
+                               D=64, BM=16, BN=32, CAUSAL=1)
+    assert_close(host["O"], interp["O"], 1e-3)
+    assert_close(host["O"], reference().attention(q, k, v, scale, CAUSAL=1), TOLERANCE["f16"])
+    q = rng.standard_normal((2, 2, 16, 64)).astype(np.float16)
+    k, v = (rng.standard_normal((2, 2, 45, 64)).astype(np.float16) for _ in range(2))
+    host, interp, _ = run_both((KERNELS / "decode_attention.tdsl").read_text(), like,
+                               {"Q": q, "K": k, "V": v}, {"scale": scale}, D=64)
+    assert_close(host["O"], interp["O"], 1e-3)
+    assert_close(host["O"], kernels_reference().decode_attention(q, k, v, scale), TOLERANCE["f16"])
+
+
+@pytest.mark.parametrize("like", ["generic", "gfx942", "sm_90"])
+def test_block_sparse_attention(like: str) -> None:
+    """An if inside the key loop that updates the carried tiles for the kept blocks only."""
+    rng = np.random.default_rng(10)
+    q, k, v = (rng.standard_normal((1, 2, 150, 64)).astype(np.float16) for _ in range(3))
+    scalars = {"scale": np.float32(0.125), "dense": np.int32(70)}
+    host, interp, _ = run_both((KERNELS / "block_sparse_attention.tdsl").read_text(), like,
+                               {"Q": q, "K": k, "V": v}, scalars, D=64)
+    assert_close(host["O"], interp["O"], 1e-3)
+    want = kernels_reference().block_sparse_attention(q, k, v, 0.125, 70, BN=32)
+    assert_close(host["O"], want, TOLERANCE["f16"])
+
+
+@pytest.mark.parametrize("like", ["generic", "gfx942", "gfx1100", "sm_90"])
+def test_sums_of_replicated_operands(like: str) -> None:
+    """Sums of tiles in dot operand layouts (copies over waves, and over lanes on WMMA and FMA)."""
+    rng = np.random.default_rng(11)
+    a, b = rng.standard_normal((70, 32)).astype(np.float16), rng.standard_normal((64, 32)).astype(np.float16)
+    host, interp, _ = run_both((KERNELS / "operand_sums.tdsl").read_text(), like, {"A": a, "B": b})
+    for name, want in (("R", a.astype(np.float64).sum(axis=1)), ("S", b.astype(np.float64).sum(axis=1)),
+                       ("X", a.astype(np.float64).max(axis=1))):
+        assert_close(host[name], interp[name], 1e-6)
+        assert_close(host[name], want, 1e-6)
 
 
 @pytest.mark.parametrize("like", ["generic", "gfx942", "gfx1100", "sm_90"])

@@ -65,7 +65,7 @@ def test_which_attention_loads_are_deferred() -> None:
     inside them (not deferred); in the full-tile loop and again in the tail loop, K^T and V right
     before their dots (deferred)."""
     loads = lds_loads("attention", "gfx942", D=64)
-    assert [op.loc.col for op in loads] == [7, 16, 45, 16, 45]     # q = qs; ks^T; vs; ks^T; vs
+    assert [op.loc.col for op in loads] == [7, 16, 43, 16, 43]     # q = qs; ks^T; vs; ks^T; vs
     assert [can_defer(op) for op in loads] == [False, True, True, True, True]
 
 
@@ -73,7 +73,7 @@ def test_which_unswapped_attention_loads_are_deferred() -> None:
     """Unswapped, P's read back from its scratch tile has the conversion's last sync before the dot
     (not deferred); V is read after P's conversion rather than before it (deferred)."""
     loads = lds_loads(attention_with_swap(False), "gfx942", D=64)
-    assert [op.loc.col for op in loads][:4] == [7, 16, 33, 45]     # q = qs; ks^T; dot(f16(p), vs); vs
+    assert [op.loc.col for op in loads][:4] == [7, 16, 33, 43]     # q = qs; ks^T; dot(T(p), vs); vs
     assert [can_defer(op) for op in loads][:4] == [False, True, False, True]
 
 

@@ -58,10 +58,7 @@ WGMMA_CONFIGS = [{"BM": 64, "WAVES": 4, "BN": 64, "QREGS": 1},     # one warpgro
 def test_attention_wgmma_sm90a(dtype: str, d: int, causal: int, n: int, config: dict) -> None:
     """sm_90a: both dots become wgmma (checked in the PTX) and match the reference and the
     thread interpreter, at lengths that are not multiples of the tiles."""
-    src = (EXAMPLES / "attention.tdsl").read_text()
-    if dtype == "bf16":
-        src = re.sub(r"\bf16\b", "bf16", src)
-    prog = tiledsl.load(src, params={"D": d, "CAUSAL": causal, **config})
+    prog = tiledsl.load(EXAMPLES / "attention.tdsl", params={"D": d, "CAUSAL": causal, "T": dtype, **config})
     compiled = prog.compile(target="sm_90a")
     assert "wgmma.mma_async" in compiled.asm and "mma.sync" not in compiled.asm
     rng = np.random.default_rng(d + causal + n)
@@ -89,8 +86,7 @@ def _from_device_bits(x: np.ndarray, dtype: str) -> np.ndarray:
 
 def test_attention_bf16_with_torch_tensors() -> None:
     torch = pytest.importorskip("torch")
-    src = re.sub(r"\bf16\b", "bf16", (EXAMPLES / "attention.tdsl").read_text())
-    prog = tiledsl.load(src, params={"D": 64})
+    prog = tiledsl.load(EXAMPLES / "attention.tdsl", params={"D": 64, "T": "bf16"})
     q, k, v = (torch.randn(1, 2, 150, 64, device="cuda", dtype=torch.bfloat16) for _ in range(3))
     o = torch.empty_like(q)
     prog.compile(target="sm_90").launcher()(Q=q, K=k, V=v, O=o, scale=0.125)

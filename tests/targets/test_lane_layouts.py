@@ -1,9 +1,9 @@
-"""The matrix instructions' lane layouts, pinned against REFERENCE.md §9, and proved consistent.
+"""Matrix instructions' lane layouts, pinned against docs/targets/matrix-layouts.md and proved consistent.
 
 The reference tables here are written independently of the implementation: the implementation
 uses the inverse formulas ((lane, elem) -> coordinates), these tests walk every matrix element and
-apply the forward formulas of REFERENCE's tables (element -> lane, elem); for mma.sync, whose
-REFERENCE text is in inverse form, the forward form is derived by hand from the PTX ISA fragment
+apply the forward formulas of the doc's tables (element -> lane, elem); for mma.sync, whose
+source text is in inverse form, the forward form is derived by hand from the PTX ISA fragment
 pictures (a0,a1: row g; a2,a3: row g+8; a4..a7: the same at column +8).
 """
 
@@ -19,25 +19,25 @@ from tiledsl.targets import TARGETS, MatrixInstr, fma_fallback
 ALL_INSTRS: dict[str, MatrixInstr] = {i.name: i for t in TARGETS.values() for i in t.matrix_instrs}
 FMA32, FMA64 = fma_fallback(32), fma_fallback(64)
 
-# element (row, col) -> list of (lane, elem) holding it, per REFERENCE §9.2-9.4.
+# element (row, col) -> list of (lane, elem) holding it, per docs/targets/matrix-layouts.md §2-§4.
 Forward = Callable[[int, int], list[tuple[int, int]]]
 
 FORWARD: dict[str, tuple[Forward, Forward, Forward]] = {
-    # §9.2 32x32x8: A[i][k]: lane i + 32*(k/4), e = k%4; B[k][j]: lane j + 32*(k/4), e = k%4;
+    # §2.1 32x32x8: A[i][k]: lane i + 32*(k/4), e = k%4; B[k][j]: lane j + 32*(k/4), e = k%4;
     # C[i][j]: lane j + 32*((i/4)%2), r = 4*(i/8) + i%4.
     "mfma_32x32x8": (lambda i, k: [(i + 32 * (k // 4), k % 4)],
                      lambda k, j: [(j + 32 * (k // 4), k % 4)],
                      lambda i, j: [(j + 32 * ((i // 4) % 2), 4 * (i // 8) + i % 4)]),
-    # §9.2 16x16x16: A: lane i + 16*(k/4), e = k%4; B: lane j + 16*(k/4); C: lane j + 16*(i/4), r = i%4.
+    # §2.2 16x16x16: A: lane i + 16*(k/4), e = k%4; B: lane j + 16*(k/4); C: lane j + 16*(i/4), r = i%4.
     "mfma_16x16x16": (lambda i, k: [(i + 16 * (k // 4), k % 4)],
                       lambda k, j: [(j + 16 * (k // 4), k % 4)],
                       lambda i, j: [(j + 16 * (i // 4), i % 4)]),
-    # §9.3 WMMA wave32: A[i][k] in lanes i and i+16, e = k; B[k][j] in lanes j and j+16, e = k;
+    # §3 WMMA wave32: A[i][k] in lanes i and i+16, e = k; B[k][j] in lanes j and j+16, e = k;
     # C[i][j]: lane j + 16*(i%2), r = i/2.
     "wmma": (lambda i, k: [(i, k), (i + 16, k)],
              lambda k, j: [(j, k), (j + 16, k)],
              lambda i, j: [(j + 16 * (i % 2), i // 2)]),
-    # §9.4 m16n8k16, lane = 4g + t.  A: g = row%8, t = (col%8)/2, e = col%2 + 2*(row/8) + 4*(col/8).
+    # §4 m16n8k16, lane = 4g + t.  A: g = row%8, t = (col%8)/2, e = col%2 + 2*(row/8) + 4*(col/8).
     # B: g = col, t = (row%8)/2, e = row%2 + 2*(row/8).  C: g = row%8, t = col/2, r = col%2 + 2*(row/8).
     "mma_sync": (lambda i, k: [(4 * (i % 8) + (k % 8) // 2, k % 2 + 2 * (i // 8) + 4 * (k // 8))],
                  lambda k, j: [(4 * j + (k % 8) // 2, k % 2 + 2 * (k // 8))],
@@ -87,7 +87,7 @@ def test_shapes(name: str, shape: tuple[int, int, int], frag: tuple[int, int, in
 
 
 def test_spot_values() -> None:
-    """A few slots worked out by hand from REFERENCE's inverse formulas."""
+    """A few slots worked out by hand from the doc's inverse formulas."""
     mf32 = ALL_INSTRS["mfma_f32_32x32x8_f16"]
     assert tuple(mf32.c_map()[33, 5]) == (8 * 1 + 4 * 1 + 1, 1)   # i = 8(r/4) + 4(l/32) + r%4
     assert tuple(mf32.a_map()[40, 3]) == (8, 7)                    # i = l%32, k = 4(l/32) + e

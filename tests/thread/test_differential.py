@@ -76,6 +76,27 @@ def test_row_kernels(target: str, example: str, m: int, n: int, bm: int, bn: int
     assert _rel(yt, yb) <= 1e-5
 
 
+@pytest.mark.parametrize("target", TARGETS)
+@SETTINGS
+@given(m=st.integers(1, 300), n=st.integers(1, 150), bm=st.sampled_from([16, 64]), bn=st.sampled_from([32, 64]),
+       seed=st.integers(0, 2**16))
+def test_reduce_atomic(target: str, m: int, n: int, bm: int, bn: int, seed: int) -> None:
+    """Atomics from many blocks, in shuffled order at thread level: the sums agree to rounding, the
+    maxima and counts exactly."""
+    rng = np.random.default_rng(seed)
+    prog = tiledsl.load(EXAMPLES / "reduce_atomic.tdsl", params={"BM": bm, "BN": bn})
+    x = rng.standard_normal((m, n)).astype(np.float32)
+    outs = [{"S": np.zeros(n, np.float32), "Mx": np.full(n, -np.inf, np.float32), "Pos": np.zeros(1, np.int32)}
+            for _ in range(2)]
+    assert prog.interpret(X=x, **outs[0]).ok
+    report = prog.interpret(level="thread", target=target, shuffle_blocks=True, seed=seed, X=x, **outs[1])
+    assert report.ok, str(report)
+    block, thread = outs
+    assert _rel(thread["S"], block["S"]) <= 1e-5
+    np.testing.assert_array_equal(thread["Mx"], block["Mx"])
+    np.testing.assert_array_equal(thread["Pos"], block["Pos"])
+
+
 COPY = """
 kernel copy(X: {dt}[M, N], out Y: {dt}[M, N])
   param BM = 32, BN = 64

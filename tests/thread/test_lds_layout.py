@@ -16,10 +16,9 @@ from tiledsl.ir import ops
 from tiledsl.ir.core import VerifyError, verify_tree
 from tiledsl.ir.lds_storage import LdsStorage
 from tiledsl.ir.parser import parse_op
-from tiledsl.ir.passes import lds_layout
 from tiledsl.ir.printer import print_op
 from tiledsl.targets import get_target
-from tiledsl.thread import compile_thread_ir, layout_ir
+from tiledsl.thread import compile_thread_ir, layout_ir, lds_layout
 from tiledsl.thread import ops as tops
 from tiledsl.thread.distribute import Distributor, PlacedLds
 
@@ -103,7 +102,7 @@ def test_swapped_v_read_picks_column_major_and_vectorises() -> None:
     assert LdsStorage.of(_alloc(kernel, "ks")).order == (1, 0)
     assert LdsStorage.of(_alloc(kernel, "qs")).order == (1, 0)
     tk, _ = compile_thread_ir(prog, "gfx942")
-    reads = _lds_ops(tk, _line(SWAPPED, "dot(f16(p), vs)"), tops.LdsLoadOp)
+    reads = _lds_ops(tk, _line(SWAPPED, "dot(T(p), vs)"), tops.LdsLoadOp)
     v_reads = [r for r in reads if r.result.type.dtype == "f16"]
     assert v_reads and all(r.attrs["vec"] == 4 for r in v_reads)
     # The copy into vs pays for it: its stores are scalar now.

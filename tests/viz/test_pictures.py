@@ -50,7 +50,8 @@ def test_blocked_16x16_owners() -> None:
 
 
 def test_mfma_32x32x8_accumulator_owners() -> None:
-    """REFERENCE §9.2: C[i][j] sits in lane j + 32 * ((i / 4) % 2), register 4 * (i / 8) + i % 4."""
+    """docs/targets/matrix-layouts.md §2.1: C[i][j] sits in lane j + 32 * ((i / 4) % 2),
+    register 4 * (i / 8) + i % 4."""
     lay = _layout("mma(waves=[1,1], instr=mfma_f32_32x32x8_f16)", (32, 32), 1)
     pic = value_picture(lay, "acc")
     i, j = np.indices((32, 32))

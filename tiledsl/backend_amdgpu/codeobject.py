@@ -2,7 +2,7 @@
 
 LLVM emits an ELF relocatable; the ROCm loader wants a shared object, which ``ld.lld -shared``
 makes. llvmlite does not ship lld, so the system linker is used: Debian/Ubuntu install it as
-``ld.lld-NN`` (package ``lld-19`` links LLVM 22 objects fine, REFERENCE section 10).
+``ld.lld-NN`` (package ``lld-19`` links LLVM 22 objects fine, docs/targets/llvm-pipeline.md §5.1).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from tiledsl.backend_amdgpu.resources import Resources
 from tiledsl.llvm.target_base import CompiledModule
 
 if TYPE_CHECKING:
-    from tiledsl.backend_amdgpu.target import AmdArch
+    from tiledsl.targets import AmdArch
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """AMDGPU kernel metadata, read from a code object (ELF note) or from the assembly text.
 
 The HSA code object carries one ``NT_AMDGPU_METADATA`` note (owner ``"AMDGPU"``, type 32) whose
-payload is MessagePack (REFERENCE section 10; LLVM AMDGPUUsage, "Code Object V3+ Metadata").
+payload is MessagePack (docs/targets/llvm-pipeline.md §5.3; LLVM AMDGPUUsage, "Code Object V3+ Metadata").
 It is decoded here with a small reader of the MessagePack subset LLVM writes, rather than the
 ``msgpack`` package: the format is fixed, the payload is a few kilobytes, and tiledsl then needs
 no extra dependency. The same fields appear as YAML in the ``.amdgpu_metadata`` block of

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # target.py imports this module (through compiled.py) at run time
-    from tiledsl.backend_amdgpu.target import AmdArch
+    from tiledsl.targets import AmdArch
 
 
 def _ceil_div(a: int, b: int) -> int:

@@ -1,7 +1,7 @@
 """The NVPTX target (sm_80, sm_90, sm_90a): every NVIDIA-specific fact tiledsl relies on.
 
-Section numbers refer to shared/reference/llvm-targets/REFERENCE.md. mma.sync m16n8k16 and its
-fragment layout were run on an H100 there; the rest was checked by compiling.
+Section numbers (§N) refer to docs/targets/nvptx.md, which says how each fact was checked.
+mma.sync m16n8k16 and its fragment layout were run on an H100; the rest was checked by compiling.
 
 Shared-memory pointers are 32-bit (``-nvptx-short-ptr``, set once per process in
 ``tiledsl.llvm.llvm_init``; the data layout then says p3:32:32), as Triton and nvcc use them:
@@ -12,45 +12,16 @@ with 64-bit ones every LDS address was 64-bit arithmetic, and the D=128 attentio
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from tiledsl.backend_nvptx.compiled import NvptxCompiledModule
 from tiledsl.llvm import irgen
 from tiledsl.llvm.irgen import F16, F32, I16, I32, VOID, byte_array, call_intrinsic
 from tiledsl.llvm.llvm_init import ir
-from tiledsl.llvm.target_base import MATRIX_INSTRS, GpuTarget, MatrixInstr, record_dynamic_lds
+from tiledsl.llvm.target_base import GpuTarget, record_dynamic_lds
+from tiledsl.targets import TARGETS, MatrixInstr, NvArch, Target
 
-
-@dataclass(frozen=True)
-class NvArch:
-    """Facts about one NVIDIA architecture."""
-
-    name: str
-    #: PTX ISA feature for the TargetMachine. Empty means LLVM's minimum for the arch (PTX 7.0
-    #: for sm_80, 7.8 for sm_90, section 2), so the PTX loads on the oldest driver that knows
-    #: the arch; sm_90a (wgmma, setmaxnreg) needs PTX 8.0.
-    ptx_features: str
-    #: Largest dynamic shared memory one block may opt into (CUDA programming guide, compute
-    #: capability table: 163 KiB on 8.0, 227 KiB on 9.0).
-    max_shared_per_block: int
-
-
-NV_ARCHES: Mapping[str, NvArch] = {
-    a.name: a
-    for a in (
-        NvArch("sm_80", "", 163 * 1024),
-        NvArch("sm_90", "", 227 * 1024),
-        NvArch("sm_90a", "+ptx80", 227 * 1024),
-    )
-}
-
-#: mma.sync m16n8k16 with f32 accumulators (section 9.4). For f16 inputs the name's suffix is
-#: <D type>.<C type> and the operands are <2 x half> pairs; for bf16 it is the input type and
-#: each pair travels as an i32 (low half = the lower-numbered element).
-_MMA_INTRINSICS: Mapping[str, str] = {
-    "mma_m16n8k16_f16": "llvm.nvvm.mma.m16n8k16.row.col.f32.f32",
-    "mma_m16n8k16_bf16": "llvm.nvvm.mma.m16n8k16.row.col.bf16",
-}
+#: The NVPTX facts of every NVIDIA target record, by name (``tiledsl.targets``).
+NV_ARCHES: Mapping[str, NvArch] = {t.name: t.nvptx for t in TARGETS.values() if t.nvptx is not None}
 
 _AXES = "xyz"
 _FULL_MASK = -1  # every lane of the warp takes part in a .sync shuffle
@@ -67,23 +38,26 @@ class NvptxTarget(GpuTarget):
 
     triple = "nvptx64-nvidia-cuda"
     kernel_calling_convention = "ptx_kernel"
-    wave_size = 32
     # NVPTX has no object emission; the "object" is the PTX text (see CompiledModule).
     _emits_object = False
     has_ldmatrix = True         # sm_75+; every arch here is sm_80 or later
 
-    def __init__(self, arch: str = "sm_90", *, launch_bound: str = "reqntid") -> None:
+    def __init__(self, target: str | Target = "sm_90", *, launch_bound: str = "reqntid") -> None:
         super().__init__()
-        if arch not in NV_ARCHES:
-            raise ValueError(f"unknown NVPTX arch {arch!r}; supported: {', '.join(NV_ARCHES)}")
+        record = target if isinstance(target, Target) else TARGETS.get(target)
+        if record is None or record.nvptx is None:
+            raise ValueError(f"unknown NVPTX arch {target!r}; supported: {', '.join(NV_ARCHES)}")
         if launch_bound not in _LAUNCH_BOUNDS:
             raise ValueError(f"launch_bound must be one of {_LAUNCH_BOUNDS}, not {launch_bound!r}")
-        self.arch = NV_ARCHES[arch]
-        self.name = self.cpu = arch
+        self.record = record
+        self.arch = record.nvptx
+        self.name = record.name
+        self.cpu = record.arch
         self.features = self.arch.ptx_features
+        self.wave_size = record.wave_size
         self.launch_bound = launch_bound
-        self.has_wgmma = arch == "sm_90a"
-        self.matrix_instrs: Mapping[str, MatrixInstr] = {n: MATRIX_INSTRS[n] for n in _MMA_INTRINSICS}
+        self.has_wgmma = record.has_wgmma
+        self.matrix_instrs: Mapping[str, MatrixInstr] = {i.name: i for i in record.matrix_instrs}
 
     def _package(self, *, llvm_ir: str, asm: str, obj: bytes, dynamic_lds_bytes: int) -> NvptxCompiledModule:
         return NvptxCompiledModule(self.name, llvm_ir, asm, obj, dynamic_lds_bytes)
@@ -91,9 +65,9 @@ class NvptxTarget(GpuTarget):
     # ---- kernels and ids -------------------------------------------------------------------
     def _kernel_attributes(self, fn: ir.Function, block_threads: int) -> None:
         # Kernel-ness is the ptx_kernel calling convention in LLVM 22 (set by _new_kernel);
-        # noalias + readonly lets loads become ld.global.nc (section 8).
+        # noalias + readonly lets loads become ld.global.nc (§7.1).
         # Launch bounds as *function attributes*: the legacy !nvvm.annotations form is still
-        # upgraded, but its key "maxntid" (without x/y/z) is silently dropped (section 5).
+        # upgraded, but its key "maxntid" (without x/y/z) is silently dropped (§3).
         # ptxas uses the bound to budget registers for that many threads.
         irgen.set_string_attribute(fn, f"nvvm.{self.launch_bound}", str(block_threads))
 
@@ -111,7 +85,7 @@ class NvptxTarget(GpuTarget):
         """``bar.sync 0``, as Triton emits it (``barrier.cta.sync.aligned.all``).
 
         No fence is emitted: bar.sync orders shared-memory accesses among the threads of the
-        CTA by PTX semantics (section 4; not tested on hardware here). Stores that wgmma reads
+        CTA by PTX semantics (§5; GPU tests exercise it, §13). Stores that wgmma reads
         next also need ``lds_store_fence``.
         """
         call_intrinsic(b, "llvm.nvvm.barrier.cta.sync.aligned.all", VOID, [ir.Constant(I32, 0)])
@@ -125,7 +99,7 @@ class NvptxTarget(GpuTarget):
             irgen.inline_asm(b, "fence.proxy.async.shared::cta;", "", VOID, [])
 
     def exp2(self, b: ir.IRBuilder, x: ir.Value) -> ir.Value:
-        # ex2.approx.ftz.f32: one MUFU.EX2. Without .ftz (what llvm.exp2.f32 becomes, section 6)
+        # ex2.approx.ftz.f32: one MUFU.EX2. Without .ftz (what llvm.exp2.f32 becomes, §6)
         # ptxas adds a range test and two multiplies around it to produce subnormal results;
         # ex2.approx is already ~2 ulp off, and .ftz changes only results below 2^-126, by less
         # than 2^-126. Never llvm.exp.f32, which has no libcall on NVPTX and aborts.
@@ -159,7 +133,7 @@ class NvptxTarget(GpuTarget):
 
     def _shfl(self, b: ir.IRBuilder, mode: str, v: ir.Value, operand: ir.Value) -> ir.Value:
         # shfl.sync.<mode>.b32 with member mask -1 (the whole warp) and c = 31: clamp to the
-        # warp, no sub-warp segments (section 7).
+        # warp, no sub-warp segments (§4).
         def move(word: ir.Value) -> ir.Value:
             args = [ir.Constant(I32, _FULL_MASK), word, operand, ir.Constant(I32, 31)]
             suffix = "f32" if word.type == F32 else "i32"
@@ -170,6 +144,10 @@ class NvptxTarget(GpuTarget):
         return irgen.from_lane_words(b, [move(w) for w in irgen.to_lane_words(b, v)], v.type)
 
     # ---- memory ------------------------------------------------------------------------------
+    # Device scope is syncscope "device": PTX .gpu, as in the compare-and-swap loops LLVM expands
+    # (the default scope, system, gives .sys there), §14.
+    atomic_syncscope = "device"
+
     def lds_global(self, module: ir.Module, name: str, nbytes: int, align: int) -> ir.GlobalVariable:
         """A *dynamic* shared-memory arena (``.extern .shared .align A .b8 name[]``).
 
@@ -181,8 +159,8 @@ class NvptxTarget(GpuTarget):
         address, so a module has one arena.
         """
         self._check_lds_align(align)
-        if not 0 < nbytes <= self.arch.max_shared_per_block:
-            raise ValueError(f"shared arena of {nbytes} bytes: {self.name} allows 1..{self.arch.max_shared_per_block}")
+        if not 0 < nbytes <= self.record.lds_bytes:
+            raise ValueError(f"shared arena of {nbytes} bytes: {self.name} allows 1..{self.record.lds_bytes}")
         record_dynamic_lds(module, nbytes)
         gv = ir.GlobalVariable(module, byte_array(0), name, addrspace=self.LDS_ADDRSPACE)
         gv.linkage = "external"
@@ -194,8 +172,8 @@ class NvptxTarget(GpuTarget):
         """``ldmatrix.sync.aligned.m8n8.x{count}[.trans].shared.b16``: ``count`` 8x8 b16 tiles.
 
         Returns ``count`` i32 registers, each holding two b16 elements (low half first). Lanes
-        8i..8i+7 supply the row addresses of tile i (the thread-to-row mapping is [U] in
-        section 9.4: not run on hardware).
+        8i..8i+7 supply the row addresses of tile i (§10; the thread-to-row mapping
+        is checked on an H100 by tests/backend/test_nvptx_gpu.py).
         """
         if count not in (1, 2, 4):
             raise ValueError(f"ldmatrix loads 1, 2 or 4 tiles, not {count}")
@@ -253,13 +231,13 @@ class NvptxTarget(GpuTarget):
         self, b: ir.IRBuilder, info: MatrixInstr, a: list[ir.Value], bv: list[ir.Value], c: list[ir.Value]
     ) -> list[ir.Value]:
         regs = [self._pair(b, elems[i], elems[i + 1], info) for elems in (a, bv) for i in range(0, len(elems), 2)]
-        d = call_intrinsic(b, _MMA_INTRINSICS[info.name], ir.LiteralStructType([F32] * 4), regs + c, info.name)
+        d = call_intrinsic(b, info.intrinsic, ir.LiteralStructType([F32] * 4), regs + c, info.name)
         return [b.extract_value(d, i) for i in range(4)]
 
     @staticmethod
     def _pair(b: ir.IRBuilder, lo: ir.Value, hi: ir.Value, info: MatrixInstr) -> ir.Value:
-        # Element 2j goes in the low 16 bits of register j (section 9.4); a 2-vector's element 0
+        # Element 2j goes in the low 16 bits of register j (§9); a 2-vector's element 0
         # is its low half, so pack as a vector (and bitcast to i32 for bf16).
-        if info.operand_dtype == "f16":
+        if info.in_dtype == "f16":
             return irgen.pack(b, [lo, hi], F16)
         return b.bitcast(irgen.pack(b, [lo, hi], I16), I32)

@@ -69,12 +69,14 @@ class Transpose(Expr):
 
 @dataclass
 class Index:
-    """One entry of a subscript: ``e`` | ``e : +E`` | ``:`` | ``_``."""
+    """One entry of a subscript: ``e`` | ``e : +E`` | ``:`` | ``_``, the first two optionally
+    followed by ``until B`` (a run-time bound: indices from B on are masked)."""
 
     kind: str        # "scalar" | "extent" | "full" | "newaxis"
     loc: Loc
     start: Expr | None = None
     extent: Expr | None = None
+    bound: Expr | None = None
 
 
 @dataclass
@@ -99,8 +101,9 @@ class Stmt(Node):
 @dataclass
 class LdsDecl(Stmt):
     name: str
-    dtype: str
+    dtype: str                      # a dtype or a dtype parameter, as written
     shape: list[Expr]
+    dtype_loc: Loc | None = None
 
 
 @dataclass
@@ -149,17 +152,26 @@ class Sync(Stmt):
 
 
 @dataclass
+class CallStmt(Stmt):
+    """A call whose value is not used (``atomic_add(Y[i : +BM], v)``)."""
+
+    call: Call
+
+
+@dataclass
 class TensorParam(Node):
     name: str
-    dtype: str
+    dtype: str                      # a dtype or a dtype parameter, as written (a Program resolves it)
     dims: list[str | int]
     out: bool
+    dtype_loc: Loc | None = None
 
 
 @dataclass
 class ScalarParam(Node):
     name: str
     dtype: str
+    dtype_loc: Loc | None = None
 
 
 @dataclass
@@ -172,6 +184,15 @@ class ConstDecl(Node):
 class ParamDecl(Node):
     name: str
     default: Expr
+
+
+@dataclass
+class DtypeDecl(Node):
+    """``dtype T in (f16, bf16) = f16``: a dtype parameter. ``choices`` None: any dtype."""
+
+    name: str
+    choices: list[Name] | None
+    default: Name
 
 
 @dataclass
@@ -195,6 +216,7 @@ class Kernel(Node):
     grid: Grid | None
     block: BlockSize | None
     body: list[Stmt]
+    dtype_params: list[DtypeDecl] = field(default_factory=list)
 
 
 def dump(node: Any, indent: int = 0) -> str:
@@ -207,7 +229,7 @@ def dump(node: Any, indent: int = 0) -> str:
     head = f"{pad}{type(node).__name__}"
     scalars, children = [], []
     for f in fields(node):
-        if f.name in ("loc", "ty", "target_loc"):
+        if f.name in ("loc", "ty", "target_loc", "dtype_loc"):
             continue
         v = getattr(node, f.name)
         if isinstance(v, (Node, Index)) or (isinstance(v, list) and v and isinstance(v[0], (Node, Index))) or isinstance(v, dict) and v:

@@ -74,10 +74,10 @@ def _cast(s: Sema, e: ast.Call) -> Any:
 @builtin("fill")
 def _fill(s: Sema, e: ast.Call) -> Value:
     value, ty = _args(s, e, 2)
-    if not (isinstance(ty, ast.Subscript) and isinstance(ty.base, ast.Name) and ty.base.id in
-            ("f16", "bf16", "f32", "i32", "i1")):
+    is_type = isinstance(ty, ast.Subscript) and isinstance(ty.base, ast.Name)
+    dtype = s.dtype_name(ty.base.id) if is_type else None
+    if dtype is None:
         raise TdslError(ty.loc, "fill() needs a tile type as its second argument, e.g. f32[BM, D]")
-    dtype = ty.base.id
     shape = []
     for i in ty.indices:
         if i.kind != "scalar":
@@ -156,6 +156,15 @@ def _abs(s: Sema, e: ast.Call) -> Any:
     return s.unary("abs", _tile(s, v, x.loc, "the operand of abs()"), e.loc)
 
 
+def _static_minmax(kind: str, x: float, y: float) -> float:
+    """maxNum/minNum, as the element-wise op computes them: a NaN operand is ignored."""
+    if isinstance(x, float) and math.isnan(x):
+        return y
+    if isinstance(y, float) and math.isnan(y):
+        return x
+    return max(x, y) if kind == "max" else min(x, y)
+
+
 def _minmax(kind: str) -> None:
     @builtin(kind)
     def handler(s: Sema, e: ast.Call) -> Any:
@@ -170,7 +179,7 @@ def _minmax(kind: str) -> None:
         a, b = s.expr(args[0]), s.expr(args[1])
         from tiledsl.frontend.sema import Static
         if isinstance(a, Static) and isinstance(b, Static):
-            r = max(a.value, b.value) if kind == "max" else min(a.value, b.value)
+            r = _static_minmax(kind, a.value, b.value)
             return Static(r, a.dtype if a.dtype == b.dtype else "f32", a.weak and b.weak)
         dtype = s.common_dtype(kind, a, b, e.loc)
         av, bv = s.materialize(a, e.loc, dtype), s.materialize(b, e.loc, dtype)
@@ -192,11 +201,7 @@ def _reduce(s: Sema, e: ast.Call, kind: str, x: ast.Expr, axis_e: ast.Expr | int
         raise TdslError(e.loc, f"{e.func}() needs a tile, got the scalar {v.type}")
     if not 0 <= axis < v.type.rank:
         raise TdslError(e.loc, f"axis {axis} is out of range for {v.type}")
-    if v.type.dtype == "i1":
-        raise TdslError(e.loc, f"{e.func}() does not take booleans")
-    shape = v.type.shape[:axis] + v.type.shape[axis + 1:]
-    cls = ops.ReduceMaxOp if kind == "max" else ops.ReduceSumOp
-    return s.emit(cls([v], [TileType(v.type.dtype, shape)], {"axis": axis}, loc=e.loc)).result
+    return _reduce_value(s, e, kind, v, axis)
 
 
 def _rowcol(name: str, kind: str, axis: int) -> None:
@@ -210,14 +215,18 @@ def _rowcol(name: str, kind: str, axis: int) -> None:
 
 
 def _reduce_value(s: Sema, e: ast.Call, kind: str, v: Value, axis: int) -> Value:
+    if v.type.dtype == "i1":
+        raise TdslError(e.loc, f"{e.func}() does not take booleans")
     shape = v.type.shape[:axis] + v.type.shape[axis + 1:]
-    cls = ops.ReduceMaxOp if kind == "max" else ops.ReduceSumOp
+    cls = ops.REDUCE_OPS[kind]
     return s.emit(cls([v], [TileType(v.type.dtype, shape)], {"axis": axis}, loc=e.loc)).result
 
 
 _rowcol("rowmax", "max", 1)
+_rowcol("rowmin", "min", 1)
 _rowcol("rowsum", "sum", 1)
 _rowcol("colmax", "max", 0)
+_rowcol("colmin", "min", 0)
 _rowcol("colsum", "sum", 0)
 
 
@@ -279,6 +288,61 @@ def _dot(s: Sema, e: ast.Call) -> Value:
         operands.append(acc)
         rtype = acc.type
     return s.emit(ops.DotOp(operands, [rtype], loc=e.loc)).result
+
+
+#: Built-ins that may stand alone as a statement (their value, if any, dropped): name -> handler.
+STATEMENTS: dict[str, Callable[[Sema, ast.Call], Any]] = {}
+
+
+def _atomic(kind: str) -> None:
+    name = f"atomic_{kind}"
+    BUILTINS[name] = lambda s, e: _atomic_update(s, e, kind, want_old=True)
+    STATEMENTS[name] = lambda s, e: _atomic_update(s, e, kind, want_old=False)
+
+
+def _atomic_update(s: Sema, e: ast.Call, kind: str, want_old: bool) -> Value | None:
+    """``atomic_KIND(Y[slice], v)``: the slice of an out tensor updated atomically with ``v`` (a
+    tile of the slice's shape, or a scalar broadcast to it); as an expression, the old values."""
+    from tiledsl.frontend.sema import TensorRef
+    target_e, value_e = _args(s, e, 2)
+    usage = f"{e.func}(Y[i : +BM], v)"
+    if not (isinstance(target_e, ast.Subscript) and isinstance(target_e.base, ast.Name)):
+        raise TdslError(target_e.loc, f"{e.func}() updates a slice of an out tensor: {usage}")
+    ref = s.lookup(target_e.base.id, target_e.base.loc)
+    if not isinstance(ref, TensorRef):
+        raise TdslError(target_e.loc, f"{e.func}() updates global tensors; '{target_e.base.id}' is "
+                                      f"{s.describe(ref)}", ["atomics on LDS tiles are not supported"])
+    p = ref.param
+    if target_e.pad is not None:
+        raise TdslError(target_e.pad.loc, "'pad' applies to reads; an atomic drops the elements past the end")
+    if not p.out:
+        raise TdslError(target_e.loc, f"'{p.name}' is an input; only 'out' tensors can be updated",
+                        [f"declare it as 'out {p.name}: ...'"])
+    cls = ops.ATOMIC_OPS[kind]
+    if p.dtype not in cls.dtypes:
+        takes = ", ".join(cls.dtypes[:-1]) + " or " + cls.dtypes[-1]
+        raise TdslError(e.loc, f"{e.func}() takes {takes} tensors; '{p.name}' is {p.dtype}")
+    starts, attrs, shape = s.slice(ref, target_e.indices, target_e.loc)
+    if attrs.get("gather") or attrs.get("bounded"):
+        raise TdslError(target_e.loc, f"{e.func}() updates a plain slice of '{p.name}' (start : +EXTENT, or a "
+                                      f"scalar index, per dim)",
+                        ["index tiles and 'until' bounds are not supported in atomics yet"])
+    v = s.tile_of(s.expr(value_e), value_e.loc, p.dtype, shape)
+    if v.type.dtype != p.dtype:
+        raise TdslError(value_e.loc, f"cannot update {p.dtype} tensor '{p.name}' with {v.type}",
+                        [f"cast it: {p.dtype}(...)"])
+    if not shape and v.type.shape:
+        raise TdslError(value_e.loc, f"one element of '{p.name}' takes a scalar, got {v.type}",
+                        [f"reduce the tile first, e.g. sum(x, axis=0), or update a slice: {p.name}[i : +N]"])
+    s.check_shape(e.loc, v.type.shape, shape, f"the slice of '{p.name}'")
+    target_e.ty = f"{p.dtype}[{','.join(map(str, shape))}]"
+    result = [TileType(p.dtype, shape)] if want_old else []
+    op = s.emit(cls([ref.value, *starts, v], result, {"extents": attrs["extents"]}, loc=e.loc))
+    return op.result if want_old else None
+
+
+for _kind in ops.ATOMIC_OPS:
+    _atomic(_kind)
 
 
 @builtin("transpose")

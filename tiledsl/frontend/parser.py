@@ -12,7 +12,7 @@ from tiledsl.diagnostics import Loc, Source, TdslError
 from tiledsl.frontend import ast
 
 _FRIENDLY = {
-    "NAME": "a name", "INT": "an integer", "FLOAT": "a number", "DTYPE": "a dtype (f16, bf16, f32, i32)",
+    "NAME": "a name", "INT": "an integer", "FLOAT": "a number",
     "CMP_OP": "a comparison", "ADD_OP": "'+' or '-'", "MUL_OP": "'*', '/', '//' or '%'", "$END": "end of input",
 }
 
@@ -49,15 +49,20 @@ class _Builder(Transformer):
     def _tloc(self, tok: Token) -> Loc:
         return Loc(self.file, tok.line, tok.column, tok.end_column)
 
-    # ---- kernel and header ----
-    @v_args(meta=True)
-    def start(self, meta, children):
-        return children[0]
+    # ---- kernels and header ----
+    def start(self, children):
+        seen: dict[str, ast.Kernel] = {}
+        for k in children:
+            if k.name in seen:
+                raise TdslError(k.loc, f"kernel '{k.name}' is defined twice (first at {seen[k.name].loc})",
+                                ["each kernel of a file needs its own name: it is the kernel's symbol"])
+            seen[k.name] = k
+        return children
 
     @v_args(meta=True)
     def kernel(self, meta, children):
         name, *rest = children
-        params, consts, tparams, grid, block, body = [], [], [], None, None, []
+        params, consts, tparams, dparams, grid, block, body = [], [], [], [], None, None, []
         for c in rest:
             if c is None:
                 continue
@@ -67,6 +72,8 @@ class _Builder(Transformer):
                 consts.extend(c)
             elif isinstance(c, list) and c and isinstance(c[0], ast.ParamDecl):
                 tparams.extend(c)
+            elif isinstance(c, list) and c and isinstance(c[0], ast.DtypeDecl):
+                dparams.extend(c)
             elif isinstance(c, ast.Grid):
                 if grid is not None:
                     raise TdslError(c.loc, "the grid is declared twice")
@@ -77,24 +84,38 @@ class _Builder(Transformer):
                 block = c
             elif isinstance(c, ast.Stmt):
                 body.append(c)
-        return ast.Kernel(self._tloc(name), str(name), params, consts, tparams, grid, block, body)
+        return ast.Kernel(self._tloc(name), str(name), params, consts, tparams, grid, block, body, dparams)
 
     @v_args(meta=True)
     def tensor_param(self, meta, children):
         out, name, dtype, *dims = children
         dims = [int(d) if d.type == "INT" else str(d) for d in dims if d is not None]
-        return ast.TensorParam(self._tloc(name), str(name), str(dtype), dims, out is not None)
+        return ast.TensorParam(self._tloc(name), str(name), str(dtype), dims, out is not None,
+                               self._tloc(dtype))
 
     @v_args(meta=True)
     def scalar_param(self, meta, children):
         name, dtype = children
-        return ast.ScalarParam(self._tloc(name), str(name), str(dtype))
+        return ast.ScalarParam(self._tloc(name), str(name), str(dtype), self._tloc(dtype))
 
     def const_decl(self, children):
         return children
 
     def param_decl(self, children):
         return children
+
+    def dtype_decl(self, children):
+        return children
+
+    def dtype_item(self, children):
+        name, choices, default = children
+        return ast.DtypeDecl(self._tloc(name), str(name), choices, self._dtype_name(default))
+
+    def dtype_choices(self, children):
+        return [self._dtype_name(c) for c in children]
+
+    def _dtype_name(self, tok: Token) -> ast.Name:
+        return ast.Name(self._tloc(tok), str(tok))
 
     @v_args(meta=True)
     def const_item(self, meta, children):
@@ -121,7 +142,7 @@ class _Builder(Transformer):
     @v_args(meta=True)
     def lds_decl(self, meta, children):
         name, dtype, *shape = children
-        return ast.LdsDecl(self._loc(meta), str(name), str(dtype), shape)
+        return ast.LdsDecl(self._loc(meta), str(name), str(dtype), shape, self._tloc(dtype))
 
     @v_args(meta=True)
     def layout_decl(self, meta, children):
@@ -189,6 +210,11 @@ class _Builder(Transformer):
     def sync_stmt(self, meta, children):
         return ast.Sync(self._loc(meta))
 
+    @v_args(meta=True)
+    def call_stmt(self, meta, children):
+        call = self._call(meta, children)
+        return ast.CallStmt(call.loc, call)
+
     # ---- expressions ----
     @v_args(meta=True)
     def or_(self, meta, c):
@@ -227,6 +253,9 @@ class _Builder(Transformer):
 
     @v_args(meta=True)
     def call(self, meta, c):
+        return self._call(meta, c)
+
+    def _call(self, meta, c):
         name, *args = c
         pos = [a for a in args if a is not None and not isinstance(a, tuple)]
         kw = {a[0]: a[1] for a in args if isinstance(a, tuple)}
@@ -254,11 +283,11 @@ class _Builder(Transformer):
 
     @v_args(meta=True)
     def idx_scalar(self, meta, c):
-        return ast.Index("scalar", self._loc(meta), c[0])
+        return ast.Index("scalar", self._loc(meta), c[0], bound=c[1])
 
     @v_args(meta=True)
     def idx_extent(self, meta, c):
-        return ast.Index("extent", self._loc(meta), c[0], c[1])
+        return ast.Index("extent", self._loc(meta), c[0], c[1], bound=c[2])
 
     @v_args(meta=True)
     def idx_full(self, meta, c):
@@ -270,7 +299,18 @@ class _Builder(Transformer):
 
 
 def parse(text: str, file: str = "<string>") -> ast.Kernel:
-    """Parse one .tdsl kernel. Raises TdslError (located) on a syntax error."""
+    """Parse a .tdsl source of one kernel. Raises TdslError (located) on a syntax error, and for a
+    source of several kernels (see :func:`parse_kernels`)."""
+    kernels = parse_kernels(text, file)
+    if len(kernels) > 1:
+        raise TdslError(kernels[1].loc, f"expected one kernel, the source has {len(kernels)}: "
+                                        f"{', '.join(k.name for k in kernels)}", source=Source(file, text))
+    return kernels[0]
+
+
+def parse_kernels(text: str, file: str = "<string>") -> list[ast.Kernel]:
+    """Parse a .tdsl source: its kernels, in order, each named once. Raises TdslError (located)
+    on a syntax error or a kernel name defined twice."""
     source = Source(file, text)
     try:
         tree = _lark().parse(text)
@@ -292,6 +332,7 @@ def parse(text: str, file: str = "<string>") -> ast.Kernel:
         expected = sorted({_describe(t) for t in e.expected})
         raise TdslError(_end_loc(text, file), f"unexpected end of input; expected {_join(expected)}",
                         source=source) from None
+    _check_depth(tree, file, source)
     try:
         return _Builder(file).transform(tree)
     except lark.exceptions.VisitError as e:
@@ -299,6 +340,27 @@ def parse(text: str, file: str = "<string>") -> ast.Kernel:
             e.orig_exc.source = source
             raise e.orig_exc from None
         raise
+
+
+#: How deep the parse tree may be. The AST builder, sema and the passes recurse once or twice
+#: per level, and Python stops at 1000 frames: 300 levels is about 150 nested loops or an
+#: expression of 300 terms, and leaves room for the caller's frames.
+MAX_DEPTH = 300
+
+
+def _check_depth(tree: lark.Tree, file: str, source: Source) -> None:
+    """Refuse a program nested deeper than ``MAX_DEPTH``, at the first node below that depth,
+    before anything recurses through it."""
+    stack: list[tuple[lark.Tree | Token, int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            meta = node if isinstance(node, Token) else node.meta
+            loc = Loc(file, getattr(meta, "line", 1), getattr(meta, "column", 1))
+            raise TdslError(loc, f"the program nests more than {MAX_DEPTH} levels deep here",
+                            ["give parts of long expressions names, or nest fewer loops and ifs"], source=source)
+        if isinstance(node, lark.Tree):
+            stack.extend((c, depth + 1) for c in node.children if c is not None)
 
 
 def _end_loc(text: str, file: str) -> Loc:

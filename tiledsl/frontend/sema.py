@@ -7,12 +7,13 @@ IR value. Every user mistake is a located :class:`TdslError`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from tiledsl.diagnostics import Loc, TdslError
-from tiledsl.frontend import ast
+from tiledsl.frontend import ast, limits
 from tiledsl.frontend.builtins import BUILTINS, CONSTANTS, LAYOUT_KINDS, check_layout
 from tiledsl.ir import ops
 from tiledsl.ir.core import Block, Op, Value
@@ -55,7 +56,15 @@ class LayoutRef:
     text: str
 
 
-SemaValue = Any  # Static | Value | Unbound | TensorRef | LdsRef | LayoutRef
+@dataclass
+class DtypeRef:
+    """A dtype parameter (``dtype T = f16``) and the dtype it is bound to."""
+
+    name: str
+    dtype: str
+
+
+SemaValue = Any  # Static | Value | Unbound | TensorRef | LdsRef | LayoutRef | DtypeRef
 
 _BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "//": "floordiv", "%": "mod",
            "<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne", "and": "and", "or": "or"}
@@ -79,13 +88,17 @@ class Sema:
         self.assign_locs: dict[str, Loc] = {}
         self.runtime_dims: dict[str, tuple[str, int]] = {}
         self.params: dict[str, int | float] = {}
+        #: The dtype parameters' values (kept out of ``params``: the IR has only the dtypes themselves).
+        self.dtypes: dict[str, str] = {}
         self.block_size: tuple[int, str] | None = None
+        self.grid_scalars: dict[str, ast.ScalarParam] = {}      # while building the grid region
 
     # ------------------------------------------------------------ helpers
     def err(self, loc: Loc | None, msg: str, *notes: str) -> TdslError:
         return TdslError(loc, msg, list(notes))
 
     def emit(self, op: Op) -> Op:
+        limits.check_result_sizes(op, self.params)
         self.blocks[-1].append(op)
         return op
 
@@ -97,7 +110,16 @@ class Sema:
             return Static(CONSTANTS[name], "f32")
         if name in self.runtime_dims:
             return self.emit(ops.DimOp([], [scalar("i32")], {"name": name}, loc=loc, hints=[name])).result
+        if name in self.grid_scalars:
+            return self.grid_scalar(self.grid_scalars[name], loc)
         raise self.err(loc, f"'{name}' is not defined")
+
+    def grid_scalar(self, p: ast.ScalarParam, loc: Loc) -> Value:
+        """A scalar parameter read by the grid's extents (the body reads its block argument)."""
+        if p.dtype != "i32":
+            raise self.err(loc, f"the grid can use i32 scalar parameters only; '{p.name}' is {p.dtype}")
+        # No name hint: the printer would then rename the body's argument of that name.
+        return self.emit(ops.ScalarArgOp([], [scalar("i32")], {"name": p.name}, loc=loc)).result
 
     def bind(self, name: str, v: SemaValue) -> None:
         self.scopes[-1][name] = v
@@ -127,6 +149,8 @@ class Sema:
             return "a layout"
         if isinstance(v, Unbound):
             return f"const '{v.name}' (it has no value: pass -D {v.name}=...)"
+        if isinstance(v, DtypeRef):
+            return "a dtype parameter"
         return _type_str(v)
 
     def static_int(self, e: ast.Expr, what: str, allow_sym: bool = False) -> Dim:
@@ -150,16 +174,21 @@ class Sema:
         k = self.k
         known = {c.name for c in k.consts} | {p.name for p in k.tile_params}
         for name in self.overrides:
-            if name not in known:
+            if name not in known and name not in {d.name for d in k.dtype_params}:
+                declared = known | {d.name for d in k.dtype_params}
                 raise self.err(k.loc, f"unknown parameter '{name}'",
-                               f"the kernel declares: {', '.join(sorted(known)) or 'none'}")
+                               f"the kernel declares: {', '.join(sorted(declared)) or 'none'}")
         seen: dict[str, Loc] = {}
-        for p in [*k.params, *k.consts, *k.tile_params]:
+        for p in [*k.params, *k.dtype_params, *k.consts, *k.tile_params]:
             if p.name in seen:
                 raise self.err(p.loc, f"'{p.name}' is declared twice (first at {seen[p.name]})")
             if p.name in BUILTINS or p.name in DTYPES or p.name in CONSTANTS:
                 raise self.err(p.loc, f"'{p.name}' is a built-in name")
             seen[p.name] = p.loc
+        for d in k.dtype_params:
+            self.bind_dtype(d)
+        params = [dataclasses.replace(p, dtype=self.dtype_of(p.dtype, p.dtype_loc or p.loc))
+                  for p in k.params]
         for c in k.consts:
             if c.name in self.overrides:
                 self.bind_param(c.name, self.overrides[c.name], c.loc)
@@ -171,7 +200,7 @@ class Sema:
             value = self.overrides[p.name] if p.name in self.overrides else self.static_scalar(p.default)
             self.bind_param(p.name, value, p.loc)
         arg_types: list[Any] = []
-        for p in k.params:
+        for p in params:
             if isinstance(p, ast.TensorParam):
                 if p.dtype == "i1":
                     raise self.err(p.loc, "tensors of i1 are not supported")
@@ -190,6 +219,7 @@ class Sema:
         block_size = self.static_int(k.block.count, "the block size")
         if not isinstance(block_size, int) or block_size < 1:
             raise self.err(k.block.loc, "the block size must be a positive integer")
+        limits.check_block_size(block_size, k.block.unit, k.block.loc)
         self.block_size = (block_size, k.block.unit)
         grid_block = Block()
         self.blocks.append(grid_block)
@@ -199,20 +229,24 @@ class Sema:
             raise self.err(k.grid.loc, f"the grid has {len(k.grid.extents)} extents but "
                                        f"{len(k.grid.names)} coordinate names")
         extents = []
+        self.grid_scalars = {p.name: p for p in k.params if isinstance(p, ast.ScalarParam)}
         for e in k.grid.extents:
             v = self.expr(e)
             if isinstance(v, Static) and (v.dtype != "i32" or isinstance(v.value, bool)):
                 raise self.err(e.loc, "a grid extent must be an integer")
+            if isinstance(v, Static) and v.value < 0:
+                raise self.err(e.loc, f"a grid extent must not be negative, got {v.value}")
             if isinstance(v, Value) and v.type != scalar("i32"):
                 raise self.err(e.loc, f"a grid extent must be an i32 scalar, got {v.type}")
             extents.append(self.materialize(v, e.loc, "i32"))
         self.emit(ops.YieldOp(extents, [], loc=k.grid.loc))
+        self.grid_scalars = {}
         self.blocks.pop()
 
-        body = Block(arg_types, [p.name for p in k.params])
+        body = Block(arg_types, [p.name for p in params])
         self.blocks.append(body)
         self.scopes.append({})
-        for p, a in zip(k.params, body.args):
+        for p, a in zip(params, body.args):
             self.bind(p.name, TensorRef(a, p) if isinstance(p, ast.TensorParam) else a)
         for axis, name in enumerate(k.grid.names):
             if name in seen:
@@ -222,8 +256,53 @@ class Sema:
         self.stmts(k.body)
         self.blocks.pop()
         attrs = {"sym_name": k.name, "block": block_size, "block_unit": k.block.unit,
-                 "params": dict(self.params), "grid_names": list(k.grid.names)}
+                 "params": dict(self.params), "grid_names": list(k.grid.names), "block_loc": k.block.loc}
         return ops.KernelOp([], [], attrs, [grid_block, body], loc=k.loc)
+
+    def bind_dtype(self, d: ast.DtypeDecl) -> None:
+        """Check a ``dtype`` declaration and bind its parameter: to the value given for it
+        (``-D T=bf16``, ``params={"T": "bf16"}``) or to its default."""
+        choices: list[str] = []
+        for c in d.choices or []:
+            if c.id in choices:
+                raise self.err(c.loc, f"'{c.id}' is listed twice")
+            choices.append(self.known_dtype(c))
+        allowed = choices or list(DTYPES)
+        default = self.known_dtype(d.default)
+        if default not in allowed:
+            raise self.err(d.default.loc,
+                           f"the default {default} is not one of {d.name}'s dtypes ({', '.join(choices)})")
+        value = self.overrides.get(d.name, default)
+        if not isinstance(value, str) or value not in DTYPES:
+            raise self.err(d.loc, f"dtype parameter '{d.name}' must be a dtype, got {value!r}",
+                           f"dtypes: {', '.join(DTYPES)}")
+        if value not in allowed:
+            raise self.err(d.loc, f"{d.name}={value} is not allowed: {d.name} is one of {', '.join(choices)}")
+        self.dtypes[d.name] = value
+        self.bind(d.name, DtypeRef(d.name, value))
+
+    def known_dtype(self, name: ast.Name) -> str:
+        if name.id not in DTYPES:
+            raise self.err(name.loc, f"unknown dtype '{name.id}'", f"dtypes: {', '.join(DTYPES)}")
+        return name.id
+
+    def dtype_name(self, name: str) -> str | None:
+        """The dtype ``name`` stands for where a dtype is written: itself if it is a dtype, the
+        value of a dtype parameter; None for any other name."""
+        if name in DTYPES:
+            return name
+        v = self.lookup_quiet(name)
+        return v.dtype if isinstance(v, DtypeRef) else None
+
+    def dtype_of(self, name: str, loc: Loc) -> str:
+        """:meth:`dtype_name`, or a located error for a name that is not a dtype."""
+        dtype = self.dtype_name(name)
+        if dtype is None:
+            own = [d.name for d in self.k.dtype_params]
+            raise self.err(loc, f"unknown dtype '{name}'", f"dtypes: {', '.join(DTYPES)}"
+                           + (f"; this kernel's dtype parameters: {', '.join(own)}" if own else
+                              "; a dtype parameter is declared in the header, e.g. 'dtype T = f16'"))
+        return dtype
 
     def bind_param(self, name: str, value: Any, loc: Loc) -> None:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -260,11 +339,12 @@ class Sema:
 
     def stmt_LdsDecl(self, s: ast.LdsDecl) -> None:
         self.check_fresh(s.name, s.loc, "LDS tile")
+        dtype = self.dtype_of(s.dtype, s.dtype_loc or s.loc)
         shape = tuple(self.static_int(e, "an LDS tile dim", allow_sym=True) for e in s.shape)
         for d, e in zip(shape, s.shape):
             if isinstance(d, int) and d < 1:
                 raise self.err(e.loc, f"LDS tile dims must be positive, got {d}")
-        op = self.emit(ops.LdsAllocOp([], [LdsType(s.dtype, shape)], loc=s.loc, hints=[s.name]))
+        op = self.emit(ops.LdsAllocOp([], [LdsType(dtype, shape)], loc=s.loc, hints=[s.name]))
         self.bind(s.name, LdsRef(op.result, s))
 
     def stmt_LayoutDecl(self, s: ast.LayoutDecl) -> None:
@@ -290,7 +370,7 @@ class Sema:
             if s.name in scope:
                 existing = scope[s.name]
                 break
-        if isinstance(existing, (TensorRef, LdsRef, LayoutRef, Unbound)) or (
+        if isinstance(existing, (TensorRef, LdsRef, LayoutRef, Unbound, DtypeRef)) or (
                 isinstance(existing, Static) and s.name in self.params):
             raise self.err(s.loc, f"cannot assign to {self.describe(existing)} '{s.name}'",
                            "LDS tiles and tensors are written with '<-'")
@@ -317,6 +397,17 @@ class Sema:
     def stmt_Sync(self, s: ast.Sync) -> None:
         self.emit(ops.SyncOp([], [], loc=s.loc))
 
+    def stmt_CallStmt(self, s: ast.CallStmt) -> None:
+        from tiledsl.frontend.builtins import STATEMENTS
+        e = s.call
+        if e.func in STATEMENTS:
+            STATEMENTS[e.func](self, e)
+            return
+        if e.func in BUILTINS or e.func in DTYPES:
+            raise self.err(e.loc, f"the value of {e.func}() is not used",
+                           "assign it to a name: x = ..., or write it: Y[...] <- ...")
+        raise self.err(e.loc, f"unknown function '{e.func}'")
+
     def stmt_Copy(self, s: ast.Copy) -> None:
         target = self.lookup(s.target, s.target_loc)
         if isinstance(target, LdsRef):
@@ -327,7 +418,7 @@ class Sema:
             if isinstance(src, ast.Subscript) and isinstance(src.base, ast.Name) and isinstance(
                     self.lookup_quiet(src.base.id), TensorRef):
                 tref = self.lookup_quiet(src.base.id)
-                starts, extents, shape = self.slice(tref, src.indices, src.loc)
+                starts, attrs, shape = self.slice(tref, src.indices, src.loc)
                 if tref.param.dtype != buf.dtype:
                     raise self.err(s.loc, f"cannot copy {tref.param.dtype} tensor '{tref.param.name}' into "
                                           f"{buf.dtype} LDS tile '{s.target}'",
@@ -336,7 +427,7 @@ class Sema:
                 pad = self.pad_value(src, buf.dtype)
                 src.ty = f"{buf.dtype}[{','.join(map(str, shape))}]"
                 self.emit(ops.CopyOp([tref.value, *starts, target.value], [],
-                                     {"extents": extents, "pad": pad}, loc=s.loc))
+                                     {**attrs, "pad": pad}, loc=s.loc))
                 return
             v = self.tile_of(self.expr(src), src.loc, buf.dtype, buf.shape)
             if v.type.dtype != buf.dtype:
@@ -351,13 +442,13 @@ class Sema:
             if not target.param.out:
                 raise self.err(s.target_loc, f"'{s.target}' is an input; only 'out' tensors can be written",
                                f"declare it as 'out {s.target}: ...'")
-            starts, extents, shape = self.slice(target, s.indices, s.loc)
+            starts, attrs, shape = self.slice(target, s.indices, s.loc)
             v = self.tile_of(self.expr(s.value), s.value.loc, target.param.dtype, shape)
             if v.type.dtype != target.param.dtype:
                 raise self.err(s.value.loc, f"cannot store {v.type} into {target.param.dtype} tensor "
                                             f"'{s.target}'", f"cast it: {target.param.dtype}(...)")
             self.check_shape(s.loc, v.type.shape, shape, f"the slice of '{s.target}'")
-            self.emit(ops.StoreOp([target.value, *starts, v], [], {"extents": extents}, loc=s.loc))
+            self.emit(ops.StoreOp([target.value, *starts, v], [], attrs, loc=s.loc))
             return
         raise self.err(s.target_loc, f"'{s.target}' is not an LDS tile or a tensor; use '=' for variables")
 
@@ -417,7 +508,9 @@ class Sema:
         return names
 
     def scalar_i32(self, e: ast.Expr, what: str) -> Value:
-        v = self.expr(e)
+        return self.i32_scalar_of(self.expr(e), e, what)
+
+    def i32_scalar_of(self, v: SemaValue, e: ast.Expr, what: str) -> Value:
         if isinstance(v, Static) and (v.dtype != "i32" or isinstance(v.value, bool)):
             raise self.err(e.loc, f"{what} must be an integer, got {v}")
         if isinstance(v, Value) and v.type != scalar("i32"):
@@ -461,6 +554,7 @@ class Sema:
         stages = self.static_int(s.stages, "the number of pipeline stages")
         if not isinstance(stages, int) or stages < 1:
             raise self.err(s.stages.loc, f"the number of pipeline stages must be at least 1, got {stages}")
+        limits.check_stages(stages, s.stages.loc)
         return {"pipeline": stages} if stages > 1 else {}
 
     def region_results(self, names: list[str], types: list[Any], loc: Loc, what: str) -> list[Value]:
@@ -529,7 +623,7 @@ class Sema:
         return Static(e.value, "f32")
 
     def expr_Name(self, e: ast.Name) -> SemaValue:
-        if e.id in DTYPES:
+        if self.dtype_name(e.id) is not None:
             raise self.err(e.loc, f"'{e.id}' is a dtype, not a value",
                            f"cast with {e.id}(x) or give a tile type as in fill(0, {e.id}[M, N])")
         return self.lookup(e.id, e.loc)
@@ -686,15 +780,15 @@ class Sema:
         return self.emit(ops.TransposeOp([v], [TileType(t.dtype, (t.shape[1], t.shape[0]))], loc=e.loc)).result
 
     def expr_Subscript(self, e: ast.Subscript) -> SemaValue:
-        if isinstance(e.base, ast.Name) and e.base.id in DTYPES:
+        if isinstance(e.base, ast.Name) and self.dtype_name(e.base.id) is not None:
             raise self.err(e.loc, f"a tile type ({e.base.id}[...]) is not a value",
                            f"to make a tile write fill(0, {e.base.id}[...])")
         base = self.expr(e.base)
         if isinstance(base, TensorRef):
-            starts, extents, shape = self.slice(base, e.indices, e.loc)
+            starts, attrs, shape = self.slice(base, e.indices, e.loc)
             pad = self.pad_value(e, base.param.dtype)
             return self.emit(ops.LoadOp([base.value, *starts], [TileType(base.param.dtype, shape)],
-                                        {"extents": extents, "pad": pad}, loc=e.loc)).result
+                                        {**attrs, "pad": pad}, loc=e.loc)).result
         if e.pad is not None:
             raise self.err(e.pad.loc, "'pad' applies to slices of global tensors only")
         if isinstance(base, LdsRef):
@@ -718,18 +812,32 @@ class Sema:
                                                loc=i.loc)).result
         return v
 
-    def slice(self, t: TensorRef, indices: list[ast.Index], loc: Loc) -> tuple[list[Value], list[Dim], tuple]:
-        """Starts, extents (0 = dropped dim) and tile shape of a global slice."""
+    def slice(self, t: TensorRef, indices: list[ast.Index], loc: Loc) -> tuple[list[Value], dict[str, Any], tuple]:
+        """The addressing operands (a start, an index or an index tile per dim, then the bounds),
+        the attributes (``extents``: 0 = dropped dim; ``gather``, ``bounded`` where used) and the
+        tile shape of a global slice."""
         p = t.param
         if len(indices) != len(p.dims):
             raise self.err(loc, f"'{p.name}' has {len(p.dims)} dims but the subscript has {len(indices)}")
-        starts, extents = [], []
+        starts, extents, gather, bounded, bounds = [], [], [], [], []
         for axis, (i, d) in enumerate(zip(indices, p.dims)):
             if i.kind == "newaxis":
                 raise self.err(i.loc, "'_' (new axis) applies to register tiles, not to tensor slices")
             if i.kind == "scalar":
-                starts.append(self.scalar_i32(i.start, "an index"))
-                extents.append(0)
+                v = self.expr(i.start)
+                if isinstance(v, LdsRef):
+                    v = self.materialize(v, i.start.loc)
+                if isinstance(v, Value) and isinstance(v.type, TileType) and v.type.rank > 0:
+                    starts.append(self.index_tile(v, i.start, gather, starts))
+                    extents.append(0 if gather else v.type.shape[0])
+                    gather.append(axis)
+                else:
+                    if i.bound is not None:
+                        raise self.err(i.bound.loc, "'until' cuts a slice (start : +EXTENT until BOUND) or masks "
+                                                    "an index tile; a scalar index is not masked",
+                                       "an index outside its dim is an out-of-bounds error")
+                    starts.append(self.i32_scalar_of(v, i.start, "an index"))
+                    extents.append(0)
             elif i.kind == "extent":
                 starts.append(self.scalar_i32(i.start, "a slice start"))
                 ext = self.static_int(i.extent, "a slice extent", allow_sym=True)
@@ -739,7 +847,27 @@ class Sema:
             else:
                 starts.append(self.const(0, "i32", i.loc))
                 extents.append(self.full_extent(d, p, i.loc))
-        return starts, extents, tuple(e for e in extents if e != 0)
+            if i.bound is not None:
+                bounded.append(axis)
+                bounds.append(self.scalar_i32(i.bound, "the bound after 'until'"))
+        attrs: dict[str, Any] = {"extents": extents}
+        if gather:
+            attrs["gather"] = gather
+        if bounded:
+            attrs["bounded"] = bounded
+        return [*starts, *bounds], attrs, tuple(e for e in extents if e != 0)
+
+    def index_tile(self, v: Value, e: ast.Expr, gather: list[int], starts: list[Value]) -> Value:
+        """An index tile of a gather: a 1-D i32 tile, as long as the others of the subscript."""
+        if v.type.dtype != "i32" or v.type.rank != 1:
+            raise self.err(e.loc, f"an index tile must be a 1-D i32 tile, got {v.type}",
+                           "a gather takes one i32[L] tile per indexed dim; its rows come from the tile's values")
+        if gather:
+            first = starts[gather[0]].type.shape[0]
+            if v.type.shape[0] != first:
+                raise self.err(e.loc, f"index tiles of one subscript must have one length: {v.type} here, "
+                                      f"i32[{first}] before")
+        return v
 
     def full_extent(self, d: str | int, p: ast.TensorParam, loc: Loc) -> Dim:
         if isinstance(d, int):
@@ -754,8 +882,10 @@ class Sema:
                        f"or declare 'const {d}'")
 
     def expr_Call(self, e: ast.Call) -> SemaValue:
-        if e.func in DTYPES:
-            return BUILTINS["__cast__"](self, e)
+        dtype = self.dtype_name(e.func)
+        if dtype is not None:
+            # A cast; to a dtype parameter, the cast to its value.
+            return BUILTINS["__cast__"](self, e if dtype == e.func else dataclasses.replace(e, func=dtype))
         if e.func not in BUILTINS or e.func.startswith("__"):
             v = self.lookup_quiet(e.func)
             if v is not None:

@@ -11,6 +11,7 @@ exactly once.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,7 @@ import numpy as np
 
 from tiledsl.diagnostics import TdslError
 from tiledsl.interp.dispatch import OpInterpreter, handler_table
-from tiledsl.interp.numerics import ELEMENTWISE, round_to
+from tiledsl.interp.numerics import ELEMENTWISE, atomic_update, reduce, round_to
 from tiledsl.interp.report import InterpError, Report
 from tiledsl.ir import ops
 from tiledsl.ir.core import Op
@@ -36,6 +37,39 @@ class GlobalTensor:
     data: np.ndarray
     dtype: str
     counts: np.ndarray | None = None
+    #: For outs: which elements an atomic has updated (made at the first atomic on the tensor).
+    atomic_hits: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        # Accesses go through ``data.reshape(-1)``, a view only of C-ordered data: a write into
+        # anything else would land in a copy and be lost.
+        if not self.data.flags.c_contiguous:
+            raise ValueError(f"internal: the storage of '{self.name}' is not C-contiguous")
+
+    def update_atomically(self, where: np.ndarray, values: np.ndarray, kind: str) -> np.ndarray:
+        """Atomics at the flat positions ``where``, in that order (``numerics.atomic_update``):
+        returns the old values; records the positions for the coverage check."""
+        if self.counts is not None:
+            if self.atomic_hits is None:
+                self.atomic_hits = np.zeros(self.data.shape, dtype=bool)
+            self.atomic_hits.reshape(-1)[where] = True
+        return atomic_update(self.data.reshape(-1), where, values, kind, self.dtype)
+
+
+def checked_grid(kernel: ops.KernelOp, values: list[Any], dims: dict[str, int]) -> list[int]:
+    """The grid's extents, computed by running its region to ``values``. A negative extent is
+    the program's mistake for these sizes: a TdslError at the extent's expression."""
+    extents = [int(np.asarray(v).reshape(-1)[0]) for v in values]
+    term = kernel.grid.terminator
+    names = kernel.attrs.get("grid_names") or []
+    for axis, (n, v) in enumerate(zip(extents, term.operands)):
+        if n < 0:
+            loc = v.owner.loc if isinstance(v.owner, Op) and v.owner.loc is not None else term.loc
+            name = f" ({names[axis]})" if axis < len(names) else ""
+            sizes = ", ".join(f"{k}={dims[k]}" for k in sorted(dims))
+            raise TdslError(loc, f"grid axis {axis}{name} has extent {n}{f' with {sizes}' if sizes else ''}; "
+                                 f"a grid extent must not be negative")
+    return extents
 
 
 @dataclass
@@ -69,20 +103,16 @@ class BlockInterpreter(OpInterpreter):
 
     # ------------------------------------------------------------ driving
     def grid_extents(self) -> list[int]:
-        vals = self.run_block(self.kernel.grid, [])
-        return [int(np.asarray(v).reshape(-1)[0]) for v in vals]
+        return checked_grid(self.kernel, self.run_block(self.kernel.grid, []), self.dims)
 
     def run(self, chunk_elems: int = 1 << 22) -> None:
         grid = self.grid_extents()
-        if any(g < 0 for g in grid):
-            raise ValueError(f"the grid extents {grid} are negative")
-        total = int(np.prod(grid)) if grid else 1
+        total = math.prod(grid)      # np.prod would wrap past 2^63
         self.report.blocks = total
         per_block = max(self._largest_tile(), 1)
         chunk = max(1, min(total, chunk_elems // per_block))
-        all_ids = np.arange(total)
         for start in range(0, total, chunk):
-            ids = all_ids[start:start + chunk]
+            ids = np.arange(start, min(start + chunk, total))      # not all at once: grids can be huge
             self.coords = list(np.unravel_index(ids, grid, order="F")) if grid else []
             self.coords = [c.astype(np.int32) for c in self.coords]
             self.active = np.ones(len(ids), dtype=bool)
@@ -120,10 +150,13 @@ class BlockInterpreter(OpInterpreter):
     def slice_indices(self, op: Op, tensor: GlobalTensor, starts: list[np.ndarray]
                       ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
         """Per-dim index arrays (broadcastable to [blocks, *tile]), the in-bounds mask,
-        and the flag of unmasked out-of-bounds positions: scalar indices, and the dims a pass
-        marked ``inbounds`` (split-tail), whose claim is checked here."""
+        and the flag of unmasked out-of-bounds positions: scalar indices, index tiles of dims
+        without a bound, and the dims a pass marked ``inbounds`` (split-tail), whose claim is
+        checked here. ``starts`` are the op's addressing operands: one per dim, then the bounds."""
         extents = op.attrs["extents"]
         inbounds = op.attrs.get("inbounds", ())
+        gather = op.attrs.get("gather", ())
+        bounds = dict(zip(op.attrs.get("bounded", ()), starts[len(extents):]))
         rank = sum(1 for e in extents if e != 0)
         idx = []
         inb = np.ones((1,) * (rank + 1), dtype=bool)
@@ -131,14 +164,23 @@ class BlockInterpreter(OpInterpreter):
         pos = 0
         for d, (e, st) in enumerate(zip(extents, starts)):
             size = tensor.data.shape[d]
-            ix = np.asarray(st).reshape(-1, *([1] * rank)).astype(np.int64)
-            if e != 0:
+            if d in gather:
+                axis = op.gather_axis()
+                tile = np.asarray(st)
+                ix = tile.reshape(tile.shape[0], *([1] * axis), tile.shape[-1], *([1] * (rank - axis - 1)))
+                ix = ix.astype(np.int64)
+                pos += e != 0
+            else:
+                ix = np.asarray(st).reshape(-1, *([1] * rank)).astype(np.int64)
+            if e != 0 and d not in gather:
                 shape = [1] * (rank + 1)
                 shape[pos + 1] = e
                 ix = ix + np.arange(e).reshape(shape)
                 pos += 1
             ok = (ix >= 0) & (ix < size)
-            if e == 0 or d in inbounds:
+            if d in bounds:
+                ok = ok & (ix < np.asarray(bounds[d]).reshape(-1, *([1] * rank)))
+            if (e == 0 and d not in gather) or d in inbounds or (d in gather and d not in bounds):
                 unmasked_bad = unmasked_bad | ~ok
             inb = inb & ok
             idx.append(ix)
@@ -156,13 +198,18 @@ class BlockInterpreter(OpInterpreter):
                        active: np.ndarray) -> None:
         if not bad.any():
             return
-        bad_blocks = np.broadcast_to(bad, (self.nb, *bad.shape[1:])).reshape(self.nb, -1).any(axis=1) & active
+        tile = np.broadcast_shapes(bad.shape, *(np.shape(ix) for ix in idx))[1:]
+        bad_full = np.broadcast_to(bad, (self.nb, *tile))
+        bad_blocks = bad_full.reshape(self.nb, -1).any(axis=1) & active
         if bad_blocks.any():
             b = int(np.argmax(bad_blocks))
-            where = [int(np.asarray(ix).reshape(ix.shape[0], -1)[min(b, ix.shape[0] - 1)][0]) for ix in idx]
+            at = np.unravel_index(int(np.argmax(bad_full[b])), bad_full.shape[1:])
+            where = [int(np.broadcast_to(ix, bad_full.shape)[(b, *at)]) for ix in idx]
+            hint = "; an index tile's entries must lie inside the dim, or be masked with 'until BOUND'" \
+                if set(op.attrs.get("gather", ())) - set(op.attrs.get("bounded", ())) else ""
             self.error("out-of-bounds", op,
                        f"unmasked index out of range of '{tensor.name}' {list(tensor.data.shape)}: "
-                       f"element {where} ({int(bad_blocks.sum())} blocks affected)", b)
+                       f"element {where} ({int(bad_blocks.sum())} blocks affected){hint}", b)
 
 
 # ---------------------------------------------------------------- handlers
@@ -170,6 +217,11 @@ class BlockInterpreter(OpInterpreter):
 @handles("dim")
 def _dim(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
     return [np.asarray([it.dims[op.attrs["name"]]], dtype=np.int32)]
+
+
+@handles("scalar_arg")
+def _scalar_arg(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    return [np.asarray([it.scalars[op.attrs["name"]]], dtype=np.int32)]
 
 
 @handles("block_id")
@@ -226,16 +278,10 @@ def _convert_layout(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
     return [args[0]]
 
 
-@handles("reduce_max")
-def _reduce_max(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
-    return [np.max(args[0], axis=op.attrs["axis"] + 1)]   # an LDS scratch operand plays no part here
-
-
-@handles("reduce_sum")
-def _reduce_sum(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
-    dtype = op.result.type.dtype
-    acc = np.sum(args[0], axis=op.attrs["axis"] + 1, dtype=np.float32 if dtype != "i32" else np.int32)
-    return [round_to(acc, dtype)]
+@handles("reduce_max", "reduce_min", "reduce_sum")
+def _reduce(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    # An LDS scratch operand plays no part here.
+    return [reduce(op.kind, args[0], op.attrs["axis"] + 1, op.result.type.dtype)]
 
 
 @handles("dot")
@@ -304,6 +350,27 @@ def _store(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
         # bincount counts repeated positions within one store (overlapping blocks).
         tensor.counts.reshape(-1)[...] += np.bincount(lin, minlength=tensor.counts.size).astype(np.int32)
     return []
+
+
+@handles("atomic_add", "atomic_max", "atomic_min")
+def _atomic(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    """The blocks' updates are applied one block after another, in the order of their linear ids
+    (the grid's first axis fastest; a block's own elements are distinct), so the old values are
+    those of that serialisation. Masked-off elements are not updated and read as 0."""
+    tensor = args[0]
+    rank = tensor.data.ndim
+    starts, value = args[1:1 + rank], args[1 + rank]
+    idx, inb, bad = it.slice_indices(op, tensor, starts)
+    it.check_unmasked(op, tensor, bad, idx, it.active)
+    tile_shape = tuple(e for e in op.attrs["extents"] if e != 0)
+    full = (it.nb, *tile_shape)
+    mask = np.broadcast_to(inb, full) & it.active.reshape(-1, *([1] * len(tile_shape)))
+    lin_full = np.broadcast_to(it.linear_index(tensor, idx, inb), full)
+    if it.tracer is not None:
+        it.tracer(op, "write", tensor.name, lin_full, mask, it.coords)
+    old = np.zeros(full, dtype=tensor.data.dtype)
+    old[mask] = tensor.update_atomically(lin_full[mask], np.broadcast_to(value, full)[mask], op.kind)
+    return [old] if op.results else []
 
 
 @handles("lds_alloc")
@@ -429,10 +496,16 @@ def _if(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
     return [_merge(taken, a, b) for a, b in zip(then, orelse)]
 
 
-def check_coverage(op: Op | None, tensors: dict[str, GlobalTensor], report: Report) -> None:
-    """Every element of every out tensor written exactly once: list holes and double writes."""
+def check_coverage(op: Op | None, tensors: dict[str, GlobalTensor], report: Report,
+                   accumulators: frozenset[str] = frozenset()) -> None:
+    """Every element of every out tensor written exactly once: list holes and double writes.
+    ``accumulators`` (the outs the kernel updates with atomics) are checked by
+    :func:`check_accumulator` instead."""
     for t in tensors.values():
         if t.counts is None:
+            continue
+        if t.name in accumulators:
+            check_accumulator(op, t, report)
             continue
         for kind, mask in (("output-hole", t.counts == 0), ("output-double-write", t.counts > 1)):
             n = int(mask.sum())
@@ -441,3 +514,24 @@ def check_coverage(op: Op | None, tensors: dict[str, GlobalTensor], report: Repo
                 what = "never written" if kind == "output-hole" else "written more than once"
                 report.add(InterpError(kind, op.loc if op else None,
                                        f"{n} of {t.counts.size} elements of '{t.name}' {what}; first at {first}"))
+
+
+def check_accumulator(op: Op | None, t: GlobalTensor, report: Report) -> None:
+    """Coverage of an out tensor that the kernel updates with atomics: the caller initialised it,
+    so an element may be updated any number of times, or not at all (it keeps its value). An
+    element both stored and updated atomically is reported (the two race: nothing orders them),
+    as is one stored twice, and a run of blocks that reached no element of the tensor at all."""
+    assert t.counts is not None
+    hits = t.atomic_hits if t.atomic_hits is not None else np.zeros(t.counts.shape, dtype=bool)
+    loc = op.loc if op else None
+    checks = (("output-mixed-write", hits & (t.counts > 0), "both stored and updated atomically"),
+              ("output-double-write", t.counts > 1, "written more than once"))
+    for kind, mask, what in checks:
+        n = int(mask.sum())
+        if n:
+            first = [[int(i) for i in p] for p in np.argwhere(mask)[:4]]
+            report.add(InterpError(kind, loc, f"{n} of {t.counts.size} elements of '{t.name}' {what}; "
+                                              f"first at {first}"))
+    if report.blocks and t.counts.size and not hits.any() and not t.counts.any():
+        report.add(InterpError("output-hole", loc, f"'{t.name}' is updated atomically in the kernel, but no "
+                                                   f"block reached any of its {t.counts.size} elements"))

@@ -4,6 +4,12 @@ the interpreters and constant folding share.
 Storage: f16, bf16 and f32 values are float32 arrays holding values already rounded
 to their dtype; i32 is int32 (wrapping); i1 is bool. Every op computes in f32 (exact
 for one f16/bf16 operation, then rounded once) and rounds its result to its dtype.
+
+Float ``max``/``min`` (element-wise and reductions) are IEEE 754-2008 maxNum/minNum: a NaN
+operand is ignored, ``max(NaN, x) = x``, and a reduction is NaN only when every element is.
+That is what the GPUs' max/min instructions do (``llvm.maxnum``/``minnum``, the lowering's
+choice), so the interpreters and native code agree; NumPy's ``np.maximum`` would propagate
+the NaN instead.
 """
 
 from __future__ import annotations
@@ -111,7 +117,7 @@ def _mod(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 ELEMENTWISE: dict[str, Callable[..., np.ndarray]] = {
     "add": _same(np.add), "sub": _same(np.subtract), "mul": _same(np.multiply),
     "div": _float(np.divide), "floordiv": _same(_floordiv), "mod": _same(_mod),
-    "max": _same(np.maximum), "min": _same(np.minimum),
+    "max": _same(np.fmax), "min": _same(np.fmin),
     "and": lambda op, a, b: np.logical_and(a, b), "or": lambda op, a, b: np.logical_or(a, b),
     "not": lambda op, a: np.logical_not(a),
     "lt": lambda op, a, b: a < b, "le": lambda op, a, b: a <= b, "gt": lambda op, a, b: a > b,
@@ -122,3 +128,51 @@ ELEMENTWISE: dict[str, Callable[..., np.ndarray]] = {
     "select": lambda op, c, a, b: np.where(c, a, b),
     "cast": lambda op, a: round_to(a, op.results[0].type.dtype),
 }
+
+
+def reduce(kind: str, x: np.ndarray, axis: int, dtype: str) -> np.ndarray:
+    """Reduce ``x`` (storage of ``dtype``) along ``axis``: ``sum`` accumulates in f32 (i32
+    wrapping) and rounds once; ``max``/``min`` are maxNum/minNum (see the module docstring)."""
+    if kind == "sum":
+        acc = np.sum(x, axis=axis, dtype=np.int32 if dtype == "i32" else np.float32)
+    elif kind in ("max", "min"):
+        acc = (np.fmax if kind == "max" else np.fmin).reduce(x, axis=axis)
+    else:
+        raise NotImplementedError(f"reduction kind '{kind}'")
+    return round_to(acc, dtype)
+
+
+#: How an atomic of each kind combines the old element with the operand (``AtomicOp.kind``): float
+#: max/min are maxNum/minNum, as everywhere else; i32 add wraps.
+ATOMIC_COMBINE: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "add": np.add, "max": np.fmax, "min": np.fmin}
+
+
+def atomic_update(flat: np.ndarray, where: np.ndarray, values: np.ndarray, kind: str, dtype: str) -> np.ndarray:
+    """Apply one atomic per entry of ``where``/``values`` to the storage ``flat`` of a ``dtype``
+    tensor, one after another in the order given (a position named twice is updated twice, the
+    second time on the first's result), each result rounded to ``dtype`` as its store rounds it.
+    Returns what each update found: the old values of that serialisation.
+
+    Updates of distinct positions are independent, so they run in rounds: round r applies, at once,
+    the r-th update of every position."""
+    where = np.asarray(where, dtype=np.int64).reshape(-1)
+    values = np.asarray(values).reshape(-1)
+    old = np.empty(where.shape, dtype=flat.dtype)
+    n = where.size
+    if n == 0:
+        return old
+    order = np.argsort(where, kind="stable")
+    ordered = where[order]
+    first = np.r_[True, ordered[1:] != ordered[:-1]]
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n) - np.maximum.accumulate(np.where(first, np.arange(n), 0))
+    by_round = np.argsort(rank, kind="stable")
+    combine = ATOMIC_COMBINE[kind]
+    for sel in np.split(by_round, np.cumsum(np.bincount(rank))[:-1]):
+        pos = where[sel]
+        before = flat[pos]
+        old[sel] = before
+        with np.errstate(all="ignore"):
+            flat[pos] = round_to(combine(before, values[sel]), dtype)
+    return old

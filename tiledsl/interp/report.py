@@ -10,7 +10,8 @@ from tiledsl.diagnostics import Loc
 @dataclass
 class InterpError:
     """One finding. ``kind`` is one of: ``out-of-bounds``, ``uninitialized-lds``,
-    ``output-hole``, ``output-double-write``, ``lds-race``, ``uninitialized-register``,
+    ``output-hole``, ``output-double-write``, ``output-mixed-write`` (an element both stored and
+    updated atomically), ``lds-race``, ``uninitialized-register``,
     ``bad-vector`` (a vector LDS access whose registers are not consecutive aligned bytes: a
     compiler bug)."""
 

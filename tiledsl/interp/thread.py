@@ -16,15 +16,16 @@ schedule that reads a buffer before its wait, or refills it while it is read, is
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from tiledsl.interp.block import GlobalTensor
+from tiledsl.interp.block import GlobalTensor, checked_grid
 from tiledsl.interp.dispatch import OpInterpreter, handler_table
-from tiledsl.interp.numerics import ELEMENTWISE, round_to
+from tiledsl.interp.numerics import ELEMENTWISE, reduce, round_to
 from tiledsl.interp.report import InterpError, Report
 from tiledsl.ir import ops
 from tiledsl.ir.core import Op
@@ -109,10 +110,10 @@ class ThreadInterpreter(OpInterpreter):
 
     # ------------------------------------------------------------ driving
     def run(self, order: np.ndarray | None = None) -> None:
-        grid = [int(np.asarray(v).reshape(-1)[0]) for v in self.run_block(self.kernel.grid, [])]
-        total = int(np.prod(grid)) if grid else 1
+        grid = checked_grid(self.kernel, self.run_block(self.kernel.grid, []), self.dims)
+        total = math.prod(grid)      # np.prod would wrap past 2^63
         self.report.blocks = total
-        ids = np.arange(total) if order is None else order(total)
+        ids = range(total) if order is None else order(total)
         for b in ids:
             self.coords = tuple(int(c) for c in np.unravel_index(int(b), grid, order="F"))
             self.epoch = 0
@@ -298,6 +299,11 @@ def _dim(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
     return [np.asarray([it.dims[op.attrs["name"]]], dtype=np.int32)]
 
 
+@handles("scalar_arg")
+def _scalar_arg(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    return [np.asarray([it.scalars[op.attrs["name"]]], dtype=np.int32)]
+
+
 @handles("block_id")
 def _block_id(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
     return [np.asarray([it.coords[op.attrs["axis"]]], dtype=np.int32)]
@@ -371,12 +377,10 @@ def _reg_gather(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
 def _reg_reduce(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
     x = np.asarray(args[0])
     groups = op.attrs["groups"]
-    fn = np.max if op.attrs["kind"] == "max" else np.sum
+    kind, dtype = op.attrs["kind"], op.result.type.dtype
     if len({len(g) for g in groups}) == 1:
-        out = fn(x[:, np.array(groups)], axis=2)
-    else:
-        out = np.stack([fn(x[:, g], axis=1) for g in groups], axis=1)
-    return [round_to(out, op.result.type.dtype)]
+        return [reduce(kind, x[:, np.array(groups)], 2, dtype)]
+    return [np.stack([reduce(kind, x[:, g], 1, dtype) for g in groups], axis=1)]
 
 
 @handles("shuffle_xor")
@@ -385,6 +389,19 @@ def _shuffle_xor(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
     lanes = np.arange(it.T)
     src = (lanes // it.W) * it.W + ((lanes % it.W) ^ op.attrs["mask"])
     return [x[src]]
+
+
+@handles("uniform")
+def _uniform(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    x = it.full(args[0], 1)[:, 0]
+    same = x == x[0]
+    if x.dtype.kind == "f":
+        same |= np.isnan(x) & np.isnan(x[0])
+    if not same.all():
+        t = int(np.argmin(same))
+        raise RuntimeError(f"internal: {op.loc}: 'uniform' of a value the threads do not agree on: "
+                           f"{it.who(0)} holds {x[0]}, {it.who(t)} holds {x[t]}")
+    return [np.asarray(x[:1])]
 
 
 def _global_positions(it: ThreadInterpreter, op: Op, tensor: GlobalTensor, index_args: list[Any], n: int,
@@ -427,6 +444,20 @@ def _global_store(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
     if tensor.counts is not None:
         tensor.counts.reshape(-1)[...] += np.bincount(where, minlength=tensor.counts.size).astype(np.int32)
     return []
+
+
+@handles("global_atomic")
+def _global_atomic(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    """The threads' updates are applied one thread after another in thread order (each thread's
+    registers in order), blocks in the order they run (``shuffle_blocks`` changes it); the old
+    values are those of that serialisation, 0 where masked off."""
+    tensor, *index_args, mask, value = args
+    n = op.operands[-1].type.n
+    mask = it.full(mask, n)
+    lin = _global_positions(it, op, tensor, index_args, n, mask)
+    old = np.zeros((it.T, n), dtype=tensor.data.dtype)
+    old[mask] = tensor.update_atomically(lin[mask], it.full(value, n)[mask], op.attrs["kind"])
+    return [old] if op.results else []
 
 
 def _to_bits(values: np.ndarray, dtype: str) -> np.ndarray:

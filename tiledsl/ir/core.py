@@ -69,13 +69,31 @@ class Block:
 
 OPS: dict[str, type[Op]] = {}
 
+#: The modules that define ops (the IR's dialects): tile IR, then thread IR. ``op_class`` imports
+#: them before it answers, so what a caller imported first never decides which ops exist.
+DIALECTS = ("tiledsl.ir.ops", "tiledsl.thread.ops")
+
 
 def register(cls: type[Op]) -> type[Op]:
-    """Class decorator: make an op known to the parser and the dispatch tables."""
+    """Class decorator of the dialect modules: make an op known to the parser and the tables."""
     if cls.name in OPS:
         raise RuntimeError(f"op {cls.name!r} registered twice")
     OPS[cls.name] = cls
     return cls
+
+
+def op_class(name: str) -> type[Op] | None:
+    """The op class called ``name`` in any dialect, or None."""
+    load_dialects()
+    return OPS.get(name)
+
+
+def load_dialects() -> dict[str, type[Op]]:
+    """Every op of every dialect, by name (the dialect modules are imported on first use)."""
+    import importlib
+    for module in DIALECTS:
+        importlib.import_module(module)
+    return OPS
 
 
 class Op:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from tiledsl.diagnostics import Loc
 from tiledsl.ir.core import Block, Op, Value, VerifyError, register
 from tiledsl.ir.lds_storage import LdsStorage
 from tiledsl.ir.types import FLOAT_DTYPES, LdsType, RegsType, TensorType, TileType, Type
@@ -55,7 +56,8 @@ class KernelOp(Op):
     ``yield``); region 1 is the body, whose arguments are the kernel parameters.
 
     attrs: ``sym_name``, ``block`` (size), ``block_unit`` ("waves"|"threads"),
-    ``params`` (compile-time values by name), ``grid_names``.
+    ``params`` (compile-time values by name), ``grid_names``, and ``block_loc``: where the
+    source declares the block size (the target-dependent checks of it report there).
     """
 
     name = "kernel"
@@ -63,6 +65,8 @@ class KernelOp(Op):
 
     def verify(self) -> None:
         super().verify()
+        if not isinstance(self.attrs.get("block_loc", Loc("", 0, 0)), Loc):
+            raise VerifyError(self, "block_loc must be a source location")
         grid, body = self.regions
         if not grid.ops or not isinstance(grid.terminator, YieldOp):
             raise VerifyError(self, "grid region must end in yield")
@@ -101,6 +105,21 @@ class BlockIdOp(_Fixed):
 
 
 @register
+class ScalarArgOp(_Fixed):
+    """The value of the i32 scalar kernel parameter ``name``, in the grid region (whose extents
+    may depend on it: ``grid (cdiv(max_seqlen, BM))``); the body reads its block arguments."""
+
+    name = "scalar_arg"
+    num_operands = 0
+    pure = cse = True
+
+    def verify(self) -> None:
+        super().verify()
+        if self.result.type != TileType("i32") or not isinstance(self.attrs.get("name"), str):
+            raise VerifyError(self, "scalar_arg() {name = ...} : i32")
+
+
+@register
 class ConstOp(_Fixed):
     """A scalar constant; ``value`` is a Python int, float or bool."""
 
@@ -113,8 +132,11 @@ class ConstOp(_Fixed):
         t = _tile(self, self.result, "const")
         if t.shape != ():
             raise VerifyError(self, "const must be a scalar")
-        if not isinstance(self.attrs.get("value"), (int, float, bool)):
+        value = self.attrs.get("value")
+        if not isinstance(value, (int, float, bool)):
             raise VerifyError(self, "const needs a numeric value")
+        if t.dtype == "i32" and not (isinstance(value, int) and -2**31 <= value < 2**31):
+            raise VerifyError(self, f"an i32 const must be an integer in range, not {value!r}")
 
 
 @register
@@ -284,8 +306,14 @@ class TransposeOp(_Fixed):
 class ReduceOp(_Fixed):
     """Reduce a tile along ``axis`` (the axis is removed). After layout assignment a
     reduction whose axis spans several waves takes a second operand: the LDS scratch
-    tile through which the waves combine their partial results."""
+    tile through which the waves combine their partial results.
 
+    ``kind`` names the combining function: ``sum``, ``max`` or ``min``. Float ``max``/``min``
+    are IEEE maxNum/minNum, as the element-wise ``max``/``min``: a NaN element is ignored (the
+    result is NaN only when every element is NaN)."""
+
+    kind: str
+    combine: str        # the element-wise op (``BINARY_OPS``) that combines two partial results
     num_operands = None
     pure = cse = True
 
@@ -322,11 +350,25 @@ class ConvertLayoutOp(_Fixed):
 @register
 class ReduceMaxOp(ReduceOp):
     name = "reduce_max"
+    kind = "max"
+    combine = "max"
+
+
+@register
+class ReduceMinOp(ReduceOp):
+    name = "reduce_min"
+    kind = "min"
+    combine = "min"
 
 
 @register
 class ReduceSumOp(ReduceOp):
     name = "reduce_sum"
+    kind = "sum"
+    combine = "add"
+
+
+REDUCE_OPS: dict[str, type[ReduceOp]] = {cls.kind: cls for cls in (ReduceMaxOp, ReduceMinOp, ReduceSumOp)}
 
 
 @register
@@ -363,7 +405,33 @@ class GlobalAccess(Op):
     tile extent along dim d, or 0 where a scalar index drops the dim. Elements
     outside the tensor are masked for extent dims (reads give ``pad``, writes are
     dropped); a scalar index out of range is an out-of-bounds access.
+
+    ``gather`` (optional): the dims indexed by an index tile (a gather, or a scatter for a
+    store): their operand is an ``i32[L]`` tile instead of a scalar, and element i of the tile's
+    gathered axis is at ``idx[i]`` along each of them. The gathered axis sits where the first
+    gathered dim is (its extent is L, the other gathered dims' 0). An index outside its dim is an
+    out-of-bounds access unless the dim is ``bounded``.
+
+    ``bounded`` (optional): dims cut at a run-time bound, one i32 scalar operand per listed dim
+    after the starts: an index at or past the bound is masked as past the tensor's end (an extent
+    dim), or an index tile's entry outside [0, min(dim, bound)) is masked (a gathered dim).
     """
+
+    def addressing(self, t: TensorType) -> int:
+        """How many operands after the tensor address it: one per dim, one per bound."""
+        return len(t.dims) + len(self.attrs.get("bounded", ()))
+
+    def bounds(self) -> list[Value]:
+        """The bound operands, in the order of ``bounded``."""
+        rank = len(self.operands[0].type.dims)
+        return self.operands[1 + rank:1 + rank + len(self.attrs.get("bounded", ()))]
+
+    def gather_axis(self) -> int | None:
+        """The tile axis along which the index tiles gather (None: no gather)."""
+        gather = self.attrs.get("gather")
+        if not gather:
+            return None
+        return sum(1 for e in self.attrs["extents"][:gather[0]] if e != 0)
 
     def _check_slice(self, tile_shape: tuple[Any, ...]) -> TensorType:
         t = self.operands[0].type
@@ -372,13 +440,36 @@ class GlobalAccess(Op):
         extents = self.attrs.get("extents")
         if not isinstance(extents, list) or len(extents) != len(t.dims):
             raise VerifyError(self, "extents must list one entry per tensor dim")
-        for v in self.operands[1:1 + len(t.dims)]:
-            if not (isinstance(v.type, TileType) and v.type.shape == () and v.type.dtype == "i32"):
+        gather, bounded = self._check_dims("gather", len(t.dims)), self._check_dims("bounded", len(t.dims))
+        lengths = set()
+        for d, v in enumerate(self.operands[1:1 + len(t.dims)]):
+            if d in gather:
+                if not (isinstance(v.type, TileType) and v.type.rank == 1 and v.type.dtype == "i32"):
+                    raise VerifyError(self, f"the index of gathered dim {d} must be a 1-D i32 tile")
+                lengths.add(v.type.shape[0])
+            elif not (isinstance(v.type, TileType) and v.type.shape == () and v.type.dtype == "i32"):
                 raise VerifyError(self, "slice starts must be i32 scalars")
+        if len(lengths) > 1 or (gather and [extents[d] for d in gather] != [*lengths, *[0] * (len(gather) - 1)]):
+            raise VerifyError(self, f"index tiles of lengths {sorted(lengths)} with extents {extents}: the first "
+                                    f"gathered dim has the tiles' one length, the others 0")
+        if any(extents[d] == 0 and d not in gather for d in bounded):
+            raise VerifyError(self, "a bound cuts a slice or an index tile, not a scalar index")
+        if len(self.operands) < 1 + self.addressing(t):
+            raise VerifyError(self, "missing bound operands")
+        for v in self.bounds():
+            if not (isinstance(v.type, TileType) and v.type.shape == () and v.type.dtype == "i32"):
+                raise VerifyError(self, "bounds must be i32 scalars")
         want = tuple(e for e in extents if e != 0)
         if tuple(tile_shape) != want:
             raise VerifyError(self, f"tile shape {tile_shape} does not match slice extents {want}")
         return t
+
+    def _check_dims(self, key: str, rank: int) -> list[int]:
+        dims = self.attrs.get(key, [])
+        if not (isinstance(dims, list) and all(isinstance(d, int) and not isinstance(d, bool) for d in dims)
+                and dims == sorted(set(dims)) and all(0 <= d < rank for d in dims)):
+            raise VerifyError(self, f"{key} must list tensor dims in increasing order, got {dims!r}")
+        return dims
 
 
 @register
@@ -392,7 +483,7 @@ class LoadOp(GlobalAccess):
         super().verify()
         r = _tile(self, self.result, "result")
         t = self._check_slice(r.shape)
-        if len(self.operands) != 1 + len(t.dims) or r.dtype != t.dtype:
+        if len(self.operands) != 1 + self.addressing(t) or r.dtype != t.dtype:
             raise VerifyError(self, "load operands/dtype mismatch")
 
 
@@ -406,10 +497,78 @@ class StoreOp(GlobalAccess):
         super().verify()
         v = _tile(self, self.operands[-1], "stored value")
         t = self._check_slice(v.shape)
-        if len(self.operands) != 2 + len(t.dims) or self.results:
+        if len(self.operands) != 2 + self.addressing(t) or self.results:
             raise VerifyError(self, "store takes tensor, starts, value and has no result")
         if v.dtype != t.dtype or not t.out:
             raise VerifyError(self, "store needs an out tensor of the value's dtype")
+
+
+class AtomicOp(GlobalAccess):
+    """Update a masked slice of an ``out`` tensor atomically, element by element:
+    ``Y[i] = kind(Y[i], v[i])``, relaxed, at device scope (no order with other memory accesses).
+
+    Operands: the tensor, one i32 start per dim, the value (a tile of the slice's shape, or a
+    scalar for a slice of one element: every index a scalar), and — added by layout assignment
+    where the old values must reach threads that did not make the atomic — an LDS scratch tile.
+    The optional result is the old values, of the value's type: each element as it was just
+    before this update, in some order of the updates of all blocks (0 where masked off).
+    ``kind`` names the combining function (``add``; ``max``/``min`` as maxNum/minNum: a NaN
+    operand is ignored)."""
+
+    kind: ClassVar[str]
+    #: The tensor dtypes this kind takes.
+    dtypes: ClassVar[tuple[str, ...]]
+
+    def verify(self) -> None:
+        super().verify()
+        t = self.operands[0].type
+        if not isinstance(t, TensorType) or not t.out:
+            raise VerifyError(self, "an atomic updates an out tensor")
+        rank = len(t.dims)
+        if len(self.operands) not in (rank + 2, rank + 3):
+            raise VerifyError(self, "atomic takes tensor, starts, value and an optional LDS scratch")
+        v = _tile(self, self.operands[rank + 1], "value")
+        self._check_slice(v.shape)
+        if len(self.operands) == rank + 3 and not isinstance(self.operands[-1].type, LdsType):
+            raise VerifyError(self, "the operand after the value must be an LDS scratch tile")
+        if v.dtype != t.dtype or t.dtype not in self.dtypes:
+            raise VerifyError(self, f"atomic {self.kind} of {v.dtype} into a {t.dtype} tensor")
+        if len(self.results) > 1 or (self.results and
+                                     _tile(self, self.result, "result").without_layout() != v.without_layout()):
+            raise VerifyError(self, "the result (old values) has the value's type")
+
+    @property
+    def value(self) -> Value:
+        return self.operands[len(self.operands[0].type.dims) + 1]
+
+    @property
+    def scratch(self) -> Value | None:
+        rank = len(self.operands[0].type.dims)
+        return self.operands[rank + 2] if len(self.operands) == rank + 3 else None
+
+
+@register
+class AtomicAddOp(AtomicOp):
+    name = "atomic_add"
+    kind = "add"
+    dtypes = ("f16", "bf16", "f32", "i32")
+
+
+@register
+class AtomicMaxOp(AtomicOp):
+    name = "atomic_max"
+    kind = "max"
+    dtypes = ("f32", "i32")
+
+
+@register
+class AtomicMinOp(AtomicOp):
+    name = "atomic_min"
+    kind = "min"
+    dtypes = ("f32", "i32")
+
+
+ATOMIC_OPS: dict[str, type[AtomicOp]] = {cls.kind: cls for cls in (AtomicAddOp, AtomicMaxOp, AtomicMinOp)}
 
 
 @register
@@ -428,7 +587,7 @@ class CopyOp(GlobalAccess):
         if not isinstance(buf, LdsType):
             raise VerifyError(self, "copy destination must be an LDS tile")
         t = self._check_slice(buf.shape)
-        if len(self.operands) != 2 + len(t.dims) or buf.dtype != t.dtype or self.results:
+        if len(self.operands) != 2 + self.addressing(t) or buf.dtype != t.dtype or self.results:
             raise VerifyError(self, "copy operands/dtype mismatch")
 
 

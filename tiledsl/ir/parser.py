@@ -11,7 +11,7 @@ from typing import Any
 import lark
 
 from tiledsl.diagnostics import Loc
-from tiledsl.ir.core import OPS, Block, Op, Value
+from tiledsl.ir.core import Block, Op, Value, op_class
 from tiledsl.ir.types import LdsType, RegsType, Sym, TensorType, TileType, Type
 
 # Named types (``name<args>``) of other IR levels register a constructor here.
@@ -55,7 +55,8 @@ class _IRBuilder:
         results, opname, *rest = tree.children
         attrs_t, regions_t, types_t, loc_t = rest[-4:]
         operand_toks = rest[:-4]
-        if str(opname) not in OPS:
+        cls = op_class(str(opname))
+        if cls is None:
             raise IRParseError(f"unknown op '{opname}'")
         operands = [self.lookup(str(t)) for t in operand_toks if t is not None]
         attrs = {str(a.children[0]): self.value(a.children[1]) for a in attrs_t.children if a is not None} \
@@ -69,7 +70,7 @@ class _IRBuilder:
         if loc_t is not None:
             f, line, col = loc_t.children
             loc = Loc(pyast.literal_eval(str(f)), int(line), int(col))
-        op = OPS[str(opname)](operands, types, attrs, regions, loc)
+        op = cls(operands, types, attrs, regions, loc)
         for n, r in zip(names, op.results):
             self.define(n, r)
         return op
@@ -129,6 +130,9 @@ class _IRBuilder:
             return [self.value(c) for c in t.children if c is not None]
         if kind == "dict_v":
             return {str(a.children[0]): self.value(a.children[1]) for a in t.children if a is not None}
+        if kind == "loc_v":
+            f, line, col = t.children[0].children
+            return Loc(pyast.literal_eval(str(f)), int(line), int(col))
         raise IRParseError(f"bad attribute value {t}")
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from tiledsl.diagnostics import Loc
 from tiledsl.ir.core import Block, Op, Value
 from tiledsl.ir.types import Sym
 
@@ -36,6 +37,8 @@ def format_attr(v: Any) -> str:
         return "none"
     if isinstance(v, Sym):
         return v.text
+    if isinstance(v, Loc):
+        return f"loc({format_attr(v.file)}:{v.line}:{v.col})"
     raise TypeError(f"cannot print attribute {v!r}")
 
 

@@ -8,6 +8,7 @@ from tiledsl.layout.parse import parse_layout_spec
 from tiledsl.layout.spec import (
     BlockedSpec,
     DotOperandSpec,
+    ExpandSpec,
     LayoutError,
     LayoutSpec,
     LayoutSyntaxError,
@@ -16,5 +17,5 @@ from tiledsl.layout.spec import (
     SliceSpec,
 )
 
-__all__ = ["BlockedSpec", "DotOperandSpec", "Layout", "LayoutError", "LayoutSpec", "LayoutSyntaxError",
+__all__ = ["BlockedSpec", "DotOperandSpec", "ExpandSpec", "Layout", "LayoutError", "LayoutSpec", "LayoutSyntaxError",
            "MmaSpec", "ReplicatedSpec", "SliceSpec", "bind", "natural_extent", "parse_layout_spec"]

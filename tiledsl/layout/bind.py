@@ -17,6 +17,7 @@ import numpy as np
 from tiledsl.layout.blocked import DTYPE_BYTES, blocked_index_map
 from tiledsl.layout.layout import Layout
 from tiledsl.layout.mma import (
+    UnevenTileError,
     dot_operand_index_map,
     mma_index_map,
     natural_extent_mma,
@@ -26,6 +27,7 @@ from tiledsl.layout.mma import (
 from tiledsl.layout.spec import (
     BlockedSpec,
     DotOperandSpec,
+    ExpandSpec,
     LayoutError,
     LayoutSpec,
     MmaSpec,
@@ -93,7 +95,8 @@ def _bind_dot_operand(spec: LayoutSpec, req: _Request) -> tuple[np.ndarray, Matr
 @contextmanager
 def _hint_other_instr(spec: MmaSpec, req: _Request, chosen: MatrixInstr,
                       build: Callable[[MmaSpec, MatrixInstr], np.ndarray]) -> Iterator[None]:
-    """When the default instruction does not fit the tile but another one would, say so.
+    """When the default instruction does not fit the tile but another one would, say so; when
+    none fits, say which multiples the others need.
 
     ``build(spec with instr named, instr)`` binds the same tile with another instruction.
     """
@@ -102,15 +105,21 @@ def _hint_other_instr(spec: MmaSpec, req: _Request, chosen: MatrixInstr,
     except LayoutError as err:
         if spec.instr is not None:
             raise
+        needs = []
         for other in req.target.matrix_instrs:
             if other.in_dtype != chosen.in_dtype or other is chosen:
                 continue
             named = dataclasses.replace(spec, instr=other.name)
             try:
                 build(named, other)
+            except UnevenTileError as uneven:
+                needs.append(f"with instr={other.name} a multiple of ({uneven.units[0]}, {uneven.units[1]})")
+                continue
             except LayoutError:
                 continue
             raise LayoutError(f"{err}; or choose the instruction: {named}") from None
+        if needs and isinstance(err, UnevenTileError):
+            raise LayoutError(f"{err}, or {', or '.join(needs)}") from None
         raise
 
 
@@ -130,6 +139,10 @@ def natural_extent(spec: LayoutSpec, dim: int, target: Target, dtype: str) -> in
         return 1
     if isinstance(spec, SliceSpec):
         return natural_extent(spec.parent, dim if dim < spec.dim else dim + 1, target, dtype)
+    if isinstance(spec, ExpandSpec):
+        if dim == spec.dim:
+            return 1
+        return natural_extent(spec.parent, dim if dim < spec.dim else dim - 1, target, dtype)
     if isinstance(spec, BlockedSpec):
         # A blocked layout chooses its lanes from the whole tile shape, so no extent is canonical.
         raise LayoutError(f"slice of {spec} needs the parent's extent along the removed dim: "
@@ -149,11 +162,28 @@ def _bind_slice(spec: LayoutSpec, req: _Request) -> tuple[np.ndarray, MatrixInst
     return _dedup_registers(projected, req.shape), parent.instr
 
 
+def _bind_expand(spec: LayoutSpec, req: _Request) -> tuple[np.ndarray, MatrixInstr | None]:
+    assert isinstance(spec, ExpandSpec)
+    if spec.dim >= len(req.shape) or req.shape[spec.dim] != 1:
+        raise LayoutError(f"{spec} lays out tiles of extent 1 along dim {spec.dim}, not "
+                          f"{'x'.join(map(str, req.shape)) or 'a scalar'}")
+    parent = bind(spec.parent, req.shape[:spec.dim] + req.shape[spec.dim + 1:], req.num_waves, req.target,
+                  req.dtype)
+    m = parent.index_map()
+    # Empty slots stay -1 in every coordinate, the new one included.
+    new = np.where(parent.valid(), 0, -1)[..., None]
+    return np.concatenate([m[..., :spec.dim], new, m[..., spec.dim:]], axis=-1), parent.instr
+
+
 def _dedup_registers(coords: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """Keep each thread's first register holding each element, in register order; pad with -1.
 
     After a projection several registers of one thread hold the same slice element (a row of an
-    mma tile spread over the thread's N registers); the slice keeps one.
+    mma tile spread over the thread's N registers); the slice keeps one. Where the repeats sit in
+    the same registers in every thread (blocked and mma parents, padded or not), those registers
+    go and the others keep their places, so register r is the same part of the pattern in every
+    thread (a reduction's register groups depend on it); otherwise each thread's kept registers
+    move to the front.
     """
     waves, lanes, regs, rank = coords.shape
     flat = coords.reshape(waves * lanes, regs, rank)
@@ -169,6 +199,10 @@ def _dedup_registers(coords: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
     keep = np.zeros(lin.shape, dtype=bool)
     np.put_along_axis(keep, order, first & (ordered >= 0), axis=1)
+    drop = (valid & ~keep).any(axis=0) | ~valid.any(axis=0)
+    if not (keep & drop[None, :]).any() and not drop.all():
+        picked = np.where(keep[:, ~drop, None], flat[:, ~drop], -1)
+        return picked.reshape(waves, lanes, int((~drop).sum()), rank)
     # A stable sort on "not kept" moves the kept registers to the front, still in register order.
     compact = np.argsort(~keep, axis=1, kind="stable")
     count = max(int(keep.sum(axis=1).max()), 1)
@@ -183,5 +217,6 @@ _BINDERS: dict[type, _Binder] = {
     MmaSpec: _bind_mma,
     DotOperandSpec: _bind_dot_operand,
     SliceSpec: _bind_slice,
+    ExpandSpec: _bind_expand,
     ReplicatedSpec: _bind_replicated,
 }

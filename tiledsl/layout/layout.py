@@ -100,6 +100,20 @@ class Layout:
         counts.setflags(write=False)
         return counts
 
+    def first_wave_alike(self) -> np.ndarray:
+        """For each wave, the first wave that holds exactly the same elements (itself when none
+        before it does): ``[num_waves]`` int64.  Waves mapped to an earlier one replicate its data
+        (an mma layout whose waves do not divide the tile), so a partial result they compute must
+        be counted once."""
+        return self._first_wave_alike
+
+    @cached_property
+    def _first_wave_alike(self) -> np.ndarray:
+        held = [frozenset(np.unique(w[w >= 0]).tolist()) for w in self._linear.reshape(self.num_waves, -1)]
+        first = np.array([held.index(h) for h in held], dtype=np.int64)
+        first.setflags(write=False)
+        return first
+
     def owner_of(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """For each element the first (wave, lane, reg) holding it, as three arrays of the tile's shape.
 

@@ -6,19 +6,28 @@ the contiguous block of rows ``[wm * M/Wm, (wm+1) * M/Wm)`` and of columns ``[wn
 Inside its share a wave repeats the instruction tile; registers run over the repetitions along M,
 then along N, then the instruction's C registers.
 
+A tile need only be a whole number of instruction tiles along each dim, not of waves times the
+instruction (as in Triton, a layout may cover more than the tile).  Along a dim of ``U`` instruction
+tiles and ``W`` waves, ``D = gcd(U, W)`` groups of waves hold different parts (``U / D`` instruction
+tiles each) and wave ``w`` holds what wave ``w % D`` holds: the waves past the first ``D`` replicate
+the data (``split_dim``).  Everything downstream reads the index map, so a replicated layout needs
+one writer per element (``valid`` with ``owner``) and reductions that count each wave's data once.
+
 Operands: the A tile (M x K) is split over waves along M like the accumulator, the B tile (K x N)
 along N; every wave holds all of K (waves with the same ``wm`` hold the same A data).  Registers run
 over the repetitions along M (N for B), then the k-steps, then the instruction's operand elements.
 
 ``swap=True``: the hardware computes Cᵀ = Bᵀ·Aᵀ, so the tile's (i, j) is the instruction's (j, i),
 the instruction's M runs along the tile's columns, and the tile's A operand is the hardware B
-operand transposed (and the other way round).  This is the AMD FA2 recipe (REFERENCE §9.5).
+operand transposed (and the other way round): the AMD FA2 recipe (docs/targets/matrix-layouts.md §7.1).
 
 On a target without matrix instructions the FMA fallback (``tiledsl.targets.fma_fallback``) takes
 the instruction's place, so these layouts exist on every target.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -65,14 +74,35 @@ def _check_rank2(text: str, shape: tuple[int, ...]) -> tuple[int, int]:
     return shape[0], shape[1]
 
 
+class UnevenTileError(LayoutError):
+    """The tile is not a whole number of the instruction's tiles; ``units`` is the multiple it needs."""
+
+    def __init__(self, message: str, units: tuple[int, int]) -> None:
+        super().__init__(message)
+        self.units = units
+
+
 def _check_multiple(text: str, shape: tuple[int, int], units: tuple[int, int], why: tuple[str, str]) -> None:
-    """Tile dims are compile-time constants that callers pad: an uneven tile is the caller's mistake."""
+    """A tile is a whole number of instruction tiles (tile dims are compile-time constants that
+    callers pad: an uneven tile is the caller's mistake); waves need not divide it."""
     for d, name in enumerate(("rows", "columns")):
         if shape[d] % units[d]:
-            raise LayoutError(
+            raise UnevenTileError(
                 f"{text} on a {shape[0]}x{shape[1]} tile: {shape[d]} {name} is not a multiple of "
                 f"{why[d]} = {units[d]}; the tile must be a multiple of ({units[0]}, {units[1]}) "
-                f"(pad the tile)")
+                f"(pad the tile)", units)
+
+
+def split_dim(size: int, waves: int, unit: int) -> tuple[int, int]:
+    """(distinct, reps): how ``waves`` waves share ``size`` elements in instruction tiles of ``unit``.
+
+    ``distinct`` groups of waves hold different ``reps * unit``-element parts; wave ``w`` along the
+    dim holds the part of ``w % distinct``, so with fewer tiles than waves the rest replicate.
+    ``size`` must be a multiple of ``unit`` (``_check_multiple``).
+    """
+    tiles = size // unit
+    distinct = math.gcd(tiles, waves)
+    return distinct, tiles // distinct
 
 
 def accumulator_unit(spec: MmaSpec, instr: MatrixInstr) -> tuple[int, int]:
@@ -87,18 +117,18 @@ def mma_index_map(spec: MmaSpec, shape: tuple[int, ...], num_waves: int, instr: 
     wm, wn = _check_waves(text, spec, num_waves)
     um, un = accumulator_unit(spec, instr)
     mname, nname = ("n", "m") if spec.swap else ("m", "n")
-    _check_multiple(text, (rows, cols), (wm * um, wn * un),
-                    (f"waves[0]*{mname} = {wm}*{um}", f"waves[1]*{nname} = {wn}*{un}"))
-    reps_m, reps_n = rows // (wm * um), cols // (wn * un)
+    _check_multiple(text, (rows, cols), (um, un), (f"{mname} of {instr.name}", f"{nname} of {instr.name}"))
+    dm, reps_m = split_dim(rows, wm, um)
+    dn, reps_n = split_dim(cols, wn, un)
 
     cmap = instr.c_map()
     if spec.swap:
         cmap = cmap[..., ::-1]
     wave = np.arange(num_waves)
     # Axes: wave, lane, rep along M, rep along N, C register.
-    row = ((wave // wn) * (rows // wm))[:, None, None, None, None] \
+    row = ((wave // wn % dm) * (reps_m * um))[:, None, None, None, None] \
         + (np.arange(reps_m) * um)[None, None, :, None, None] + cmap[None, :, None, None, :, 0]
-    col = ((wave % wn) * (cols // wn))[:, None, None, None, None] \
+    col = ((wave % wn % dn) * (reps_n * un))[:, None, None, None, None] \
         + (np.arange(reps_n) * un)[None, None, None, :, None] + cmap[None, :, None, None, :, 1]
     full = np.stack(np.broadcast_arrays(row, col), axis=-1)
     return full.reshape(num_waves, instr.lanes, reps_m * reps_n * instr.c_elems, 2)
@@ -129,19 +159,18 @@ def dot_operand_index_map(spec: DotOperandSpec, shape: tuple[int, ...], num_wave
     split = 0 if spec.operand == 0 else 1  # the dim the waves split; the other one is K
     kdim = 1 - split
     wave_count = (wm, wn)[split]
-    totals = [units[0], units[1]]
-    totals[split] *= wave_count
     why = ["", ""]
-    why[split] = f"waves[{split}]*{('m', 'n')[split ^ bool(spec.parent.swap)]} = {wave_count}*{units[split]}"
+    why[split] = f"{('m', 'n')[split ^ bool(spec.parent.swap)]} of {instr.name}"
     why[kdim] = f"the k of {instr.name}"
-    _check_multiple(text, (shape[0], shape[1]), (totals[0], totals[1]), (why[0], why[1]))
-    share = shape[split] // wave_count
-    reps, ksteps = share // units[split], shape[kdim] // instr.k
+    _check_multiple(text, (shape[0], shape[1]), units, (why[0], why[1]))
+    distinct, reps = split_dim(shape[split], wave_count, units[split])
+    share = reps * units[split]
+    ksteps = shape[kdim] // instr.k
 
     frag = _operand_fragment(spec, instr)
     elems = frag.shape[1]
     wave = np.arange(num_waves)
-    wave_pos = wave // wn if split == 0 else wave % wn
+    wave_pos = (wave // wn if split == 0 else wave % wn) % distinct
     # Axes: wave, lane, rep along the split dim, k-step, operand element.
     split_coord = (wave_pos * share)[:, None, None, None, None] \
         + (np.arange(reps) * units[split])[None, None, :, None, None] + frag[None, :, None, None, :, split]

@@ -8,6 +8,7 @@ the frontend embeds the same text as one token and calls ``parse_layout_spec`` o
             | "mma" "(" kwargs ")"
             | "dot_operand" "(" INT "," spec ")"
             | "slice" "(" INT "," spec [ "," "size" "=" INT ] ")"
+            | "expand" "(" INT "," spec ")"
     kwargs := NAME "=" value { "," NAME "=" value }
     value  := "[" INT { "," INT } "]" | INT | NAME          (NAME includes true / false)
 """
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from tiledsl.layout.spec import (
     BlockedSpec,
     DotOperandSpec,
+    ExpandSpec,
     LayoutError,
     LayoutSpec,
     LayoutSyntaxError,
@@ -187,6 +189,15 @@ def _read_slice(r: _Reader) -> SliceSpec:
     return SliceSpec(parent=parent, dim=dim, size=size)
 
 
+def _read_expand(r: _Reader) -> ExpandSpec:
+    r.take("punct", "(")
+    dim = r.integer()
+    r.take("punct", ",")
+    parent = r.spec()
+    r.take("punct", ")")
+    return ExpandSpec(dim=dim, parent=parent)
+
+
 def _read_replicated(r: _Reader) -> ReplicatedSpec:
     return ReplicatedSpec()
 
@@ -196,6 +207,7 @@ _KINDS: dict[str, Callable[[_Reader], LayoutSpec]] = {
     MmaSpec.kind: _read_mma,
     DotOperandSpec.kind: _read_dot_operand,
     SliceSpec.kind: _read_slice,
+    ExpandSpec.kind: _read_expand,
     ReplicatedSpec.kind: _read_replicated,
 }
 

@@ -175,6 +175,29 @@ class SliceSpec(LayoutSpec):
 
 
 @dataclass(frozen=True)
+class ExpandSpec(LayoutSpec):
+    """The layout of ``x[:, _]`` as a tile of its own: ``parent`` with a size-1 dim inserted at ``dim``.
+
+    Every thread holds what it holds in ``parent``, at coordinate 0 along the new dim; the inverse
+    of a ``slice`` along that dim.  A broadcast along ``dim`` then needs no data from other threads
+    when the broadcast tile's layout projects onto ``parent``.
+    """
+
+    kind: ClassVar[str] = "expand"
+    dim: int
+    parent: LayoutSpec
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.dim, int) or isinstance(self.dim, bool) or self.dim < 0:
+            raise LayoutError(f"expand dim must be a non-negative integer, got {self.dim!r}")
+        if not isinstance(self.parent, LayoutSpec):
+            raise LayoutError(f"expand parent must be a layout spec, got {self.parent!r}")
+
+    def __str__(self) -> str:
+        return f"expand({self.dim}, {self.parent})"
+
+
+@dataclass(frozen=True)
 class ReplicatedSpec(LayoutSpec):
     """Every thread holds the whole tile (small vectors, scalars)."""
 

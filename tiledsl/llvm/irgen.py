@@ -53,8 +53,8 @@ def set_string_attribute(fn: ir.Function, key: str, value: str) -> None:
     """Add the string attribute ``"key"="value"`` to ``fn``.
 
     ``FunctionAttributes.add`` only accepts LLVM enum attributes, so go around its check; the
-    attribute is then printed inline in the ``define`` line, which LLVM accepts (REFERENCE
-    section 1, "llvmlite.ir kernels").
+    attribute is then printed inline in the ``define`` line, which LLVM accepts
+    (docs/targets/llvm-pipeline.md §2.2).
     """
     for old in [a for a in fn.attributes if a.startswith(f'"{key}"=')]:
         set.discard(fn.attributes, old)
@@ -91,6 +91,53 @@ def fence(
 ) -> FenceWithMetadata:
     """Insert ``fence syncscope(scope) ordering`` with optional metadata (e.g. ``mmra``)."""
     instr = FenceWithMetadata(b.block, ordering, scope)
+    for kind, node in (metadata or {}).items():
+        instr.set_metadata(kind, node)
+    b._insert(instr)
+    return instr
+
+
+class BFloatType(ir.Type):
+    """LLVM's ``bfloat``, which llvmlite.ir lacks. bf16 values are carried as ``i16`` bits everywhere
+    else; atomics bitcast them to this type so that ``atomicrmw fadd`` is a bf16 add (LLVM selects
+    the packed bf16 atomic add for ``<2 x bfloat>`` on gfx942, docs/targets/amdgpu.md §14)."""
+
+    def _to_string(self) -> str:
+        return "bfloat"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BFloatType)
+
+    def __hash__(self) -> int:
+        return hash(BFloatType)
+
+
+BF16 = BFloatType()
+
+
+class AtomicRMWInScope(ir.instructions.AtomicRMW):
+    """An ``atomicrmw`` that prints a ``syncscope``, its alignment and its metadata attachments,
+    which llvmlite's ``AtomicRMW.descr`` leaves out."""
+
+    def __init__(self, parent: ir.Block, op: str, ptr: ir.Value, val: ir.Value, ordering: str,
+                 scope: str | None, align: int) -> None:
+        super().__init__(parent, op, ptr, val, ordering, "")
+        self.scope = scope
+        self.align = align
+
+    def descr(self, buf: list[str]) -> None:
+        ptr, val = self.operands
+        scope = f' syncscope("{self.scope}")' if self.scope else ""
+        buf.append(f"atomicrmw {self.operation} {ptr.type} {ptr.get_reference()}, {val.type} "
+                   f"{val.get_reference()}{scope} {self.ordering}, align {self.align}"
+                   f"{self._stringify_metadata(leading_comma=True)}\n")
+
+
+def atomic_rmw(b: ir.IRBuilder, op: str, ptr: ir.Value, val: ir.Value, ordering: str, scope: str | None,
+               align: int, metadata: dict[str, ir.MDValue] | None = None) -> AtomicRMWInScope:
+    """Insert ``atomicrmw op ptr, val syncscope(scope) ordering, align N, !md...``; returns the old
+    value."""
+    instr = AtomicRMWInScope(b.block, op, ptr, val, ordering, scope, align)
     for kind, node in (metadata or {}).items():
         instr.set_metadata(kind, node)
     b._insert(instr)

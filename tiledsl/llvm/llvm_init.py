@@ -5,8 +5,8 @@ directly, so that the import order below holds for the whole package.
 
 Pointer spelling: opaque pointers (``ptr addrspace(3)``), decided here and not by the user's
 environment. LLVM 22 only has opaque pointers; it still *parses* llvmlite's default typed spelling
-(``[256 x float] addrspace(3)*``) but prints ``ptr`` back (REFERENCE section 1, "Typed-pointer
-printing"), so typed text would make our own ``--emit llvm`` output disagree with LLVM's and
+(``[256 x float] addrspace(3)*``) but prints ``ptr`` back (docs/targets/llvm-pipeline.md
+§2.1), so typed text would make our own ``--emit llvm`` output disagree with LLVM's and
 let llvmlite infer load/GEP element types from a pointee that LLVM ignores. Two measures make
 the choice hold whatever happened before tiledsl was imported:
 

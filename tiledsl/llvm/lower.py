@@ -37,17 +37,9 @@ from tiledsl.interp.report import Report
 from tiledsl.interp.thread import ThreadInterpreter
 from tiledsl.ir import ops
 from tiledsl.ir.types import TensorType, TileType
-from tiledsl.llvm import (  # noqa: F401 (fill the table)
-    lower_arith,
-    lower_async,
-    lower_layout,
-    lower_matrix,
-    lower_memory,
-    lower_simt,
-)
 from tiledsl.llvm.irgen import I32, I64
 from tiledsl.llvm.llvm_init import ir
-from tiledsl.llvm.lower_core import LOWERINGS, KernelLowering, TensorRef, llvm_type
+from tiledsl.llvm.lower_core import LOWERINGS, KernelLowering, TensorRef, llvm_type, load_lowerings
 from tiledsl.llvm.target_base import CompiledModule, GpuTarget
 from tiledsl.thread.context import ThreadContext
 
@@ -85,11 +77,12 @@ class LoweredKernel:
         """Optimise and emit asm and object for the kernel's target."""
         return self.target.compile(self.module, opt)
 
-    def grid(self, dims: Mapping[str, int]) -> tuple[int, int, int]:
-        """Blocks along x, y, z for tensors with these dim sizes (as the interpreters count them)."""
+    def grid(self, dims: Mapping[str, int], scalars: Mapping[str, Any] | None = None) -> tuple[int, int, int]:
+        """Blocks along x, y, z for tensors with these dim sizes and these scalar arguments (the
+        grid may read i32 scalar parameters), as the interpreters count them."""
         known = {**{k: v for k, v in self.kernel.attrs.get("params", {}).items() if isinstance(v, int)},
                  **dims}
-        it = ThreadInterpreter(self.kernel, self.ctx, {}, {}, known, Report(level="thread"))
+        it = ThreadInterpreter(self.kernel, self.ctx, {}, dict(scalars or {}), known, Report(level="thread"))
         extents = [int(np.asarray(v).reshape(-1)[0]) for v in it.run_block(self.kernel.grid, [])]
         if len(extents) > 3:
             raise NotImplementedError(f"a grid of {len(extents)} axes: GPUs launch at most 3")
@@ -142,6 +135,7 @@ def lower_kernel(kernel: ops.KernelOp, ctx: ThreadContext, target: GpuTarget) ->
     for k, v in params.items():
         if isinstance(v, int) and k not in dims:
             dims[k] = ir.Constant(I32, v)
+    load_lowerings()
     lw = KernelLowering(kernel, ctx, target, module, fn, dims)
     values: dict[str, Any] = {}
     for (a, v), param in zip(by_kind["tensor"], tensor_params):

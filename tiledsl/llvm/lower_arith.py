@@ -5,8 +5,8 @@ Each op applies one scalar function per register (or once, to uniform scalars). 
 and ``mod`` floor (Python's sign rules) and give 0 for a zero divisor; float→i32 casts
 truncate toward zero and saturate (NaN → 0). IEEE arithmetic throughout, except that
 ``exp``/``exp2`` use the target's one-instruction ``exp2`` (exp(x) = exp2(x·log2 e)) and
-``max``/``min`` are ``llvm.maxnum``/``minnum`` (a NaN operand is ignored, where NumPy would
-propagate it).
+``max``/``min`` are ``llvm.maxnum``/``minnum``: a NaN operand is ignored, as the interpreters'
+``np.fmax``/``np.fmin`` ignore it.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from tiledsl.llvm.lower_core import (
     from_f32,
     lowers,
     maxnum,
+    minnum,
     per_register,
     result_count,
     to_f32,
@@ -65,7 +66,7 @@ _FLOAT_BINARY: dict[str, Callable[..., ir.Value]] = {
     "mul": lambda b, x, y, flags=(): b.fmul(x, y, flags=flags),
     "div": lambda b, x, y, flags=(): b.fdiv(x, y),
     "max": lambda b, x, y, flags=(): maxnum(b, x, y),
-    "min": lambda b, x, y, flags=(): call_intrinsic(b, "llvm.minnum.f32", F32, [x, y]),
+    "min": lambda b, x, y, flags=(): minnum(b, x, y),
 }
 # f32 arithmetic carries ``contract``: a multiply feeding an add may fuse into one FMA (one
 # rounding instead of two), as nvcc and Triton allow by default; FA2's ``s * scale - m`` becomes

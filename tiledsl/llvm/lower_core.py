@@ -3,8 +3,8 @@ dtype conversions.
 
 A thread IR value becomes, in LLVM:
 - a uniform scalar (rank-0 tile): one llvmlite value;
-- ``regs<T, n>``: a Python list of n llvmlite scalars (SSA values, never memory: REFERENCE §1
-  explains why allocas are a trap on AMDGPU), or a :class:`LazyRegs` whose loads are emitted
+- ``regs<T, n>``: a Python list of n llvmlite scalars (SSA values, never memory: allocas are a
+  trap on AMDGPU, docs/targets/llvm-pipeline.md §2.3), or a :class:`LazyRegs` whose loads are emitted
   where its registers are first read (only the ops in ``LAZY_CONSUMERS`` ever see one);
 - a tensor parameter: a :class:`TensorRef` (its pointer and strides).
 
@@ -56,6 +56,18 @@ LOWERINGS: dict[str, Lowerer] = {}
 #: Ops whose lowering takes :class:`LazyRegs` operands as they are (and reads them register by
 #: register where each is needed); every other op gets them loaded in full first.
 LAZY_CONSUMERS: set[str] = set()
+#: The modules whose ``@lowers`` functions fill ``LOWERINGS``; ``KernelLowering`` imports them first,
+#: so the table is whole whatever the caller imported.
+LOWERING_MODULES = ("lower_arith", "lower_async", "lower_atomic", "lower_layout", "lower_matrix", "lower_memory",
+                    "lower_simt")
+
+
+def load_lowerings() -> dict[str, Lowerer]:
+    """The whole op → lowering table."""
+    import importlib
+    for name in LOWERING_MODULES:
+        importlib.import_module(f"tiledsl.llvm.{name}")
+    return LOWERINGS
 
 
 def lowers(*names: str, lazy_operands: bool = False) -> Callable[[Lowerer], Lowerer]:
@@ -186,7 +198,7 @@ def f32_to_bf16(b: ir.IRBuilder, v: ir.Value) -> ir.Value:
     (bit 16), keep the high half; a NaN becomes the quiet NaN 0x7FC0 (round_bf16 writes np.nan).
 
     Integer ops rather than ``fptrunc ... to bfloat``: llvmlite.ir has no bfloat type, and on
-    gfx9 LLVM's own conversion is the same software sequence (REFERENCE §6)."""
+    gfx9 LLVM's own conversion is the same software sequence (docs/targets/amdgpu.md §7)."""
     bits = b.bitcast(v, I32)
     lsb = b.and_(b.lshr(bits, ir.Constant(I32, 16)), ir.Constant(I32, 1))
     rounded = b.add(b.add(bits, ir.Constant(I32, 0x7FFF)), lsb)
@@ -197,6 +209,10 @@ def f32_to_bf16(b: ir.IRBuilder, v: ir.Value) -> ir.Value:
 
 def maxnum(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
     return call_intrinsic(b, "llvm.maxnum.f32", F32, [x, y])
+
+
+def minnum(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> ir.Value:
+    return call_intrinsic(b, "llvm.minnum.f32", F32, [x, y])
 
 
 # ---------------------------------------------------------------- the per-kernel state

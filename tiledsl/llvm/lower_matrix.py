@@ -17,7 +17,7 @@ import numpy as np
 from tiledsl.ir.core import Op
 from tiledsl.ir.types import DTYPE_BYTES
 from tiledsl.layout import Layout, MmaSpec, parse_layout_spec
-from tiledsl.layout.mma import accumulator_unit
+from tiledsl.layout.mma import accumulator_unit, split_dim
 from tiledsl.llvm.irgen import F32, I8, I32, call_intrinsic
 from tiledsl.llvm.llvm_init import ir
 from tiledsl.llvm.lower_core import KernelLowering, llvm_type, loaded, lowers, to_f32
@@ -28,9 +28,9 @@ from tiledsl.thread.context import ThreadContext
 
 @dataclass(frozen=True)
 class MatrixCall:
-    """One matrix instruction: the registers passed as its A, B and C operands, in REFERENCE §9
-    element order. ``a_from_b``: the hardware A operand comes from the tile's B registers (and
-    B from A), for ``swap=true`` layouts."""
+    """One matrix instruction: the registers passed as its A, B and C operands, in the element
+    order of docs/targets/matrix-layouts.md §1. ``a_from_b``: the hardware A operand comes from
+    the tile's B registers (and B from A), for ``swap=true`` layouts."""
 
     a_regs: tuple[int, ...]
     b_regs: tuple[int, ...]
@@ -61,7 +61,8 @@ def matrix_plan(ctx: ThreadContext, attrs: dict[str, Any]) -> list[MatrixCall]:
     swap = bool(spec.swap)
     um, un = accumulator_unit(spec, instr)
     wm, wn = spec.waves
-    reps_m, reps_n, ksteps = attrs["m"] // (wm * um), attrs["n"] // (wn * un), attrs["k"] // instr.k
+    reps_m, reps_n = split_dim(attrs["m"], wm, um)[1], split_dim(attrs["n"], wn, un)[1]
+    ksteps = attrs["k"] // instr.k
     ea, eb = (instr.b_elems, instr.a_elems) if swap else (instr.a_elems, instr.b_elems)
     ec = instr.c_elems
     calls = []

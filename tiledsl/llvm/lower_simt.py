@@ -16,9 +16,11 @@ from tiledsl.llvm.lower_core import (
     from_f32,
     lowers,
     maxnum,
+    minnum,
     to_f32,
     unflatten,
 )
+from tiledsl.llvm.static_ints import static_table
 
 
 @lowers("dim")
@@ -64,6 +66,18 @@ def tree(b: ir.IRBuilder, values: list[ir.Value], combine: Callable[[ir.Value, i
     return values[0]
 
 
+_FLOAT_COMBINE: dict[str, Callable[[ir.IRBuilder, ir.Value, ir.Value], ir.Value]] = {
+    "sum": lambda b, x, y: b.fadd(x, y),
+    "max": maxnum,
+    "min": minnum,
+}
+_INT_COMBINE: dict[str, Callable[[ir.IRBuilder, ir.Value, ir.Value], ir.Value]] = {
+    "sum": lambda b, x, y: b.add(x, y),
+    "max": lambda b, x, y: call_intrinsic(b, "llvm.smax.i32", I32, [x, y]),
+    "min": lambda b, x, y: call_intrinsic(b, "llvm.smin.i32", I32, [x, y]),
+}
+
+
 @lowers("reg_reduce")
 def _reg_reduce(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
     b = lw.b
@@ -73,15 +87,11 @@ def _reg_reduce(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
     if dtype in FLOAT_DTYPES:
         # In f32 and rounded once at the end, as the interpreter sums the f32 storage.
         widened = [to_f32(b, v, dtype) for v in src]
-        combine = (lambda x, y: maxnum(b, x, y)) if kind == "max" else (lambda x, y: b.fadd(x, y))
-        return [[from_f32(b, tree(b, [widened[i] for i in g], combine), dtype) for g in op.attrs["groups"]]]
-    if kind == "max":
-        def combine(x: ir.Value, y: ir.Value) -> ir.Value:
-            return call_intrinsic(b, "llvm.smax.i32", I32, [x, y])
-    else:
-        def combine(x: ir.Value, y: ir.Value) -> ir.Value:
-            return b.add(x, y)
-    return [[tree(b, [src[i] for i in g], combine) for g in op.attrs["groups"]]]
+        fcombine = _FLOAT_COMBINE[kind]
+        return [[from_f32(b, tree(b, [widened[i] for i in g], lambda x, y: fcombine(b, x, y)), dtype)
+                 for g in op.attrs["groups"]]]
+    icombine = _INT_COMBINE[kind]
+    return [[tree(b, [src[i] for i in g], lambda x, y: icombine(b, x, y)) for g in op.attrs["groups"]]]
 
 
 @lowers("shuffle_xor")
@@ -94,6 +104,11 @@ def _shuffle_xor(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
         else:
             out.append(lw.target.shuffle_xor(b, v, mask))
     return [out]
+
+
+@lowers("uniform")
+def _uniform(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
+    return [lw.target.uniform(lw.b, args[0][0])]
 
 
 @lowers("barrier")
@@ -111,6 +126,7 @@ def _for(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
     values when the loop runs zero times)."""
     b = lw.b
     lo, hi, step, *inits = args
+    _trap_unless_positive(lw, op, step)
     flat_init, shape = flatten(inits)
     pre = b.block
     body = lw.fn.append_basic_block("for.body")
@@ -142,6 +158,19 @@ def _for(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
         phi.add_incoming(v, latch)
         results.append(phi)
     return unflatten(results, shape)
+
+
+def _trap_unless_positive(lw: KernelLowering, op: Op, step: ir.Value) -> None:
+    """A step that is not positive would loop forever (or until i32 wraps): trap instead, as the
+    interpreters stop with an error at the loop. Steps known at compile time (all of them, unless
+    the program computes one at run time) are positive already (sema) and need no test."""
+    known = static_table(lw, op.operands[2])
+    if known is not None and (known > 0).all():
+        return
+    b = lw.b
+    with b.if_then(b.icmp_signed("<=", step, ir.Constant(I32, 0)), likely=False):
+        call_intrinsic(b, "llvm.trap", ir.VoidType(), [])
+        b.unreachable()
 
 
 @lowers("if")

@@ -1,6 +1,6 @@
 """The LLVM compile pipeline (parse → verify → optimise → emit), and running it in a child.
 
-The stage order is REFERENCE section 1: the triple and data layout are set on the parsed
+The stage order is docs/targets/llvm-pipeline.md §3.1-§3.2: the triple and data layout are set on the parsed
 module *before* the O3 pipeline, which would otherwise optimise with 64-bit pointers
 everywhere; codegen would fill the data layout in, but only after the optimiser ran.
 """

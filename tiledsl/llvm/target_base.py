@@ -11,7 +11,7 @@ Conventions shared by all targets:
 - pointers are opaque (see ``llvm_init``): global tensors are ``ptr addrspace(1)``, LDS is
   ``ptr addrspace(3)``; loads and GEPs must name their element type;
 - bf16 values are carried as ``i16`` bit patterns (llvmlite.ir has no ``bfloat`` type, and the
-  AMD matrix intrinsics take ``i16`` vectors anyway, REFERENCE section 9.1/9.3).
+  AMD matrix intrinsics take ``i16`` vectors anyway, docs/targets/amdgpu.md §8).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from tiledsl.llvm import irgen
 from tiledsl.llvm.irgen import F16, F32, I16, I32
 from tiledsl.llvm.llvm_init import binding, initialize, ir
 from tiledsl.llvm.pipeline import CompileError, compile_text, run_in_child
+from tiledsl.targets import MATRIX_INSTRS, MatrixInstr
 
 
 class UnsupportedOnTarget(NotImplementedError):
@@ -42,45 +43,10 @@ class UnsupportedOnTarget(NotImplementedError):
         return (type(self), (self.target, self.op, self._detail))
 
 
-@dataclass(frozen=True)
-class MatrixInstr:
-    """Shape of one matrix instruction and how many scalars each lane holds per operand.
+def operand_type(instr: MatrixInstr) -> ir.Type:
+    """The llvmlite type of one A/B element of ``instr``: ``half``, or ``i16`` holding bf16 bits."""
+    return F16 if instr.in_dtype == "f16" else I16
 
-    ``matrix_op`` takes and returns flat per-lane lists in the lane-element order of REFERENCE
-    section 9 (element ``e`` of the A/B operand, register ``r`` of C/D).
-    """
-
-    name: str
-    m: int
-    n: int
-    k: int
-    operand_dtype: str  # "f16" or "bf16"; the accumulator is always f32
-    a_per_lane: int
-    b_per_lane: int
-    c_per_lane: int
-
-    @property
-    def operand_type(self) -> ir.Type:
-        """The llvmlite type of one A/B element: ``half``, or ``i16`` holding bf16 bits."""
-        return F16 if self.operand_dtype == "f16" else I16
-
-
-#: Every matrix instruction name that some target implements. Per-lane counts are
-#: m*k / wave (A), k*n / wave (B), m*n / wave (C), except WMMA's A and B, which gfx11 wave32
-#: replicates in both half-waves (16 elements per lane, REFERENCE 9.3).
-MATRIX_INSTRS: Mapping[str, MatrixInstr] = {
-    i.name: i
-    for i in (
-        MatrixInstr("mfma_f32_32x32x8_f16", 32, 32, 8, "f16", 4, 4, 16),
-        MatrixInstr("mfma_f32_16x16x16_f16", 16, 16, 16, "f16", 4, 4, 4),
-        MatrixInstr("mfma_f32_32x32x8_bf16", 32, 32, 8, "bf16", 4, 4, 16),
-        MatrixInstr("mfma_f32_16x16x16_bf16", 16, 16, 16, "bf16", 4, 4, 4),
-        MatrixInstr("wmma_f32_16x16x16_f16", 16, 16, 16, "f16", 16, 16, 8),
-        MatrixInstr("wmma_f32_16x16x16_bf16", 16, 16, 16, "bf16", 16, 16, 8),
-        MatrixInstr("mma_m16n8k16_f16", 16, 8, 16, "f16", 8, 4, 4),
-        MatrixInstr("mma_m16n8k16_bf16", 16, 8, 16, "bf16", 8, 4, 4),
-    )
-}
 
 _DYNAMIC_LDS_MD = "tiledsl.dynamic_lds_bytes"
 _DYNAMIC_LDS_RE = re.compile(r"^!tiledsl\.dynamic_lds_bytes = !\{!(\d+)\}", re.MULTILINE)
@@ -151,7 +117,7 @@ class GpuTarget(abc.ABC):
 
     @property
     def data_layout(self) -> str:
-        """The data layout string of this target's TargetMachine (REFERENCE section 1/2)."""
+        """The data layout string of this target's TargetMachine (docs/targets/llvm-pipeline.md §3.3)."""
         return str(self.target_machine().target_data)
 
     @property
@@ -174,7 +140,7 @@ class GpuTarget(abc.ABC):
         module = ir.Module(name)
         module.triple = self.triple
         # Set before optimisation, not left to codegen: the O3 pipeline otherwise runs with
-        # 64-bit pointers everywhere and emits worse code (REFERENCE section 1, t02b).
+        # 64-bit pointers everywhere and emits worse code (docs/targets/llvm-pipeline.md §3.2).
         module.data_layout = self.data_layout
         self._add_module_flags(module)
         return module
@@ -249,7 +215,7 @@ class GpuTarget(abc.ABC):
 
         Blocks are 1-D and waves are cut from consecutive x ids, so the lane is
         ``tid.x & (wave-1)``: one AND whose range LLVM knows, instead of ``mbcnt.lo/hi`` (two
-        VALU, REFERENCE section 3) or a special-register read.
+        VALU, docs/targets/amdgpu.md §2) or a special-register read.
         """
         return b.and_(self.thread_id(b), ir.Constant(I32, self.wave_size - 1), name="lane")
 
@@ -284,6 +250,11 @@ class GpuTarget(abc.ABC):
     def shuffle_xor(self, b: ir.IRBuilder, v: ir.Value, mask: int) -> ir.Value:
         """The value ``v`` of lane ``lane ^ mask`` (all lanes of the wave must be active)."""
 
+    def uniform(self, b: ir.IRBuilder, v: ir.Value) -> ir.Value:
+        """``v``, which every thread holds alike, as the uniform value of the block (thread IR's
+        ``uniform``): the value itself, unless the target keeps uniform values apart."""
+        return v
+
     @abc.abstractmethod
     def shuffle_idx(self, b: ir.IRBuilder, v: ir.Value, src_lane: ir.Value | int) -> ir.Value:
         """The value ``v`` of lane ``src_lane`` (all lanes of the wave must be active)."""
@@ -313,6 +284,36 @@ class GpuTarget(abc.ABC):
         """Wait until at most ``pending`` committed groups of this thread's copies are in flight."""
         raise UnsupportedOnTarget(self.name, "async_wait", "no asynchronous global-to-LDS copies")
 
+    # Atomics on global memory (thread IR ``global_atomic``): relaxed, at device scope.
+    #: The ``syncscope`` of device scope in this target's LLVM backend (None: LLVM's default,
+    #: the whole system).
+    atomic_syncscope: str | None = None
+
+    def atomic_rmw(self, b: ir.IRBuilder, kind: str, dtype: str, ptr: ir.Value, values: Sequence[ir.Value]
+                   ) -> list[ir.Value]:
+        """Atomically combine ``values`` into global memory at ``ptr`` (``kind``: add, max, min;
+        float max/min are maxnum/minnum) and return the old values: one element, or two
+        neighbouring f16/bf16 ones as one packed add. ``monotonic`` (relaxed) at
+        ``atomic_syncscope``; where the target has no instruction for it, LLVM expands it into a
+        compare-and-swap loop. bf16 values are ``i16`` bits, as everywhere in the lowering. An f32
+        add may flush subnormal inputs and results to zero (the language allows it: NVIDIA's
+        ``atom.add.f32`` on global memory does, docs/targets/nvptx.md §14)."""
+        elem = {"f32": F32, "f16": F16, "bf16": irgen.BF16, "i32": I32}[dtype]
+        op = {"add": "add", "max": "max", "min": "min"}[kind]
+        if dtype != "i32":
+            op = "f" + op
+        size = {"f32": 4, "f16": 2, "bf16": 2, "i32": 4}[dtype] * len(values)
+        vals = [b.bitcast(v, elem) if dtype == "bf16" else v for v in values]
+        val = vals[0] if len(vals) == 1 else irgen.pack(b, vals, elem)
+        old = irgen.atomic_rmw(b, op, ptr, val, "monotonic", self.atomic_syncscope, size,
+                               self._atomic_metadata(b, op, val.type))
+        olds = [old] if len(vals) == 1 else irgen.unpack(b, old)
+        return [b.bitcast(o, I16) if dtype == "bf16" else o for o in olds]
+
+    def _atomic_metadata(self, b: ir.IRBuilder, op: str, ty: ir.Type) -> dict[str, ir.MDValue]:
+        """Hook: metadata an ``atomicrmw op`` of ``ty`` carries (what the target may assume)."""
+        return {}
+
     def _check_lds_align(self, align: int) -> None:
         if align <= 0 or align & (align - 1):
             raise ValueError(f"LDS alignment {align} is not a power of two")
@@ -337,15 +338,15 @@ class GpuTarget(abc.ABC):
     ) -> list[ir.Value]:
         """D = A·B + C with the target's matrix instruction, on this lane's fragment.
 
-        The lists are this lane's scalars in REFERENCE section 9 order: A/B elements are
+        The lists are this lane's scalars in docs/targets/matrix-layouts.md §1 order: A/B elements are
         ``half`` (f16) or ``i16`` (bf16 bits), C elements are ``float``. Returns D's f32 scalars
         in C's order. The lowering never builds the vector operands itself.
         """
         info = self.matrix_info(instr_name)
         for what, elems, count, ty in (
-            ("A", a_elems, info.a_per_lane, info.operand_type),
-            ("B", b_elems, info.b_per_lane, info.operand_type),
-            ("C", c_elems, info.c_per_lane, F32),
+            ("A", a_elems, info.a_elems, operand_type(info)),
+            ("B", b_elems, info.b_elems, operand_type(info)),
+            ("C", c_elems, info.c_elems, F32),
         ):
             if len(elems) != count:
                 raise ValueError(f"{instr_name}: {what} needs {count} elements per lane, got {len(elems)}")
@@ -383,7 +384,7 @@ class GpuTarget(abc.ABC):
         """:meth:`compile` in a forked child, so that an LLVM abort becomes a Python error.
 
         Raises CompileError (or its subclass LlvmAbort, with LLVM's message) instead of
-        letting ``report_fatal_error`` end the caller (REFERENCE section 1, "Fatal errors").
+        letting ``report_fatal_error`` end the caller (docs/targets/llvm-pipeline.md §4).
         """
         return run_in_child(self.compile, module_or_text, opt)
 
@@ -409,10 +410,9 @@ def _read_dynamic_lds(llvm_ir: str) -> int:
 
 
 __all__ = [
-    "MATRIX_INSTRS",
     "CompiledModule",
     "GpuTarget",
-    "MatrixInstr",
     "UnsupportedOnTarget",
+    "operand_type",
     "record_dynamic_lds",
 ]

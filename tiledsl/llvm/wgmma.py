@@ -12,12 +12,13 @@ once per warpgroup instead of once per warp, and needs no ``ldmatrix``.
 Nothing about the tile program is assumed. A ``mma_tile`` becomes wgmma when its mma.sync plan
 (``lower_matrix.matrix_plan``, already checked against the fragment layouts) has the shape
 above — every call's accumulator tile sits at rows ``r_g + 16q`` of warp ``4g + q``, each warp
-owning all N columns — and its B operand (and, for the shared-memory form of A, its A operand) is
-an LDS read that may be deferred to the dot (``can_defer``: nothing writes LDS in between) and
-whose byte offsets, known for every thread at compile time, are one of the descriptor's canonical
-layouts (``fit_descriptor``): core matrices without swizzle or the 128-byte swizzle, K-major or
-MN-major. The LDS storages chosen on sm_90a (``LdsStorage.swizzle``, ``LdsStorage.cores``)
-produce exactly those.
+owning all N columns; warpgroups may hold the same rows (a layout whose waves replicate data:
+each group then computes the tile itself), the warps of one group may not — and its B operand
+(and, for the shared-memory form of A, its A operand) is an LDS read that may be deferred to the
+dot (``can_defer``: nothing writes LDS in between) and whose byte offsets, known for every thread
+at compile time, are one of the descriptor's canonical layouts (``fit_descriptor``): core matrices
+without swizzle or the 128-byte swizzle, K-major or MN-major. The LDS storages chosen on sm_90a
+(``LdsStorage.swizzle``, ``LdsStorage.cores``) produce exactly those.
 
 The instructions are asynchronous: ``wgmma.fence`` before the first (the accumulators were last
 written by ordinary instructions), ``commit_group`` after the last, then ``wait_group 0``, which

@@ -2,21 +2,32 @@
 
     kernel = program.compile(target="sm_90").launcher()
     kernel(Q=q, K=k, V=v, O=o, scale=0.125)           # CuPy or PyTorch arrays, by name
+    kernel = program.launcher(target="sm_90")          # binds consts and dtypes from the arrays
+    kernel(Q=q_bf16, K=k_bf16, V=v_bf16, O=o_bf16, scale=0.125)
 
 Arrays may be anything exposing ``__cuda_array_interface__`` (CuPy, PyTorch CUDA tensors,
 Numba) or DLPack (converted through CuPy). The launcher checks dtypes, ranks, contiguity
 and the compile-time dims, derives the run-time dims from the shapes, computes the grid,
 and launches the PTX through CuPy's driver bindings (the module is loaded once, with
-the dynamic shared memory the kernel needs opted in above 48 KiB).
+the dynamic shared memory the kernel needs opted in above 48 KiB). A program's launcher
+(:class:`ProgramLauncher`) first binds from the arrays what ``interpret`` binds — unbound
+consts from the shapes, dtype parameters from the dtypes — and compiles each specialisation once.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
+from tiledsl.diagnostics import ArgumentError
+from tiledsl.interp.limits import MAX_TENSOR_ELEMENTS
+
+#: The typestrs of the arrays a tensor of each dtype accepts; the first is the dtype's own (bf16:
+#: PyTorch's), which binds a dtype parameter (a bf16 tensor also takes 16-bit integer patterns).
 _TYPESTR = {"f16": ("<f2",), "bf16": ("<V2", "<u2", "<i2"), "f32": ("<f4",), "i32": ("<i4",)}
+_DTYPE_OF_TYPESTR = {typestrs[0]: dtype for dtype, typestrs in _TYPESTR.items()}
 _TORCH = {"f16": "torch.float16", "bf16": "torch.bfloat16", "f32": "torch.float32", "i32": "torch.int32"}
 _SCALAR = {"f32": np.float32, "i32": np.int32, "f16": np.float16}
 
@@ -61,7 +72,8 @@ def _contiguous(iface: dict[str, Any], itemsize: int) -> bool:
 
 
 def grid_value(expr: str, dims: dict[str, int]) -> int:
-    """Evaluate a grid expression of the launch metadata (C integer syntax)."""
+    """Evaluate a grid expression of the launch metadata (C integer syntax) with these values of
+    its names (dims, compile-time parameters, i32 scalar arguments)."""
     py = expr.replace("/", "//")
     return int(eval(py, {"__builtins__": {}, "max": max, "min": min}, dict(dims)))
 
@@ -115,6 +127,9 @@ class CudaKernel:
                 raise LaunchError(f"'{name}' must have {len(p.dims)} dims {p.dims}, got shape {shape}")
             if not _contiguous(iface, 2 if p.dtype in ("f16", "bf16") else 4):
                 raise LaunchError(f"'{name}' must be contiguous (row-major)")
+            if math.prod(shape) > MAX_TENSOR_ELEMENTS:
+                raise LaunchError(f"'{name}' of shape {list(shape)} has {math.prod(shape)} elements; the kernel "
+                                  f"indexes tensors with 32-bit integers, so at most {MAX_TENSOR_ELEMENTS} (2^31-1)")
             for d, n in zip(p.dims, shape):
                 want = d if isinstance(d, int) else params.get(d)
                 if want is not None and int(want) != n:
@@ -134,8 +149,16 @@ class CudaKernel:
                 if a["name"] not in dims:
                     raise LaunchError(f"no tensor gives the size of dim '{a['name']}'")
                 kernel_args.append(np.int32(dims[a["name"]]))
-        grid = [grid_value(g, {**dims, **{k: v for k, v in params.items() if isinstance(v, int)}})
+        # The grid may read i32 scalar parameters (``grid (cdiv(max_seqlen, BM))``), by name.
+        ints = {a["name"]: int(args[a["name"]]) for a in meta["args"]
+                if a["kind"] == "scalar" and a["dtype"] == "i32" and a["name"] in args}
+        grid = [grid_value(g, {**dims, **{k: v for k, v in params.items() if isinstance(v, int)}, **ints})
                 for g in meta["grid"]]
+        for axis, n in enumerate(grid):
+            if n < 0:
+                raise LaunchError(f"grid axis {axis} has extent {n} ({meta['grid'][axis]} with "
+                                  f"{', '.join(f'{k}={v}' for k, v in sorted(dims.items()))}); "
+                                  f"a grid extent must not be negative")
         grid += [1] * (3 - len(grid))
         return (grid[0], grid[1], grid[2]), kernel_args
 
@@ -146,3 +169,37 @@ class CudaKernel:
         fn = self._load()
         block = (self.artifact.block_threads, 1, 1)
         fn(grid, block, tuple(kernel_args), shared_mem=self.artifact.lds_bytes, stream=stream)
+
+
+class ProgramLauncher:
+    """``program.launcher(target)``: launches ``program`` specialised for each call's arrays as
+    ``program.interpret`` specialises it (``Program.bind``): an unbound const takes its dim's size,
+    a dtype parameter not in the program's params the dtype of its arrays (f16 ``<f2``, bf16 a
+    PyTorch bfloat16 tensor, f32 ``<f4``, i32 ``<i4``). Each specialisation is compiled once."""
+
+    def __init__(self, program: Any, target: str) -> None:
+        self.program = program
+        self.target = target
+        self._kernels: dict[tuple, CudaKernel] = {}
+
+    def kernel_for(self, args: dict[str, Any]) -> CudaKernel:
+        """The compiled kernel for arguments ``args`` (compiled on first use)."""
+        shapes: dict[str, tuple[int, ...]] = {}
+        dtypes: dict[str, str | None] = {}
+        for p in self.program.tensor_params:
+            if p.name not in args:
+                raise LaunchError(f"missing argument '{p.name}'")
+            iface = _interface(args[p.name], p.name)
+            shapes[p.name] = tuple(iface["shape"])
+            dtypes[p.name] = _DTYPE_OF_TYPESTR.get(iface["typestr"])
+        try:
+            prog, _ = self.program.bind(shapes, dtypes)
+        except ArgumentError as e:
+            raise LaunchError(str(e)) from None
+        key = tuple(sorted(prog.params.items()))
+        if key not in self._kernels:
+            self._kernels[key] = CudaKernel(prog.compile(target=self.target))
+        return self._kernels[key]
+
+    def __call__(self, stream: Any = None, **args: Any) -> None:
+        self.kernel_for(args)(stream=stream, **args)

@@ -4,7 +4,7 @@ A matrix instruction computes ``D = A @ B + C`` for one ``m x k`` A tile, one ``
 one ``m x n`` C/D tile, spread over the lanes of one wave.  Which lane holds which element is the
 whole contract between the tile level and the hardware, so each instruction carries three
 lane-layout functions (``a_map``, ``b_map``, ``c_map``) that return, for every (lane, element), the
-matrix coordinates it holds.  The formulas are those of REFERENCE.md §9 (AMD Matrix Instruction
+matrix coordinates it holds.  The formulas are those of docs/targets/matrix-layouts.md (AMD Matrix Instruction
 Calculator for MFMA/WMMA, the PTX ISA checked on an H100 for ``mma.sync``).
 
 The lane layouts are given in "inverse" form (lane, element) -> coordinates, because that is what
@@ -32,6 +32,9 @@ class MatrixInstr:
 
     ``a_elems``/``b_elems``/``c_elems`` count the A, B and C/D elements each lane holds.  ``family``
     selects the lane formulas; instructions of one family differ only in their shape constants.
+    ``intrinsic`` is the LLVM intrinsic the backend emits for it (empty for the FMA fallback);
+    how the lane's elements are packed into its operands is the family's rule, in the backend
+    of the family's vendor.
     """
 
     name: str
@@ -45,6 +48,7 @@ class MatrixInstr:
     a_elems: int
     b_elems: int
     c_elems: int
+    intrinsic: str = ""
 
     def __str__(self) -> str:
         return self.name
@@ -79,10 +83,10 @@ class MatrixInstr:
         return out
 
 
-# --- MFMA (CDNA2/CDNA3, wave64), REFERENCE §9.2 ------------------------------------------------------
+# --- MFMA (CDNA2/CDNA3, wave64), docs/targets/matrix-layouts.md §2 -----------------------------------
 # Both MFMA shapes have the same structure: the 64 lanes are cut into lanes/m groups, each holding 4
 # consecutive k values of every row (A) or column (B); C rows are interleaved in blocks of 4 between
-# the lane groups.  Written once with m, n from the instruction, it reproduces both tables of §9.2.
+# the lane groups.  Written once with m, n from the instruction, it reproduces both tables of §2 there.
 
 
 def _mfma_a(ins: MatrixInstr, lane: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -98,7 +102,7 @@ def _mfma_c(ins: MatrixInstr, lane: np.ndarray, r: np.ndarray) -> tuple[np.ndarr
     return 4 * groups * (r // 4) + 4 * (lane // ins.n) + r % 4, lane % ins.n
 
 
-# --- WMMA (RDNA3, wave32), REFERENCE §9.3 ------------------------------------------------------------
+# --- WMMA (RDNA3, wave32), docs/targets/matrix-layouts.md §3 -----------------------------------------
 # A and B are held twice: lanes l and l+16 carry the same 16 values (the hardware reads both halves).
 
 
@@ -114,7 +118,7 @@ def _wmma_c(ins: MatrixInstr, lane: np.ndarray, r: np.ndarray) -> tuple[np.ndarr
     return 2 * r + lane // 16, lane % 16
 
 
-# --- mma.sync m16n8k16 (sm_80+, warp 32), REFERENCE §9.4: g = lane/4, t = lane%4 ----------------------
+# --- mma.sync m16n8k16 (sm_80+, warp 32), docs/targets/matrix-layouts.md §4: g = lane/4, t = lane%4 ---
 
 
 def _nv_a(ins: MatrixInstr, lane: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -161,27 +165,42 @@ _FORMULAS: dict[str, dict[str, LaneFormula]] = {
 }
 
 
-def _mfma(m: int, n: int, k: int, dtype: str) -> MatrixInstr:
+def _mfma(m: int, n: int, k: int, dtype: str, intrinsic: str) -> MatrixInstr:
     per_lane = m * n // 64
     return MatrixInstr(f"mfma_f32_{m}x{n}x{k}_{dtype}", "mfma", m, n, k, dtype, "f32", 64,
-                       a_elems=m * k // 64, b_elems=k * n // 64, c_elems=per_lane)
+                       a_elems=m * k // 64, b_elems=k * n // 64, c_elems=per_lane, intrinsic=intrinsic)
 
 
-MFMA_F32_32X32X8_F16 = _mfma(32, 32, 8, "f16")
-MFMA_F32_16X16X16_F16 = _mfma(16, 16, 16, "f16")
-# bf16 uses the ".1k" intrinsics (<4 x i16> operands): the same lane layout as f16 (REFERENCE §9.2).
-MFMA_F32_32X32X8_BF16 = _mfma(32, 32, 8, "bf16")
-MFMA_F32_16X16X16_BF16 = _mfma(16, 16, 16, "bf16")
+# MFMA A/B are <4 x half> or, for bf16, <4 x i16> (the ".1k" forms: <4 x bfloat> is rejected), C/D
+# <16|4 x float>, then cbsz, abid, blgp (docs/targets/amdgpu.md §11.1).  bf16 has the same lane
+# layout as f16 (docs/targets/matrix-layouts.md §2).
+MFMA_F32_32X32X8_F16 = _mfma(32, 32, 8, "f16", "llvm.amdgcn.mfma.f32.32x32x8f16")
+MFMA_F32_16X16X16_F16 = _mfma(16, 16, 16, "f16", "llvm.amdgcn.mfma.f32.16x16x16f16")
+MFMA_F32_32X32X8_BF16 = _mfma(32, 32, 8, "bf16", "llvm.amdgcn.mfma.f32.32x32x8bf16.1k")
+MFMA_F32_16X16X16_BF16 = _mfma(16, 16, 16, "bf16", "llvm.amdgcn.mfma.f32.16x16x16bf16.1k")
 
+# WMMA takes <16 x half>/<16 x i16> and <8 x float>, in LLVM 22's mangling (docs/targets/amdgpu.md §11.2).
 WMMA_F32_16X16X16_F16 = MatrixInstr("wmma_f32_16x16x16_f16", "wmma", 16, 16, 16, "f16", "f32", 32,
-                                    a_elems=16, b_elems=16, c_elems=8)
+                                    a_elems=16, b_elems=16, c_elems=8,
+                                    intrinsic="llvm.amdgcn.wmma.f32.16x16x16.f16.v8f32.v16f16")
 WMMA_F32_16X16X16_BF16 = MatrixInstr("wmma_f32_16x16x16_bf16", "wmma", 16, 16, 16, "bf16", "f32", 32,
-                                     a_elems=16, b_elems=16, c_elems=8)
+                                     a_elems=16, b_elems=16, c_elems=8,
+                                     intrinsic="llvm.amdgcn.wmma.f32.16x16x16.bf16.v8f32.v16i16")
 
+# mma.sync m16n8k16 with f32 accumulators (docs/targets/nvptx.md §9). For f16 inputs the intrinsic's suffix
+# is <D type>.<C type> and the operands are <2 x half> pairs; for bf16 it is the input type and
+# each pair travels as an i32 (low half = the lower-numbered element).
 MMA_M16N8K16_F16 = MatrixInstr("mma_m16n8k16_f16", "mma_sync", 16, 8, 16, "f16", "f32", 32,
-                               a_elems=8, b_elems=4, c_elems=4)
+                               a_elems=8, b_elems=4, c_elems=4,
+                               intrinsic="llvm.nvvm.mma.m16n8k16.row.col.f32.f32")
 MMA_M16N8K16_BF16 = MatrixInstr("mma_m16n8k16_bf16", "mma_sync", 16, 8, 16, "bf16", "f32", 32,
-                                a_elems=8, b_elems=4, c_elems=4)
+                                a_elems=8, b_elems=4, c_elems=4,
+                                intrinsic="llvm.nvvm.mma.m16n8k16.row.col.bf16")
+
+#: Every matrix instruction some target has, by name.
+MATRIX_INSTRS: dict[str, MatrixInstr] = {i.name: i for i in (
+    MFMA_F32_32X32X8_F16, MFMA_F32_16X16X16_F16, MFMA_F32_32X32X8_BF16, MFMA_F32_16X16X16_BF16,
+    WMMA_F32_16X16X16_F16, WMMA_F32_16X16X16_BF16, MMA_M16N8K16_F16, MMA_M16N8K16_BF16)}
 
 
 def fma_fallback(wave_size: int) -> MatrixInstr:

@@ -1,22 +1,27 @@
 """The target description: the facts about a GPU that the tile level needs, as plain data.
 
-LLVM facts (triples, intrinsics, attributes) live in the backend modules; what is here is what
-layout assignment, LDS allocation and the thread interpreter decide with: wave size, LDS capacity,
-which matrix instructions exist and which cross-lane operations exist.
+One record per GPU states every fact about it once: what layout assignment, LDS allocation and
+the thread interpreter decide with (wave size, LDS capacity, matrix instructions with their lane
+formulas and intrinsics, cross-lane operations), and which LLVM backend compiles for it with which
+processor facts (``amdgpu`` / ``nvptx``). The thread level and the backends both read the record;
+adding a GPU is adding a record (plus intrinsics for a new instruction family).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
+from tiledsl.targets.arch import AmdArch, NvArch
 from tiledsl.targets.matrix import MatrixInstr
 
 Vendor = Literal["amd", "nvidia", "generic"]
+Backend = Literal["amdgpu", "nvptx"]
 
 # The names used in ``Target.cross_lane``.  "shuffle" is a pull from an arbitrary lane (NVIDIA
 # shfl.sync.idx/bfly, AMD ds_bpermute); "shuffle_xor" a dedicated butterfly (shfl.sync.bfly); the
-# others are the AMD instructions of REFERENCE §7.
+# others are the AMD instructions of docs/targets/amdgpu.md §9.
 CROSS_LANE_OPS = frozenset({"shuffle", "shuffle_xor", "dpp", "swizzle", "permlanex16", "permlane64", "readlane"})
 
 
@@ -37,7 +42,13 @@ class Target:
     vendor: Vendor
     wave_size: int
     lds_bytes: int
+    #: The most threads one block may have: 1024 on every target here (CUDA guide, "Compute
+    #: capabilities" table; the AMDGPU ``amdgpu-flat-work-group-size`` maximum).
     max_threads_per_block: int = 1024
+    #: The 32-bit registers one thread can hold: what a register tile spread over the block's
+    #: threads must fit in (beyond it, everything spills). Each record says where its number
+    #: comes from.
+    max_registers_per_thread: int = 255
     matrix_instrs: tuple[MatrixInstr, ...] = ()
     cross_lane: frozenset[str] = field(default_factory=frozenset)
     has_async_copy: bool = False
@@ -49,11 +60,25 @@ class Target:
     #: accumulator puts a row's elements in different lanes (MFMA, WMMA): swapped, each lane holds
     #: part of a row, so row reductions stay mostly in registers, the accumulator of one dot is the
     #: next dot's B operand without an LDS round trip, and rows are stored with vector stores
-    #: (REFERENCE §9.5).
+    #: (docs/targets/matrix-layouts.md §7.1).
     mma_swap: bool = False
     lds_banks: int = 32
     lds_bank_bytes: int = 4
     lds_phase_bytes: int = 128
+    #: The LLVM backend that compiles for this target; None: the thread level only (``generic``).
+    backend: Backend | None = None
+    #: The processor LLVM compiles for (its ``-mcpu``); the record's name without a variant suffix.
+    arch: str = ""
+    #: AMDGPU code generation and occupancy facts (``backend == "amdgpu"``).
+    amdgpu: AmdArch | None = None
+    #: NVPTX facts (``backend == "nvptx"``).
+    nvptx: NvArch | None = None
+    #: The dtypes whose atomic add the target does on two neighbouring elements in one instruction
+    #: (AMD ``global_atomic_pk_add_f16``/``_bf16``): distribution pairs the registers of an
+    #: ``atomic_add`` of them where they are contiguous and aligned. Elsewhere one atomic per
+    #: element, native or a compare-and-swap loop from LLVM (docs/targets/amdgpu.md §14,
+    #: docs/targets/nvptx.md §14).
+    packed_atomic_add: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         unknown = self.cross_lane - CROSS_LANE_OPS
@@ -64,8 +89,31 @@ class Target:
                 raise ValueError(f"target {self.name}: {instr.name} runs in {instr.lanes} lanes, "
                                  f"the wave has {self.wave_size}")
 
+        if (self.backend == "amdgpu") != (self.amdgpu is not None) or \
+                (self.backend == "nvptx") != (self.nvptx is not None):
+            raise ValueError(f"target {self.name}: the {self.backend} backend needs its arch facts, and only those")
+        if self.backend is not None and not self.arch:
+            raise ValueError(f"target {self.name}: a native target names its processor (arch=)")
+        facts = self.amdgpu or self.nvptx
+        if facts is not None and facts.name != self.arch:
+            raise ValueError(f"target {self.name}: its {self.backend} facts are for {facts.name}, not {self.arch}")
+        if self.amdgpu is not None and self.amdgpu.wave_size != self.wave_size:
+            raise ValueError(f"target {self.name}: wave{self.wave_size} but its AMDGPU facts say "
+                             f"wave{self.amdgpu.wave_size}")
+
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def native(self) -> bool:
+        """Whether an LLVM backend compiles for this target."""
+        return self.backend is not None
+
+    def without_matrix(self) -> Target:
+        """The same machine computing ``dot`` with FMAs (``NAME-fma``): no matrix instructions."""
+        if not self.matrix_instrs:
+            return self
+        return dataclasses.replace(self, name=f"{self.name}-fma", matrix_instrs=(), has_wgmma=False)
 
     def default_matrix_instr(self, a_dtype: str) -> MatrixInstr | None:
         """The preferred matrix instruction whose A/B operands are ``a_dtype``, or None."""

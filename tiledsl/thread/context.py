@@ -49,17 +49,23 @@ class ThreadContext:
         return self.bind(BlockedSpec(), tuple(shape), dtype)
 
 
-def register_mapping(src: Layout, dst: Layout, drop_axis: int | None = None) -> list[int] | None:
+def register_mapping(src: Layout, dst: Layout, drop_axis: int | None = None,
+                     broadcast: list[int] | tuple[int, ...] = ()) -> list[int] | None:
     """Source register index for each destination register when every thread already
     holds what it needs, with the same indices in every thread; else None.
 
     ``drop_axis``: the destination has one more dim than the source (a broadcast of
-    ``x[:, _]``); that coordinate is ignored.
+    ``x[:, _]``); that coordinate is ignored. ``broadcast``: dims along which the source has
+    extent 1 and the destination more (a broadcast); the destination's element (i, j) reads
+    the source's (0, j).
     """
     s, d = src.index_map(), dst.index_map()
     if s.shape[:2] != d.shape[:2]:
         return None
     dcoords = d if drop_axis is None else np.delete(d, drop_axis, axis=-1)
+    if broadcast:
+        dcoords = dcoords.copy()
+        dcoords[..., list(broadcast)] = np.where(dcoords[..., list(broadcast)] >= 0, 0, -1)
     if dcoords.shape[-1] != s.shape[-1]:
         return None
     # Match on linear element ids: src[t, r] == dst[t, r'] within each thread.
@@ -89,3 +95,27 @@ def register_mapping(src: Layout, dst: Layout, drop_axis: int | None = None) -> 
         ref = np.where(ref >= 0, ref, row)
     assert ref is not None
     return [int(i) if i >= 0 else 0 for i in ref]
+
+
+def axis_mapping(src: Layout, dst: Layout, axis: int) -> list[int] | None:
+    """For each register of ``dst``, a register of the 1-D ``src`` that holds the element at the
+    ``dst`` element's coordinate along ``axis``, the same register in every thread (a gather's
+    index tile read for each register of its data tile); None where some thread lacks it."""
+    s, d = src.index_map(), dst.index_map()
+    if s.shape[:2] != d.shape[:2] or s.shape[-1] != 1:
+        return None
+    threads = s.shape[0] * s.shape[1]
+    s_at = s[..., 0].reshape(threads, -1)
+    d_at = d[..., axis].reshape(threads, -1)
+    holds = (d_at[:, :, None] == s_at[:, None, :]) & (s_at[:, None, :] >= 0)    # [thread, dst reg, src reg]
+    out = []
+    for r in range(d_at.shape[1]):
+        valid = d_at[:, r] >= 0
+        common = holds[valid, r, :].all(axis=0)
+        if not common.any():
+            if valid.any():
+                return None
+            out.append(0)
+            continue
+        out.append(int(np.argmax(common)))
+    return out

@@ -17,7 +17,10 @@ are reduced once with the same masks.
 
 Why ``a`` is the same in every lane of the butterfly: distribution takes the masks of a
 reduction from the lanes that hold parts of one output element, so those lanes replicate the
-result's elements, and ``a`` has the carried value's layout (``x * a`` is elementwise).
+result's elements, and ``a`` has the carried value's layout (``x * a`` is elementwise). That
+premise fails where the butterfly also spans lanes that hold nothing of the line (a row of 96 on
+32 lanes): distribution then sets the empty slots to the identity first (a ``select`` on a
+``valid`` query before the ``reg_reduce``), and such sums are left as they are.
 """
 
 from __future__ import annotations
@@ -54,6 +57,16 @@ def _lane_sum(v: Value) -> tuple[Value, tuple[int, ...]] | None:
             break
         v = x
     return (v, tuple(reversed(masks))) if masks else None
+
+
+def _padded(partial: Value) -> bool:
+    """``partial`` is an in-thread reduction of a value whose empty slots were set to the identity
+    (``Distributor.identity_where_empty``): its butterfly may span lanes that hold no element."""
+    op = partial.owner
+    if not (isinstance(op, Op) and op.name == "reg_reduce"):
+        return False
+    masked = op.operands[0].owner
+    return isinstance(masked, Op) and masked.name == "select" and masked.operands[0].owner.name == "valid"
 
 
 def _chain(loop: Op, index: int) -> _Chain | None:
@@ -100,7 +113,7 @@ def _chain(loop: Op, index: int) -> _Chain | None:
                 return None
             if user.name == "add":
                 found = _lane_sum(other)
-                if found is None or (masks is not None and found[1] != masks):
+                if found is None or (masks is not None and found[1] != masks) or _padded(found[0]):
                     return None
                 masks = found[1]
                 cuts.append((user, 1 - k, found[0]))

@@ -21,13 +21,28 @@ import numpy as np
 from tiledsl.ir import ops
 from tiledsl.ir.core import Block, Op, Value
 from tiledsl.ir.lds_storage import LdsStorage, buffer_coords, vector_width
-from tiledsl.ir.passes import layouts as layout_assignment  # a module: layouts imports this package
 from tiledsl.ir.types import DTYPE_BYTES, LdsType, RegsType, TensorType, TileType, scalar
 from tiledsl.layout import Layout
+from tiledsl.thread import layouts as layout_assignment
 from tiledsl.thread import ops as tops
-from tiledsl.thread.context import ThreadContext, register_mapping
+from tiledsl.thread.context import ThreadContext, axis_mapping, register_mapping
+from tiledsl.thread.reduction import reduce_plan, result_layout
 
-IDENTITY = {"max": float("-inf"), "sum": 0.0}
+_NAN = float("nan")     # one object, so that hoisting keys holding it compare equal
+
+
+def identity(kind: str, dtype: str) -> float | int:
+    """The value that leaves a ``kind`` reduction of ``dtype`` unchanged: what the waves'
+    combination starts from and what stands for the elements a wave does not hold. An i32
+    max starts from INT_MIN (not -inf); float max/min start from NaN, the identity of
+    maxNum/minNum (maxNum(NaN, x) = x), so a line of NaNs stays NaN as in the interpreters,
+    where starting from -inf would make it -inf."""
+    if kind == "sum":
+        return 0 if dtype == "i32" else 0.0
+    if dtype == "i32":
+        info = np.iinfo(np.int32)
+        return int(info.min if kind == "max" else info.max)
+    return _NAN
 
 
 @dataclass(frozen=True)
@@ -105,6 +120,17 @@ class Distributor:
         return self.hoist(("coord", str(layout.spec), layout.shape, dtype, dim),
                           lambda: tops.CoordOp([], [RegsType("i32", layout.regs)], attrs))
 
+    def linear_coord(self, layout: Layout, dtype: str) -> Value:
+        """The row-major linear index of the element each register holds (0 for a scalar)."""
+        n = layout.regs
+        total = None
+        for d in range(len(layout.shape)):
+            c = self.coord(layout, d, dtype)
+            stride = int(np.prod(layout.shape[d + 1:]))
+            term = c if stride == 1 else self.binop("mul", c, self.splat_const(stride, "i32", n))
+            total = term if total is None else self.binop("add", total, term)
+        return total if total is not None else self.splat_const(0, "i32", n)
+
     def valid(self, layout: Layout, dtype: str, owner: str | None = None) -> Value:
         attrs = _layout_attrs(layout, dtype)
         if owner:
@@ -162,7 +188,7 @@ class Distributor:
             self.env[id(r)] = n
 
     # ------------------------------------------------------------ simple ops
-    op_const = op_dim = op_block_id = clone_uniform
+    op_const = op_dim = op_block_id = op_scalar_arg = clone_uniform
 
     def op_yield(self, op: Op) -> None:
         self.emit(ops.YieldOp([self.get(v) for v in op.operands], [], loc=op.loc))
@@ -184,7 +210,12 @@ class Distributor:
         self.env[id(op.result)] = self.coord(self.layout(op.result), 0, "i32")
 
     def op_expand_dims(self, op: Op) -> None:
-        self.env[id(op.result)] = ("expanded", op.operands[0], op.attrs["axis"])
+        if not op.result.type.layout:
+            return          # read only by broadcasts, which read its operand (see op_broadcast)
+        mapping = register_mapping(self.layout(op.operands[0]), self.layout(op.result), drop_axis=op.attrs["axis"])
+        if mapping is None:
+            raise RuntimeError(f"internal: {op.loc}: expand_dims needs data from other threads")
+        self.env[id(op.result)] = self.gather(self.get(op.operands[0]), mapping, op)
 
     def op_broadcast(self, op: Op) -> None:
         src = op.operands[0]
@@ -193,11 +224,14 @@ class Distributor:
             self.env[id(op.result)] = self.emit(tops.SplatOp([self.get(src)], [RegsType(src.type.dtype, dst.regs)],
                                                              loc=op.loc)).result
             return
-        marker = self.get(src)
-        if not (isinstance(marker, tuple) and marker[0] == "expanded"):
-            raise NotImplementedError(f"{op.loc}: broadcast of a tile that was not made with x[:, _] / x[_, :]")
-        _, inner, axis = marker
-        mapping = register_mapping(self.layout(inner), dst, drop_axis=axis)
+        if isinstance(src.owner, ops.ExpandDimsOp) and not src.type.layout:
+            # x[:, _] broadcast: x is laid out as the slice of the result's layout.
+            inner = src.owner.operands[0]
+            mapping = register_mapping(self.layout(inner), dst, drop_axis=src.owner.attrs["axis"])
+        else:
+            inner = src
+            widened = [d for d, (a, b) in enumerate(zip(src.type.shape, op.result.type.shape)) if a != b]
+            mapping = register_mapping(self.layout(src), dst, broadcast=widened)
         if mapping is None:
             raise RuntimeError(f"internal: {op.loc}: broadcast needs data from other threads")
         self.env[id(op.result)] = self.gather(self.get(inner), mapping, op)
@@ -267,9 +301,18 @@ class Distributor:
         return out
 
     def op_lds_read(self, op: Op) -> None:
+        lds_dot = layout_assignment.LDS_DOT
+        if op.result.uses and all(isinstance(u, ops.DotOp) and u.attrs.get("strategy") == lds_dot
+                                  for u in op.result.uses):
+            # The FMA fallback reads its operands from LDS itself (``lds_operand``).
+            self.env[id(op.result)] = ("lds", op.operands[0])
+            return
         if all(isinstance(u, ops.TransposeOp) for u in op.result.uses) and op.result.uses:
             self.env[id(op.result)] = ("lds", op.operands[0])
             return
+        if not op.result.type.layout and all(u.attrs.get("strategy") == layout_assignment.LDS_DOT
+                                             for u in op.result.uses):
+            return          # staged for the FMA fallback of a dot, which reads the LDS tile itself
         self.env[id(op.result)] = self.read_lds(op.operands[0], self.layout(op.result), op, transpose=False)
 
     def read_lds(self, buf: Value, layout: Layout, op: Op, transpose: bool) -> Value:
@@ -294,7 +337,7 @@ class Distributor:
         placed = self.get(buf)
         off = self.lds_offsets(layout, placed)
         mask = self.valid(layout, t.dtype, owner="block")
-        vec = self.lds_vec_width(layout, placed, False) if layout.replication().max() == 1 else 1
+        vec = _one_writer_groups(layout, self.lds_vec_width(layout, placed, False))
         self.emit(tops.LdsStoreOp([off, mask, self.get(v)], [], {"vec": vec}, loc=op.loc))
 
     def global_access(self, op: Op, layout: Layout, dtype: str, owner: str | None
@@ -310,8 +353,17 @@ class Distributor:
         indices: list[Value] = []
         pos = 0
         inbounds = set(op.attrs.get("inbounds", ()))
+        gather = op.attrs.get("gather", ())
+        bounds = dict(zip(op.attrs.get("bounded", ()), op.bounds()))
         for d, (ext, st) in enumerate(zip(extents, starts)):
             s = self.get(st)
+            if d in gather:
+                idx = self.gathered_index(op, st, layout)
+                pos += ext != 0
+                if d in bounds:
+                    mask = self.binop("and", mask, self.inside(idx, self.limit(tt, d, bounds[d]), n))
+                indices.append(idx)
+                continue
             if ext == 0:
                 indices.append(s)
                 continue
@@ -319,18 +371,40 @@ class Distributor:
             pos += 1
             static = self.static_dim(tt.dims[d])
             start = st.owner.attrs["value"] if isinstance(st.owner, ops.ConstOp) else None
-            if d not in inbounds and not (static is not None and start is not None and 0 <= start
-                                          and start + ext <= static):
-                size = self.dim_size(tt, d)
-                inside = self.binop("and", self.binop("lt", idx, self.splat(size, n)),
-                                    self.binop("ge", idx, self.splat_const(0, "i32", n)))
-                mask = self.binop("and", mask, inside)
+            if d not in inbounds and (d in bounds or not (static is not None and start is not None and 0 <= start
+                                                          and start + ext <= static)):
+                mask = self.binop("and", mask, self.inside(idx, self.limit(tt, d, bounds.get(d)), n))
             indices.append(idx)
         last_full = extents[-1] != 0 and isinstance(tt.dims[-1], int) or (
             extents[-1] != 0 and self.static_dim(tt.dims[-1]) == extents[-1] and self.is_zero(starts[-1]))
-        vec = self.vec_width(layout, dtype, len(layout.shape) - 1) if last_full and (
-            owner is None or layout.replication().max() == 1) else 1
+        if len(extents) - 1 in gather or len(extents) - 1 in bounds:
+            last_full = False       # per-element indices or a bound inside a row: no vectors
+        vec = self.vec_width(layout, dtype, len(layout.shape) - 1) if last_full else 1
+        if owner is not None:
+            vec = _one_writer_groups(layout, vec)
         return indices, mask, vec
+
+    def gathered_index(self, op: Op, tile: Value, layout: Layout) -> Value:
+        """Per register of a gather's data tile (in ``layout``), the index its row comes from: the
+        index tile's registers, laid out as the gathered axis (``layouts.gather_index_spec``),
+        picked per register."""
+        mapping = axis_mapping(self.layout(tile), layout, op.gather_axis())
+        if mapping is None:
+            raise RuntimeError(f"internal: {op.loc}: the index tile's layout {tile.type.layout} does not give "
+                               f"each thread the indices of its rows in {layout.spec}")
+        return self.gather(self.get(tile), mapping, op)
+
+    def limit(self, tt: TensorType, d: int, bound: Value | None) -> Value:
+        """Where dim ``d`` ends for an access: its size, or the access's bound where that is less."""
+        size = self.dim_size(tt, d)
+        if bound is None:
+            return size
+        return self.emit(ops.BINARY_OPS["min"]([size, self.get(bound)], [scalar("i32")])).result
+
+    def inside(self, idx: Value, limit: Value, n: int) -> Value:
+        """``0 <= idx < limit``, per register."""
+        return self.binop("and", self.binop("lt", idx, self.splat(limit, n)),
+                          self.binop("ge", idx, self.splat_const(0, "i32", n)))
 
     def static_dim(self, d: str | int) -> int | None:
         if isinstance(d, int):
@@ -349,6 +423,8 @@ class Distributor:
         return self.hoist(("dim", name), lambda: ops.DimOp([], [scalar("i32")], {"name": name}))
 
     def op_load(self, op: Op) -> None:
+        if op.result.type.shape == ():
+            return self.uniform_load(op)
         layout = self.layout(op.result)
         dtype = op.result.type.dtype
         indices, mask, vec = self.global_access(op, layout, dtype, None)
@@ -356,12 +432,76 @@ class Distributor:
             [self.get(op.operands[0]), *indices, mask], [RegsType(dtype, layout.regs)],
             {"pad": op.attrs["pad"], "vec": vec}, loc=op.loc)).result
 
+    def uniform_load(self, op: Op) -> None:
+        """One element (every index a scalar), read alike by every thread: a one-register load at
+        uniform indices, unmasked (an index out of bounds is an error, as at block level), made
+        uniform (a scalar load on AMDGPU where LLVM proves the address uniform)."""
+        dtype = op.result.type.dtype
+        indices = [self.get(v) for v in op.operands[1:]]
+        v = self.emit(tops.GlobalLoadOp([self.get(op.operands[0]), *indices, self.splat_const(True, "i1", 1)],
+                                        [RegsType(dtype, 1)], {"pad": op.attrs["pad"], "vec": 1},
+                                        loc=op.loc)).result
+        self.env[id(op.result)] = self.emit(tops.UniformOp([v], [scalar(dtype)], loc=op.loc)).result
+
     def op_store(self, op: Op) -> None:
         v = op.operands[-1]
         layout = self.layout(v)
         indices, mask, vec = self.global_access(op, layout, v.type.dtype, "block")
         self.emit(tops.GlobalStoreOp([self.get(op.operands[0]), *indices, mask, self.get(v)], [],
                                      {"vec": vec}, loc=op.loc))
+
+    def op_atomic(self, op: ops.AtomicOp) -> None:
+        """One atomic per element, made by the element's first holder (``valid`` with
+        ``owner="block"``, as a store writes); an atomic on one element (a scalar value) by thread
+        0 alone: one per block. Paired registers where the target adds two f16/bf16 elements in one
+        instruction. Old values that other holders need go through the LDS scratch that layout
+        assignment added (``share_old_values``)."""
+        v = op.value
+        dtype = v.type.dtype
+        tensor = self.get(op.operands[0])
+        want = bool(op.results and op.result.uses)
+        if v.type.shape == ():
+            layout = self.ctx.bind("replicated", (), dtype)
+            rank = len(op.operands[0].type.dims)
+            indices = [self.get(s) for s in op.operands[1:1 + rank]]
+            mask = self.valid(layout, dtype, owner="block")
+            value, vec = self.splat(self.get(v), 1), 1
+        else:
+            layout = self.layout(v)
+            indices, mask, vec = self.global_access(op, layout, dtype, "block")
+            packed = op.kind == "add" and dtype in self.ctx.target.packed_atomic_add
+            vec = min(vec, 2) if packed else 1
+            value = self.get(v)
+        regs = RegsType(dtype, layout.regs)
+        atomic = self.emit(tops.GlobalAtomicOp([tensor, *indices, mask, value], [regs] if want else [],
+                                               {"kind": op.kind, "vec": vec}, loc=op.loc))
+        if not want:
+            return
+        old = atomic.result
+        if op.scratch is not None:
+            old = self.share_old_values(op, layout, old)
+        if v.type.shape == ():
+            old = self.emit(tops.UniformOp([old], [scalar(dtype)], loc=op.loc)).result
+        self.env[id(op.result)] = old
+
+    op_atomic_add = op_atomic_max = op_atomic_min = op_atomic
+
+    def share_old_values(self, op: ops.AtomicOp, layout: Layout, old: Value) -> Value:
+        """Each element's first holder writes the old value it got to the scratch tile, and every
+        holder reads it back after a barrier. In a loop a second barrier keeps the next iteration's
+        write after these reads; elsewhere LDS allocation puts a sync before any other tile takes
+        the scratch's bytes."""
+        placed: PlacedLds = self.get(op.scratch)
+        dtype, n = old.type.dtype, old.type.n
+        off = self.lds_offsets(layout, placed) if layout.shape else self.splat_const(placed.base, "i32", n)
+        self.emit(tops.LdsStoreOp([off, self.valid(layout, dtype, owner="block"), old], [], {"vec": 1},
+                                  loc=op.loc))
+        self.emit(tops.BarrierOp([], [], loc=op.loc))
+        shared = self.emit(tops.LdsLoadOp([off, self.valid(layout, dtype)], [old.type], {"vec": 1},
+                                          loc=op.loc)).result
+        if _in_loop(op):
+            self.emit(tops.BarrierOp([], [], loc=op.loc))
+        return shared
 
     def op_copy(self, op: Op) -> None:
         if op.attrs.get("async") and self.ctx.target.has_async_copy:
@@ -450,32 +590,45 @@ class Distributor:
                                                           loc=op.loc)).result
 
     def op_reduce(self, op: Op) -> None:
-        kind = "max" if op.name == "reduce_max" else "sum"
-        src, dst = self.layout(op.operands[0]), self.layout(op.result)
-        axis = op.attrs["axis"]
+        kind = op.kind
+        src, dst = self.layout(op.operands[0]), result_layout(self.ctx, op.result)
         x = self.get(op.operands[0])
-        groups = reduce_groups(src, dst, axis)
-        if groups is None:
-            raise NotImplementedError(f"{op.loc}: this layout's reduction groups differ between threads")
-        v = self.emit(tops.RegReduceOp([x], [RegsType(x.type.dtype, dst.regs)], {"kind": kind, "groups": groups},
-                                       loc=op.loc)).result
-        combine = ops.BINARY_OPS["max" if kind == "max" else "add"]
-        for mask in lane_masks(src, dst, axis, op):
+        plan = reduce_plan(src, dst, op.attrs["axis"])
+        if plan is None or plan.across_waves != (len(op.operands) == 2):
+            raise RuntimeError(f"internal: {op.loc}: layout assignment left a reduction that its layouts "
+                               f"cannot do ({src} to {dst})")
+        if plan.identity_mask:
+            x = self.identity_where_empty(x, src, identity(kind, x.type.dtype), plan.first_holders)
+        v = self.emit(tops.RegReduceOp([x], [RegsType(x.type.dtype, dst.regs)],
+                                       {"kind": kind, "groups": plan.groups}, loc=op.loc)).result
+        combine = ops.BINARY_OPS[op.combine]
+        for mask in plan.masks:
             other = self.emit(tops.ShuffleXorOp([v], [v.type], {"mask": mask}, loc=op.loc)).result
             v = self.emit(combine([v, other], [v.type], loc=op.loc)).result
-        if len(op.operands) == 2:
+        if plan.across_waves:
             v = self.across_waves(op, v, dst, kind, combine)
+        if not dst.shape:
+            v = self.emit(tops.UniformOp([v], [scalar(v.type.dtype)], loc=op.loc)).result
         self.env[id(op.result)] = v
+
+    def identity_where_empty(self, x: Value, layout: Layout, fill: float, first_holders: bool) -> Value:
+        """``x`` with the identity in the slots a reduction must not count: those holding no
+        element, and (``first_holders``) all but the first copy of a replicated element."""
+        n = layout.regs
+        keep = self.valid(layout, x.type.dtype, "block" if first_holders else None)
+        ident = self.splat_const(fill, x.type.dtype, n)
+        return self.emit(ops.SelectOp([keep, x, ident], [x.type])).result
 
     def across_waves(self, op: Op, v: Value, dst: Layout, kind: str, combine: type[Op]) -> Value:
         """Each wave writes its partial per output element to LDS; every thread then
-        combines the partials of the waves that hold its elements."""
+        combines the partials of the waves that hold its elements, each wave's data once (a
+        wave that replicates an earlier one is left out)."""
         placed: PlacedLds = self.get(op.operands[1])
         base = placed.base
         elem_stride, wave_stride = placed.storage.strides    # the scratch is [element, wave]
         dtype = v.type.dtype
         n = dst.regs
-        lin = self.coord(dst, 0, dtype) if dst.shape else self.splat_const(0, "i32", n)
+        lin = self.linear_coord(dst, dtype)
         waves = self.ctx.num_waves
         wave_col = self.binop("mul", lin, self.splat_const(elem_stride, "i32", n))
         tid = self.emit(tops.ThreadIdOp([], [RegsType("i32", 1)], loc=op.loc)).result
@@ -487,13 +640,13 @@ class Distributor:
         writer = self.valid(dst, dtype, owner="wave")
         self.emit(tops.LdsStoreOp([off, writer, v], [], {"vec": 1}, loc=op.loc))
         self.emit(tops.BarrierOp([], [], loc=op.loc))
-        acc = self.splat_const(IDENTITY[kind], dtype, n)
+        acc = self.splat_const(identity(kind, dtype), dtype, n)
         for w in range(waves):
             held = self.hoist(("held", str(dst.spec), dst.shape, w), lambda w=w: tops.HeldByWaveOp(
                 [], [RegsType("i1", n)], {**_layout_attrs(dst, dtype), "wave": w}))
             off_w = self.binop("add", self.splat_const(base + w * wave_stride, "i32", n), wave_col)
             part = self.emit(tops.LdsLoadOp([off_w, held], [RegsType(dtype, n)],
-                                            {"vec": 1, "pad": IDENTITY[kind]}, loc=op.loc)).result
+                                            {"vec": 1, "pad": identity(kind, dtype)}, loc=op.loc)).result
             acc = self.emit(combine([acc, part], [acc.type], loc=op.loc)).result
         self.emit(tops.BarrierOp([], [], loc=op.loc))
         return acc
@@ -532,63 +685,33 @@ class Distributor:
             self.env[id(r)] = n
 
 
-def _lin(coords: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    if not shape:
-        return np.zeros(coords.shape[:-1], np.int64)
-    strides = np.cumprod((1, *shape[:0:-1]))[::-1]
-    return np.where(coords[..., 0] >= 0, (coords * strides).sum(-1), -1)
+def _in_loop(op: Op) -> bool:
+    """Whether ``op`` is inside a ``for``."""
+    cur = op.parent.parent if op.parent is not None else None
+    while cur is not None:
+        if isinstance(cur, ops.ForOp):
+            return True
+        cur = cur.parent.parent if cur.parent is not None else None
+    return False
 
 
-def reduce_groups(src: Layout, dst: Layout, axis: int) -> list[list[int]] | None:
-    """For each destination register, the source registers of the same thread whose
-    element lies on the same line (the same in every thread), or None."""
-    s = np.delete(src.index_map(), axis, axis=-1)
-    s_lin = _lin(s, dst.shape)
-    s_lin = np.where(src.index_map()[..., 0] >= 0, s_lin, -1)
-    d_lin = _lin(dst.index_map(), dst.shape)
-    ref: list[list[int]] | None = None
-    for t in range(s_lin.shape[0] * s_lin.shape[1]):
-        w, lane = divmod(t, s_lin.shape[1])
-        groups = []
-        for r in range(dst.regs):
-            want = d_lin[w, lane, r]
-            g = [int(i) for i in np.nonzero(s_lin[w, lane] == want)[0]] if want >= 0 else []
-            groups.append(g)
-        if ref is None:
-            ref = groups
-            continue
-        for r, (g0, g1) in enumerate(zip(ref, groups)):
-            if not g1:
-                continue
-            if not g0:
-                ref[r] = g1
-            elif g0 != g1:
-                return None
-    assert ref is not None
-    return [g if g else [0] for g in ref]
-
-
-def lane_masks(src: Layout, dst: Layout, axis: int, op: Op) -> list[int]:
-    """Xor masks of the butterfly that combines the lanes of a wave holding parts of
-    the same line."""
-    s = np.delete(src.index_map(), axis, axis=-1)
-    key = np.where(src.index_map()[..., 0] >= 0, _lin(s, dst.shape), -1)     # [W, L, R]
-    sets = [frozenset(int(x) for x in key[0, lane] if x >= 0) for lane in range(key.shape[1])]
-    partners = {lane for lane in range(key.shape[1]) if sets[lane] == sets[0] and sets[0]}
-    span = {0}
-    masks = []
-    for p in sorted(partners):
-        if p not in span:
-            masks.append(p)
-            span |= {x ^ p for x in span}
-    for w in range(key.shape[0]):
-        wsets = [frozenset(int(x) for x in key[w, lane] if x >= 0) for lane in range(key.shape[1])]
-        for lane in range(key.shape[1]):
-            group = {lane ^ x for x in span}
-            if any(wsets[g] != wsets[lane] for g in group):
-                raise NotImplementedError(f"{op.loc}: the lanes sharing a line of this layout do not form "
-                                          f"an xor group; cannot reduce across lanes")
-    return masks
+def _one_writer_groups(layout: Layout, vec: int) -> int:
+    """``vec``, halved until each group of ``vec`` registers has one mask under one writer per
+    element (``valid`` with ``owner="block"``: the first thread holding it). Where whole waves
+    replicate, a thread owns all of its registers or none and keeps its vectors."""
+    if vec == 1 or layout.replication().max() == 1:
+        return vec
+    wave, lane, reg = (a.ravel() for a in layout.owner_of())
+    held = wave >= 0
+    first = np.zeros(layout.index_map().shape[:3], dtype=bool)
+    first[wave[held], lane[held], reg[held]] = True
+    first = first.reshape(-1, layout.regs)
+    while vec > 1:
+        groups = first.reshape(first.shape[0], -1, vec)
+        if (groups == groups[..., :1]).all():
+            break
+        vec //= 2
+    return vec
 
 
 def distribute(kernel: ops.KernelOp, ctx: ThreadContext) -> ops.KernelOp:

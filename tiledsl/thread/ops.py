@@ -120,7 +120,8 @@ class RegGatherOp(ThreadOp):
 
 @register
 class RegReduceOp(ThreadOp):
-    """In-thread reduction: ``out[r] = kind(in[g] for g in groups[r])``."""
+    """In-thread reduction: ``out[r] = kind(in[g] for g in groups[r])``, ``kind`` one of
+    ``sum``, ``max``, ``min`` (float max/min are maxNum/minNum, as ``reduce_max``/``reduce_min``)."""
 
     name = "reg_reduce"
     pure = cse = True
@@ -129,8 +130,8 @@ class RegReduceOp(ThreadOp):
         super().verify()
         src, dst = _regs(self, self.operands[0].type, "operand"), _regs(self, self.result.type, "result")
         groups = self.attrs.get("groups")
-        if self.attrs.get("kind") not in ("max", "sum"):
-            raise VerifyError(self, "kind must be max or sum")
+        if self.attrs.get("kind") not in ("max", "min", "sum"):
+            raise VerifyError(self, "kind must be sum, max or min")
         if not isinstance(groups, list) or len(groups) != dst.n or any(
                 not g or any(not 0 <= i < src.n for i in g) for g in groups):
             raise VerifyError(self, "groups must list source registers for each result register")
@@ -148,6 +149,27 @@ class ShuffleXorOp(ThreadOp):
         src, dst = _regs(self, self.operands[0].type, "operand"), _regs(self, self.result.type, "result")
         if src != dst or not isinstance(self.attrs.get("mask"), int) or self.attrs["mask"] <= 0:
             raise VerifyError(self, "shuffle_xor keeps the type and needs a positive mask")
+
+
+@register
+class UniformOp(ThreadOp):
+    """``uniform(x) : T`` of ``x: regs<T, 1>``: the value that every thread of the block holds in
+    its one register, as a uniform scalar (usable as a loop bound, a slice start, an ``if``
+    condition). Distribution makes it only where the threads agree by construction (a load of one
+    element, a full reduction); the thread interpreter checks that they do. On AMDGPU it is
+    ``readfirstlane`` (the value moves to an SGPR), on NVIDIA the register as it is."""
+
+    name = "uniform"
+    pure = cse = True
+
+    def verify(self) -> None:
+        super().verify()
+        if len(self.operands) != 1 or len(self.results) != 1:
+            raise VerifyError(self, "uniform takes one operand and has one result")
+        src = _regs(self, self.operands[0].type, "operand")
+        r = _uniform(self, self.result.type, "result")
+        if src.n != 1 or src.dtype != r.dtype:
+            raise VerifyError(self, f"uniform of {src} must be regs<{r.dtype}, 1>")
 
 
 class MemoryOp(ThreadOp):
@@ -201,6 +223,35 @@ class GlobalStoreOp(MemoryOp):
             _index(self, x.type, v.n, "an index")
         if _regs(self, self.operands[-2].type, "mask") != RegsType("i1", v.n):
             raise VerifyError(self, "mask must be regs<i1, n>")
+        self.check_vec(v.n)
+
+
+@register
+class GlobalAtomicOp(MemoryOp):
+    """``global_atomic(tensor, idx..., mask, value) {kind, vec}``: where ``mask[j]``, this thread
+    updates ``tensor[idx[j]]`` atomically with ``value[j]`` (``kind``: add, max, min, as the tile
+    op ``AtomicOp``), relaxed, at device scope. The optional result holds the old values (0 where
+    masked off). Groups of ``vec`` registers (2: a packed f16/bf16 add,
+    ``Target.packed_atomic_add``) are one atomic instruction each, under one mask."""
+
+    name = "global_atomic"
+
+    def verify(self) -> None:
+        super().verify()
+        t = self.operands[0].type
+        if not isinstance(t, TensorType) or not t.out:
+            raise VerifyError(self, "first operand must be an out tensor")
+        v = _regs(self, self.operands[-1].type, "value")
+        if len(self.operands) != len(t.dims) + 3 or v.dtype != t.dtype:
+            raise VerifyError(self, "global_atomic(tensor, one index per dim, mask, value)")
+        for x in self.operands[1:-2]:
+            _index(self, x.type, v.n, "an index")
+        if _regs(self, self.operands[-2].type, "mask") != RegsType("i1", v.n):
+            raise VerifyError(self, "mask must be regs<i1, n>")
+        if self.attrs.get("kind") not in ("add", "max", "min"):
+            raise VerifyError(self, "kind must be add, max or min")
+        if len(self.results) > 1 or (self.results and self.result.type != v):
+            raise VerifyError(self, f"the old values are {v}")
         self.check_vec(v.n)
 
 

@@ -88,13 +88,16 @@ def add_tiles_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--interval", type=int, metavar="K", default=None,
                    help="for an LDS tile: draw barrier interval K only (the accesses after the K-th sync); "
                         "default: the first three intervals that touch the tile")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random inputs of the block-level run (default 0)")
+    from tiledsl.cli import _seed
+    p.add_argument("--seed", type=_seed, default=0,
+                   help="seed of the random inputs of the block-level run (default 0)")
     p.add_argument("--text", action="store_true",
                    help="print the picture's facts as compact ASCII tables on stdout (with or without -o)")
     p.add_argument("-o", dest="output", metavar="OUT",
                    help="the picture to write, OUT.png (needs Pillow: pip install 'tiledsl[pictures]') or "
                         "OUT.svg; written atomically")
     cli._add_defines(p)
+    cli.add_kernel_flag(p, "the kernel to draw")
     return p
 
 
@@ -217,6 +220,7 @@ def cmd_tiles(args: argparse.Namespace) -> int:
         raise _user_error("give the picture to write with -o OUT.png or -o OUT.svg (or --text for a summary)")
     if args.output is not None and not args.output.lower().endswith((".png", ".svg")):
         raise _user_error(f"cannot draw '{args.output}': the output must end in .png or .svg")
+    cli.check_output_path(args.output)
     try:
         target = get_target(args.target)
     except UnknownTargetError as e:
@@ -235,6 +239,8 @@ def cmd_tiles(args: argparse.Namespace) -> int:
             picture.save(args.output)
         except PictureError as e:
             raise _user_error(str(e)) from None
+        except OSError as e:
+            raise _user_error(f"cannot write '{args.output}': {e.strerror or e}") from None
         if not args.text:
             print(f"wrote {args.output}: {picture.figure.title}")
     return 0

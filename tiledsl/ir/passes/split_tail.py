@@ -4,8 +4,10 @@ A loop ``for n in lo .. hi step S`` whose body masks against a bound ``B`` — a
 ``n + r < B`` with ``r`` at most ``S - 1`` (``where(n + iota(S) < N, ...)``), more generally
 ``n + r < y`` or ``<=`` with ``y`` loop-invariant and at least ``w + s`` (the causal mask
 ``n + iota(BN) <= bm*BM + iota(BM)``: true below the diagonal), or a global slice
-``T[.., n : +E, ..]`` with ``E <= S`` along a dim of size ``B`` — needs those masks only in the
-iterations where ``n + S > B``. The loop becomes two over the same iteration sequence::
+``T[.., n : +E, ..]`` with ``E <= S`` along a dim of size ``B`` (and, for ``n : +E until C``,
+a loop-invariant ``C``: the split then also keeps ``n + S <= C``) — needs those masks only in
+the iterations where ``n + S > B``. Bounds may be run-time values (a loop from ``Off[g]`` to
+``Off[g + 1]``). The loop becomes two over the same iteration sequence::
 
     split = lo + max(0, (B - lo) // S) * S          # first n with n + S > B (on the grid)
     for n in lo .. min(hi, split) step S { body, masks known true }
@@ -141,13 +143,21 @@ class _Split:
             elif isinstance(op, (ops.LoadOp, ops.CopyOp, ops.StoreOp)):
                 t: TensorType = op.operands[0].type
                 dims = []
+                # A gathered dim's indices are data, not n + r; a bound ('until') joins the
+                # dim's size as a bound of the split only when it is the same in every iteration.
+                gather = op.attrs.get("gather", ())
+                cuts = dict(zip(op.attrs.get("bounded", ()), op.bounds()))
                 for d, (ext, start) in enumerate(zip(op.attrs["extents"], op.operands[1:1 + len(t.dims)])):
+                    if d in gather or (d in cuts and not _defined_outside(cuts[d], self.loop)):
+                        continue
                     r = self.ranges.relative(start)
                     # idx = n + r + (0 .. ext-1): below the bound when n + S <= B; not negative
                     # when n >= lo >= -r.
                     if ext and r is not None and r[1] + ext <= self.step and lo is not None and lo + r[0] >= 0:
                         name = t.dims[d]
                         self.bounds.setdefault(("dim", name) if isinstance(name, str) else ("const", name), name)
+                        if d in cuts:
+                            self.bounds.setdefault(_bound_key(cuts[d]), cuts[d])
                         dims.append(d)
                 if dims:
                     self.inbounds[id(op)] = dims

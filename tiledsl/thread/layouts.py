@@ -1,4 +1,4 @@
-"""Layout assignment: give every register tile a thread layout.
+"""Layout assignment (a pass of the thread level): give every register tile a thread layout.
 
 Anchors come first: ``@ layout`` annotations, then ``dot`` results (an ``mma`` layout
 of the target's matrix instruction; the kernel's own ``layout`` declarations are tried
@@ -10,8 +10,11 @@ inserted: a ``convert_layout`` when every thread already holds the data it needs
 register shuffle), otherwise a round trip through an LDS scratch tile, written out as
 ordinary LDS ops between two ``sync``s.
 
-A ``dot`` that no matrix-instruction layout fits (small tiles, f32 operands) keeps its
-operands in LDS and is computed with FMAs (``lds_dot`` in thread IR).
+A ``dot`` tile smaller than its waves' instruction tiles takes an ``mma`` layout whose waves
+replicate data (``tiledsl.layout.mma``): a declared one where it fits, else the default that
+replicates least. A ``dot`` that no matrix-instruction layout fits (a dim that is not a whole
+number of instruction tiles, f32 operands) keeps its operands in LDS and is computed with FMAs
+(``lds_dot`` in thread IR).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from tiledsl.ir.types import LdsType, TileType
 from tiledsl.layout import (
     BlockedSpec,
     DotOperandSpec,
+    ExpandSpec,
     LayoutError,
     LayoutSpec,
     MmaSpec,
@@ -35,6 +39,7 @@ from tiledsl.layout import (
 )
 from tiledsl.layout.blocked import resolve_blocked
 from tiledsl.thread.context import ThreadContext, register_mapping
+from tiledsl.thread.reduction import ReducePlan, reduce_plan, result_layout
 
 LDS_DOT = "lds_dot"
 
@@ -110,10 +115,27 @@ class LayoutAssignment:
         candidates = [self.fit_instr(d, op.result) for d in self.declared] + [MmaSpec(waves=s) for s in splits]
         candidates += [MmaSpec(waves=s, instr=i.name) for i in self.ctx.target.matrix_instrs for s in splits
                        if i.in_dtype == a.type.dtype]
-        for spec in candidates:
+        # A declared layout that fits, even where its waves replicate data (a tile smaller than
+        # the waves' instruction tiles: the kernel said how it wants its waves used); then the
+        # first default whose waves each hold their own part of the tile, else the default whose
+        # waves replicate the least.
+        declared = len(self.declared)
+        for spec in candidates[:declared]:
             if self.dot_fits(spec, op):
                 return spec
-        return None
+        for spec in candidates[declared:]:
+            if self.dot_fits(spec, op) and self.copies(spec, op.result) == 1:
+                return spec
+        best: tuple[int, LayoutSpec] | None = None
+        for spec in candidates[declared:]:
+            spec = self.fit_instr(spec, op.result)
+            if self.dot_fits(spec, op) and (best is None or self.copies(spec, op.result) < best[0]):
+                best = (self.copies(spec, op.result), spec)
+        return None if best is None else best[1]
+
+    def copies(self, spec: LayoutSpec, v: Value) -> int:
+        """How many threads hold each element of ``v`` in ``spec`` (at most); ``spec`` must fit."""
+        return int(self.ctx.bind(spec, _shape(v), "f32").replication().max())
 
     def dot_fits(self, spec: LayoutSpec, op: ops.DotOp) -> bool:
         if not isinstance(spec, MmaSpec):
@@ -128,17 +150,25 @@ class LayoutAssignment:
         the target's choice (``Target.mma_swap``) where it fits."""
         if not isinstance(spec, MmaSpec):
             return spec
-        if spec.swap is None and self.ctx.target.mma_swap:
-            swapped = self.fit_instr(replace(spec, swap=True), v)
-            if self.fits(swapped, v, "f32"):
-                return swapped
-        if spec.instr is not None or self.fits(spec, v, "f32"):
-            return spec
-        for instr in self.ctx.target.matrix_instrs:
-            cand = MmaSpec(waves=spec.waves, instr=instr.name, swap=spec.swap)
-            if self.fits(cand, v, "f32"):
+        swaps = [True, None] if spec.swap is None and self.ctx.target.mma_swap else [spec.swap]
+        candidates = []
+        for swap in swaps:
+            candidates.append(replace(spec, swap=swap))
+            if spec.instr is None:
+                candidates += [MmaSpec(waves=spec.waves, instr=i.name, swap=swap)
+                               for i in self.ctx.target.matrix_instrs]
+        # Waves that each hold their own part first; else the instruction whose tiles leave the
+        # fewest waves replicating (a 16-row tile on MFMA takes 16x16x16 rather than 32x32x8).
+        best: tuple[int, LayoutSpec] | None = None
+        for cand in candidates:
+            if not self.fits(cand, v, "f32"):
+                continue
+            copies = self.copies(cand, v)
+            if copies == 1:
                 return cand
-        return spec
+            if best is None or copies < best[0]:
+                best = (copies, cand)
+        return spec if best is None else best[1]
 
     def seed(self) -> None:
         for op in self.kernel.walk():
@@ -186,11 +216,15 @@ class LayoutAssignment:
         elif isinstance(op, ops.BroadcastOp):
             src = op.operands[0]
             spec = self.get(op.result)
-            if isinstance(src.owner, ops.ExpandDimsOp) and spec is not None:
+            if _marks_broadcast(src) and spec is not None:
                 axis = src.owner.attrs["axis"]
                 out.append((src.owner.operands[0], slice_of(spec, axis, _shape(op.result))))
-            elif _is_tile(src):
-                out.append((src, spec))
+            elif _is_tile(src) and spec is not None:
+                out.append((src, broadcast_source(spec, _shape(src), _shape(op.result))))
+        elif isinstance(op, ops.ExpandDimsOp):
+            spec = self.get(op.result)
+            if spec is not None:
+                out.append((op.operands[0], slice_of(spec, op.attrs["axis"], _shape(op.result))))
         elif isinstance(op, ops.DotOp) and op.attrs.get("strategy") != LDS_DOT:
             spec = self.get(op.result)
             if spec is not None:
@@ -203,7 +237,10 @@ class LayoutAssignment:
                 out.append((op.operands[2], spec))
         elif isinstance(op, ops.ReduceOp):
             spec = self.get(op.result)
-            if isinstance(spec, SliceSpec) and spec.dim == op.attrs["axis"]:
+            # A parent that cannot lay out the operand (its result's layout came from a tile of
+            # another width): the reduction converts its result instead (``reduce_differently``).
+            if isinstance(spec, SliceSpec) and spec.dim == op.attrs["axis"] \
+                    and self.fits(spec.parent, op.operands[0]):
                 out.append((op.operands[0], spec.parent))
         elif isinstance(op, ops.ForOp):
             body = op.regions[0]
@@ -214,7 +251,49 @@ class LayoutAssignment:
             for i, res in enumerate(op.results):
                 spec = self.get(res)
                 out += [(r.terminator.operands[i], spec) for r in op.regions]
+        elif isinstance(op, ops.GlobalAccess):
+            if op.attrs.get("gather"):
+                out += self.gather_demands(op)
+            if isinstance(op, ops.AtomicOp) and op.results:
+                # The old values come back in the registers that held the value.
+                out.append((op.value, self.get(op.result)))
         return [(v, s) for v, s in out if _is_tile(v)]
+
+    def gather_demands(self, op: ops.GlobalAccess) -> list[tuple[Value, LayoutSpec | None]]:
+        """A gather's index tiles are laid out as the gathered axis of its data tile, so that every
+        thread holds the index of each row it reads or writes (``gather_index_spec``)."""
+        if isinstance(op, ops.CopyOp):
+            t = op.operands[-1].type
+            data: LayoutSpec | None = self.default_blocked_of(tuple(t.shape), t.dtype)
+            shape, dtype = tuple(t.shape), t.dtype
+        else:
+            v = op.result if isinstance(op, ops.LoadOp) else op.operands[-1]
+            data, shape, dtype = self.get(v), _shape(v), v.type.dtype
+        if data is None:
+            return []
+        spec = gather_index_spec(self.explicit(data, shape, dtype), shape, op.gather_axis())
+        rank = len(op.operands[0].type.dims)
+        return [(op.operands[1 + d], spec) for d in op.attrs["gather"] if d < rank]
+
+    def explicit(self, spec: LayoutSpec, shape: tuple[int, ...], dtype: str) -> LayoutSpec:
+        """``spec`` with the blocked fields it leaves to the dtype filled in (through slices and
+        expands), so that it means the same registers for a tile of another dtype (an index tile)."""
+        if isinstance(spec, BlockedSpec):
+            spt, _, waves, order = resolve_blocked(spec, shape, self.ctx.num_waves, self.ctx.target.wave_size, dtype)
+            return BlockedSpec(size_per_thread=spt, order=order, waves=waves)
+        if isinstance(spec, SliceSpec) and spec.size is not None:
+            parent_shape = shape[:spec.dim] + (spec.size,) + shape[spec.dim:]
+            return replace(spec, parent=self.explicit(spec.parent, parent_shape, dtype))
+        if isinstance(spec, ExpandSpec):
+            return replace(spec, parent=self.explicit(spec.parent, shape[:spec.dim] + shape[spec.dim + 1:], dtype))
+        return spec
+
+    def default_blocked_of(self, shape: tuple[int, ...], dtype: str) -> BlockedSpec:
+        """The default blocked layout of a ``shape`` tile of ``dtype``, with every field explicit
+        (``ThreadContext.copy_layout`` binds it)."""
+        spt, _, waves, order = resolve_blocked(BlockedSpec(), shape, self.ctx.num_waves, self.ctx.target.wave_size,
+                                               dtype)
+        return BlockedSpec(size_per_thread=spt, order=order, waves=waves)
 
     def forward(self, op: Op) -> bool:
         changed = False
@@ -225,12 +304,14 @@ class LayoutAssignment:
                     break
         elif isinstance(op, ops.BroadcastOp):
             src = op.operands[0]
-            if isinstance(src.owner, ops.ExpandDimsOp):
+            if _marks_broadcast(src):
                 inner = self.get(src.owner.operands[0])
                 if isinstance(inner, SliceSpec) and inner.dim == src.owner.attrs["axis"]:
                     changed |= self.set(op.result, inner.parent)
-            elif _is_tile(src) and self.get(src) is not None:
-                changed |= self.set(op.result, self.get(src))
+        elif isinstance(op, ops.ExpandDimsOp) and not _marks_broadcast(op.result):
+            inner = self.get(op.operands[0])
+            if inner is not None:
+                changed |= self.set(op.result, expand_of(inner, op.attrs["axis"]))
         elif isinstance(op, ops.ReduceOp) and _is_tile(op.result) and self.get(op.operands[0]) is not None:
             changed |= self.set(op.result, slice_of(self.get(op.operands[0]), op.attrs["axis"],
                                                     _shape(op.operands[0])))
@@ -243,6 +324,8 @@ class LayoutAssignment:
             for i, res in enumerate(op.results):
                 for r in op.regions:
                     changed |= self.set(res, self.get(r.terminator.operands[i]))
+        elif isinstance(op, ops.AtomicOp) and op.results and _is_tile(op.result):
+            changed |= self.set(op.result, self.get(op.value))
         return changed
 
     def propagate(self) -> None:
@@ -272,21 +355,31 @@ class LayoutAssignment:
         best: Value | None = None
         for op in self.kernel.walk():
             for r in op.results:
-                if _is_tile(r) and self.get(r) is None and not isinstance(op, ops.ExpandDimsOp):
+                if _is_tile(r) and self.get(r) is None and not _marks_broadcast(r):
                     key = (r.type.rank, int(np.prod(r.type.shape)))
                     if best is None or key > (best.type.rank, int(np.prod(best.type.shape))):
                         best = r
         if best is None:
             return False
-        # Resolved to explicit numbers: the defaults depend on the dtype (16-byte vectors)
-        # and the layout must mean the same registers for every value that shares it.
-        spt, _, waves, order = resolve_blocked(BlockedSpec(), _shape(best), self.ctx.num_waves,
-                                               self.ctx.target.wave_size, best.type.dtype)
-        self.set(best, BlockedSpec(size_per_thread=spt, order=order, waves=waves))
+        spec = self.default_blocked(best)
+        if not self.set(best, spec):    # else the same value would come back here forever
+            self.ctx.bind(spec, _shape(best), best.type.dtype)      # raises the LayoutError saying why
+            raise AssertionError(f"the default layout {spec} was refused for {best.type}")
         return True
+
+    def default_blocked(self, v: Value) -> BlockedSpec:
+        """The default blocked layout of ``v``, resolved to explicit numbers: the defaults depend
+        on the dtype (16-byte vectors) and the layout must mean the same registers for every
+        value that shares it."""
+        spt, _, waves, order = resolve_blocked(BlockedSpec(), _shape(v), self.ctx.num_waves,
+                                               self.ctx.target.wave_size, v.type.dtype)
+        return BlockedSpec(size_per_thread=spt, order=order, waves=waves)
 
     # ------------------------------------------------------------ materialise
     def run(self) -> None:
+        for op in list(self.kernel.walk()):
+            if isinstance(op, ops.ExpandDimsOp):
+                self.split_expand(op)
         self.seed()
         self.propagate()
         while self.defaults():
@@ -310,7 +403,7 @@ class LayoutAssignment:
                 if spec is None:
                     continue
                 user = op
-                if isinstance(op, ops.BroadcastOp) and isinstance(op.operands[0].owner, ops.ExpandDimsOp):
+                if isinstance(op, ops.BroadcastOp) and _marks_broadcast(op.operands[0]):
                     user = op.operands[0].owner
                 if isinstance(op, ops.ForOp) and any(v is x for x in op.operands[3:]):
                     self.convert_operand(op, v, spec)
@@ -323,6 +416,20 @@ class LayoutAssignment:
                 self.stage_lds_dot(op)
             if isinstance(op, ops.ReduceOp):
                 self.reduce_scratch(op)
+            if isinstance(op, ops.AtomicOp):
+                self.atomic_scratch(op)
+
+    def split_expand(self, op: ops.ExpandDimsOp) -> None:
+        """An ``x[:, _]`` that feeds broadcasts along its new axis and other ops is two: one for
+        those broadcasts (which read ``x`` itself, ``_marks_broadcast``), one a tile of its own."""
+        users = list(op.result.uses)
+        wide = [u for u in users if _widens_new_axis(u, op)]
+        if not wide or len(wide) == len(users):
+            return
+        twin = ops.ExpandDimsOp(list(op.operands), [op.result.type], dict(op.attrs), loc=op.loc)
+        op.parent.insert(op.parent.ops.index(op), twin)
+        for u in wide:
+            u.set_operand(0, twin.result)
 
     def convert_operand(self, user: Op, v: Value, spec: LayoutSpec) -> None:
         have = self.get(v)
@@ -372,8 +479,10 @@ class LayoutAssignment:
 
     def through_lds(self, v: Value, new_type: TileType, before: Op, transpose: bool, loc: Any) -> Value:
         """Write v to a scratch LDS tile and read it back (transposed, if asked)."""
-        block = before.parent
         scratch = ops.LdsAllocOp([], [LdsType(v.type.dtype, v.type.shape)], {"scratch": True}, loc=loc)
+        self.insert_scratch(scratch)       # first: in the kernel body it moves ``before``
+        block = before.parent
+        pos = block.ops.index(before)
         shape = new_type.shape
         seq: list[Op] = [ops.SyncOp([], [], loc=loc), ops.LdsWriteOp([scratch.result, v], [], loc=loc),
                          ops.SyncOp([], [], loc=loc)]
@@ -386,8 +495,6 @@ class LayoutAssignment:
             seq.append(tr)
             result = tr.result
         seq.append(ops.SyncOp([], [], loc=loc))
-        self.insert_scratch(scratch)
-        pos = block.ops.index(before)      # after the scratch tile went in (maybe into this block)
         for i, op in enumerate(seq):
             block.insert(pos + i, op)
         self.lay[id(result)] = parse_layout_spec(new_type.layout)
@@ -413,10 +520,10 @@ class LayoutAssignment:
             base = v.owner.operands[0].owner if isinstance(v.owner, ops.TransposeOp) else v.owner
             if isinstance(base, ops.LdsReadOp) and len(v.uses) == 1:
                 continue
-            block = op.parent
             scratch = ops.LdsAllocOp([], [LdsType(v.type.dtype, v.type.shape)], {"scratch": True}, loc=op.loc)
-            self.insert_scratch(scratch)
-            pos = block.ops.index(op)          # after the scratch tile went in (maybe into this block)
+            self.insert_scratch(scratch)       # first: in the kernel body it moves ``op``
+            block = op.parent
+            pos = block.ops.index(op)
             read_t = TileType(v.type.dtype, v.type.shape)
             seq = [ops.SyncOp([], [], loc=op.loc), ops.LdsWriteOp([scratch.result, v], [], loc=op.loc),
                    ops.SyncOp([], [], loc=op.loc), ops.LdsReadOp([scratch.result], [read_t], loc=op.loc)]
@@ -428,17 +535,67 @@ class LayoutAssignment:
 
     def reduce_scratch(self, op: ops.ReduceOp) -> None:
         """A reduction whose axis is spread over several waves combines them in LDS."""
-        src = self.ctx.bind(self.get(op.operands[0]), _shape(op.operands[0]), op.operands[0].type.dtype)
-        axis = op.attrs["axis"]
-        waves = waves_along(src, axis)
-        if waves > 1 and len(op.operands) == 1:
+        plan = self.reduce_plan(op) or self.reduce_differently(op)
+        res = op.result
+        if plan.across_waves and len(op.operands) == 1:
             # One slot per (output element, wave): wave w writes its partial at [i, w].
-            out_len = int(np.prod(op.result.type.shape)) if op.result.type.shape else 1
-            dtype = "i32" if op.result.type.dtype == "i32" else "f32"
+            out_len = int(np.prod(res.type.shape)) if res.type.shape else 1
+            dtype = "i32" if res.type.dtype == "i32" else "f32"
             scratch = ops.LdsAllocOp([], [LdsType(dtype, (out_len, self.ctx.num_waves))],
                                      {"scratch": True}, loc=op.loc)
             self.insert_scratch(scratch)
             op._add_operand(scratch.result)
+
+    def atomic_scratch(self, op: ops.AtomicOp) -> None:
+        """An atomic is made once per element, by the element's first holder; where its old values
+        are used and other threads hold the element too (a replicated layout, or a scalar, which
+        every thread holds), they reach those threads through an LDS scratch tile of the value's
+        shape (one element for a scalar)."""
+        if not op.results or not op.result.uses or op.scratch is not None:
+            return
+        t = op.result.type
+        if t.shape and self.ctx.bind(t.layout, _shape(op.result), t.dtype).replication().max() == 1:
+            return
+        scratch = ops.LdsAllocOp([], [LdsType(t.dtype, tuple(t.shape) or (1,))], {"scratch": True}, loc=op.loc)
+        self.insert_scratch(scratch)
+        op._add_operand(scratch.result)
+
+    def reduce_differently(self, op: ops.ReduceOp) -> ReducePlan:
+        """A reduction whose layouts the lane butterfly cannot reduce (``reduce_plan``, e.g. a
+        result pinned to an unrelated layout): reduce into the slice of the operand's layout,
+        failing that reduce a blocked copy of the operand, and convert the result."""
+        x, res = op.operands[0], op.result
+        axis = op.attrs["axis"]
+        want = self.get(res)
+        plan = None
+        if want is not None:
+            self.retype(res, slice_of(self.get(x), axis, _shape(x)))
+            plan = self.reduce_plan(op)
+        if plan is None:
+            blocked = self.default_blocked(x)
+            self.convert_operand(op, x, blocked)
+            if want is not None:
+                self.retype(res, slice_of(blocked, axis, _shape(x)))
+            plan = self.reduce_plan(op)
+        if plan is None:
+            raise RuntimeError(f"internal: {op.loc}: not even a blocked layout reduces this tile")
+        if want is not None:
+            users = list(res.uses)
+            new = self.converted(res, want, op.parent.ops[op.parent.ops.index(op) + 1], op.loc)
+            for user in users:
+                for i, operand in enumerate(user.operands):
+                    if operand is res:
+                        user.set_operand(i, new)
+        return plan
+
+    def reduce_plan(self, op: ops.ReduceOp) -> ReducePlan | None:
+        x = op.operands[0]
+        src = self.ctx.bind(self.get(x), _shape(x), x.type.dtype)
+        return reduce_plan(src, result_layout(self.ctx, op.result), op.attrs["axis"])
+
+    def retype(self, v: Value, spec: LayoutSpec) -> None:
+        self.lay[id(v)] = spec
+        v.type = TileType(v.type.dtype, v.type.shape, str(spec))
 
 
 def _reads_operand_of(op: Op, dot: Op) -> bool:
@@ -450,26 +607,64 @@ def _reads_operand_of(op: Op, dot: Op) -> bool:
                for u in op.result.uses)
 
 
-def slice_of(parent: LayoutSpec, axis: int, parent_shape: tuple[int, ...]) -> SliceSpec:
-    """The layout of a reduction of ``parent`` along ``axis`` (blocked layouts need the
-    extent of the removed dim to know how lanes were split)."""
-    if isinstance(parent, BlockedSpec):
-        return SliceSpec(parent, axis, size=parent_shape[axis])
-    return SliceSpec(parent, axis)
+def _marks_broadcast(v: Value) -> bool:
+    """``v`` is an ``x[:, _]`` read only by broadcasts along its new axis: it gets no layout of
+    its own, each broadcast reads ``x`` in the slice of its result's layout."""
+    return isinstance(v.owner, ops.ExpandDimsOp) and bool(v.uses) and all(
+        _widens_new_axis(u, v.owner) for u in v.uses)
 
 
-def waves_along(layout: Any, axis: int) -> int:
-    """How many waves hold parts of one line of the tile along ``axis``."""
-    m = layout.index_map()
-    valid = m[..., 0] >= 0
-    other = np.delete(m, axis, axis=-1)
-    key = (other * np.cumprod((1, *np.delete(np.array(layout.shape), axis)[:0:-1]))[::-1]).sum(-1) \
-        if other.shape[-1] else np.zeros(m.shape[:3], np.int64)
-    most = 1
-    for k in np.unique(key[valid]):
-        waves = np.unique(np.nonzero((key == k) & valid)[0])
-        most = max(most, len(waves))
-    return most
+def _widens_new_axis(user: Op, expand: Op) -> bool:
+    """``user`` broadcasts ``expand``'s result along the new axis only."""
+    if not isinstance(user, ops.BroadcastOp):
+        return False
+    axis = expand.attrs["axis"]
+    shape = _shape(user.result)
+    return shape[:axis] + shape[axis + 1:] == _shape(expand.operands[0])
+
+
+def slice_of(parent: LayoutSpec, axis: int, parent_shape: tuple[int, ...]) -> LayoutSpec:
+    """The layout of a reduction of ``parent`` along ``axis`` (layouts other than mma ones need
+    the extent of the removed dim to know how lanes were split); of an ``expand`` along
+    ``axis``, what it expanded."""
+    if isinstance(parent, ExpandSpec) and parent.dim == axis:
+        return parent.parent
+    if isinstance(parent, (MmaSpec, DotOperandSpec)):
+        return SliceSpec(parent, axis)
+    return SliceSpec(parent, axis, size=parent_shape[axis])
+
+
+def expand_of(inner: LayoutSpec, axis: int) -> LayoutSpec:
+    """The layout of ``x[:, _]`` for ``x`` in ``inner``: ``inner`` with a size-1 dim at ``axis``
+    (a slice of extent 1 along it is its parent)."""
+    if isinstance(inner, SliceSpec) and inner.dim == axis and inner.size == 1:
+        return inner.parent
+    return ExpandSpec(axis, inner)
+
+
+def gather_index_spec(spec: LayoutSpec, shape: tuple[int, ...], axis: int) -> LayoutSpec:
+    """The layout of a gather's index tile for a data tile of ``shape`` in ``spec`` gathered along
+    ``axis``: ``spec`` with every other dim sliced away (a thread holds the index of each of its
+    rows; threads that share a row hold it alike)."""
+    for d in reversed(range(len(shape))):
+        if d != axis:
+            spec = slice_of(spec, d, shape)
+            shape = shape[:d] + shape[d + 1:]
+    return spec
+
+
+def broadcast_source(spec: LayoutSpec, src_shape: tuple[int, ...], dst_shape: tuple[int, ...]) -> LayoutSpec:
+    """The layout in which a broadcast's source (extent 1 where the result is wider) gives every
+    thread what its part of the result, laid out as ``spec``, needs: ``spec`` with each widened
+    dim sliced away and put back with extent 1."""
+    dims = [d for d, (a, b) in enumerate(zip(src_shape, dst_shape)) if a == 1 and b != 1]
+    shape = tuple(dst_shape)
+    for d in reversed(dims):
+        spec = slice_of(spec, d, shape)
+        shape = shape[:d] + shape[d + 1:]
+    for d in dims:
+        spec = expand_of(spec, d)
+    return spec
 
 
 def run(kernel: Op, ctx: ThreadContext) -> bool:

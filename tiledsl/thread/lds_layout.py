@@ -34,12 +34,13 @@ import numpy as np
 from tiledsl.ir import ops
 from tiledsl.ir.core import Op, Value
 from tiledsl.ir.lds_storage import LdsStorage, aligned_width, buffer_coords, contiguous_width, row_major
-from tiledsl.ir.passes import layouts as layout_assignment  # a module: it imports tiledsl.thread
-from tiledsl.ir.passes import lds_alloc
 from tiledsl.ir.types import DTYPE_BYTES, LdsType
 from tiledsl.layout import Layout
 from tiledsl.targets import Target
+from tiledsl.thread import layouts as layout_assignment
+from tiledsl.thread import lds_alloc
 from tiledsl.thread.context import ThreadContext
+from tiledsl.thread.reduction import result_layout
 
 PAD_CANDIDATES = (0, 4, 8, 16, 32)
 LOOP_WEIGHT = 16
@@ -86,10 +87,9 @@ class LdsAccess:
 def scratch_coords(dst: Layout, read_wave: int | None) -> np.ndarray:
     """(element, wave) coordinates of a cross-wave reduction's scratch: every thread writes its
     partial of element ``lin`` at [lin, own wave] and reads back [lin, w] for each wave w."""
-    m = dst.index_map()
-    shape = m.shape[:3]
-    lin = m[..., 0] if dst.shape else np.zeros(shape, np.int64)
-    valid = m[..., 0] >= 0 if dst.shape else np.ones(shape, bool)
+    lin = dst.linear_map()
+    shape = lin.shape
+    valid = dst.valid()
     wave = np.broadcast_to(np.arange(shape[0])[:, None, None], shape) if read_wave is None \
         else np.full(shape, read_wave)
     out = np.stack([lin, wave], axis=-1)
@@ -136,12 +136,18 @@ def accesses(alloc: Op, ctx: ThreadContext) -> Iterator[LdsAccess]:
         elif isinstance(use, ops.LdsReadOp):
             yield from _read_accesses(use, ctx)
         elif isinstance(use, ops.ReduceOp):
-            res = use.result
-            dst = ctx.bind(res.type.layout, tuple(res.type.shape), res.type.dtype)
+            dst = result_layout(ctx, use.result)
             w = _weight(use)
             yield LdsAccess(use, scratch_coords(dst, None), True, w, False)
             for wave in range(ctx.num_waves):
                 yield LdsAccess(use, scratch_coords(dst, wave), False, w, False)
+        elif isinstance(use, ops.AtomicOp):
+            # The old values: written by each element's first holder, read back by every holder.
+            v = use.result
+            coords = ctx.bind(v.type.layout, tuple(v.type.shape), v.type.dtype).index_map() if v.type.shape \
+                else np.zeros((ctx.num_waves, ctx.target.wave_size, 1, 1), dtype=np.int64)
+            yield LdsAccess(use, coords, True, _weight(use), False)
+            yield LdsAccess(use, coords, False, _weight(use), False)
 
 
 def _read_accesses(read: Op, ctx: ThreadContext) -> Iterator[LdsAccess]:

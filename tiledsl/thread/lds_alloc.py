@@ -20,6 +20,7 @@ from tiledsl.diagnostics import TdslError
 from tiledsl.ir import ops
 from tiledsl.ir.core import Op
 from tiledsl.ir.lds_storage import LdsStorage
+from tiledsl.thread import layouts as layout_assignment
 
 ALIGN = 16
 
@@ -56,6 +57,19 @@ def _loop_span(op: Op, index: dict[int, int]) -> tuple[int, int]:
     return lo, hi
 
 
+def _users(alloc: Op) -> list[Op]:
+    """The ops that touch ``alloc``'s tile: its uses, and the FMA fallback of a dot, which reads
+    an operand staged in LDS itself (after the ``lds_read`` that names it, directly or through a
+    transpose)."""
+    out = list(alloc.result.uses)
+    for read in alloc.result.uses:
+        if isinstance(read, ops.LdsReadOp):
+            for u in read.result.uses:
+                users = u.result.uses if isinstance(u, ops.TransposeOp) else [u]
+                out += [d for d in users if d.attrs.get("strategy") == layout_assignment.LDS_DOT]
+    return out
+
+
 def _buffers(kernel: Op, padded: bool = True) -> list[Buffer]:
     order, index = _numbered(kernel)
     buffers: list[Buffer] = []
@@ -64,7 +78,7 @@ def _buffers(kernel: Op, padded: bool = True) -> list[Buffer]:
             storage = LdsStorage.of(op)
             size = (storage if padded else dataclasses.replace(storage, pad=0)).nbytes
             b = Buffer(op, (size + ALIGN - 1) // ALIGN * ALIGN, align=max(ALIGN, storage.align))
-            spans = [_loop_span(u, index) for u in op.result.uses]
+            spans = [_loop_span(u, index) for u in _users(op)]
             if spans:
                 b.start, b.end = min(s[0] for s in spans), max(s[1] for s in spans)
             else:

@@ -1,0 +1,45 @@
+"""The kernels steered by loaded values (``tests/thread/gather_cases.py``: ragged slices, gathers and
+scatters, a paged KV cache, a grouped MoE GEMM and a varlen attention whose grids the launcher
+computes from scalar arguments) on a real NVIDIA GPU against their NumPy references (skipped where
+there is none)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pytest
+
+from tiledsl.testing import require_cuda
+
+pytestmark = pytest.mark.gpu
+cupy = require_cuda()
+
+
+def _gather_cases() -> ModuleType:
+    path = Path(__file__).resolve().parents[1] / "thread" / "gather_cases.py"
+    spec = importlib.util.spec_from_file_location("tdsl_gather_cases", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module          # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+CASES = _gather_cases()
+
+
+@pytest.mark.parametrize("target", ["sm_90", "sm_90a"])
+@pytest.mark.parametrize("name", list(CASES.CASES))
+def test_gather_case_on_the_gpu(name: str, target: str) -> None:
+    case = CASES.CASES[name]
+    args = case.inputs(np.random.default_rng(0))
+    want = case.reference({k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in args.items()})
+    kernel = case.program().compile(target=target).launcher()
+    gpu = {k: cupy.asarray(v) if isinstance(v, np.ndarray) else v for k, v in args.items()}
+    kernel(**gpu)
+    for k in case.outs:
+        assert CASES.rel_error(gpu[k].get(), want[k]) <= max(case.tolerance, 1e-4), k     # fast exp2 on the GPU
