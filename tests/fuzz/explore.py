@@ -1,7 +1,7 @@
 """Explore the compiler with generated programs, outside pytest.
 
     python -m tests.fuzz.explore gen -n 300 --seed 7                 # failures grouped, known bugs marked
-    python -m tests.fuzz.explore gen -n 300 --avoid known            # only what no known bug covers
+    python -m tests.fuzz.explore gen -n 1000 --minutes 25 --seed 11      # the long run of tests/fuzz/README.md
     python -m tests.fuzz.explore gen --shrink "used before it is defined" --targets sm_90
     python -m tests.fuzz.explore run tests/fuzz/repros/dot-transposed-operand.tdsl
     python -m tests.fuzz.explore mutants -n 200 --seed 3          # mutated examples, thread level
@@ -22,7 +22,16 @@ from pathlib import Path
 from hypothesis import HealthCheck, Phase, given, seed, settings
 
 from .features import FEATURES
-from .harness import Verdict, evaluate, evaluate_mutant, evaluate_source, read_repro, repro_header, summarize
+from .harness import (
+    Verdict,
+    evaluate,
+    evaluate_mutant,
+    evaluate_source,
+    read_repro,
+    repro_header,
+    stage_table,
+    summarize,
+)
 from .mutants import EXAMPLE_TEXT, mutants
 from .programs import Generated, programs
 from .stages import COMPILE_TARGETS, THREAD_TARGETS
@@ -103,6 +112,7 @@ def run_mutants(n: int, at: int, names: list[str], show: str) -> int:
                        for v in verdicts)
     checked = sum(1 for v in verdicts if v.outcomes[0].status == "ok")
     print(f"{len(verdicts)} mutants, {checked} pass check; last stage reached: {dict(statuses)}")
+    print(stage_table(verdicts))
     print(summarize(verdicts))
     for v in verdicts:
         if show and any(show in signature(o) for o, _ in v.failures):
@@ -141,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     g = sub.add_parser("gen", help="generate programs and group their failures")
     g.add_argument("-n", type=int, default=100)
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--minutes", type=float, default=0, help="stop after this long (with a large -n)")
     g.add_argument("--avoid", default="none",
                    help="'none' or a list of features ('known' for those of the known bugs): " + ", ".join(FEATURES))
     g.add_argument("--relax", type=float, default=0.0,
@@ -197,7 +208,14 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.save).write_text(text)
         return 0
     start = time.perf_counter()
-    verdicts = [evaluate(p, targets, compile_targets) for p in draw_programs(args.n, args.seed, avoid, args.relax)]
+    verdicts = []
+    for g in draw_programs(args.n, args.seed, avoid, args.relax):
+        verdicts.append(evaluate(g, targets, compile_targets))
+        if len(verdicts) % 25 == 0:
+            print(f"... {len(verdicts)} programs, {sum(1 for v in verdicts if v.new)} with new failures, "
+                  f"{time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+        if args.minutes and time.perf_counter() - start > 60 * args.minutes:
+            break
     took = time.perf_counter() - start
     stages = sum(len(v.outcomes) for v in verdicts)
     failed = sum(1 for v in verdicts if v.failures)
@@ -205,6 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     rejected = sum(1 for v in verdicts for o in v.outcomes if o.status == "rejected")
     print(f"{len(verdicts)} programs, {stages} stages in {took:.0f} s: {failed} programs fail "
           f"({new} with a failure no known bug explains), {rejected} stages rejected with a located error")
+    print(stage_table(verdicts))
     print(summarize(verdicts))
     if args.show:
         for v in verdicts:

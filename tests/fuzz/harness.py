@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,10 +74,15 @@ def random_arguments(prog: tiledsl.Program, dims: dict[str, int], seed: int
                      ) -> tuple[dict[str, np.ndarray], dict[str, Any], dict[str, str]]:
     """Inputs for any program: normal floats, small non-negative integers, NaN-filled outputs.
     ``dims`` gives run-time sizes; missing ones are drawn from 1..70 for a tensor's last two
-    dims and from 1..2 for its leading ones (batch and heads: a few blocks, not thousands);
+    dims, from 1..2 for its leading ones and from 1..3 for one that is a grid extent by itself
+    (batch and heads: a few blocks, not thousands);
     compile-time dims come from the program's parameters."""
     rng = np.random.default_rng(seed)
     sizes = dict(dims)
+    grid = re.search(r"^\s*grid\s*\((.*)\)\s*as", prog.source.text, re.MULTILINE)
+    for extent in grid.group(1).split(",") if grid else ():
+        if re.fullmatch(r"\s*[A-Za-z_]\w*\s*", extent):      # a dim that is a grid extent: a few blocks
+            sizes.setdefault(extent.strip(), int(rng.integers(1, 4)))
     known = {**prog.tile_ir().attrs["params"]}
     arrays: dict[str, np.ndarray] = {}
     outputs: dict[str, str] = {}
@@ -162,6 +168,21 @@ def read_repro(text: str) -> dict[str, Any]:
     for key, value in HEADER.findall(text):
         fields[key] = json.loads(value) if key in ("params", "dims", "seed") else value.strip()
     return fields
+
+
+def stage_table(verdicts: list[Verdict]) -> str:
+    """How each stage ended over all the verdicts: ok / rejected (located error) / fail, and the
+    time it took in all."""
+    counts: dict[str, Counter[str]] = {}
+    seconds: Counter[str] = Counter()
+    for v in verdicts:
+        for o in v.outcomes:
+            counts.setdefault(o.stage, Counter())[o.status] += 1
+            seconds[o.stage] += o.seconds
+    lines = [f"  {'stage':<16}{'ok':>7}{'rejected':>10}{'fail':>7}{'seconds':>10}"]
+    for stage, c in counts.items():
+        lines.append(f"  {stage:<16}{c['ok']:>7}{c['rejected']:>10}{c['fail']:>7}{seconds[stage]:>10.0f}")
+    return "\n".join(lines)
 
 
 def summarize(verdicts: list[Verdict]) -> str:

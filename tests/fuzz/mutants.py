@@ -14,23 +14,28 @@ from pathlib import Path
 
 from hypothesis import strategies as st
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-EXAMPLE_TEXT = {p.stem: p.read_text() for p in sorted(EXAMPLES.glob("*.tdsl"))}
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+# The examples and the whole kernels of tests/kernels (gathers, 'until' bounds, ragged loops,
+# scatters, paged caches, block-sparse and varlen attention), by name.
+EXAMPLE_TEXT = {p.stem: p.read_text() for p in sorted(EXAMPLES.glob("*.tdsl"))} | \
+    {f"kernels/{p.stem}": p.read_text() for p in sorted((ROOT / "tests" / "kernels").glob("*.tdsl"))}
 
 TOKEN = re.compile(r"\s+|#[^\n]*|[A-Za-z_][A-Za-z0-9_]*|[0-9]+\.[0-9]+(?:[eE][-+]?[0-9]+)?|[0-9]+|\^T|<-|\.\."
                    r"|<=|>=|==|!=|//|\[:, _\]|\[_, :\]|.")
 INTS = ["0", "1", "2", "3", "8", "16", "24", "32", "48", "64", "96", "128"]
 FLOATS = ["0.0", "0.5", "1.0", "2.0", "1e-5", "3.5"]
-WAVES = ["1", "2", "3", "4", "8", "16"]
+WAVES = ["1", "2", "3", "4", "8", "16", "17", "32"]      # over 16: refused up front on 64-lane targets
 SIBLINGS = [
     ["+", "-", "*", "/"], ["//", "%"], ["<", "<=", ">", ">=", "==", "!="], ["and", "or"],
     ["rowmax", "rowsum", "colmax", "colsum"], ["exp", "exp2", "sqrt", "abs", "rsqrt", "log2"],
     ["max", "min"], ["f16", "bf16", "f32", "i32"], ["[:, _]", "[_, :]"],
+    ["atomic_add", "atomic_max", "atomic_min"], ["pad", "until"],
 ]
 KEYWORDS = {"kernel", "out", "const", "param", "grid", "as", "block", "waves", "threads", "lds", "layout", "for",
             "in", "step", "pipeline", "if", "else", "sync", "not", "pad", "inf", "true", "false", "fill", "iota",
             "dot", "where", "cdiv", "mma", "blocked", "slice", "dot_operand", "replicated", "arange", "sum",
-            "LOG2E", "swap", "instr", "spt", "order"}
+            "LOG2E", "swap", "instr", "spt", "order", "until"}
 
 
 def tokens(text: str) -> list[str]:
@@ -77,7 +82,6 @@ def _mutation(draw: st.DrawFn, text: str) -> str:
         if not where:
             return text
         i = draw(st.sampled_from(where))
-        # Blocks of over 16 waves hang (issue 11, the 'lim' work): drawn from the legal counts.
         waves = any(t == "waves" for t in toks[i + 1:i + 3])
         toks[i] = draw(st.sampled_from(WAVES if waves else FLOATS if "." in toks[i] or "e" in toks[i] else INTS))
     elif kind == "sibling":

@@ -4,8 +4,9 @@
 
 Stages, in order: ``load`` (parse and check), ``block`` (the block interpreter, compared with
 the oracle when there is one), ``thread:T`` for each thread target (the thread interpreter,
-compared with the block level), ``compile:T`` for each native target (LLVM, then the code
-object or PTX). Each stage ends ``ok``, ``rejected`` (a located TdslError: the program is
+compared with the block level), ``host:T`` (the thread IR of T lowered to LLVM and run on the
+CPU, compared with the block level), ``compile:T`` for each native target (LLVM, then the code
+object or PTX, through ``run_until`` with the compiler's stage budget). Each stage ends ``ok``, ``rejected`` (a located TdslError: the program is
 refused, which the language allows) or ``fail``: any other exception (internal compiler
 errors included), an unlocated TdslError, a failed interpreter check where the block level
 was clean, an answer outside the oracle's bound, or a stage over its time budget.
@@ -27,12 +28,18 @@ import numpy as np
 
 import tiledsl
 from tiledsl.diagnostics import InternalCompilerError
+from tiledsl.stages import Options, StageBudgetExceeded, run_until
 
 from .model import RV, agree
 
 THREAD_TARGETS = ("gfx942", "gfx1100", "sm_90", "sm_90a", "generic")
-COMPILE_TARGETS = ("gfx942", "sm_90a")
+#: The thread IR of these targets lowered to LLVM and run on the CPU (tests/llvm/host_simt.py).
+HOST_TARGETS = ("generic",)
+COMPILE_TARGETS = ("gfx942", "gfx1100", "gfx90a", "sm_80", "sm_90", "sm_90a")
 STAGE_BUDGET_S = 20.0
+#: The compiler's own budgets for a stage (tiledsl.stages.Options): over the time, an internal
+#: error (StageBudgetExceeded, reported here as a timeout); over the op count, a located error.
+OPTIONS = Options(stage_budget_s=STAGE_BUDGET_S)
 
 
 class StageTimeout(Exception):
@@ -105,10 +112,12 @@ def attempt(stage: str, fn: Callable[[], Any], source: str) -> tuple[Any, Outcom
         if e.loc.file == "<string>" and not 1 <= e.loc.line <= len(lines):
             return None, Outcome(stage, "fail", "unlocated", f"TdslError at {e.loc}, outside the source", e, took)
         return None, Outcome(stage, "rejected", "", f"{e.loc.line}:{e.loc.col}: {e.message}", e, took)
-    except StageTimeout as e:
-        return None, Outcome(stage, "fail", "timeout", str(e), e, time.perf_counter() - start)
+    except (StageTimeout, StageBudgetExceeded) as e:
+        return None, Outcome(stage, "fail", "timeout", describe(e), e, time.perf_counter() - start)
     except Exception as e:  # noqa: BLE001 — any other exception is the finding
-        return None, Outcome(stage, "fail", "crash", describe(e), e, time.perf_counter() - start)
+        timeout = isinstance(e, InternalCompilerError) and isinstance(e.cause, StageTimeout)
+        return None, Outcome(stage, "fail", "timeout" if timeout else "crash", describe(e), e,
+                             time.perf_counter() - start)
     took = time.perf_counter() - start
     if took > STAGE_BUDGET_S:
         return None, Outcome(stage, "fail", "timeout", f"took {took:.1f} s", None, took)
@@ -152,7 +161,8 @@ def run_stages(source: str, params: dict[str, int], arrays: dict[str, np.ndarray
                outputs: dict[str, str], oracle: dict[str, RV] | None = None,
                variants: dict[str, dict[str, RV]] | None = None,
                thread_targets: tuple[str, ...] = THREAD_TARGETS,
-               compile_targets: tuple[str, ...] = COMPILE_TARGETS, lenient: bool = False) -> list[Outcome]:
+               compile_targets: tuple[str, ...] = COMPILE_TARGETS, lenient: bool = False,
+               host_targets: tuple[str, ...] = HOST_TARGETS) -> list[Outcome]:
     """Every stage's outcome for one program (``outputs``: out tensor name → dtype). After a
     stage that fails or rejects the program, the stages that need its result are skipped.
     ``variants`` are oracles of known wrong semantics: a block level that disagrees with the
@@ -208,14 +218,58 @@ def run_stages(source: str, params: dict[str, int], arrays: dict[str, np.ndarray
             if msg is not None:
                 out.status, out.kind, out.detail = "fail", "mismatch", f"thread vs block level: {msg}"
                 break
+    for like in host_targets if block_ok and not lenient else ():
+        args = _copies(arrays)
+        ran, out = attempt(f"host:{like}", lambda t=like, a=args: _run_host(prog, t, a, scalars), source)
+        if ran is False:
+            continue                            # a scalar the host runner cannot pass
+        outcomes.append(out)
+        if out.status == "ok":
+            for name, dtype in outputs.items():
+                got = args[name].astype(np.float64)
+                msg = (_disagreement(name, got, expected[name], dtype) if oracle is not None
+                       else _normwise_disagreement(name, got, block_args[name].astype(np.float64), dtype))
+                if msg is not None:
+                    out.status, out.kind, out.detail = "fail", "mismatch", f"lowered code vs block level: {msg}"
+                    break
     for target in compile_targets:
         _, out = attempt(f"compile:{target}", lambda t=target: _compile(prog, t), source)
         outcomes.append(out)
     return outcomes
 
 
+def _run_host(prog: tiledsl.Program, like: str, arrays: dict[str, np.ndarray], scalars: dict[str, Any]) -> bool:
+    """The thread IR of ``like`` lowered to LLVM, JIT-compiled for the CPU and run on every
+    block, writing ``arrays`` in place; False (nothing run) where a scalar is not f32/i32."""
+    import sys
+    from pathlib import Path
+    host_dir = str(Path(__file__).resolve().parents[1] / "llvm")
+    if host_dir not in sys.path:
+        sys.path.insert(0, host_dir)
+    from host_simt import HostKernel, HostSimtTarget
+
+    from tiledsl.llvm.lower import lower_kernel
+    from tiledsl.stages import run_with_context
+
+    if any(p.dtype not in ("f32", "i32") for p in prog.scalar_params):
+        return False
+    bound, _ = prog.bind_shapes(arrays)
+    kernel, ctx = run_with_context(bound, "thread-ir", like, OPTIONS)
+    bf16 = {p.name for p in prog.tensor_params if p.dtype == "bf16"}
+    host = {n: (np.ascontiguousarray(a.astype(np.float32)).view(np.uint32) >> 16).astype(np.uint16) if n in bf16
+            else np.ascontiguousarray(a) for n, a in arrays.items()}
+    HostKernel(lower_kernel(kernel, ctx.thread, HostSimtTarget(like)))(host, scalars)
+    for n in bf16:
+        arrays[n][...] = (host[n].astype(np.uint32) << 16).view(np.float32)
+    for n, a in host.items():
+        if n not in bf16:
+            arrays[n][...] = a
+    return True
+
+
 def _compile(prog: tiledsl.Program, target: str) -> None:
-    art = prog.compile(target=target)
+    """Every stage to LLVM and the code object or PTX, within the compiler's own budgets."""
+    art = run_until(prog, "llvm", target, OPTIONS)
     assert art.llvm_ir and art.binary
     if not art.is_amd and shutil.which("ptxas"):
         art.cubin()
