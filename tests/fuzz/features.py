@@ -52,6 +52,7 @@ FEATURES = {
     "reduce_mix": "an element-wise op on a reduction and a 1-D value from another reduction or none "
                   "(rowsum(x) + colsum(y), rowsum(x) + V[...])",
     "huge_block": "a block of more than 16 waves (over 1024 threads with 64-lane waves)",
+    "atomic": "an out tensor updated with atomic_add/max/min (once per element, onto the identity)",
     "dot": "dot()",
     "small_dot": "a dot with a dim below 16",
     "f32_dot": "a dot of f32 operands",
@@ -146,6 +147,8 @@ def features_of(kernel: Kernel) -> set[str]:
             found.add("pipeline")
         if isinstance(s, LdsDecl):
             found.add("lds")
+        if isinstance(s, Store) and s.atomic:
+            found.add("atomic")
         if isinstance(s, Store) and all(i.start is not None and i.extent is None for i in s.indices):
             found.add("scalar_store")
         for e in _exprs(s):

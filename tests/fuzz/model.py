@@ -396,9 +396,13 @@ class Store(Stmt):
     tensor: str
     indices: list[Index]
     value: Expr
+    atomic: str = ""         # atomic_<kind>(tensor[...], value) onto the tensor's identity instead
 
     def lines(self, indent: str) -> list[str]:
-        return [f"{indent}{self.tensor}[{', '.join(i.src() for i in self.indices)}] <- {self.value.src()}"]
+        target = f"{self.tensor}[{', '.join(i.src() for i in self.indices)}]"
+        if self.atomic:
+            return [f"{indent}atomic_{self.atomic}({target}, {self.value.src()})"]
+        return [f"{indent}{target} <- {self.value.src()}"]
 
 
 @dataclass
@@ -468,9 +472,21 @@ class TensorParam:
     dtype: str
     dims: list[str]          # dim names (run-time or const)
     out: bool = False
+    atomic: str = ""         # an out tensor every store of which is atomic_<kind> onto its identity
 
     def src(self) -> str:
         return f"{'out ' if self.out else ''}{self.name}: {self.dtype}[{', '.join(self.dims)}]"
+
+    def initial(self) -> float | int:
+        """What an out tensor holds before the kernel: NaN (a sentinel for i32), or the identity
+        of its atomic kind, so that the one atomic on each element leaves the value it brings."""
+        if self.atomic == "add":
+            return 0
+        if self.atomic == "max":
+            return -2**31 if self.dtype == "i32" else -np.inf
+        if self.atomic == "min":
+            return 2**31 - 1 if self.dtype == "i32" else np.inf
+        return -7777 if self.dtype == "i32" else np.nan
 
 
 @dataclass

@@ -101,8 +101,7 @@ class Generated:
         for t in self.kernel.tensors:
             shape = tuple(self.dims[d] for d in t.dims)
             if t.out:
-                arrays[t.name] = (np.full(shape, -7777, np.int32) if t.dtype == "i32"
-                                  else np.full(shape, np.nan, np.float16 if t.dtype == "f16" else np.float32))
+                arrays[t.name] = np.full(shape, t.initial(), {"i32": np.int32, "f16": np.float16}.get(t.dtype, np.float32))
             elif t.dtype == "i32":
                 lo, hi = self.index_ranges.get(t.name, (-6, 6))
                 arrays[t.name] = rng.integers(lo, hi + 1, size=shape).astype(np.int32)
@@ -345,6 +344,10 @@ class Gen:
                     indices.append(Index(Lit(0, Ty("i32")), ext))
                     shape.append(ext)
         t = self.tensor(dtype, dims, out=True)
+        if self.allowed("atomic") and self.chance(0.2):
+            # Each element gets one atomic onto the kind's identity: what a store would leave.
+            # max/min on i32 only (on floats maxNum ignores a NaN the oracle would keep).
+            t.atomic = self.pick(["add", "max", "min"] if dtype == "i32" else ["add"])
         return Output(t, indices, Ty(dtype, tuple(s.value for s in shape)), loop)
 
     def store_section(self, body: list[Stmt], out: Output) -> None:
@@ -363,7 +366,7 @@ class Gen:
         self.store(body, out, 3)
 
     def store(self, body: list[Stmt], out: Output, depth: int) -> None:
-        self.put(body, Store(out.tensor.name, out.indices, self.expr(out.ty, depth)))
+        self.put(body, Store(out.tensor.name, out.indices, self.expr(out.ty, depth), out.tensor.atomic))
 
     def put(self, body: list[Stmt], stmt: Stmt) -> None:
         """Append ``stmt`` after what its expressions need first (LDS copies of dot operands)."""
