@@ -53,6 +53,7 @@ FEATURES = {
                   "(rowsum(x) + colsum(y), rowsum(x) + V[...])",
     "huge_block": "a block of more than 16 waves (over 1024 threads with 64-lane waves)",
     "atomic": "an out tensor updated with atomic_add/max/min (once per element, onto the identity)",
+    "until": "a load slice cut at a run-time bound (X[a : +BM until b])",
     "dot": "dot()",
     "small_dot": "a dot with a dim below 16",
     "f32_dot": "a dot of f32 operands",
@@ -80,7 +81,7 @@ def _exprs(s: Stmt) -> list[Expr]:
     """The expressions of a statement that make register values (a copy into LDS makes none)."""
     roots: list[Expr] = []
     if isinstance(s, LdsWrite) and isinstance(s.value, Load) and s.value.pad is None:
-        roots = [i.start for i in s.value.indices if i.start is not None]
+        roots = [e for i in s.value.indices for e in i.exprs()]
     elif isinstance(s, (Assign, Store, LdsWrite)):
         roots = [s.value] + ([i.start for i in s.indices if i.start is not None] if isinstance(s, Store) else [])
     elif isinstance(s, For):
@@ -162,6 +163,8 @@ def features_of(kernel: Kernel) -> set[str]:
                 found |= {"full_reduce"} if math.prod(e.ty.shape) == 1 else set()
             if isinstance(e, Load) and all(i.start is not None and i.extent is None for i in e.indices):
                 found.add("scalar_load")
+            if isinstance(e, Load) and any(i.until is not None for i in e.indices):
+                found.add("until")
             if isinstance(e, Dot):
                 found.add("dot")
                 if min(*e.a.ty.shape, e.b.ty.shape[1]) < 16:

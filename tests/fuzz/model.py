@@ -190,13 +190,18 @@ class Index:
 
     start: Expr | None
     extent: Size | None = None
+    until: Expr | None = None      # ``start : +extent until B``: indices from B on are masked (loads)
 
     def src(self) -> str:
         if self.start is None:
             return ":"
         if self.extent is None:
             return self.start.src()
-        return f"{self.start.src()} : +{self.extent}"
+        cut = f" until {self.until.src()}" if self.until is not None else ""
+        return f"{self.start.src()} : +{self.extent}{cut}"
+
+    def exprs(self) -> list[Expr]:
+        return [e for e in (self.start, self.until) if e is not None]
 
 
 @dataclass
@@ -214,7 +219,7 @@ class Load(Expr):
         return text
 
     def children(self) -> list[Expr]:
-        return [i.start for i in self.indices if i.start is not None]
+        return [e for i in self.indices for e in i.exprs()]
 
 
 @dataclass
@@ -670,6 +675,8 @@ class Oracle:
                 sel.append(start)
                 continue
             lo, hi = max(start, 0), min(start + ix.extent.value, n)
+            if ix.until is not None:
+                hi = min(hi, self.exact_int(ix.until, st))
             hi = max(hi, lo)
             sel.append(slice(lo, hi))
             tile.append(slice(lo - start, hi - start))

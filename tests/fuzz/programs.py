@@ -819,17 +819,27 @@ class Gen:
         if kind == "grid":
             c = what
             return c.dim, Index(Binary("*", Var(c.name, Ty("i32")), Param(c.tile.src, c.tile.value), Ty("i32")),
-                                c.tile)
+                                c.tile, self.until(c.dim))
         if kind == "loop":
             var, dim, step = what
-            return dim, Index(Var(var, Ty("i32")), step)
+            return dim, Index(Var(var, Ty("i32")), step, self.until(dim))
         if kind == "const":
             return "D", Index(None)
         dim = self.pick([d for d in self.dims if not d.startswith(("G", "D", "Z"))])
         start = self.scalar(Ty("i32"), 1, index=True) if self.chance(0.7) else Lit(self.int_in(0, 3), Ty("i32"))
         if self.chance(0.1):
             start = Binary("-", start, Lit(1, Ty("i32")), Ty("i32"))
-        return dim, Index(start, size)
+        return dim, Index(start, size, self.until(dim))
+
+    def until(self, dim: str) -> Expr | None:
+        """Maybe a run-time bound that cuts a load's slice (exact: a dim less a little, a grid or
+        loop coordinate plus a little; may lie before the slice, inside it or past the dim)."""
+        if not self.allowed("until") or not self.chance(0.08):
+            return None
+        i32 = Ty("i32")
+        if dim in self.run_dims() and self.chance(0.5):
+            return Binary("-", Dim(dim), Lit(self.int_in(0, 5), i32), i32)
+        return Binary("+", self.scalar(i32, 1, index=True), Lit(self.int_in(0, 40), i32), i32)
 
     def size_of(self, n: int) -> Size:
         for s in self.axis_sizes():
