@@ -54,6 +54,7 @@ FEATURES = {
     "huge_block": "a block of more than 16 waves (over 1024 threads with 64-lane waves)",
     "atomic": "an out tensor updated with atomic_add/max/min (once per element, onto the identity)",
     "until": "a load slice cut at a run-time bound (X[a : +BM until b])",
+    "gather": "a load whose first axis is gathered by an index tile (X[idx, a : +BN])",
     "dot": "dot()",
     "small_dot": "a dot with a dim below 16",
     "f32_dot": "a dot of f32 operands",
@@ -161,8 +162,11 @@ def features_of(kernel: Kernel) -> set[str]:
                 found |= {"reduce_npow2"} if not is_pow2(n) else set()
                 found |= {"reduce_width1"} if n == 1 else set()
                 found |= {"full_reduce"} if math.prod(e.ty.shape) == 1 else set()
-            if isinstance(e, Load) and all(i.start is not None and i.extent is None for i in e.indices):
+            if isinstance(e, Load) and all(i.start is not None and i.extent is None and not i.gather
+                                           for i in e.indices):
                 found.add("scalar_load")
+            if isinstance(e, Load) and any(i.gather for i in e.indices):
+                found.add("gather")
             if isinstance(e, Load) and any(i.until is not None for i in e.indices):
                 found.add("until")
             if isinstance(e, Dot):

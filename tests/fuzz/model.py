@@ -191,6 +191,7 @@ class Index:
     start: Expr | None
     extent: Size | None = None
     until: Expr | None = None      # ``start : +extent until B``: indices from B on are masked (loads)
+    gather: bool = False           # ``start`` is a 1-D i32 index tile: the rows it names (loads)
 
     def src(self) -> str:
         if self.start is None:
@@ -712,9 +713,20 @@ class Oracle:
 
     def ev_Load(self, e: Load, st: BlockState) -> RV:
         data = self.inputs[e.tensor]
-        sel, tile = self.window(e.tensor, data.shape, e.indices, st)
         pad = 0.0 if e.pad is None else float(e.pad)
         out = np.full(e.ty.shape, _rounded(np.asarray(pad), e.ty.dtype), dtype=np.float64)
+        if e.indices and e.indices[0].gather:
+            # The first axis gathered by an index tile (its values in range), the rest a window.
+            rows = self.ev(e.indices[0].start, st)
+            if float(np.max(rows.e, initial=0)) != 0:
+                raise GeneratorBug(f"a gather index is not exact: {e.indices[0].start.src()}")
+            sel, tile = self.window(e.tensor, data.shape[1:], e.indices[1:], st)
+            for p, r in enumerate(np.asarray(rows.v, dtype=np.int64)):
+                if not 0 <= r < data.shape[0]:
+                    raise GeneratorBug(f"gather index {r} out of range of '{e.tensor}' dim {data.shape[0]}")
+                out[(p, *tile)] = data[(r, *sel)]
+            return RV.exact(out)
+        sel, tile = self.window(e.tensor, data.shape, e.indices, st)
         out[tile] = data[sel]
         return RV.exact(out)
 

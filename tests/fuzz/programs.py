@@ -793,7 +793,11 @@ class Gen:
         if z is not None and self.chance(0.5):
             dims.append("Z")
             indices.append(Index(Var("z", Ty("i32"))))
-        for n in ty.shape:
+        shape = list(ty.shape)
+        if not indices and shape and self.allowed("gather") and self.chance(0.08):
+            dims.append(self.pick([d for d in self.dims if not d.startswith(("G", "D", "Z"))]))
+            indices.append(Index(self.index_tile(shape.pop(0), self.dims[dims[0]]), gather=True))
+        for n in shape:
             dim, index = self.load_axis(n)
             dims.append(dim)
             indices.append(index)
@@ -802,6 +806,14 @@ class Gen:
             pad = self.pick([-math.inf, 1.0, math.inf])
         t = self.tensor(ty.dtype, dims)
         return Load(t.name, indices, ty, pad)
+
+    def index_tile(self, n: int, rows: int) -> Expr:
+        """``n`` indices in 0..rows-1: a slice of a fresh i32 index tensor, padded with 0."""
+        t = TensorParam(self.fresh("Idx"), "i32", [self.new_dim("Q", self.int_in(1, 3 * n))])
+        self.index_ranges[t.name] = (0, rows - 1)
+        self.tensors.append(t)
+        start = self.scalar(Ty("i32"), 1, index=True) if self.chance(0.7) else Lit(self.int_in(0, 3), Ty("i32"))
+        return Load(t.name, [Index(start, self.size_of(n))], Ty("i32", (n,)), 0)
 
     def load_axis(self, n: int) -> tuple[str, Index]:
         choices = []

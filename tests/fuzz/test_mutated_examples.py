@@ -1,8 +1,10 @@
-"""Mutated examples through the thread level: every mutant that passes ``check`` goes through
-layout assignment, thread IR and the thread interpreter on gfx942 and sm_90 at small shapes,
-and runs (its own checks may fail: it may be a wrong program) or is refused with a located
-error. Internal errors, hangs, and answers that differ from the block level's fail, except
-where they match a known bug of issue 11 (counted as hypothesis events)."""
+"""Mutated examples (examples/*.tdsl and the whole kernels of tests/kernels: gathers, 'until'
+bounds, atomics, ragged loops) through the thread level: every mutant that passes ``check``
+goes through layout assignment, thread IR and the thread interpreter on gfx942 and sm_90 at
+small shapes, and runs (its own checks may fail: it may be a wrong program) or is refused with
+a located error. Internal errors, tracebacks, stages over their time budget, and answers that
+differ from the block level's fail, except where they match an open bug (triage.KNOWN_BUGS,
+counted as hypothesis events). ``--hypothesis-profile=long`` draws many more, at random."""
 
 from __future__ import annotations
 
