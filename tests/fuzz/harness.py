@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 
 import tiledsl
 
@@ -203,9 +203,10 @@ def summarize(verdicts: list[Verdict]) -> str:
 
 def fuzz_settings(ci_examples: int) -> settings:
     """``ci_examples`` fixed examples (the same every run, so that CI does not flake on a program
-    it never saw) unless the ``long`` profile is loaded (tests/conftest.py), whose count and
+    it never saw; not shrunk: ``python -m tests.fuzz.explore gen --shrink TEXT`` does that) unless the ``long`` profile is loaded (tests/conftest.py), whose count and
     randomness then apply."""
     if settings.get_current_profile_name() == "long":
         return settings(deadline=None, suppress_health_check=list(HealthCheck))
     return settings(max_examples=ci_examples, deadline=None, derandomize=True, database=None,
+                    phases=[Phase.explicit, Phase.generate],        # no shrinking: minutes per failure
                     suppress_health_check=list(HealthCheck))

@@ -796,7 +796,7 @@ class Oracle:
                 r = np.where(bv == 0, 0, np.floor_divide(av, safe) if e.op == "//" else np.mod(av, safe))
                 return _finish(r, np.where((ea > 0) | (eb > 0), INF, 0.0), dt)
             if e.op in ("max", "min"):
-                r = np.maximum(av, bv) if e.op == "max" else np.minimum(av, bv)
+                r = np.fmax(av, bv) if e.op == "max" else np.fmin(av, bv)     # maxNum/minNum: NaN ignored
                 return _finish(r, np.maximum(ea, eb), dt)
         raise NotImplementedError(e.op)
 
@@ -838,7 +838,8 @@ class Oracle:
                 err = np.sum(x.e, axis=e.axis) + (n + 1) * UNIT_ROUNDOFF[dt] * np.where(np.isfinite(mag), mag, 0)
                 err = np.where(np.isfinite(mag) | (np.max(x.e, axis=e.axis) == 0), err, INF)
                 return _finish(r, err, dt)
-            r = np.max(x.v, axis=e.axis) if kind == "max" else np.min(x.v, axis=e.axis)
+            # maxNum/minNum: NaN ignored (NaN only where every element is)
+            r = (np.fmax if kind == "max" else np.fmin).reduce(x.v, axis=e.axis)
             return RV(r, np.max(x.e, axis=e.axis))
 
     def ev_Dot(self, e: Dot, st: BlockState) -> RV:
