@@ -96,17 +96,18 @@ def random_arguments(prog: tiledsl.Program, dims: dict[str, int], seed: int
             else:
                 leading = axis < len(p.dims) - 2
                 shape.append(sizes.setdefault(d, int(rng.integers(1, 3 if leading else 71))))
-        np_dtype = {"f16": np.float16, "i32": np.int32}.get(p.dtype, np.float32)
+        np_dtype = {"f16": np.float16, **INT_NUMPY}.get(p.dtype, np.float32)
         if p.out:
-            arrays[p.name] = np.full(shape, -7777 if p.dtype == "i32" else np.nan, np_dtype)
+            sentinel = np.nan if p.dtype not in INT_NUMPY else -7777 if p.dtype == "i32" else np.iinfo(np_dtype).max
+            arrays[p.name] = np.full(shape, sentinel, np_dtype)
             outputs[p.name] = p.dtype
-        elif p.dtype == "i32":
-            arrays[p.name] = rng.integers(0, 5, size=shape).astype(np.int32)
+        elif p.dtype in INT_NUMPY:
+            arrays[p.name] = rng.integers(0, 5, size=shape).astype(np_dtype)
         else:
             arrays[p.name] = rng.standard_normal(shape).astype(np_dtype)
     scalars: dict[str, Any] = {}
     for p in prog.scalar_params:
-        scalars[p.name] = int(rng.integers(1, 5)) if p.dtype == "i32" else float(rng.uniform(0.1, 1.0))
+        scalars[p.name] = int(rng.integers(1, 5)) if p.dtype in INT_NUMPY else float(rng.uniform(0.1, 1.0))
     return arrays, scalars, outputs
 
 
@@ -135,6 +136,7 @@ def evaluate_source(source: str, params: dict[str, int] | None = None, dims: dic
 
 
 MUTANT_TARGETS = ("gfx942", "sm_90")
+INT_NUMPY = {"i32": np.int32, "i8": np.int8, "u8": np.uint8, "i16": np.int16, "u32": np.uint32, "i64": np.int64}
 
 
 def evaluate_mutant(text: str, seed: int) -> Verdict:

@@ -28,8 +28,11 @@ FLOATS = ["0.0", "0.5", "1.0", "2.0", "1e-5", "3.5"]
 WAVES = ["1", "2", "3", "4", "8", "16", "17", "32"]      # over 16: refused up front on 64-lane targets
 SIBLINGS = [
     ["+", "-", "*", "/"], ["//", "%"], ["<", "<=", ">", ">=", "==", "!="], ["and", "or"],
-    ["rowmax", "rowsum", "colmax", "colsum"], ["exp", "exp2", "sqrt", "abs", "rsqrt", "log2"],
-    ["max", "min"], ["f16", "bf16", "f32", "i32"], ["[:, _]", "[_, :]"],
+    ["rowmax", "rowsum", "colmax", "colsum"],
+    ["exp", "exp2", "sqrt", "abs", "rsqrt", "log2", "tanh", "sigmoid", "erf", "log", "log1p", "sin", "cos",
+     "floor", "ceil", "round"],
+    ["max", "min", "argmax", "argmin"], ["sum", "cumsum"],
+    ["f16", "bf16", "f32", "i32", "f8e4m3", "f8e5m2", "i8", "u8", "i16", "u32", "i64"], ["[:, _]", "[_, :]"],
     ["atomic_add", "atomic_max", "atomic_min"], ["pad", "until"],
 ]
 KEYWORDS = {"kernel", "out", "const", "param", "grid", "as", "block", "waves", "threads", "lds", "layout", "for",

@@ -138,7 +138,8 @@ def _disagreement(name: str, got: np.ndarray, want: RV, dtype: str) -> str | Non
             f"want {want.v[first]!r} ± {want.e[first]:.3g}")
 
 
-NORMWISE_TOLERANCE = {"f32": 1e-4, "f16": 4e-3, "bf16": 3e-2, "i32": 0.0}
+NORMWISE_TOLERANCE = {"f32": 1e-4, "f16": 4e-3, "bf16": 3e-2, "f8e4m3": 0.13, "f8e5m2": 0.25,
+                      "i32": 0.0, "i8": 0.0, "u8": 0.0, "i16": 0.0, "u32": 0.0, "i64": 0.0}
 
 
 def _normwise_disagreement(name: str, got: np.ndarray, want: np.ndarray, dtype: str) -> str | None:
@@ -240,7 +241,8 @@ def run_stages(source: str, params: dict[str, int], arrays: dict[str, np.ndarray
 
 def _run_host(prog: tiledsl.Program, like: str, arrays: dict[str, np.ndarray], scalars: dict[str, Any]) -> bool:
     """The thread IR of ``like`` lowered to LLVM, JIT-compiled for the CPU and run on every
-    block, writing ``arrays`` in place; False (nothing run) where a scalar is not f32/i32."""
+    block, writing ``arrays`` in place; False (nothing run) where a scalar is not f32/i32 or a
+    tensor's dtype is one the host runner does not pass (f8, i8, ...)."""
     import sys
     from pathlib import Path
     host_dir = str(Path(__file__).resolve().parents[1] / "llvm")
@@ -251,7 +253,8 @@ def _run_host(prog: tiledsl.Program, like: str, arrays: dict[str, np.ndarray], s
     from tiledsl.llvm.lower import lower_kernel
     from tiledsl.stages import run_with_context
 
-    if any(p.dtype not in ("f32", "i32") for p in prog.scalar_params):
+    if any(p.dtype not in ("f32", "i32") for p in prog.scalar_params) or \
+            any(p.dtype not in ("f32", "f16", "bf16", "i32") for p in prog.tensor_params):
         return False
     bound, _ = prog.bind_shapes(arrays)
     kernel, ctx = run_with_context(bound, "thread-ir", like, OPTIONS)
