@@ -230,7 +230,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         open_dtypes = variants[0].keys() if variants and variants[0] else []
         notes += [f"{name} = {', '.join(dict.fromkeys(v[name] for v in variants))}" for name in open_dtypes]
         note = f" (checked with {'; '.join(notes)})" if notes else ""
-        print(f"{args.file}: ok: kernel '{prog.name}'{note}")
+        print(f"{STDIN_NAME if args.file == STDIN else args.file}: ok: kernel '{prog.name}'{note}")
     return 0
 
 

@@ -79,8 +79,9 @@ class _Cascade(TdslError):
         super().__init__(None, f"'{name}' is poisoned by an earlier error")
 
 
-class _ErrorLimit(TdslError):
-    """Raised once :data:`MAX_ERRORS` errors are collected: stops the checking of the kernel."""
+class _Stop(TdslError):
+    """Every error collected so far, raised where checking cannot go on (MAX_ERRORS reached, or a
+    header whose mistakes the rest would trip over): passed through, not collected again."""
 
 
 #: The most errors one kernel reports before sema stops (clang's ``-ferror-limit`` default).
@@ -203,7 +204,7 @@ class Sema:
         """The kernel op; raises one TdslError holding every error found (up to MAX_ERRORS)."""
         try:
             kernel = self.build_kernel()
-        except _ErrorLimit:
+        except _Stop:
             raise
         except _Cascade:
             kernel = None       # only after an error already recorded
@@ -229,7 +230,7 @@ class Sema:
         """Record a statement's error; stop at MAX_ERRORS."""
         self.errors.append(e)
         if len(self.errors) >= MAX_ERRORS:
-            stop = self.collected(_ErrorLimit)
+            stop = self.collected(_Stop)
             stop.diagnostics.append(Diagnostic(None, f"too many errors ({MAX_ERRORS}), stopping here"))
             raise stop
 
@@ -249,7 +250,7 @@ class Sema:
                 self.record(self.err(p.loc, f"'{p.name}' is a built-in name"))
             seen.setdefault(p.name, p.loc)
         if self.errors:         # the rest of the header would trip over the same names
-            raise self.collected()
+            raise self.collected(_Stop)
         for d in k.dtype_params:
             self.bind_dtype(d)
         params = [dataclasses.replace(p, dtype=self.dtype_of(p.dtype, p.dtype_loc or p.loc))
@@ -399,7 +400,7 @@ class Sema:
             scopes, blocks = len(self.scopes), len(self.blocks)
             try:
                 getattr(self, "stmt_" + type(s).__name__)(s)
-            except _ErrorLimit:
+            except _Stop:
                 raise
             except TdslError as e:
                 del self.scopes[scopes:], self.blocks[blocks:]
