@@ -402,8 +402,16 @@ def load(path_or_source: str | os.PathLike, params: Mapping[str, int | float | s
             raise ArgumentError(f"'{name}' has no kernel '{kernel}' (its kernels: {', '.join(table)})")
         table[kernel].tile_ir()
         return table[kernel]
-    for p in programs:
-        p.tile_ir()
+    errors: list[TdslError] = []
+    for p in programs:      # the kernels are independent: report the errors of each
+        try:
+            p.tile_ir()
+        except TdslError as e:
+            errors.append(e)
+    if len(errors) > 1:
+        errors[0].diagnostics = [d for e in errors for d in e.diagnostics]
+    if errors:
+        raise errors[0]
     return programs[0] if len(programs) == 1 else Module(source, table, params)
 
 

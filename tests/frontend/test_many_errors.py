@@ -124,3 +124,26 @@ def test_checking_stops_after_the_error_limit() -> None:
 def test_one_error_is_raised_as_it_was() -> None:
     e = errors_of("  Y[bm*BM : +BM, 0 : +BN] <- x * nope\n")
     assert len(e.diagnostics) == 1 and e.message == "'nope' is not defined"
+
+
+def test_each_kernel_of_a_file_reports_its_errors() -> None:
+    source = """\
+kernel first(X: f32[M], out Y: f32[M])
+  grid (cdiv(M, 16)) as (b)
+  block 1 waves
+{
+  Y[b*16 : +16] <- X[b*16 : +16] * one
+}
+
+kernel second(X: f32[M], out Y: f32[M])
+  grid (cdiv(M, 16)) as (b)
+  block 1 waves
+{
+  Y[b*16 : +16] <- X[b*16 : +16] * two
+}
+"""
+    with pytest.raises(TdslError) as info:
+        tiledsl.load(source)
+    assert [(d.loc.line, d.message) for d in info.value.diagnostics] == [
+        (5, "'one' is not defined"), (12, "'two' is not defined")]
+    assert "<string>:12:36: error: 'two' is not defined\n" in str(info.value)
