@@ -9,6 +9,7 @@ import pytest
 import tiledsl
 from tiledsl.diagnostics import TdslError
 from tiledsl.frontend.sema import MAX_ERRORS
+from tiledsl.ir.types import DTYPES
 
 HEADER = """\
 kernel k(X: f32[M, N], out Y: f32[M, N])
@@ -33,7 +34,7 @@ def test_independent_statements_each_report_their_error() -> None:
   lds s: f99[BM, BN]
   Y[bm*BM : +BM, 0 : +BN] <- x + nope
 """)
-    assert str(e) == """\
+    assert str(e) == f"""\
 <string>:7:11: error: 'undefined_one' is not defined
     a = x + undefined_one
             ^~~~~~~~~~~~~
@@ -43,7 +44,7 @@ def test_independent_statements_each_report_their_error() -> None:
 <string>:9:10: error: unknown dtype 'f99'
     lds s: f99[BM, BN]
            ^~~
-  note: dtypes: f16, bf16, f32, i32, i1; a dtype parameter is declared in the header, e.g. 'dtype T = f16'
+  note: dtypes: {', '.join(DTYPES)}; a dtype parameter is declared in the header, e.g. 'dtype T = f16'
 <string>:10:34: error: 'nope' is not defined
     Y[bm*BM : +BM, 0 : +BN] <- x + nope
                                    ^~~~"""
