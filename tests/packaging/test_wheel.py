@@ -1,8 +1,8 @@
 """The wheel is what people install: build it, install it into a fresh venv (no access to this
 checkout or to the test venv's packages) and run ``tdslc`` from outside the repository.
 
-Takes about 20 s (pip builds in isolation and installs lark, NumPy and llvmlite into the new venv
-from the package index), so it stays in the default run; ``-m "not slow"`` skips it.
+Takes 20-60 s (pip builds in isolation and installs lark, NumPy, ml_dtypes and llvmlite into the
+new venv from the package index), so it stays in the default run; ``-m "not slow"`` skips it.
 """
 
 from __future__ import annotations
