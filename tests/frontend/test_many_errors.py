@@ -68,6 +68,16 @@ def test_uses_of_a_failed_definition_are_not_reported_again() -> None:
         (7, "'nope' is not defined"), (14, "'also_undefined' is not defined")]
 
 
+def test_both_names_of_a_failed_two_result_assignment_are_poisoned() -> None:
+    e = errors_of("""\
+  v, i = argmax(x * nope, axis=1)
+  Y[bm*BM : +BM, 0 : +BN] <- fill(0, f32[BM, BN]) + v[:, _] + f32(i)[:, _]
+  Y[bm*BM : +BM, 0 : +BN] <- x * again
+""")
+    assert [(d.loc.line, d.message) for d in e.diagnostics] == [
+        (7, "'nope' is not defined"), (9, "'again' is not defined")]
+
+
 def test_an_error_inside_a_loop_and_one_after_it() -> None:
     # The loop's scope and block are left behind cleanly: the statement after the loop is
     # checked in the kernel's scope ('i' is not visible there).
