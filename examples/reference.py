@@ -68,7 +68,8 @@ def flash_decoding(Q, K, V, scale, **_):
 def decode_split_bounds(n: int, splits: int, BN: int = 64) -> list[tuple[int, int]]:
     """The keys [lo, hi) of each split: cdiv(cdiv(n, splits), BN) * BN keys each, the last short;
     splits past the keys are empty (lo >= hi)."""
-    chunk = -(-(-(-n // splits)) // BN) * BN
+    per_split = -(-n // splits)
+    chunk = -(-per_split // BN) * BN
     return [(s * chunk, min(n, (s + 1) * chunk)) for s in range(splits)]
 
 
