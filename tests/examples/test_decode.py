@@ -97,13 +97,15 @@ def check_partials(args: dict[str, Any], bn: int) -> None:
 @settings(max_examples=30, deadline=None)
 @given(z=st.integers(1, 2), hk=st.integers(1, 2), g=st.integers(1, 20), n=st.integers(1, 400),
        d=st.sampled_from([16, 32, 64]), splits=st.integers(1, 7), bn=st.sampled_from([16, 32, 64]),
-       seed=st.integers(0, 2**16))
-@example(z=1, hk=1, g=1, n=1, d=16, splits=1, bn=16, seed=0)
-@example(z=1, hk=2, g=4, n=333, d=64, splits=5, bn=32, seed=1)        # splits of 96 keys, the last 45
-@example(z=2, hk=1, g=17, n=50, d=32, splits=7, bn=16, seed=2)        # G past one tile; 3 empty splits
-def test_flash_decoding(z: int, hk: int, g: int, n: int, d: int, splits: int, bn: int, seed: int) -> None:
+       bs=st.sampled_from([2, 4, 32]), seed=st.integers(0, 2**16))
+@example(z=1, hk=1, g=1, n=1, d=16, splits=1, bn=16, bs=32, seed=0)
+@example(z=1, hk=2, g=4, n=333, d=64, splits=5, bn=32, bs=32, seed=1)   # splits of 96 keys, the last 45
+@example(z=2, hk=1, g=17, n=50, d=32, splits=7, bn=16, bs=2, seed=2)    # G past one tile; 3 empty splits
+def test_flash_decoding(z: int, hk: int, g: int, n: int, d: int, splits: int, bn: int, bs: int,
+                        seed: int) -> None:
+    """``bs``: splits a combine step (fewer than ``splits``: several steps, rescaled as they go)."""
     args = decoding_inputs(z, hk, g, n, d, splits, seed)
-    o = run_decoding(flash_decoding((("BN", bn),)), args)
+    o = run_decoding(flash_decoding((("BN", bn), ("BS", bs))), args)
     check_partials(args, bn)
     ref = reference().flash_decoding(args["Q"], args["K"], args["V"], args["scale"])
     assert rel_error(o, ref) <= TOLERANCE["f16"]
@@ -132,8 +134,8 @@ def test_flash_decoding_detects_a_wrong_answer() -> None:
 @pytest.mark.parametrize("target", THREAD_TARGETS)
 def test_flash_decoding_thread_level(target: str) -> None:
     """Both kernels at thread level agree with the block level: 19 rows (two row tiles), 170 keys
-    in 5 splits of 64 (the third ends at 170, the last two are empty)."""
-    mod = flash_decoding((("BN", 32),))
+    in 5 splits of 64 (the third ends at 170, the last two are empty), combined 2 splits a step."""
+    mod = flash_decoding((("BN", 32), ("BS", 2)))
     block = decoding_inputs(1, 2, 19, 170, 64, 5, seed=5)
     thread = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in block.items()}
     o_block = run_decoding(mod, block)
