@@ -73,12 +73,13 @@ def decode_split_bounds(n: int, splits: int, BN: int = 64) -> list[tuple[int, in
     return [(s * chunk, min(n, (s + 1) * chunk)) for s in range(splits)]
 
 
-def flash_decoding_split(Q, K, V, Op, scale, BN=64, **_):
+def flash_decoding_partials(Q, K, V, splits, scale, BN=64, **_):
     """Each split's normalised partial output and natural-log log-sum-exp of its scaled scores,
-    in float64: {"Op": [Z, HK, S, G, D], "Lse": [Z, HK, S, G]} (an empty split: 0 and -inf)."""
+    in float64: {"Op": [Z, HK, S, G, D], "Lse": [Z, HK, S, G]} (an empty split: 0 and -inf), S =
+    ``splits``. (Not named like the kernel: ``tdslc run`` passes a reference the inputs only, and
+    S is the size of an output.)"""
     q, k, v = (x.astype(np.float64) for x in (Q, K, V))
     z, hk, g, d = q.shape
-    splits = Op.shape[2]
     op = np.zeros((z, hk, splits, g, d))
     lse = np.full((z, hk, splits, g), -np.inf)
     for i, (lo, hi) in enumerate(decode_split_bounds(k.shape[2], splits, BN)):
@@ -102,15 +103,20 @@ def flash_decoding_combine(Op, Lse, **_):
 def paged_decode(Q, Kc, Vc, BT, Lens, scale, **_):
     """Decode attention over a paged KV cache, in float64: key j of sequence b is row j % PAGE of
     page BT[b, j // PAGE] of Kc/Vc ([P, PAGE, HK, D]); sequence b has Lens[b] keys; the G rows of
-    Q[b, hk] attend to KV head hk. A sequence without keys gives zeros."""
+    Q[b, hk] attend to KV head hk. A sequence without keys gives zeros. As in the kernel, a key
+    whose page is not in the cache (a block-table entry outside [0, P), or past its MAXP columns)
+    reads as zeros (so that ``tdslc run``'s random tables compare too)."""
     q = Q.astype(np.float64)
     kc, vc = Kc.astype(np.float64), Vc.astype(np.float64)
-    page = kc.shape[1]
+    n_pages, page = kc.shape[:2]
     out = np.zeros(q.shape)
     for b, n in enumerate(int(x) for x in Lens):
-        j = np.arange(n)
-        k = kc[BT[b, j // page], j % page]                            # [n, HK, D]
-        v = vc[BT[b, j // page], j % page]
+        j = np.arange(max(n, 0))
+        col = j // page
+        pages = np.where(col < BT.shape[1], BT[b, np.minimum(col, BT.shape[1] - 1)], -1)
+        inside = ((pages >= 0) & (pages < n_pages))[:, None, None]
+        k = np.where(inside, kc[np.clip(pages, 0, n_pages - 1), j % page], 0.0)     # [n, HK, D]
+        v = np.where(inside, vc[np.clip(pages, 0, n_pages - 1), j % page], 0.0)
         p = _decode_softmax(np.einsum("hgd,nhd->hgn", q[b], k) * float(scale))
         out[b] = np.einsum("hgn,nhd->hgd", p, v)
     return out
