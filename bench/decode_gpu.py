@@ -13,15 +13,16 @@ flash-decoding, split and combine, are in tiledsl's time).
   the un-paged (contiguous) KV — which has no block table to follow — and against a gather of the
   pages into a contiguous KV followed by SDPA (what one does without a paged kernel).
 
-Method: every candidate's output is checked first against an f32 reference (the first sequence,
-in PyTorch) and dropped if wrong. tiledsl is tuned per shape: each candidate configuration (tile
-parameters, target, number of splits) is timed once and the fastest kept; it is then timed again
-with the peers in ROUNDS round-robin rounds (each scoring the median of its rounds, so that a
-drift of the GPU's clocks moves all alike). SDPA is timed with each backend that runs the shape
-and scores its best. A time is the median over many calls of CUDA events around one call, the L2
-cache flushed before each (a 256 MiB write); tiledsl's kernels are launched through
-``CudaKernel.bound`` (arguments checked once), so that the Python checks of a call are not timed
-— SDPA's C++ dispatch is. Prints markdown tables; writes decode_gpu.json to --out.
+Method: every candidate's output is checked first against an f32 reference (of the last
+sequence, whose offsets are the largest; in PyTorch) and dropped if wrong. tiledsl is tuned per
+shape: each candidate configuration (tile parameters, target, number of splits) is timed once
+and the fastest kept; it is then timed again with the peers in ROUNDS round-robin rounds (each
+scoring the median of its rounds, so that a drift of the GPU's clocks moves all alike). SDPA is
+timed with each backend that runs the shape and scores its best. A time is the median over many
+calls of CUDA events around one call, the L2 cache flushed before each (a 256 MiB write);
+tiledsl's kernels are launched through ``CudaKernel.bound`` (arguments checked once), so that
+the Python checks of a call are not timed — SDPA's C++ dispatch is. Prints markdown tables;
+writes decode_gpu.json to --out.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def sdpa_backends() -> list[tuple[str, Any]]:
 
 
 def reference(q, k, v, scale: float):
-    """f32 attention of the first sequence: q [H, M, D], k and v [HK, N, D] -> [H, M, D]."""
+    """f32 attention of one sequence: q [H, M, D], k and v [HK, N, D] -> [H, M, D]."""
     import torch
     h, hk = q.shape[0], k.shape[0]
     out = []
@@ -125,7 +126,7 @@ def flash_decoding_row(z: int, h: int, hk: int, m: int, n: int, kernels: dict, s
     scale = D ** -0.5
     g = h // hk * m                                   # query rows a KV head: GQA's heads packed as rows
     qv = q.view(z, hk, g, D)
-    timed = Timed(reference(q[0], k[0], v[0], scale), lambda o: o[0])
+    timed = Timed(reference(q[-1], k[-1], v[-1], scale), lambda o: o[-1])
     row: dict[str, Any] = {"Z": z, "H": h, "HK": hk, "M": m, "N": n}
 
     # tiledsl: one candidate per (config, target, splits); the fastest goes on to the rounds.
@@ -188,7 +189,7 @@ def paged_row(b: int, h: int, hk: int, length: int, page: int, kernels: dict) ->
               for x in (kc, vc))
     g = h // hk
     qv = q.view(b, hk, g, D)
-    timed = Timed(reference(q[0], kd[0], vd[0], scale), lambda o: o[0])
+    timed = Timed(reference(q[-1], kd[-1], vd[-1], scale), lambda o: o[-1])
     row: dict[str, Any] = {"B": b, "H": h, "HK": hk, "L": length, "PAGE": page}
     o = torch.empty(b, hk, g, D, device="cuda", dtype=torch.float16)
     best: tuple[float, str] | None = None
