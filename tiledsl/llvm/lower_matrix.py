@@ -182,7 +182,19 @@ def _i32(v: int) -> ir.Constant:
 def _fmuladd(b: ir.IRBuilder, x: ir.Value, y: ir.Value, acc: ir.Value) -> ir.Value:
     # fmuladd, not fma: one rounding where the target fuses (v_fmac_f32, fma.rn.f32), IEEE mul+add
     # elsewhere; the interpreter's matmul leaves the order and fusion unspecified anyway.
+    # i32 accumulators (i8/u8 operands): a wrapping multiply-add.
+    if acc.type == I32:
+        return b.add(b.mul(x, y), acc)
     return call_intrinsic(b, "llvm.fmuladd.f32", F32, [x, y, acc])
+
+
+def _widen(b: ir.IRBuilder, v: ir.Value, dtype: str) -> ir.Value:
+    """A dot operand element as its accumulator's type: f32 (exact), or i32 for i8/u8."""
+    if dtype == "i8":
+        return b.sext(v, I32)
+    if dtype == "u8":
+        return b.zext(v, I32)
+    return to_f32(b, v, dtype)
 
 
 @lowers("mma_tile", lazy_operands=True)
@@ -222,7 +234,7 @@ def _fma_tile(lw: KernelLowering, op: Op, a: Sequence[ir.Value], bregs: Sequence
 
     def widened(regs: Sequence[ir.Value], cache: dict[int, ir.Value], r: int) -> ir.Value:
         if r not in cache:
-            cache[r] = to_f32(b, regs[r], dtype)
+            cache[r] = _widen(b, regs[r], dtype)
         return cache[r]
 
     live = [r for r in range(len(c)) if plan.valid[:, r].any()]
@@ -272,15 +284,17 @@ def _lds_dot(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
     b.position_at_end(body)
     kk = b.phi(I32, "k")
     kk.add_incoming(_i32(0), pre)
+    acc_t = I32 if op.result.type.dtype == "i32" else F32
+    zero = ir.Constant(acc_t, 0 if acc_t == I32 else 0.0)
     sums = []
     for _ in c:
-        phi = b.phi(F32)
-        phi.add_incoming(ir.Constant(F32, 0.0), pre)
+        phi = b.phi(acc_t)
+        phi.add_incoming(zero, pre)
         sums.append(phi)
     a_step, b_step = b.mul(kk, _i32(sa1 * es)), b.mul(kk, _i32(sb0 * es))
 
     def load(off: ir.Value) -> ir.Value:
-        return to_f32(b, b.load(b.gep(arena, [off], source_etype=I8), typ=elem, align=es), dtype)
+        return _widen(b, b.load(b.gep(arena, [off], source_etype=I8), typ=elem, align=es), dtype)
 
     new = [_fmuladd(b, load(b.add(ab, a_step)), load(b.add(bb, b_step)), s)
            for ab, bb, s in zip(a_base, b_base, sums)]
@@ -293,12 +307,12 @@ def _lds_dot(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
     b.position_at_end(done)
 
     masks = lower_bools(lw, valid, "valid")
-    zero = ir.Constant(F32, 0.0)
+    add = b.add if acc_t == I32 else b.fadd
     out = []
     for cv, s, m in zip(c, new, masks):
         if isinstance(m, ir.Constant):
-            out.append(b.fadd(cv, s) if m.constant else cv)
+            out.append(add(cv, s) if m.constant else cv)
         else:
-            out.append(b.fadd(cv, b.select(m, s, zero)))
+            out.append(add(cv, b.select(m, s, zero)))
     lw.stats["lds_dot"] += 1
     return [out]

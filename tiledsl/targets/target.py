@@ -122,6 +122,20 @@ class Target:
                 return instr
         return None
 
+    def matrix_variant(self, instr: MatrixInstr, dtype: str) -> MatrixInstr | None:
+        """The instruction of ``instr``'s family and m x n that takes ``dtype`` operands, or None.
+
+        Variants of one m x n share the accumulator's lane layout (docs/targets/matrix-layouts.md);
+        their k and operand fragments differ with the element size (an fp8 or i8 variant holds
+        twice the k of the 16-bit one in the same registers).
+        """
+        if instr.in_dtype == dtype:
+            return instr
+        for other in self.matrix_instrs:
+            if other.in_dtype == dtype and (other.family, other.m, other.n) == (instr.family, instr.m, instr.n):
+                return other
+        return None
+
     def matrix_instr(self, name: str) -> MatrixInstr | None:
         """The matrix instruction called ``name`` on this target, or None."""
         for instr in self.matrix_instrs:
