@@ -18,7 +18,7 @@ from tiledsl.ir.core import Op
 from tiledsl.ir.types import DTYPE_BYTES
 from tiledsl.layout import Layout, MmaSpec, parse_layout_spec
 from tiledsl.layout.mma import accumulator_unit, split_dim
-from tiledsl.llvm.irgen import F32, I8, I32, call_intrinsic
+from tiledsl.llvm.irgen import F16, F32, I8, I16, I32, call_intrinsic
 from tiledsl.llvm.llvm_init import ir
 from tiledsl.llvm.lower_core import KernelLowering, llvm_type, loaded, lowers, to_f32
 from tiledsl.llvm.lower_layout import lower_bools, lower_ints
@@ -212,6 +212,10 @@ def _mma_tile(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
             return [wgmma.emit(lw, op, steps, a, c)]
     out = list(c)
     calls = plan_of(lw, op)
+    dtype = op.attrs["dtype"]
+    if lw.target.matrix_info(op.attrs["instr"]).in_dtype != dtype:
+        # fp8 on an f16 instruction (Target.matrix_variant): each operand register widened exactly.
+        a, bregs = _WidenedRegs(lw.b, a, dtype), _WidenedRegs(lw.b, bregs, dtype)
     for call in calls:
         hw_a, hw_b = (bregs, a) if call.a_from_b else (a, bregs)
         d = lw.target.matrix_op(lw.b, op.attrs["instr"], [hw_a[r] for r in call.a_regs],
@@ -220,6 +224,28 @@ def _mma_tile(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
             out[r] = v
     lw.stats["matrix"] += len(calls)
     return [out]
+
+
+class _WidenedRegs:
+    """fp8 operand registers read as f16, each widened once at its first use (so lazy operands
+    still load next to their first instruction). Every e4m3/e5m2 value is an f16: exact."""
+
+    def __init__(self, b: ir.IRBuilder, regs: Sequence[ir.Value], dtype: str) -> None:
+        self.b, self.regs, self.dtype = b, regs, dtype
+        self.cache: dict[int, ir.Value] = {}
+
+    def __getitem__(self, r: int) -> ir.Value:
+        if r not in self.cache:
+            self.cache[r] = fp8_to_f16(self.b, self.regs[r], self.dtype)
+        return self.cache[r]
+
+
+def fp8_to_f16(b: ir.IRBuilder, v: ir.Value, dtype: str) -> ir.Value:
+    """An fp8 value (its bits, i8) as the f16 of the same value: e5m2 is f16's upper byte (same
+    exponent bias and specials), e4m3 goes through f32 (exact both ways)."""
+    if dtype == "f8e5m2":
+        return b.bitcast(b.shl(b.zext(v, I16), ir.Constant(I16, 8)), F16)
+    return b.fptrunc(to_f32(b, v, dtype), F16)
 
 
 def _fma_tile(lw: KernelLowering, op: Op, a: Sequence[ir.Value], bregs: Sequence[ir.Value],
