@@ -458,7 +458,7 @@ def _dot(s: Sema, e: ast.Call) -> Value:
                         ["cast one operand, e.g. f16(p)"])
     if a.type.dtype not in ops.DOT_DTYPES:
         raise TdslError(e.loc, f"dot() takes {', '.join(ops.DOT_DTYPES)} operands, got {a.type.dtype}",
-                        [f"cast the operands, e.g. f16(x)"])
+                        ["cast the operands, e.g. f16(x)"])
     rtype = TileType(ops.dot_acc_dtype(a.type.dtype), (a.type.shape[0], b.type.shape[1]))
     operands = [a, b]
     acc_e = args[2] if len(args) == 3 else e.kwargs.get("acc")

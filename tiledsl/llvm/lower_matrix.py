@@ -241,11 +241,27 @@ class _WidenedRegs:
 
 
 def fp8_to_f16(b: ir.IRBuilder, v: ir.Value, dtype: str) -> ir.Value:
-    """An fp8 value (its bits, i8) as the f16 of the same value: e5m2 is f16's upper byte (same
-    exponent bias and specials), e4m3 goes through f32 (exact both ways)."""
+    """An fp8 value (its bits, i8) as the f16 of the same value, exactly.
+
+    e5m2 is f16's upper byte (same exponent bias and specials). e4m3 (bias 7 against f16's 15):
+    a normal number moves its exponent and mantissa fields up 7 bits and adds 8 to the exponent;
+    a subnormal m·2^-9 (m < 8) is a normal f16, made as f16(m)·2^-9 (no f16 subnormal on the way,
+    so a target that flushes them changes nothing); |bits| = 0x7F is NaN.
+    """
+    x = b.zext(v, I16)
     if dtype == "f8e5m2":
-        return b.bitcast(b.shl(b.zext(v, I16), ir.Constant(I16, 8)), F16)
-    return b.fptrunc(to_f32(b, v, dtype), F16)
+        return b.bitcast(b.shl(x, ir.Constant(I16, 8)), F16)
+
+    def c(n: int) -> ir.Constant:
+        return ir.Constant(I16, n)
+
+    mag = b.and_(x, c(0x7F))
+    sign = b.shl(b.and_(x, c(0x80)), c(8))
+    normal = b.add(b.shl(mag, c(7)), c(8 << 10))
+    small = b.fmul(b.uitofp(b.and_(x, c(7)), F16), ir.Constant(F16, 2.0 ** -9))
+    bits = b.select(b.icmp_unsigned("<", mag, c(8)), b.bitcast(small, I16), normal)
+    bits = b.select(b.icmp_unsigned("==", mag, c(0x7F)), c(0x7E00), bits)
+    return b.bitcast(b.or_(bits, sign), F16)
 
 
 def _fma_tile(lw: KernelLowering, op: Op, a: Sequence[ir.Value], bregs: Sequence[ir.Value],
