@@ -120,3 +120,29 @@ def paged_decode(Q, Kc, Vc, BT, Lens, scale, **_):
         p = _decode_softmax(np.einsum("hgd,nhd->hgn", q[b], k) * float(scale))
         out[b] = np.einsum("hgn,nhd->hgd", p, v)
     return out
+
+
+# --- fp8 and int4 GEMMs (examples/fp8_gemm.tdsl, int4_gemm.tdsl) -------------------------------
+
+
+def fp8_gemm(A, B, SA, SB, scale_a, scale_b, **_):
+    """(A @ Bᵀ) * scale_a * scale_b * SA[:, None] * SB[None, :] in float64, from the fp8 values."""
+    a, b = A.astype(np.float64), B.astype(np.float64)
+    return (a @ b.T) * (float(scale_a) * float(scale_b)) * SA.astype(np.float64)[:, None] \
+        * SB.astype(np.float64)[None, :]
+
+
+def int4_unpack(Wq, S):
+    """The f16 weights W[K, N] of int4_gemm's packing: per group g, byte Wq[64g + r, n] holds
+    row 128g + r (low nibble) and row 128g + 64 + r (high nibble) as q + 8; W = f16(q * S[g, n])."""
+    groups = S.shape[0]
+    q = np.empty((groups, 2, 64, Wq.shape[1]), dtype=np.int64)
+    w = Wq.astype(np.int64).reshape(groups, 64, -1)
+    q[:, 0], q[:, 1] = (w & 15) - 8, (w >> 4) - 8
+    q = q.reshape(groups * 128, -1)
+    return (q * np.repeat(S.astype(np.float64), 128, axis=0)).astype(np.float16)
+
+
+def int4_gemm(X, Wq, S, **_):
+    """X @ W in float64, W the unpacked f16 weights (``int4_unpack``)."""
+    return X.astype(np.float64) @ int4_unpack(Wq, S).astype(np.float64)

@@ -23,6 +23,11 @@ AMD_ARCHES: Mapping[str, AmdArch] = {t.name: t.amdgpu for t in TARGETS.values() 
 _AXES = "xyz"
 
 
+def _int_words(nbytes: int) -> ir.Type:
+    """The integer operand type of ``nbytes`` 8-bit matrix elements: i32, i64 or <4 x i32>."""
+    return ir.IntType(8 * nbytes) if nbytes <= 8 else ir.VectorType(I32, nbytes // 4)
+
+
 class AmdgpuTarget(GpuTarget):
     """gfx90a / gfx942 (wave64, MFMA), gfx1100 (wave32, WMMA), or any of them FMA-only.
 
@@ -237,9 +242,16 @@ class AmdgpuTarget(GpuTarget):
     ) -> list[ir.Value]:
         av = irgen.pack(b, a, operand_type(info))
         bvec = irgen.pack(b, bv, operand_type(info))
-        cv = irgen.pack(b, c, F32)
+        cv = irgen.pack(b, c, c[0].type)
+        if info.in_dtype in ("i8", "u8"):
+            # 8-bit operands travel as whole words: an i32 or i64 (MFMA), <4 x i32> (WMMA iu8;
+            # amdgpu.md §11.3).
+            av, bvec = (b.bitcast(v, _int_words(len(a))) for v in (av, bvec))
         args = [av, bvec, cv]
-        if info.family == "mfma":
+        if info.family == "wmma" and info.in_dtype in ("i8", "u8"):
+            signed = ir.Constant(I1, info.in_dtype == "i8")
+            args = [signed, av, signed, bvec, cv, ir.Constant(I1, 0)]   # clamp off: i32 sums wrap
+        elif info.family == "mfma":
             args += [ir.Constant(I32, 0)] * 3  # cbsz, abid, blgp: no broadcast, no lane swizzle
         d = call_intrinsic(b, info.intrinsic, cv.type, args, info.name)
         return irgen.unpack(b, d)

@@ -30,6 +30,11 @@ _FULL_MASK = -1  # every lane of the warp takes part in a .sync shuffle
 _LAUNCH_BOUNDS = ("reqntid", "maxntid")
 
 
+#: Matrix intrinsics that need a newer PTX ISA than the arch's default: the features they need.
+_PTX84_MMA = {"llvm.nvvm.mma.m16n8k32.row.col.f32.e4m3.e4m3.f32": "+ptx84",
+              "llvm.nvvm.mma.m16n8k32.row.col.f32.e5m2.e5m2.f32": "+ptx84"}
+
+
 class NvptxTarget(GpuTarget):
     """sm_80 / sm_90 (/ sm_90a): warps of 32, mma.sync m16n8k16.
 
@@ -274,14 +279,19 @@ class NvptxTarget(GpuTarget):
     def _emit_matrix(
         self, b: ir.IRBuilder, info: MatrixInstr, a: list[ir.Value], bv: list[ir.Value], c: list[ir.Value]
     ) -> list[ir.Value]:
-        regs = [self._pair(b, elems[i], elems[i + 1], info) for elems in (a, bv) for i in range(0, len(elems), 2)]
-        d = call_intrinsic(b, info.intrinsic, ir.LiteralStructType([F32] * 4), regs + c, info.name)
+        if info.intrinsic in _PTX84_MMA:
+            # fp8 mma.sync is PTX 8.4 (docs/targets/nvptx.md §16); only modules that use it ask for it.
+            self.features = _PTX84_MMA[info.intrinsic]
+        per = 4 if info.k == 32 else 2     # elements a 32-bit register: 8-bit operands four
+        regs = [self._word(b, elems[i:i + per], info) for elems in (a, bv) for i in range(0, len(elems), per)]
+        acc = c[0].type
+        d = call_intrinsic(b, info.intrinsic, ir.LiteralStructType([acc] * 4), regs + c, info.name)
         return [b.extract_value(d, i) for i in range(4)]
 
     @staticmethod
-    def _pair(b: ir.IRBuilder, lo: ir.Value, hi: ir.Value, info: MatrixInstr) -> ir.Value:
-        # Element 2j goes in the low 16 bits of register j (§9); a 2-vector's element 0
-        # is its low half, so pack as a vector (and bitcast to i32 for bf16).
+    def _word(b: ir.IRBuilder, elems: list[ir.Value], info: MatrixInstr) -> ir.Value:
+        # Element j of a register is in its bits [w*j, w*(j+1)) (§9, §16); a vector's element 0 is
+        # its low part, so pack as a vector (and bitcast to i32 unless it is f16x2).
         if info.in_dtype == "f16":
-            return irgen.pack(b, [lo, hi], F16)
-        return b.bitcast(irgen.pack(b, [lo, hi], I16), I32)
+            return irgen.pack(b, elems, F16)
+        return b.bitcast(irgen.pack(b, elems, elems[0].type), I32)

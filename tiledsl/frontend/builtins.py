@@ -457,8 +457,9 @@ def _dot(s: Sema, e: ast.Call) -> Value:
         raise TdslError(e.loc, f"dot() of {a.type.dtype} and {b.type.dtype}: operand dtypes differ",
                         ["cast one operand, e.g. f16(p)"])
     if a.type.dtype not in ops.DOT_DTYPES:
-        raise TdslError(e.loc, f"dot() takes f16, bf16 or f32 operands, got {a.type.dtype}")
-    rtype = TileType("f32", (a.type.shape[0], b.type.shape[1]))
+        raise TdslError(e.loc, f"dot() takes {', '.join(ops.DOT_DTYPES)} operands, got {a.type.dtype}",
+                        ["cast the operands, e.g. f16(x)"])
+    rtype = TileType(ops.dot_acc_dtype(a.type.dtype), (a.type.shape[0], b.type.shape[1]))
     operands = [a, b]
     acc_e = args[2] if len(args) == 3 else e.kwargs.get("acc")
     if acc_e is not None:

@@ -26,6 +26,7 @@ from tiledsl.interp.numerics import (
     arg_reduce,
     as_stored,
     atomic_update,
+    dot,
     reduce,
     round_to,
     scan,
@@ -306,14 +307,7 @@ def _scan(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
 
 @handles("dot")
 def _dot(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
-    # Operands are already rounded to their dtype; the products and sums are f32.
-    # Contiguous f32 operands keep np.matmul on BLAS (a transposed view takes a slow loop).
-    a = np.ascontiguousarray(args[0], dtype=np.float32)
-    b = np.ascontiguousarray(args[1], dtype=np.float32)
-    out = np.matmul(a, b)
-    if len(args) == 3:
-        out = out + args[2]
-    return [out]
+    return [dot(args[0], args[1], args[2] if len(args) == 3 else None, op.operands[0].type.dtype)]
 
 
 @handles("load")

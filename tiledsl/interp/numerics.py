@@ -401,3 +401,19 @@ def arg_better(kind: str, v1: np.ndarray, i1: np.ndarray, v2: np.ndarray, i2: np
         return strict | (tie & (i2 < i1))
     nan1, nan2 = np.isnan(v1), np.isnan(v2)
     return (~nan2 & (nan1 | strict)) | ((tie | (nan1 & nan2)) & (i2 < i1))
+
+
+def dot(a: Any, b: Any, acc: Any | None, dtype: str) -> np.ndarray:
+    """``a @ b (+ acc)`` over the last two axes, for ``dot`` operands of ``dtype`` (already rounded to it).
+
+    Floats (fp8 included) multiply exactly in f32 — a product of two f16/bf16/fp8 values has at
+    most 22 significant bits — and sum in f32, in an order left unspecified (native code sums in
+    its instruction's order). 8-bit integers sum exactly and wrap to i32, as the hardware's i32
+    accumulators do.
+    """
+    if dtype in ("i8", "u8"):
+        out = np.matmul(np.asarray(a, np.int64), np.asarray(b, np.int64)).astype(np.int32)
+        return out if acc is None else out + np.asarray(acc, np.int32)
+    # Contiguous f32 operands keep np.matmul on BLAS (a transposed view takes a slow loop).
+    out = np.matmul(np.ascontiguousarray(a, dtype=np.float32), np.ascontiguousarray(b, dtype=np.float32))
+    return out if acc is None else out + acc

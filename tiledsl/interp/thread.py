@@ -571,34 +571,43 @@ def _barrier(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
     return []
 
 
-def _scatter_tile(lay: Layout, regs: np.ndarray, wave: int) -> np.ndarray:
+def _scatter_tile(lay: Layout, regs: np.ndarray, wave: int, storage: type = np.float32) -> np.ndarray:
     """The tile as wave ``wave`` sees it: its registers placed, NaN elsewhere."""
-    tile = np.full(lay.shape, np.nan, dtype=np.float32)
+    tile = np.full(lay.shape, np.nan, dtype=storage)
     m = lay.index_map()[wave]
     ok = m[..., 0] >= 0
     tile[m[ok][:, 0], m[ok][:, 1]] = regs[ok]
     return tile
 
 
+def _wrap_i32(x: np.ndarray) -> np.ndarray:
+    """Exact integers (int64 or integral float64) wrapped to i32, as i32 accumulators wrap."""
+    return np.asarray(x).astype(np.int64).astype(np.int32)
+
+
 @handles("mma_tile")
 def _mma_tile(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
     a, b, c = (np.asarray(x) for x in args)
     dtype = op.attrs["dtype"]
+    acc_dtype = op.result.type.dtype
+    # Integer products and sums are exact in float64 (|a·b| <= 2^14 a term): wrapped to i32 after.
+    storage = np.float64 if acc_dtype == "i32" else np.float32
     m, n, k = op.attrs["m"], op.attrs["n"], op.attrs["k"]
     la = it.ctx.bind(op.attrs["a_layout"], (m, k), dtype)
     lb = it.ctx.bind(op.attrs["b_layout"], (k, n), dtype)
     lc = it.ctx.bind(op.attrs["c_layout"], (m, n), "f32")
-    out = np.array(c, dtype=np.float32, copy=True)
+    out = np.array(c, dtype=STORAGE[acc_dtype], copy=True)
     for w in range(it.ctx.num_waves):
         rows = slice(w * it.W, (w + 1) * it.W)
-        at = _scatter_tile(la, a[rows].reshape(it.W, la.regs), w)
-        bt = _scatter_tile(lb, b[rows].reshape(it.W, lb.regs), w)
+        at = _scatter_tile(la, a[rows].reshape(it.W, la.regs), w, storage)
+        bt = _scatter_tile(lb, b[rows].reshape(it.W, lb.regs), w, storage)
         with np.errstate(invalid="ignore"):
             prod = np.matmul(at, bt)
         mc = lc.index_map()[w]
         ok = mc[..., 0] >= 0
         out_w = out[rows]
-        out_w[ok] = out_w[ok] + prod[mc[ok][:, 0], mc[ok][:, 1]]
+        got = prod[mc[ok][:, 0], mc[ok][:, 1]]
+        out_w[ok] = out_w[ok] + (_wrap_i32(got) if acc_dtype == "i32" else got)
     return [out]
 
 
@@ -623,6 +632,9 @@ def _lds_dot(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
         flat_off = off.reshape(it.T, -1)
         it.lds_access(op, flat_off, vmask.reshape(it.T, -1), es, write=False)
         vals.append(_from_bits(view[np.clip(off, 0, it.lds.data.size - es) // es], dtype))
+    if op.result.type.dtype == "i32":
+        prod = _wrap_i32(np.sum(vals[0].astype(np.int64) * vals[1], axis=-1))
+        return [np.asarray(c, np.int32) + np.where(valid, prod, 0).astype(np.int32)]
     prod = np.sum(vals[0] * vals[1], axis=-1, dtype=np.float32)
     return [np.asarray(c, np.float32) + np.where(valid, prod, 0)]
 

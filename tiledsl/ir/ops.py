@@ -25,8 +25,14 @@ from tiledsl.ir.types import (
     int_range,
 )
 
-#: The operand dtypes of ``dot``.
-DOT_DTYPES = ("f16", "bf16", "f32")
+#: The operand dtypes of ``dot``: floats accumulate in f32, 8-bit integers in i32 (wrapping).
+DOT_DTYPES = ("f16", "bf16", "f32", "f8e4m3", "f8e5m2", "i8", "u8")
+
+
+def dot_acc_dtype(operand_dtype: str) -> str:
+    """The accumulator (and result) dtype of a ``dot`` of ``operand_dtype`` operands."""
+    return "i32" if operand_dtype in ("i8", "u8") else "f32"
+
 #: The dtypes of slice starts and indices of global tensors.
 INDEX_DTYPES = ("i32", "i64")
 
@@ -505,7 +511,8 @@ SCAN_OPS: dict[str, type[ScanOp]] = {cls.kind: cls for cls in (CumsumOp,)}
 
 @register
 class DotOp(_Fixed):
-    """``a[M,K] · b[K,N] (+ acc[M,N])`` with f32 accumulation."""
+    """``a[M,K] · b[K,N] (+ acc[M,N])``: float operands (fp8 included) multiply exactly and sum in
+    f32, i8/u8 operands sum exactly in i32, wrapping (``dot_acc_dtype``)."""
 
     name = "dot"
     pure = cse = True
@@ -520,8 +527,9 @@ class DotOp(_Fixed):
             raise VerifyError(self, f"cannot multiply {a} by {b}")
         if a.dtype != b.dtype or a.dtype not in DOT_DTYPES:
             raise VerifyError(self, f"operands must share one of the dtypes {', '.join(DOT_DTYPES)}")
-        if r.dtype != "f32" or r.shape != (a.shape[0], b.shape[1]):
-            raise VerifyError(self, f"result must be f32[{a.shape[0]},{b.shape[1]}]")
+        acc = dot_acc_dtype(a.dtype)
+        if r.dtype != acc or r.shape != (a.shape[0], b.shape[1]):
+            raise VerifyError(self, f"result must be {acc}[{a.shape[0]},{b.shape[1]}]")
         if len(self.operands) == 3:
             c = _tile(self, self.operands[2], "acc")
             if c.without_layout() != r.without_layout():

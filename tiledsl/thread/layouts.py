@@ -110,8 +110,9 @@ class LayoutAssignment:
     def dot_spec(self, op: ops.DotOp) -> LayoutSpec | None:
         """The accumulator layout of a dot, or None for the LDS/FMA fallback."""
         a = op.operands[0]
-        if a.type.dtype not in ("f16", "bf16") and self.ctx.target.matrix_instrs:
-            return None
+        instrs = self.ctx.target.matrix_instrs
+        if instrs and not any(self.ctx.target.matrix_variant(i, a.type.dtype) for i in instrs):
+            return None     # f32, or 8-bit integers without an instruction: FMAs from LDS
         w = self.ctx.num_waves
         splits = [(w // d, d) for d in range(1, w + 1) if w % d == 0]
         candidates = [self.fit_instr(d, op.result) for d in self.declared] + [MmaSpec(waves=s) for s in splits]

@@ -15,6 +15,7 @@ element coordinates) and ``mma_tile`` (which register is which fragment element)
 from __future__ import annotations
 
 from tiledsl.ir.core import Op, VerifyError, register
+from tiledsl.ir.ops import dot_acc_dtype
 from tiledsl.ir.types import DTYPE_BYTES, LdsType, RegsType, TensorType, TileType
 
 
@@ -346,8 +347,9 @@ class MmaTileOp(ThreadOp):
             raise VerifyError(self, "mma_tile(a, b, c)")
         a, b, c = (_regs(self, v.type, "operand") for v in self.operands)
         r = _regs(self, self.result.type, "result")
-        if r != c or r.dtype != "f32" or a.dtype != b.dtype:
-            raise VerifyError(self, "operands must share a dtype; c and the result are f32 of one size")
+        if r != c or r.dtype != dot_acc_dtype(a.dtype) or a.dtype != b.dtype:
+            raise VerifyError(self, "operands must share a dtype; c and the result are its accumulator "
+                                    "dtype (f32, i32 for i8/u8) of one size")
         for key in ("instr", "a_layout", "b_layout", "c_layout", "m", "n", "k"):
             if key not in self.attrs:
                 raise VerifyError(self, f"missing attribute '{key}'")
@@ -377,8 +379,8 @@ class LdsDotOp(ThreadOp):
         super().verify()
         (c,) = self.operands
         r = _regs(self, self.result.type, "result")
-        if c.type != r or r.dtype != "f32":
-            raise VerifyError(self, "lds_dot accumulates f32 registers in place")
+        if c.type != r or r.dtype != dot_acc_dtype(self.attrs.get("dtype", "f32")):
+            raise VerifyError(self, "lds_dot accumulates f32 (i32 for i8/u8) registers in place")
         for key in ("a_offset", "a_strides", "b_offset", "b_strides", "k", "dtype", "c_layout", "shape"):
             if key not in self.attrs:
                 raise VerifyError(self, f"missing attribute '{key}'")
