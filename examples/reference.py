@@ -91,7 +91,7 @@ def layernorm_bwd(X, W, DY, eps, **_):
 
 def topk(X, K, **_):
     """The K largest values of each row in descending order and their column indices, equal
-    values in increasing index order (a stable sort of -X); K is the number of outputs."""
+    values in increasing index order (a stable sort of -X)."""
     x = np.asarray(X, dtype=np.float64)
     order = np.argsort(-x, axis=1, kind="stable")[:, :K]
     return {"V": np.take_along_axis(x, order, axis=1), "I": order.astype(np.int32)}

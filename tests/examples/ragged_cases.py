@@ -44,13 +44,12 @@ class Case:
     params: dict[str, Any]
     inputs: Callable[[np.random.Generator], dict[str, Any]]
     outs: dict[str, float] = field(default_factory=dict)
-    dims: dict[str, int] = field(default_factory=dict)      # run-time dims the reference needs
 
     def program(self) -> tiledsl.Program:
         return tiledsl.load(EXAMPLES / f"{self.example}.tdsl", params=self.params)
 
     def reference(self, args: dict[str, Any]) -> dict[str, np.ndarray]:
-        want = getattr(REF, self.example)(**args, **self.params, **self.dims)
+        want = getattr(REF, self.example)(**args, **self.params)
         return want if isinstance(want, dict) else {next(iter(self.outs)): want}
 
 
@@ -110,7 +109,7 @@ def topk(m: int, n: int, k: int, dtype: str = "f32", bm: int = 16, bn: int = 128
         if ties and n > 1:                 # equal values in a row: their order is by index
             x[::2, rng.integers(0, n, n // 2 + 1)] = x[::2, :1]
         return {"X": x, "V": _out((m, k), dtype), "I": np.full((m, k), -7, np.int32)}
-    return Case("topk", {"T": dtype, "BM": bm, "BN": bn}, inputs, {"V": 0.0, "I": 0.0}, {"K": k})
+    return Case("topk", {"T": dtype, "K": k, "BM": bm, "BN": bn}, inputs, {"V": 0.0, "I": 0.0})
 
 
 def rel_error(got: np.ndarray, want: np.ndarray) -> float:
