@@ -25,7 +25,8 @@ sys.path.insert(0, str(ROOT))
 
 ROUNDS = 5
 # (BM, BN, BK, WAVES, STAGES) tried for tiledsl.
-CONFIGS = [(64, 64, 32, 4, 2), (128, 128, 32, 8, 3), (128, 64, 64, 4, 3), (64, 128, 64, 4, 3)]
+CONFIGS = [(64, 64, 32, 4, 2), (128, 128, 32, 8, 3), (128, 128, 64, 8, 3), (128, 256, 32, 8, 3),
+           (64, 128, 64, 4, 3)]
 # (experts, tokens, K, N, routing): Mixtral-like (8 large experts), DeepSeek-like (64 small
 # experts), a decode-sized batch, and a skewed router.
 SHAPES = [(8, 16384, 4096, 14336, "uniform"), (64, 16384, 2048, 1408, "uniform"),
