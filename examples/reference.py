@@ -95,3 +95,78 @@ def topk(X, K, **_):
     x = np.asarray(X, dtype=np.float64)
     order = np.argsort(-x, axis=1, kind="stable")[:, :K]
     return {"V": np.take_along_axis(x, order, axis=1), "I": order.astype(np.int32)}
+
+
+# --- decode: flash_decoding.tdsl (split + combine) and paged_decode.tdsl ---------------------------
+
+def _decode_softmax(s: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis; a row with no key left (all -inf) gives zeros."""
+    m = s.max(axis=-1, keepdims=True, initial=-np.inf)
+    p = np.exp(s - np.where(np.isfinite(m), m, 0.0))
+    total = p.sum(axis=-1, keepdims=True)
+    return p / np.where(total > 0, total, 1.0)
+
+
+def flash_decoding(Q, K, V, scale, **_):
+    """Decode attention of the G query rows of Q[z, hk] over the N keys of KV head hk, in float64:
+    softmax(q k^T * scale) v. Q: [Z, HK, G, D], K and V: [Z, HK, N, D]."""
+    q, k, v = (x.astype(np.float64) for x in (Q, K, V))
+    p = _decode_softmax(np.einsum("zhgd,zhnd->zhgn", q, k) * float(scale))
+    return np.einsum("zhgn,zhnd->zhgd", p, v)
+
+
+def decode_split_bounds(n: int, splits: int, BN: int = 64) -> list[tuple[int, int]]:
+    """The keys [lo, hi) of each split: cdiv(cdiv(n, splits), BN) * BN keys each, the last short;
+    splits past the keys are empty (lo >= hi)."""
+    per_split = -(-n // splits)
+    chunk = -(-per_split // BN) * BN
+    return [(s * chunk, min(n, (s + 1) * chunk)) for s in range(splits)]
+
+
+def flash_decoding_partials(Q, K, V, splits, scale, BN=64, **_):
+    """Each split's normalised partial output and natural-log log-sum-exp of its scaled scores,
+    in float64: {"Op": [Z, HK, S, G, D], "Lse": [Z, HK, S, G]} (an empty split: 0 and -inf), S =
+    ``splits``. (Not named like the kernel: ``tdslc run`` passes a reference the inputs only, and
+    S is the size of an output.)"""
+    q, k, v = (x.astype(np.float64) for x in (Q, K, V))
+    z, hk, g, d = q.shape
+    op = np.zeros((z, hk, splits, g, d))
+    lse = np.full((z, hk, splits, g), -np.inf)
+    for i, (lo, hi) in enumerate(decode_split_bounds(k.shape[2], splits, BN)):
+        if lo >= hi:
+            continue
+        s = np.einsum("zhgd,zhnd->zhgn", q, k[:, :, lo:hi]) * float(scale)
+        m = s.max(axis=-1, keepdims=True)
+        e = np.exp(s - m)
+        op[:, :, i] = np.einsum("zhgn,zhnd->zhgd", e / e.sum(axis=-1, keepdims=True), v[:, :, lo:hi])
+        lse[:, :, i] = (m + np.log(e.sum(axis=-1, keepdims=True)))[..., 0]
+    return {"Op": op, "Lse": lse}
+
+
+def flash_decoding_combine(Op, Lse, **_):
+    """O[z, h, g] = sum_s exp(Lse_s - lse) Op_s with lse = log(sum_s exp(Lse_s)), in float64."""
+    lse = Lse.astype(np.float64)
+    w = _decode_softmax(np.moveaxis(lse, 2, -1))                  # [Z, HK, G, S]
+    return np.einsum("zhgs,zhsgd->zhgd", w, Op.astype(np.float64))
+
+
+def paged_decode(Q, Kc, Vc, BT, Lens, scale, **_):
+    """Decode attention over a paged KV cache, in float64: key j of sequence b is row j % PAGE of
+    page BT[b, j // PAGE] of Kc/Vc ([P, PAGE, HK, D]); sequence b has Lens[b] keys; the G rows of
+    Q[b, hk] attend to KV head hk. A sequence without keys gives zeros. As in the kernel, a key
+    whose page is not in the cache (a block-table entry outside [0, P), or past its MAXP columns)
+    reads as zeros (so that ``tdslc run``'s random tables compare too)."""
+    q = Q.astype(np.float64)
+    kc, vc = Kc.astype(np.float64), Vc.astype(np.float64)
+    n_pages, page = kc.shape[:2]
+    out = np.zeros(q.shape)
+    for b, n in enumerate(int(x) for x in Lens):
+        j = np.arange(max(n, 0))
+        col = j // page
+        pages = np.where(col < BT.shape[1], BT[b, np.minimum(col, BT.shape[1] - 1)], -1)
+        inside = ((pages >= 0) & (pages < n_pages))[:, None, None]
+        k = np.where(inside, kc[np.clip(pages, 0, n_pages - 1), j % page], 0.0)     # [n, HK, D]
+        v = np.where(inside, vc[np.clip(pages, 0, n_pages - 1), j % page], 0.0)
+        p = _decode_softmax(np.einsum("hgd,nhd->hgn", q[b], k) * float(scale))
+        out[b] = np.einsum("hgn,nhd->hgd", p, v)
+    return out

@@ -324,7 +324,8 @@ def _load(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
     if tensor.data.size == 0:
         shape = np.broadcast_shapes(*[ix.shape for ix in idx])
         return [np.full(shape, round_to(np.asarray(op.attrs["pad"]), tensor.dtype), STORAGE[tensor.dtype])]
-    row = _row_gather(tensor, op.attrs["extents"], idx, inb)
+    gathered_last = len(op.attrs["extents"]) - 1 in op.attrs.get("gather", ())
+    row = None if gathered_last else _row_gather(tensor, op.attrs["extents"], idx, inb)
     if row is not None and it.tracer is None:
         return [row]
     lin = it.linear_index(tensor, idx, inb)
@@ -339,8 +340,9 @@ def _load(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
 
 
 def _row_gather(tensor: GlobalTensor, extents: list, idx: list[np.ndarray], inb: np.ndarray) -> np.ndarray | None:
-    """Fast path of a load whose last dim is taken whole and in bounds: gather rows,
-    not elements (the index array is a row's length smaller)."""
+    """Fast path of a load whose last dim is sliced whole and in bounds (not gathered: an index
+    tile as long as the dim is not the dim in order): gather rows, not elements (the index array is
+    a row's length smaller)."""
     size = tensor.data.shape[-1]
     last = idx[-1]
     if extents[-1] != size or last.shape[-1] != size or not inb.all() or len(idx) < 2:

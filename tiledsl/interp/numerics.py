@@ -50,13 +50,14 @@ _ML_FLOAT_NAMES = ("bfloat16", *(np.dtype(t).name for t in FP8_TYPES.values()))
 
 def round_bf16(x: np.ndarray) -> np.ndarray:
     """Round float32 values to the nearest bfloat16 (ties to even), kept as float32."""
+    shape = np.shape(x)        # ascontiguousarray makes a 0-d array 1-d: keep scalars scalar
     x = np.ascontiguousarray(x, dtype=np.float32)
     bits = x.view(np.uint32)
     nan = np.isnan(x)
     rounded = (bits + np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1))) & np.uint32(0xFFFF0000)
     out = rounded.view(np.float32).copy()
     out[nan] = np.nan
-    return out
+    return out.reshape(shape)
 
 
 def round_f16(x: np.ndarray) -> np.ndarray:
@@ -66,6 +67,7 @@ def round_f16(x: np.ndarray) -> np.ndarray:
     float16 round trip); the subnormal range is rounded to multiples of 2^-24 with rint
     (exact: scaling by a power of two); overflow gives inf and NaN stays NaN.
     """
+    shape = np.shape(x)        # ascontiguousarray makes a 0-d array 1-d: keep scalars scalar
     x = np.ascontiguousarray(x, dtype=np.float32)
     bits = x.view(np.uint32)
     out = ((bits + np.uint32(0xFFF) + ((bits >> 13) & np.uint32(1))) & np.uint32(0xFFFFE000)).view(np.float32)
@@ -77,7 +79,7 @@ def round_f16(x: np.ndarray) -> np.ndarray:
         big = ~(a < 65520.0)
         if big.any():
             out = np.where(big, np.where(np.isnan(x), x, np.copysign(np.float32(np.inf), x)), out)
-    return out
+    return out.reshape(shape)
 
 
 def round_fp8(x: Any, dtype: str) -> np.ndarray:

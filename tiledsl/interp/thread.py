@@ -463,6 +463,8 @@ def _global_store(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
     n = op.operands[-1].type.n
     mask = it.full(mask, n)
     lin = _global_positions(it, op, tensor, index_args, n, mask)
+    if not tensor.data.size:            # every unmasked access was out of bounds (reported)
+        return []
     where = lin[mask]
     tensor.data.reshape(-1)[where] = as_stored(np.asarray(value)[mask], tensor.dtype)
     if tensor.counts is not None:
@@ -480,6 +482,8 @@ def _global_atomic(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
     mask = it.full(mask, n)
     lin = _global_positions(it, op, tensor, index_args, n, mask)
     old = np.zeros((it.T, n), dtype=tensor.data.dtype)
+    if not tensor.data.size:            # every unmasked access was out of bounds (reported)
+        return [old] if op.results else []
     old[mask] = tensor.update_atomically(lin[mask], it.full(value, n)[mask], op.attrs["kind"])
     return [old] if op.results else []
 

@@ -18,7 +18,7 @@ from tiledsl.ir.core import Op
 from tiledsl.ir.types import FLOAT_DTYPES
 from tiledsl.llvm.irgen import F32, call_intrinsic
 from tiledsl.llvm.llvm_init import ir
-from tiledsl.llvm.lower_arith import _FLOAT_BINARY, _INT_BINARY, _apply, _dtype, _float_op
+from tiledsl.llvm.lower_arith import _FLOAT_BINARY, _apply, _dtype, _float_op, _int_minmax
 from tiledsl.llvm.lower_core import KernelLowering, lowers, to_f32
 
 #: The LLVM intrinsic of each function that every target lowers without a libm call.
@@ -61,5 +61,5 @@ def _clamp(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
             r = hi(b, lo(b, xs[0], xs[1]), xs[2])
             return b.select(b.fcmp_unordered("uno", xs[0], xs[0]), xs[0], r)
         return _float_op(lw, op, args, f)
-    imax, imin = _INT_BINARY["max"], _INT_BINARY["min"]
+    imax, imin = _int_minmax("max", _dtype(op)), _int_minmax("min", _dtype(op))
     return _apply(lw, op, args, lambda b, xs: imin(b, imax(b, xs[0], xs[1]), xs[2]))

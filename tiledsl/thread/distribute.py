@@ -464,10 +464,24 @@ class Distributor:
 
     def op_store(self, op: Op) -> None:
         v = op.operands[-1]
+        if v.type.shape == ():
+            return self.uniform_store(op)
         layout = self.layout(v)
         indices, mask, vec = self.global_access(op, layout, v.type.dtype, "block")
         self.emit(tops.GlobalStoreOp([self.get(op.operands[0]), *indices, mask, self.get(v)], [],
                                      {"vec": vec}, loc=op.loc))
+
+    def uniform_store(self, op: Op) -> None:
+        """One element (every index a scalar) from a uniform scalar: written once per block, by
+        thread 0 (as a scalar atomic is made)."""
+        v = op.operands[-1]
+        dtype = v.type.dtype
+        layout = self.ctx.bind("replicated", (), dtype)
+        rank = len(op.operands[0].type.dims)
+        indices = [self.get(s) for s in op.operands[1:1 + rank]]
+        mask = self.valid(layout, dtype, owner="block")
+        self.emit(tops.GlobalStoreOp([self.get(op.operands[0]), *indices, mask, self.splat(self.get(v), 1)], [],
+                                     {"vec": 1}, loc=op.loc))
 
     def op_atomic(self, op: ops.AtomicOp) -> None:
         """One atomic per element, made by the element's first holder (``valid`` with
