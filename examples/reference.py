@@ -47,6 +47,56 @@ def reduce_atomic(X, **_):
     return {"S": x.sum(axis=0), "Mx": x.max(axis=0), "Pos": np.array([np.count_nonzero(x > 0)])}
 
 
+# ---- ragged data, backward, top-k (attention_varlen, moe_gemm, layernorm_bwd, topk)
+
+def attention_varlen(Q, K, V, Cu, scale, CAUSAL=0, **_):
+    """softmax(q k^T * scale) v for each packed sequence b (rows Cu[b] .. Cu[b+1]) and head, in
+    float64; causal masks keys after the query within the sequence."""
+    out = np.zeros(Q.shape)
+    for b in range(len(Cu) - 1):
+        lo, hi = int(Cu[b]), int(Cu[b + 1])
+        if hi == lo:
+            continue
+        q, k, v = (np.asarray(a[lo:hi], dtype=np.float64) for a in (Q, K, V))
+        s = np.einsum("nhd,mhd->hnm", q, k) * float(scale)
+        if CAUSAL:
+            s = np.where(np.tri(hi - lo, dtype=bool), s, -np.inf)
+        p = np.exp(s - s.max(axis=-1, keepdims=True))
+        out[lo:hi] = np.einsum("hnm,mhd->nhd", p / p.sum(axis=-1, keepdims=True), v)
+    return out
+
+
+def moe_gemm(X, W, Off, **_):
+    """Y[r] = X[r] @ W[e] for the rows r of expert e (Off[e] .. Off[e+1]), in float64."""
+    y = np.zeros((X.shape[0], W.shape[2]))
+    for e in range(len(Off) - 1):
+        lo, hi = int(Off[e]), int(Off[e + 1])
+        y[lo:hi] = np.asarray(X[lo:hi], dtype=np.float64) @ np.asarray(W[e], dtype=np.float64)
+    return y
+
+
+def layernorm_bwd(X, W, DY, eps, **_):
+    """dX, dW, dB of y = (x - mean) / sqrt(var + eps) * w + b over each row, in float64:
+    the gradient of sum(y * DY) by the chain rule, written out."""
+    x, w, dy = (np.asarray(a, dtype=np.float64) for a in (X, W, DY))
+    n = x.shape[1]
+    mu = x.mean(axis=1, keepdims=True)
+    rstd = 1.0 / np.sqrt(((x - mu) ** 2).mean(axis=1, keepdims=True) + float(eps))
+    xhat = (x - mu) * rstd
+    g = dy * w                                     # d loss / d xhat
+    # d xhat_j / d x_i = rstd * (delta_ij - 1/n - xhat_i xhat_j / n)
+    dx = rstd * (g - g.sum(axis=1, keepdims=True) / n - xhat * (g * xhat).sum(axis=1, keepdims=True) / n)
+    return {"DX": dx, "DW": (dy * xhat).sum(axis=0), "DB": dy.sum(axis=0)}
+
+
+def topk(X, K, **_):
+    """The K largest values of each row in descending order and their column indices, equal
+    values in increasing index order (a stable sort of -X)."""
+    x = np.asarray(X, dtype=np.float64)
+    order = np.argsort(-x, axis=1, kind="stable")[:, :K]
+    return {"V": np.take_along_axis(x, order, axis=1), "I": order.astype(np.int32)}
+
+
 # --- decode: flash_decoding.tdsl (split + combine) and paged_decode.tdsl ---------------------------
 
 def _decode_softmax(s: np.ndarray) -> np.ndarray:
