@@ -51,7 +51,7 @@ def backward(args: dict[str, np.ndarray], scale: float, fwd: dict, pre: dict, dk
              level: str = "block", target: str | None = None) -> dict[str, np.ndarray]:
     """Forward (block level: it only provides O and L), then preprocess, dK/dV and dQ at ``level``:
     the arrays every kernel wrote, by name."""
-    z, h, n, d = args["Q"].shape
+    z, h, n, _ = args["Q"].shape
     like = args["Q"]
     out = {"O": np.full_like(like, np.nan), "L": np.full((z, h, n), np.nan, np.float32),
            "Delta": np.full((z, h, n), np.nan, np.float32), **{g: np.full_like(like, np.nan) for g in GRADS}}
@@ -118,7 +118,6 @@ def test_causal_skips_the_masked_blocks() -> None:
     poisoned = {**args, "Q": args["Q"].copy(), "dO": args["dO"].copy()}
     poisoned["Q"][..., :64, :] = np.nan
     poisoned["dO"][..., :64, :] = np.nan
-    z, h, n, d = args["Q"].shape
     dk, dv = np.full_like(args["Q"], np.nan), np.full_like(args["Q"], np.nan)
     prog = kernel("attention_bwd_dkdv", tuple(sorted({"CAUSAL": 1, "BN": 32, "BM": 32}.items())))
     report = prog.interpret(Q=poisoned["Q"], K=args["K"], V=args["V"], dO=poisoned["dO"], L=dense["L"],
