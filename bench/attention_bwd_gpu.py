@@ -1,6 +1,9 @@
 """Attention backward on the GPU: tiledsl's FA2 backward vs PyTorch SDPA's flash backward, in one run.
 
-    python bench/attention_bwd_gpu.py [--quick] [--out DIR] [--target sm_90a|sm_90]
+    python bench/attention_bwd_gpu.py [--quick] [--out DIR] [--target sm_90a|sm_90] [--d 64 128] [--causal 0 1]
+
+(Compiling the tile configurations takes minutes; split a run by --d / --causal to keep each
+command short.)
 
 tiledsl's backward is examples/attention_bwd.tdsl's three launches (preprocess, dK/dV, dQ) after
 tiledsl's forward has given O and L; PyTorch's is ``torch.autograd.grad`` through
@@ -205,10 +208,13 @@ def main() -> None:
     ap.add_argument("--out", default=".")
     ap.add_argument("--target", default="sm_90a", choices=["sm_90a", "sm_90"],
                     help="what tiledsl compiles for: sm_90a (default; wgmma) or sm_90 (mma.sync)")
+    ap.add_argument("--d", type=int, nargs="+", default=[64, 128], help="head dims (default: 64 128)")
+    ap.add_argument("--causal", type=int, nargs="+", default=[0, 1], help="0, 1 or both (default)")
+    ap.add_argument("--n", type=int, nargs="+", default=[1024, 4096, 16384], help="sequence lengths")
     args = ap.parse_args()
-    shapes = [(n, d, c) for d in (64, 128) for c in (0, 1) for n in (1024, 4096, 16384)]
+    shapes = [(n, d, c) for d in args.d for c in args.causal for n in args.n]
     if args.quick:
-        shapes = [(4096, 64, 0), (4096, 128, 0)]
+        shapes = [(4096, d, 0) for d in args.d]
     kernels = Kernels(args.target)
     rows = []
     for n, d, causal in shapes:
