@@ -49,8 +49,15 @@ class Not(Expr):
 
 
 @dataclass
+class Invert(Expr):
+    """``~x``: the bits of an integer flipped."""
+
+    operand: Expr
+
+
+@dataclass
 class BinOp(Expr):
-    op: str          # + - * / // % < <= > >= == != and or
+    op: str          # + - * / // % < <= > >= == != and or & | ^ << >>
     lhs: Expr
     rhs: Expr
 
@@ -117,6 +124,15 @@ class Assign(Stmt):
     name: str
     value: Expr
     layout: LayoutExpr | None = None
+
+
+@dataclass
+class AssignMany(Stmt):
+    """``a, b = f(...)``: the values of a built-in that gives several (``argmax``: value, index)."""
+
+    names: list[str]
+    name_locs: list[Loc]
+    value: Expr
 
 
 @dataclass

@@ -10,11 +10,14 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from tiledsl.diagnostics import TdslError
 from tiledsl.frontend import ast
+from tiledsl.interp.numerics import from_bits, round_to, to_bits, to_python, wrap_int
 from tiledsl.ir import ops
 from tiledsl.ir.core import Value
-from tiledsl.ir.types import FLOAT_DTYPES, TileType, scalar
+from tiledsl.ir.types import DTYPE_BYTES, DTYPES, FLOAT_DTYPES, INT_DTYPES, TileType, int_range, scalar
 
 if TYPE_CHECKING:
     from tiledsl.frontend.sema import Sema
@@ -55,20 +58,58 @@ def _cast(s: Sema, e: ast.Call) -> Any:
     v = s.expr(x)
     from tiledsl.frontend.sema import Static
     if isinstance(v, Static):
-        val = v.value
-        if e.func == "i32":
-            if not math.isfinite(val) or not -2**31 <= int(val) < 2**31:
-                raise TdslError(x.loc, f"i32({val}) is out of the range of i32")
-            val = int(val)
-        elif e.func == "i1":
-            val = bool(val)
-        elif e.func in FLOAT_DTYPES:
-            val = float(val)
-        return Static(val, e.func, weak=False)
+        return Static(_static_cast(v.value, e.func, x.loc), e.func, weak=False)
     v = _tile(s, v, x.loc, "a cast operand")
     if v.type.dtype == e.func:
         return v
     return s.emit(ops.CastOp([v], [TileType(e.func, v.type.shape)], loc=e.loc)).result
+
+
+def _static_cast(val: float | bool, dtype: str, loc: Any) -> int | float | bool:
+    """A compile-time cast, as the run-time one (``numerics.round_to``), except that a float out of
+    an integer dtype's range is a mistake here rather than a saturation."""
+    if dtype in INT_DTYPES:
+        if isinstance(val, float):
+            lo, hi = int_range(dtype)
+            if not math.isfinite(val) or not lo <= math.trunc(val) <= hi:
+                raise TdslError(loc, f"{dtype}({val}) is out of the range of {dtype}")
+            return math.trunc(val)
+        return wrap_int(int(val), dtype)
+    if dtype == "i1":
+        return bool(val)
+    if dtype in ("f16", "bf16", "f8e4m3", "f8e5m2"):
+        # An integer goes to f32 in one rounding (as at run time), not through a Python float.
+        exact = isinstance(val, int) and not isinstance(val, bool)
+        f32 = np.asarray([val], dtype=np.int64 if exact else np.float64).astype(np.float32)
+        return float(to_python(round_to(f32, dtype), dtype))
+    return float(val)
+
+
+@builtin("bitcast")
+def _bitcast(s: Sema, e: ast.Call) -> Any:
+    x, t = _args(s, e, 2)
+    dst = s.dtype_name(t.id) if isinstance(t, ast.Name) else None
+    if dst is None:
+        raise TdslError(t.loc, "bitcast() takes a dtype as its second argument, e.g. bitcast(x, u32)")
+    v = s.expr(x)
+    from tiledsl.frontend.sema import Static
+    if isinstance(v, Static) and v.weak:
+        raise TdslError(x.loc, f"bitcast() of {v.value}, which has no dtype yet",
+                        [f"give it one first, e.g. bitcast(f32({v.value}), {dst})"])
+    src = v.dtype if isinstance(v, Static) else _tile(s, v, x.loc, "the operand of bitcast()").type.dtype
+    if "i1" in (src, dst) or DTYPE_BYTES[src] != DTYPE_BYTES[dst]:
+        same = [d for d in DTYPES if d != "i1" and src != "i1" and DTYPE_BYTES[d] == DTYPE_BYTES[src] and d != src]
+        raise TdslError(e.loc, f"bitcast() of {src} to {dst}: the sizes differ "
+                               f"({DTYPE_BYTES[src]} and {DTYPE_BYTES[dst]} bytes)",
+                        [f"{src} has the size of {', '.join(same)}"] if same else
+                        ["booleans have no bit pattern to reinterpret"] if "i1" in (src, dst) else [])
+    t.ty = "dtype"
+    if isinstance(v, Static):
+        bits = to_bits(round_to(np.asarray(v.value), src), src)
+        return Static(to_python(from_bits(bits, dst), dst), dst, weak=False)
+    if src == dst:
+        return v
+    return s.emit(ops.BitcastOp([v], [TileType(dst, v.type.shape)], loc=e.loc)).result
 
 
 @builtin("fill")
@@ -89,8 +130,8 @@ def _fill(s: Sema, e: ast.Call) -> Value:
     v = s.expr(value)
     from tiledsl.frontend.sema import Static
     if isinstance(v, Static):
-        if dtype == "i32" and isinstance(v.value, float) and not v.value.is_integer():
-            raise TdslError(value.loc, f"cannot fill an i32 tile with {v.value}")
+        if dtype in INT_DTYPES and isinstance(v.value, float) and not v.value.is_integer():
+            raise TdslError(value.loc, f"cannot fill an {dtype} tile with {v.value}")
         sv = s.const(v.value, dtype, value.loc)
     else:
         sv = _tile(s, v, value.loc, "the fill value")
@@ -144,6 +185,100 @@ _unary("exp2", lambda x: 2.0 ** x)
 _unary("sqrt", math.sqrt)
 _unary("rsqrt", lambda x: 1.0 / math.sqrt(x))
 _unary("log2", math.log2)
+
+
+# ------------------------------------------------------------------ math functions
+
+def _static_math(s: Sema, e: ast.Call, name: str, vals: list[Any]) -> Any:
+    """``name`` of compile-time operands, folded with the float64 function that defines the op
+    (``numerics.MATH64``): log(0) is -inf, not an error, as at run time."""
+    from tiledsl.frontend.sema import Static
+    from tiledsl.interp.numerics import MATH64
+    if any(v.dtype == "i1" for v in vals):
+        raise TdslError(e.loc, f"{name}() does not take booleans")
+    with np.errstate(all="ignore"):
+        r = float(MATH64[name](*(np.float64(v.value) for v in vals)))
+    strong = [v.dtype for v in vals if not v.weak and v.dtype in FLOAT_DTYPES]
+    return Static(r, strong[0] if strong else "f32", all(v.weak for v in vals))
+
+
+def _math_unary(name: str) -> None:
+    @builtin(name)
+    def handler(s: Sema, e: ast.Call) -> Any:
+        (x,) = _args(s, e, 1)
+        v = s.expr(x)
+        from tiledsl.frontend.sema import Static
+        if isinstance(v, Static):
+            if v.dtype == "i1":
+                raise TdslError(e.loc, f"{name}() does not take booleans")
+            if name in ("isnan", "isinf"):
+                return Static(bool(getattr(math, name)(float(v.value))), "i1")
+            return _static_math(s, e, name, [v])
+        v = _tile(s, v, x.loc, f"the operand of {name}()")
+        cls = ops.UNARY_OPS[name]
+        _check_dtype(e, name, v.type.dtype, cls.operand_dtypes)
+        return s.emit(cls([v], [TileType(cls.result_dtype or v.type.dtype, v.type.shape)], loc=e.loc)).result
+
+
+for _name in (*ops.MATH_UNARY, "isnan", "isinf"):
+    _math_unary(_name)
+
+
+def _check_dtype(e: ast.Call, name: str, dtype: str, allowed: tuple[str, ...]) -> None:
+    if dtype == "i1":
+        raise TdslError(e.loc, f"{name}() does not take booleans")
+    if dtype not in allowed:
+        raise TdslError(e.loc, f"{name}() takes {', '.join(allowed)}, got {dtype}", ["cast it first, e.g. f32(x)"])
+
+
+def _elementwise_call(s: Sema, e: ast.Call, name: str, vals: list[Any], locs: list[Any]) -> Value:
+    """An element-wise op of several operands, at least one of them run-time: weak literals take the
+    tiles' dtype, shapes broadcast."""
+    cls = ops.BINARY_OPS.get(name) or ops.ClampOp
+    tile = next(v for v in vals if not _is_static(v))
+    dtype = ""
+    for v in vals:
+        dtype = s.common_dtype(name, tile, v, e.loc)
+    _check_dtype(e, name, dtype, cls.operand_dtypes)
+    vs = [s.materialize(v, loc, dtype) for v, loc in zip(vals, locs)]
+    for v, loc in zip(vs, locs):
+        if not isinstance(v.type, TileType):
+            raise TdslError(loc, f"{name}() takes tiles, got {v.type}")
+    shape: tuple = ()
+    for v in vs:
+        shape = s.broadcast_shape(shape, v.type.shape, e.loc, name)
+    vs = [s.broadcast(v, shape, e.loc) for v in vs]
+    return s.emit(cls(vs, [TileType(dtype, shape)], loc=e.loc)).result
+
+
+def _is_static(v: Any) -> bool:
+    from tiledsl.frontend.sema import Static
+    return isinstance(v, Static)
+
+
+@builtin("pow")
+def _pow(s: Sema, e: ast.Call) -> Any:
+    args = _args(s, e, 2)
+    vals = [s.expr(a) for a in args]
+    if all(_is_static(v) for v in vals):
+        return _static_math(s, e, "pow", vals)
+    return _elementwise_call(s, e, "pow", vals, [a.loc for a in args])
+
+
+@builtin("clamp")
+def _clamp(s: Sema, e: ast.Call) -> Any:
+    args = _args(s, e, 3)
+    vals = [s.expr(a) for a in args]
+    if all(_is_static(v) for v in vals):
+        from tiledsl.frontend.sema import Static
+        if any(v.dtype == "i1" for v in vals):
+            raise TdslError(e.loc, "clamp() does not take booleans")
+        x, lo, hi = (v.value for v in vals)
+        r = x if isinstance(x, float) and math.isnan(x) else _static_minmax(
+            "min", _static_minmax("max", x, lo), hi)
+        dtypes = {v.dtype for v in vals}
+        return Static(r, dtypes.pop() if len(dtypes) == 1 else "f32", all(v.weak for v in vals))
+    return _elementwise_call(s, e, "clamp", vals, [a.loc for a in args])
 
 
 @builtin("abs")
@@ -238,6 +373,51 @@ def _sum(s: Sema, e: ast.Call) -> Value:
     return _reduce(s, e, "sum", x, e.kwargs["axis"])
 
 
+#: Built-ins that give several values, for ``a, b = f(...)``; by name, each ``(sema, call) -> values``.
+MULTI_BUILTINS: dict[str, Callable[[Sema, ast.Call], tuple[Value, ...]]] = {}
+
+
+def _axis_operand(s: Sema, e: ast.Call, default_1d: bool = False) -> tuple[Value, int]:
+    """The tile and the compile-time ``axis=`` of a reduction or scan (1-D tiles may leave the axis
+    out where ``default_1d``)."""
+    (x,) = _args(s, e, 1, ("axis",))
+    v = _tile(s, s.expr(x), x.loc, f"the operand of {e.func}()")
+    if v.type.rank == 0:
+        raise TdslError(e.loc, f"{e.func}() needs a tile, got the scalar {v.type}")
+    if "axis" not in e.kwargs:
+        if default_1d and v.type.rank == 1:
+            return v, 0
+        raise TdslError(e.loc, f"{e.func}(x) needs an axis: {e.func}(x, axis={v.type.rank - 1})")
+    axis = s.static_int(e.kwargs["axis"], "the axis")
+    if not 0 <= axis < v.type.rank:
+        raise TdslError(e.kwargs["axis"].loc, f"axis {axis} is out of range for {v.type}")
+    if v.type.dtype not in ops.NUMERIC:
+        raise TdslError(e.loc, f"{e.func}() does not take {v.type.dtype}")
+    return v, axis
+
+
+def _arg_reduce(kind: str) -> None:
+    def both(s: Sema, e: ast.Call) -> tuple[Value, ...]:
+        v, axis = _axis_operand(s, e)
+        shape = v.type.shape[:axis] + v.type.shape[axis + 1:]
+        cls = ops.ARG_REDUCE_OPS[kind]
+        return tuple(s.emit(cls([v], [TileType(v.type.dtype, shape), TileType("i32", shape)], {"axis": axis},
+                                loc=e.loc)).results)
+
+    MULTI_BUILTINS[kind] = both
+    BUILTINS[kind] = lambda s, e: both(s, e)[1]
+
+
+_arg_reduce("argmax")
+_arg_reduce("argmin")
+
+
+@builtin("cumsum")
+def _cumsum(s: Sema, e: ast.Call) -> Value:
+    v, axis = _axis_operand(s, e, default_1d=True)
+    return s.emit(ops.SCAN_OPS["sum"]([v], [v.type.without_layout()], {"axis": axis}, loc=e.loc)).result
+
+
 @builtin("where")
 def _where(s: Sema, e: ast.Call) -> Any:
     c_e, a_e, b_e = _args(s, e, 3)
@@ -276,7 +456,7 @@ def _dot(s: Sema, e: ast.Call) -> Value:
     if a.type.dtype != b.type.dtype:
         raise TdslError(e.loc, f"dot() of {a.type.dtype} and {b.type.dtype}: operand dtypes differ",
                         ["cast one operand, e.g. f16(p)"])
-    if a.type.dtype not in FLOAT_DTYPES:
+    if a.type.dtype not in ops.DOT_DTYPES:
         raise TdslError(e.loc, f"dot() takes f16, bf16 or f32 operands, got {a.type.dtype}")
     rtype = TileType("f32", (a.type.shape[0], b.type.shape[1]))
     operands = [a, b]

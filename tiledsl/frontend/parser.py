@@ -14,6 +14,7 @@ from tiledsl.frontend import ast
 _FRIENDLY = {
     "NAME": "a name", "INT": "an integer", "FLOAT": "a number",
     "CMP_OP": "a comparison", "ADD_OP": "'+' or '-'", "MUL_OP": "'*', '/', '//' or '%'", "$END": "end of input",
+    "SHIFT_OP": "'<<' or '>>'", "BOR": "'|'", "BXOR": "'^'", "BAND": "'&'", "TRANSPOSE": "'^T'",
 }
 
 
@@ -179,6 +180,11 @@ class _Builder(Transformer):
         return ast.Assign(self._tloc(name), str(name), value, layout)
 
     @v_args(meta=True)
+    def assign_many(self, meta, children):
+        *names, value = children
+        return ast.AssignMany(self._tloc(names[0]), [str(n) for n in names], [self._tloc(n) for n in names], value)
+
+    @v_args(meta=True)
     def copy(self, meta, children):
         (name, indices, tloc), value = children
         return ast.Copy(self._loc(meta), name, indices, value, tloc)
@@ -239,6 +245,10 @@ class _Builder(Transformer):
     @v_args(meta=True)
     def neg(self, meta, c):
         return ast.Neg(self._loc(meta), c[0])
+
+    @v_args(meta=True)
+    def invert(self, meta, c):
+        return ast.Invert(self._loc(meta), c[0])
 
     @v_args(meta=True)
     def index(self, meta, c):

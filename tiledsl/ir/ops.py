@@ -13,7 +13,22 @@ from typing import Any, ClassVar
 from tiledsl.diagnostics import Loc
 from tiledsl.ir.core import Block, Op, Value, VerifyError, register
 from tiledsl.ir.lds_storage import LdsStorage
-from tiledsl.ir.types import FLOAT_DTYPES, LdsType, RegsType, TensorType, TileType, Type
+from tiledsl.ir.types import (
+    DTYPE_BYTES,
+    FLOAT_DTYPES,
+    INT_DTYPES,
+    LdsType,
+    RegsType,
+    TensorType,
+    TileType,
+    Type,
+    int_range,
+)
+
+#: The operand dtypes of ``dot``.
+DOT_DTYPES = ("f16", "bf16", "f32")
+#: The dtypes of slice starts and indices of global tensors.
+INDEX_DTYPES = ("i32", "i64")
 
 
 def _tile(op: Op, v: Value, what: str) -> TileType:
@@ -135,8 +150,9 @@ class ConstOp(_Fixed):
         value = self.attrs.get("value")
         if not isinstance(value, (int, float, bool)):
             raise VerifyError(self, "const needs a numeric value")
-        if t.dtype == "i32" and not (isinstance(value, int) and -2**31 <= value < 2**31):
-            raise VerifyError(self, f"an i32 const must be an integer in range, not {value!r}")
+        if t.dtype in INT_DTYPES and not (isinstance(value, int) and not isinstance(value, bool)
+                                          and int_range(t.dtype)[0] <= value <= int_range(t.dtype)[1]):
+            raise VerifyError(self, f"an {t.dtype} const must be an integer in range, not {value!r}")
 
 
 @register
@@ -208,11 +224,11 @@ def _elementwise(name: str, arity: int, operand_dtypes: tuple[str, ...] | None =
     return register(cls)
 
 
-NUMERIC = ("f16", "bf16", "f32", "i32")
+NUMERIC = (*FLOAT_DTYPES, *INT_DTYPES)
 BINARY_OPS = {name: _elementwise(name, 2, NUMERIC) for name in ("add", "sub", "mul", "max", "min")}
 BINARY_OPS["div"] = _elementwise("div", 2, FLOAT_DTYPES)
-BINARY_OPS["floordiv"] = _elementwise("floordiv", 2, ("i32",))
-BINARY_OPS["mod"] = _elementwise("mod", 2, ("i32",))
+BINARY_OPS["floordiv"] = _elementwise("floordiv", 2, INT_DTYPES)
+BINARY_OPS["mod"] = _elementwise("mod", 2, INT_DTYPES)
 BINARY_OPS["and"] = _elementwise("and", 2, ("i1",))
 BINARY_OPS["or"] = _elementwise("or", 2, ("i1",))
 COMPARE_OPS = {name: _elementwise(name, 2, NUMERIC, "i1") for name in ("lt", "le", "gt", "ge", "eq", "ne")}
@@ -220,6 +236,17 @@ UNARY_OPS = {name: _elementwise(name, 1, FLOAT_DTYPES) for name in ("exp", "exp2
 UNARY_OPS["neg"] = _elementwise("neg", 1, NUMERIC)
 UNARY_OPS["abs"] = _elementwise("abs", 1, NUMERIC)
 UNARY_OPS["not"] = _elementwise("not", 1, ("i1",))
+# Bit operations on integers (``& | ^ << >> ~``): shifts by a count outside [0, width) shift
+# every bit out (``interp.numerics``); ``shr`` is arithmetic on signed dtypes, logical on unsigned.
+BIT_OPS = {name: _elementwise(name, 2, INT_DTYPES) for name in ("bitand", "bitor", "bitxor", "shl", "shr")}
+BINARY_OPS.update(BIT_OPS)
+UNARY_OPS["bitnot"] = _elementwise("bitnot", 1, INT_DTYPES)
+
+# Math functions, defined by ``numerics.MATH64`` (float64, rounded to the dtype); float operands only.
+MATH_UNARY = ("tanh", "sigmoid", "erf", "log", "log1p", "sin", "cos", "floor", "ceil", "round")
+UNARY_OPS.update({name: _elementwise(name, 1, FLOAT_DTYPES) for name in MATH_UNARY})
+UNARY_OPS.update({name: _elementwise(name, 1, FLOAT_DTYPES, "i1") for name in ("isnan", "isinf")})
+BINARY_OPS["pow"] = _elementwise("pow", 2, FLOAT_DTYPES)
 
 
 @register
@@ -238,14 +265,38 @@ class SelectOp(ElementwiseOp):
 
 
 @register
+class ClampOp(ElementwiseOp):
+    """``clamp(x, lo, hi)``: ``min(max(x, lo), hi)`` (maxNum/minNum: a NaN bound is ignored), a NaN
+    ``x`` kept NaN, as ``np.clip``."""
+
+    name = "clamp"
+    num_operands = 3
+    operand_dtypes = NUMERIC
+
+
+@register
 class CastOp(ElementwiseOp):
-    """Convert to the result dtype (round to nearest even for f16/bf16)."""
+    """Convert to the result dtype: floats round to nearest even (saturating to fp8), floats to
+    integers truncate and saturate, integers wrap (the rules of ``interp.numerics``)."""
 
     name = "cast"
     num_operands = 1
 
     def verify_dtypes(self, tiles: list[TileType], r: TileType) -> None:
         pass
+
+
+@register
+class BitcastOp(ElementwiseOp):
+    """The same bits read as the result dtype, of the same size (``bitcast(x, u32)``)."""
+
+    name = "bitcast"
+    num_operands = 1
+
+    def verify_dtypes(self, tiles: list[TileType], r: TileType) -> None:
+        src = tiles[0].dtype
+        if "i1" in (src, r.dtype) or DTYPE_BYTES[src] != DTYPE_BYTES[r.dtype]:
+            raise VerifyError(self, f"cannot bitcast {src} to {r.dtype}: the sizes differ")
 
 
 # ---------------------------------------------------------------- shape ops
@@ -371,6 +422,87 @@ class ReduceSumOp(ReduceOp):
 REDUCE_OPS: dict[str, type[ReduceOp]] = {cls.kind: cls for cls in (ReduceMaxOp, ReduceMinOp, ReduceSumOp)}
 
 
+class ArgReduceOp(_Fixed):
+    """``values, indices = reduce_argmax(x) {axis}``: along ``axis``, the largest element of each line
+    (``reduce_argmin``: the smallest) and its index there (i32). Ties go to the smallest index, as
+    NumPy's; a NaN is ignored, as ``max``/``min`` ignore it (maxNum), so the value is the line's
+    ``max``; a line of NaNs gives NaN at index 0. After layout assignment a reduction whose axis
+    spans several waves takes two more operands, the LDS scratch tiles through which the waves
+    combine their (value, index) pairs (values, then indices)."""
+
+    kind: str
+    num_operands = None
+    num_results = 2
+    pure = cse = True
+
+    def verify(self) -> None:
+        super().verify()
+        if len(self.operands) not in (1, 3):
+            raise VerifyError(self, "takes a tile and optionally two LDS scratch tiles")
+        if any(not isinstance(v.type, LdsType) for v in self.operands[1:]):
+            raise VerifyError(self, "the scratch operands must be LDS tiles")
+        s = _tile(self, self.operands[0], "operand")
+        v, i = (_tile(self, r, "result") for r in self.results)
+        ax = self.attrs.get("axis")
+        if not isinstance(ax, int) or not 0 <= ax < s.rank:
+            raise VerifyError(self, f"bad axis {ax}")
+        if s.dtype not in NUMERIC:
+            raise VerifyError(self, f"does not take {s.dtype}")
+        shape = s.shape[:ax] + s.shape[ax + 1:]
+        if v.shape != shape or v.dtype != s.dtype or i.shape != shape or i.dtype != "i32":
+            raise VerifyError(self, f"results {v}, {i} do not match an arg-reduction of {s} over axis {ax}")
+
+
+@register
+class ReduceArgmaxOp(ArgReduceOp):
+    name = "reduce_argmax"
+    kind = "argmax"
+
+
+@register
+class ReduceArgminOp(ArgReduceOp):
+    name = "reduce_argmin"
+    kind = "argmin"
+
+
+ARG_REDUCE_OPS: dict[str, type[ArgReduceOp]] = {cls.kind: cls for cls in (ReduceArgmaxOp, ReduceArgminOp)}
+
+
+class ScanOp(_Fixed):
+    """An inclusive scan along ``axis``: ``cumsum`` puts at each position the sum of the line's
+    elements up to it (f32 accumulation for floats, rounded once per element; i32 wraps). After
+    layout assignment a scan whose axis spans several waves takes an LDS scratch tile, through
+    which each wave learns the totals of the waves before it."""
+
+    kind: str
+    combine: str        # the element-wise op (``BINARY_OPS``) that combines two partial results
+    num_operands = None
+    pure = cse = True
+
+    def verify(self) -> None:
+        super().verify()
+        if len(self.operands) not in (1, 2):
+            raise VerifyError(self, "takes a tile and an optional LDS scratch")
+        if len(self.operands) == 2 and not isinstance(self.operands[1].type, LdsType):
+            raise VerifyError(self, "the second operand must be an LDS scratch tile")
+        s, r = _tile(self, self.operands[0], "operand"), _tile(self, self.result, "result")
+        ax = self.attrs.get("axis")
+        if not isinstance(ax, int) or not 0 <= ax < s.rank:
+            raise VerifyError(self, f"bad axis {ax}")
+        if s.dtype not in NUMERIC or r.dtype != s.dtype or r.shape != s.shape:
+            raise VerifyError(self, f"result {r} does not match a scan of {s}")
+
+
+@register
+class CumsumOp(ScanOp):
+    name = "cumsum"
+    kind = "sum"
+    combine = "add"
+
+
+SCAN_OPS: dict[str, type[ScanOp]] = {cls.kind: cls for cls in (CumsumOp,)}
+
+
 @register
 class DotOp(_Fixed):
     """``a[M,K] · b[K,N] (+ acc[M,N])`` with f32 accumulation."""
@@ -386,8 +518,8 @@ class DotOp(_Fixed):
         r = _tile(self, self.result, "result")
         if a.rank != 2 or b.rank != 2 or a.shape[1] != b.shape[0]:
             raise VerifyError(self, f"cannot multiply {a} by {b}")
-        if a.dtype != b.dtype or a.dtype not in FLOAT_DTYPES:
-            raise VerifyError(self, "operands must share a float dtype")
+        if a.dtype != b.dtype or a.dtype not in DOT_DTYPES:
+            raise VerifyError(self, f"operands must share one of the dtypes {', '.join(DOT_DTYPES)}")
         if r.dtype != "f32" or r.shape != (a.shape[0], b.shape[1]):
             raise VerifyError(self, f"result must be f32[{a.shape[0]},{b.shape[1]}]")
         if len(self.operands) == 3:
@@ -447,8 +579,8 @@ class GlobalAccess(Op):
                 if not (isinstance(v.type, TileType) and v.type.rank == 1 and v.type.dtype == "i32"):
                     raise VerifyError(self, f"the index of gathered dim {d} must be a 1-D i32 tile")
                 lengths.add(v.type.shape[0])
-            elif not (isinstance(v.type, TileType) and v.type.shape == () and v.type.dtype == "i32"):
-                raise VerifyError(self, "slice starts must be i32 scalars")
+            elif not (isinstance(v.type, TileType) and v.type.shape == () and v.type.dtype in INDEX_DTYPES):
+                raise VerifyError(self, "slice starts must be i32 or i64 scalars")
         if len(lengths) > 1 or (gather and [extents[d] for d in gather] != [*lengths, *[0] * (len(gather) - 1)]):
             raise VerifyError(self, f"index tiles of lengths {sorted(lengths)} with extents {extents}: the first "
                                     f"gathered dim has the tiles' one length, the others 0")
