@@ -51,10 +51,12 @@ def assert_answers(text: str, params: dict[str, int] | None = None) -> None:
         assert 1 <= e.loc.col <= len(lines[e.loc.line - 1]) + 1, (e.loc, e.message)
         assert e.format().startswith(f"<string>:{e.loc.line}:{e.loc.col}: error: ")
         return
-    assert isinstance(prog, tiledsl.Program)
-    # A program that checks also survives the tile IR passes.
-    kernel, _ = prog.lower()
-    assert kernel.name == "kernel"
+    # A program that checks also survives the tile IR passes (each kernel of a file of several).
+    programs = list(prog.kernels.values()) if isinstance(prog, tiledsl.Module) else [prog]
+    for one in programs:
+        assert isinstance(one, tiledsl.Program)
+        kernel, _ = one.lower()
+        assert kernel.name == "kernel"
 
 
 # ---------------------------------------------------------------- token soup
