@@ -13,6 +13,7 @@ import tiledsl
 from tiledsl.interp.block import BlockInterpreter
 from tiledsl.interp.report import Report
 from tiledsl.ir import ops
+from tiledsl.ir.core import Block
 from tiledsl.stages import DEFAULT_TILE_PASSES as DEFAULT_PIPELINE
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -102,7 +103,7 @@ kernel k(A: f16[64, 32], B: f16[32, 64], out Y: f32[64, 64])
 """
     kernel = tiledsl.load(src).lowered()
     (dot,) = dots(kernel)
-    assert len(dot.operands) == 3 and dot.operands[2].owner.name == "for"
+    assert len(dot.operands) == 3 and isinstance(dot.operands[2].owner, Block)    # the loop-carried acc
     assert not [op for op in kernel.walk() if op.name == "add" and len(op.results[0].type.shape) == 2]
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((64, 32)).astype(np.float16), rng.standard_normal((32, 64)).astype(np.float16)
