@@ -47,9 +47,10 @@ def measure(n: int, d: int, causal: int, files: list[str], configs: list[dict[st
     for path, cfg, target in [(p, c, t) for p in files for c in configs for t in targets]:
         kern = tiledsl.load(path, params={"D": d, "CAUSAL": causal, **cfg}).compile(target=target).launcher()
         out = torch.empty_like(q)
+        lse = torch.empty(q.shape[:3], device=q.device, dtype=torch.float32)
 
-        def ours(kern=kern, o=out):
-            kern(Q=q, K=k, V=v, O=o, scale=d ** -0.5)
+        def ours(kern=kern, o=out, lse=lse):
+            kern(Q=q, K=k, V=v, O=o, L=lse, scale=d ** -0.5)
             return o
         err = ((ours().float() - ref).norm() / ref.norm()).item()
         name = f"{Path(path).name} {target} {cfg}"

@@ -108,9 +108,10 @@ def measure(n: int, d: int, causal: int, tri, target: str) -> dict:
     prog = tiledsl.load(ROOT / "examples" / "attention.tdsl", params={"D": d, "CAUSAL": causal, **params})
     kern = prog.compile(target=target).launcher()
     o = torch.empty_like(q)
+    lse = torch.empty((z, h, n), device="cuda", dtype=torch.float32)
 
     def ours():
-        kern(Q=q, K=k, V=v, O=o, scale=d ** -0.5)
+        kern(Q=q, K=k, V=v, O=o, L=lse, scale=d ** -0.5)
         return o
     record("tiledsl", ours, row)
     for name, backend in [("torch-flash", SDPBackend.FLASH_ATTENTION), ("torch-cudnn", SDPBackend.CUDNN_ATTENTION)]:

@@ -39,12 +39,13 @@ def main() -> None:
     q, k, v = (rng.standard_normal((z, h, n, d)).astype(np.float16) for _ in range(3))
     prog = tiledsl.load(ROOT / "examples" / "attention.tdsl", params={"D": d})
     o_block, o_thread = np.zeros_like(q), np.zeros_like(q)
+    lse = np.zeros((z, h, n), np.float32)
     # Warm-up: builds the tile IR and the thread IR once (cached on the program).
-    assert prog.interpret(Q=q, K=k, V=v, O=o_block, scale=d ** -0.5).ok
-    assert prog.interpret(level="thread", target=args.target, Q=q, K=k, V=v, O=o_thread, scale=d ** -0.5).ok
-    t_block = median_time(lambda: prog.interpret(Q=q, K=k, V=v, O=o_block, scale=d ** -0.5), args.repeat)
+    assert prog.interpret(Q=q, K=k, V=v, O=o_block, L=lse, scale=d ** -0.5).ok
+    assert prog.interpret(level="thread", target=args.target, Q=q, K=k, V=v, O=o_thread, L=lse, scale=d ** -0.5).ok
+    t_block = median_time(lambda: prog.interpret(Q=q, K=k, V=v, O=o_block, L=lse, scale=d ** -0.5), args.repeat)
     t_thread = median_time(lambda: prog.interpret(level="thread", target=args.target, Q=q, K=k, V=v,
-                                                  O=o_thread, scale=d ** -0.5), args.repeat)
+                                                  O=o_thread, L=lse, scale=d ** -0.5), args.repeat)
     diff = float(np.abs(o_thread.astype(np.float64) - o_block).max())
     print(f"attention Z={z} H={h} N={n} D={d} on {args.target} (median of {args.repeat})")
     print(f"  block interpreter  : {t_block * 1e3:8.1f} ms")

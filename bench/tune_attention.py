@@ -50,7 +50,8 @@ def main() -> None:
         q, k, v = (cupy.random.standard_normal((z, h, n, d), dtype=cupy.float32).astype(cupy.float16)
                    for _ in range(3))
         o = cupy.empty_like(q)
-        launch = {"Q": q, "K": k, "V": v, "O": o, "scale": d ** -0.5}
+        lse = cupy.empty((z, h, n), dtype=cupy.float32)
+        launch = {"Q": q, "K": k, "V": v, "O": o, "L": lse, "scale": d ** -0.5}
         first: list[tuple[float, tuple]] = []
         for (bm, waves), bn, stages, qregs in [(r, b, s, q) for r in space["rows"] for b in space["bn"]
                                                for s in space["stages"] for q in space["qregs"][d]]:

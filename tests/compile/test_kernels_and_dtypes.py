@@ -55,7 +55,7 @@ def test_attention_bf16_compiles_to_bf16_matrix_instructions(target: str) -> Non
     art = tiledsl.load(ATTENTION, params=params).compile(target=target)
     assert re.search(BF16_MATRIX[target], art.asm)
     assert not re.search(r"f16\.f16|_f16\b|x8f16|\.f16x2", art.asm.replace("bf16", ""))
-    assert [a["dtype"] for a in art.meta["args"] if a["kind"] == "tensor"] == ["bf16"] * 4
+    assert [a["dtype"] for a in art.meta["args"] if a["kind"] == "tensor"] == ["bf16"] * 4 + ["f32"]   # O, then L
     if not art.is_amd or HAVE_LLD:
         assert len(art.binary) > 0
 

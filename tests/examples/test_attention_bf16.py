@@ -47,10 +47,13 @@ def test_attention_bf16_block_level(n: int, d: int, bm: int, bn: int, causal: in
     o = np.full_like(q, np.nan)
     params = {"T": "bf16", "BM": bm, "BN": bn, "CAUSAL": causal}
     prog = tiledsl.load(EXAMPLES / "attention.tdsl", params=params)
-    report = prog.interpret(Q=q, K=k, V=v, O=o, scale=d ** -0.5)
+    lse = np.full(q.shape[:3], np.nan, np.float32)
+    report = prog.interpret(Q=q, K=k, V=v, O=o, L=lse, scale=d ** -0.5)
     assert report.ok, str(report)
     np.testing.assert_array_equal(o, round_bf16(o))           # O was stored as bf16
-    assert _rel(o, reference().attention(q, k, v, d ** -0.5, CAUSAL=causal)) <= BF16_TOLERANCE
+    ref = reference().attention(q, k, v, d ** -0.5, CAUSAL=causal)
+    assert _rel(o, ref["O"]) <= BF16_TOLERANCE
+    assert _rel(lse, ref["L"]) <= 1e-5                        # L is f32 whatever T is
 
 
 def test_attention_bf16_bound_from_bf16_arrays() -> None:
@@ -59,12 +62,13 @@ def test_attention_bf16_bound_from_bf16_arrays() -> None:
     q, k, v = (rng.standard_normal((2, 1, 93, 32)).astype(ml_dtypes.bfloat16) for _ in range(3))
     o = np.zeros_like(q)
     prog = tiledsl.load(EXAMPLES / "attention.tdsl", params={"BM": 64, "BN": 32})
-    assert prog.interpret(Q=q, K=k, V=v, O=o, scale=0.2).ok
-    assert prog.bind_shapes({"Q": q, "K": k, "V": v, "O": o})[0].dtypes == {"T": "bf16"}
-    ref = reference().attention(*(x.astype(np.float32) for x in (q, k, v)), 0.2)
+    lse = np.zeros((2, 1, 93), np.float32)
+    assert prog.interpret(Q=q, K=k, V=v, O=o, L=lse, scale=0.2).ok
+    assert prog.bind_shapes({"Q": q, "K": k, "V": v, "O": o, "L": lse})[0].dtypes == {"T": "bf16"}
+    ref = reference().attention(*(x.astype(np.float32) for x in (q, k, v)), 0.2)["O"]
     assert _rel(o.astype(np.float32), ref) <= BF16_TOLERANCE
     # The same arrays in f16 run the f16 kernel: a different result, closer to the reference.
     o16 = np.zeros(q.shape, np.float16)
     assert prog.interpret(Q=q.astype(np.float16), K=k.astype(np.float16), V=v.astype(np.float16), O=o16,
-                          scale=0.2).ok
+                          L=lse, scale=0.2).ok
     assert _rel(o16, ref) < _rel(o.astype(np.float32), ref) and _rel(o16, ref) <= 2e-3

@@ -49,8 +49,15 @@ def run_and_compare(name: str, params: dict[str, int], out: str, dtype: str, **a
     report = prog.interpret(**args)
     assert report.ok, str(report)
     ref = getattr(reference(), name)(**args, **params)
-    err = rel_error(args[out], ref)  # type: ignore[arg-type]
-    assert err <= TOLERANCE[dtype], f"{name} {params}: relative error {err:.3e}"
+    outs = ref if isinstance(ref, dict) else {out: ref}
+    for name_out, want in outs.items():
+        limit = TOLERANCE[dtype] if name_out == out else TOLERANCE[prog_dtype(prog, name_out)]
+        err = rel_error(args[name_out], want)  # type: ignore[arg-type]
+        assert err <= limit, f"{name} {params} {name_out}: relative error {err:.3e}"
+
+
+def prog_dtype(prog: tiledsl.Program, name: str) -> str:
+    return next(p.dtype for p in prog.tensor_params if p.name == name)
 
 
 @settings(max_examples=60, deadline=None)
@@ -67,8 +74,9 @@ def test_attention(z: int, h: int, n: int, d: int, bm: int, bn: int, causal: int
     rng = np.random.default_rng(seed)
     q, k, v = (rng.standard_normal((z, h, n, d)).astype(np.float16) for _ in range(3))
     o = np.full((z, h, n, d), np.nan, dtype=np.float16)
+    lse = np.full((z, h, n), np.nan, dtype=np.float32)
     run_and_compare("attention", {"BM": bm, "BN": bn, "CAUSAL": causal}, "O", "f16",
-                    Q=q, K=k, V=v, O=o, scale=float(d) ** -0.5)
+                    Q=q, K=k, V=v, O=o, L=lse, scale=float(d) ** -0.5)
 
 
 @settings(max_examples=50, deadline=None)
@@ -120,11 +128,13 @@ def test_attention_detects_a_wrong_answer() -> None:
     rng = np.random.default_rng(7)
     q, k, v = (rng.standard_normal((1, 1, 40, 16)).astype(np.float16) for _ in range(3))
     o = np.full_like(q, np.nan)
-    assert program("attention", (("BM", 16), ("BN", 16))).interpret(Q=q, K=k, V=v, O=o, scale=0.25).ok
+    lse = np.full((1, 1, 40), np.nan, np.float32)
+    assert program("attention", (("BM", 16), ("BN", 16))).interpret(Q=q, K=k, V=v, O=o, L=lse, scale=0.25).ok
     ref = reference().attention(q, k, v, 0.25)
-    assert rel_error(o, ref) <= TOLERANCE["f16"]
+    assert rel_error(o, ref["O"]) <= TOLERANCE["f16"] and rel_error(lse, ref["L"]) <= TOLERANCE["f32"]
     # A different scale than the kernel used: the error must be far over the tolerance.
-    assert rel_error(o, reference().attention(q, k, v, 0.5)) > 10 * TOLERANCE["f16"]
+    wrong = reference().attention(q, k, v, 0.5)
+    assert rel_error(o, wrong["O"]) > 10 * TOLERANCE["f16"] and rel_error(lse, wrong["L"]) > 10 * TOLERANCE["f32"]
 
 
 @settings(max_examples=40, deadline=None)

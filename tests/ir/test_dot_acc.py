@@ -13,6 +13,7 @@ import tiledsl
 from tiledsl.interp.block import BlockInterpreter
 from tiledsl.interp.report import Report
 from tiledsl.ir import ops
+from tiledsl.ir.core import Block
 from tiledsl.stages import DEFAULT_TILE_PASSES as DEFAULT_PIPELINE
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -76,8 +77,38 @@ def test_fused_attention_is_bit_identical(n: int, causal: int) -> None:
     prog = tiledsl.load(EXAMPLES / "attention.tdsl", params={"D": 16, "BM": 32, "BN": 16, "CAUSAL": causal})
     rng = np.random.default_rng(n)
     q, k, v = (rng.standard_normal((1, 2, n, 16)).astype(np.float16) for _ in range(3))
-    args = {"Q": q, "K": k, "V": v, "scale": np.float32(0.25)}
+    args = {"Q": q, "K": k, "V": v, "L": np.zeros(q.shape[:3], np.float32), "scale": np.float32(0.25)}
     fused, r1 = run_block(prog, DEFAULT_PIPELINE, O=np.zeros_like(q), **args)
     plain, r2 = run_block(prog, UNFUSED, O=np.zeros_like(q), **args)
     assert r1.ok and r2.ok, (r1, r2)
     np.testing.assert_array_equal(fused["O"], plain["O"])
+
+
+def test_an_accumulator_with_a_pinned_layout_is_fused() -> None:
+    """FA2 backward's ``dk = dk + dot(ds, q)``: ``dk`` is carried from a fill pinned to a layout,
+    the dot's result has none yet; the add still becomes the dot's accumulator, and the values
+    stay those of the unfused kernel."""
+    src = """
+kernel k(A: f16[64, 32], B: f16[32, 64], out Y: f32[64, 64])
+  grid (1) as (b)
+  block 4 waves
+{
+  layout rows = mma(waves=[4, 1])
+  acc = fill(0, f32[64, 64]) @ rows
+  for i in 0 .. 3 step 1 {
+    acc = acc + dot(A[:, :], B[:, :])
+  }
+  Y[:, :] <- acc
+}
+"""
+    kernel = tiledsl.load(src).lowered()
+    (dot,) = dots(kernel)
+    assert len(dot.operands) == 3 and isinstance(dot.operands[2].owner, Block)    # the loop-carried acc
+    assert not [op for op in kernel.walk() if op.name == "add" and len(op.results[0].type.shape) == 2]
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((64, 32)).astype(np.float16), rng.standard_normal((32, 64)).astype(np.float16)
+    fused, plain = np.zeros((64, 64), np.float32), np.zeros((64, 64), np.float32)
+    assert tiledsl.load(src).interpret(A=a, B=b, Y=fused).ok
+    assert tiledsl.load(src).interpret(level="thread", target="sm_90", A=a, B=b, Y=plain).ok
+    np.testing.assert_allclose(fused, 3 * (a.astype(np.float64) @ b), rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(plain, fused, rtol=1e-6, atol=1e-5)

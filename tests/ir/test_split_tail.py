@@ -96,7 +96,7 @@ def test_split_attention_is_bit_identical_to_the_unsplit_loop(n: int, causal: in
     prog = tiledsl.load(EXAMPLES / "attention.tdsl", params={"D": 16, "BM": 32, "BN": bn, "CAUSAL": causal})
     rng = np.random.default_rng(n)
     q, k, v = (rng.standard_normal((1, 2, n, 16)).astype(np.float16) for _ in range(3))
-    args = {"Q": q, "K": k, "V": v, "scale": np.float32(0.25)}
+    args = {"Q": q, "K": k, "V": v, "L": np.zeros(q.shape[:3], np.float32), "scale": np.float32(0.25)}
     split, r1 = run_block(prog, DEFAULT_PIPELINE, O=np.zeros_like(q), **args)
     plain, r2 = run_block(prog, UNSPLIT, O=np.zeros_like(q), **args)
     assert r1.ok and r2.ok, (r1, r2)
@@ -111,6 +111,7 @@ def test_a_false_inbounds_claim_is_an_out_of_bounds_error() -> None:
     copy.attrs["inbounds"] = [2]                       # wrong: the tail tile runs past N
     q = np.ones((1, 1, 40, 16), np.float16)
     _, tensors, scalars, dims = prog.prepare_arguments({"Q": q, "K": q, "V": q, "O": np.zeros_like(q),
+                                                        "L": np.zeros((1, 1, 40), np.float32),
                                                         "scale": np.float32(1)})
     report = Report(level="block")
     BlockInterpreter(kernel, tensors, scalars, dims, report).run()

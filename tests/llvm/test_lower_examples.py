@@ -66,7 +66,7 @@ def test_attention_compiles(key: str, attention) -> None:
     lk, c = attention[key]
     check_compiled(key, lk, c)
     assert [(a.name, a.kind) for a in lk.args] == [("Q", "tensor"), ("K", "tensor"), ("V", "tensor"),
-                                                   ("O", "tensor"), ("scale", "scalar"), ("Z", "dim"),
+                                                   ("O", "tensor"), ("L", "tensor"), ("scale", "scalar"), ("Z", "dim"),
                                                    ("H", "dim"), ("N", "dim")]
     assert lk.stats.get("matrix" if TARGETS[key].matrix else "fma", 0) > 0
     # Every layout query of attention takes a formula, none a table.

@@ -22,7 +22,7 @@ def compiled(source: str, key: str, **params: int) -> tuple[LoweredKernel, Compi
 def test_kernel_abi_in_the_signature() -> None:
     lk, _ = compiled("attention", "gfx942", D=64)
     filecheck(str(lk.module), r"""
-CHECK: define amdgpu_kernel void @"attention"(ptr addrspace(1) inreg noalias readonly %"Q", ptr addrspace(1) inreg noalias readonly %"K", ptr addrspace(1) inreg noalias readonly %"V", ptr addrspace(1) inreg noalias %"O", float inreg %"scale", i32 inreg %"dim.Z", i32 inreg %"dim.H", i32 inreg %"dim.N") {{.*}}"amdgpu-flat-work-group-size"="1,256"
+CHECK: define amdgpu_kernel void @"attention"(ptr addrspace(1) inreg noalias readonly %"Q", ptr addrspace(1) inreg noalias readonly %"K", ptr addrspace(1) inreg noalias readonly %"V", ptr addrspace(1) inreg noalias %"O", ptr addrspace(1) inreg noalias %"L", float inreg %"scale", i32 inreg %"dim.Z", i32 inreg %"dim.H", i32 inreg %"dim.N") {{.*}}"amdgpu-flat-work-group-size"="1,256"
 CHECK: @"lds" = internal addrspace(3) global [{{[0-9]+}} x i8] undef, align 16
 """)
     assert f'@"lds" = internal addrspace(3) global [{lk.lds_bytes} x i8]' in str(lk.module)

@@ -114,7 +114,9 @@ def test_attention(d: int, causal: int) -> None:
     out, interp = run_gpu_and_interpreter("attention", {"Q": q, "K": k, "V": v}, {"scale": scale},
                                           D=d, BM=128, BN=64, CAUSAL=causal)
     err_i = rel_error(out["O"], interp["O"])
-    err_r = rel_error(out["O"], reference().attention(q, k, v, scale, CAUSAL=causal))
+    ref = reference().attention(q, k, v, scale, CAUSAL=causal)
+    err_r = rel_error(out["O"], ref["O"])
+    assert rel_error(out["L"], ref["L"]) <= 1e-5 and rel_error(out["L"], interp["L"]) <= 1e-5
     print(f"\nattention D={d} causal={causal}: vs interpreter {err_i:.2e}, vs reference {err_r:.2e}")
     assert err_i <= 2e-3 and err_r <= TOLERANCE["f16"]
 
@@ -188,13 +190,14 @@ def test_attention_throughput() -> None:
     gpu = GpuKernel(lower_kernel(kernel, ctx, NvptxTarget(ARCH)))
     q, k, v = (cp.random.standard_normal((z, h, n, d), dtype=cp.float32).astype(cp.float16) for _ in range(3))
     o = cp.zeros_like(q)
+    lse = cp.zeros((z, h, n), dtype=cp.float32)
     dims = {"Z": z, "H": h, "N": n}
-    gpu({"Q": q, "K": k, "V": v, "O": o}, {"scale": 1 / np.sqrt(d)}, dims)
+    gpu({"Q": q, "K": k, "V": v, "O": o, "L": lse}, {"scale": 1 / np.sqrt(d)}, dims)
     cp.cuda.runtime.deviceSynchronize()
     start = time.perf_counter()
     reps = 5
     for _ in range(reps):
-        gpu({"Q": q, "K": k, "V": v, "O": o}, {"scale": 1 / np.sqrt(d)}, dims)
+        gpu({"Q": q, "K": k, "V": v, "O": o, "L": lse}, {"scale": 1 / np.sqrt(d)}, dims)
     cp.cuda.runtime.deviceSynchronize()
     seconds = (time.perf_counter() - start) / reps
     flops = 4 * z * h * n * n * d

@@ -38,12 +38,16 @@ def test_attention_with_cupy_arrays(d: int, causal: int, n: int) -> None:
     prog = tiledsl.load(EXAMPLES / "attention.tdsl", params={"D": d, "CAUSAL": causal})
     kernel = prog.compile(target="sm_90").launcher()
     o = cupy.full(q.shape, np.nan, dtype=cupy.float16)
-    kernel(Q=cupy.asarray(q), K=cupy.asarray(k), V=cupy.asarray(v), O=o, scale=d ** -0.5)
+    lse = cupy.full(q.shape[:3], np.nan, dtype=cupy.float32)
+    kernel(Q=cupy.asarray(q), K=cupy.asarray(k), V=cupy.asarray(v), O=o, L=lse, scale=d ** -0.5)
     out = o.get()
     ref = reference.attention(q, k, v, d ** -0.5, CAUSAL=causal)
-    assert _rel(out, ref) < 2e-3
+    assert _rel(out, ref["O"]) < 2e-3
+    assert _rel(lse.get(), ref["L"]) < 1e-5
     thread = np.zeros_like(q)
-    assert prog.interpret(level="thread", target="sm_90", Q=q, K=k, V=v, O=thread, scale=d ** -0.5).ok
+    thread_lse = np.zeros(q.shape[:3], np.float32)
+    assert prog.interpret(level="thread", target="sm_90", Q=q, K=k, V=v, O=thread, L=thread_lse,
+                          scale=d ** -0.5).ok
     assert _rel(out, thread.astype(np.float64)) < 2e-3
 
 
@@ -65,13 +69,16 @@ def test_attention_wgmma_sm90a(dtype: str, d: int, causal: int, n: int, config: 
     host = {name: round_to(rng.standard_normal((2, 3, n, d)).astype(np.float32), dtype) for name in "QKV"}
     gpu = {name: cupy.asarray(_device_bits(x, dtype)) for name, x in host.items()}
     gpu["O"] = cupy.zeros(host["Q"].shape, dtype=gpu["Q"].dtype)
+    gpu["L"] = cupy.full(host["Q"].shape[:3], np.nan, dtype=cupy.float32)
     compiled.launcher()(**gpu, scale=d ** -0.5)
     out = _from_device_bits(gpu["O"].get(), dtype)
     ref = reference.attention(host["Q"], host["K"], host["V"], d ** -0.5, CAUSAL=causal)
     tol = 2e-3 if dtype == "f16" else 1.6e-2
-    assert _rel(out, ref) < tol
+    assert _rel(out, ref["O"]) < tol
+    assert _rel(gpu["L"].get(), ref["L"]) < 1e-5
     thread = np.zeros_like(host["Q"])
-    assert prog.interpret(level="thread", target="sm_90a", **host, O=thread, scale=d ** -0.5).ok
+    lse = np.zeros(host["Q"].shape[:3], np.float32)
+    assert prog.interpret(level="thread", target="sm_90a", **host, O=thread, L=lse, scale=d ** -0.5).ok
     assert _rel(out, thread.astype(np.float64)) < tol
 
 
@@ -89,7 +96,8 @@ def test_attention_bf16_with_torch_tensors() -> None:
     prog = tiledsl.load(EXAMPLES / "attention.tdsl", params={"D": 64, "T": "bf16"})
     q, k, v = (torch.randn(1, 2, 150, 64, device="cuda", dtype=torch.bfloat16) for _ in range(3))
     o = torch.empty_like(q)
-    prog.compile(target="sm_90").launcher()(Q=q, K=k, V=v, O=o, scale=0.125)
+    lse = torch.empty(q.shape[:3], device="cuda", dtype=torch.float32)
+    prog.compile(target="sm_90").launcher()(Q=q, K=k, V=v, O=o, L=lse, scale=0.125)
     ref = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float(), scale=0.125)
     assert ((o.float() - ref).norm() / ref.norm()).item() < 1.6e-2
 
@@ -121,18 +129,21 @@ def test_launcher_rejects_bad_arguments() -> None:
     prog = tiledsl.load(EXAMPLES / "attention.tdsl", params={"D": 64})
     kernel = prog.compile(target="sm_90").launcher()
     q = cupy.zeros((1, 1, 64, 64), dtype=cupy.float16)
+    lse = cupy.zeros((1, 1, 64), dtype=cupy.float32)
     with pytest.raises(LaunchError, match="is f16"):
-        kernel(Q=q.astype(cupy.float32), K=q, V=q, O=q, scale=1.0)
+        kernel(Q=q.astype(cupy.float32), K=q, V=q, O=q, L=lse, scale=1.0)
     with pytest.raises(LaunchError, match="compiled for D=64"):
-        kernel(Q=cupy.zeros((1, 1, 64, 32), cupy.float16), K=q, V=q, O=q, scale=1.0)
+        kernel(Q=cupy.zeros((1, 1, 64, 32), cupy.float16), K=q, V=q, O=q, L=lse, scale=1.0)
     with pytest.raises(LaunchError, match="dim N"):
-        kernel(Q=q, K=cupy.zeros((1, 1, 32, 64), cupy.float16), V=q, O=q, scale=1.0)
+        kernel(Q=q, K=cupy.zeros((1, 1, 32, 64), cupy.float16), V=q, O=q, L=lse, scale=1.0)
     with pytest.raises(LaunchError, match="missing argument 'scale'"):
-        kernel(Q=q, K=q, V=q, O=q)
+        kernel(Q=q, K=q, V=q, O=q, L=lse)
+    with pytest.raises(LaunchError, match="missing argument 'L'"):
+        kernel(Q=q, K=q, V=q, O=q, scale=1.0)
     with pytest.raises(LaunchError, match="contiguous"):
-        kernel(Q=cupy.zeros((1, 1, 64, 128), cupy.float16)[..., ::2], K=q, V=q, O=q, scale=1.0)
+        kernel(Q=cupy.zeros((1, 1, 64, 128), cupy.float16)[..., ::2], K=q, V=q, O=q, L=lse, scale=1.0)
     with pytest.raises(LaunchError, match="GPU array"):
-        kernel(Q=np.zeros((1, 1, 64, 64), np.float16), K=q, V=q, O=q, scale=1.0)
+        kernel(Q=np.zeros((1, 1, 64, 64), np.float16), K=q, V=q, O=q, L=lse, scale=1.0)
 
 
 def test_cli_run_and_bench_on_the_gpu(capsys: pytest.CaptureFixture) -> None:
@@ -168,7 +179,8 @@ def _run(target: str, d: int, causal: int, stages: int, q: np.ndarray, k: np.nda
     prog = tiledsl.load(EXAMPLES / "attention.tdsl", params={"D": d, "CAUSAL": causal, "STAGES": stages})
     art = prog.compile(target=target)
     o = cupy.full(q.shape, np.nan, dtype=cupy.float16)
-    art.launcher()(Q=cupy.asarray(q), K=cupy.asarray(k), V=cupy.asarray(v), O=o, scale=d ** -0.5)
+    lse = cupy.full(q.shape[:3], np.nan, dtype=cupy.float32)
+    art.launcher()(Q=cupy.asarray(q), K=cupy.asarray(k), V=cupy.asarray(v), O=o, L=lse, scale=d ** -0.5)
     return o.get(), art.asm
 
 
@@ -181,7 +193,7 @@ def test_pipelined_attention_on_the_gpu(target: str, d: int, causal: int, n: int
     out, asm = _run(target, d, causal, stages, q, k, v)
     assert "cp.async.cg.shared.global" in asm
     assert re.search(rf"cp\.async\.wait_group\s+{stages - 2};", asm)
-    ref = reference.attention(q, k, v, d ** -0.5, CAUSAL=causal)
+    ref = reference.attention(q, k, v, d ** -0.5, CAUSAL=causal)["O"]
     assert _rel(out, ref) < 2e-3
     plain, plain_asm = _run(target, d, causal, 1, q, k, v)
     assert "cp.async" not in plain_asm

@@ -30,16 +30,16 @@ class DeviceArray:
 
 
 def _qkvo(typestr: str, d: int = 64, n: int = 77) -> dict[str, DeviceArray]:
-    return {name: DeviceArray((1, 2, n, d), typestr) for name in "QKVO"}
+    return {**{name: DeviceArray((1, 2, n, d), typestr) for name in "QKVO"}, "L": DeviceArray((1, 2, n), "<f4")}
 
 
 def test_the_arrays_bind_t_and_d_and_each_specialisation_compiles_once() -> None:
     launcher = tiledsl.load(ATTENTION).launcher(target="sm_90")
     bf16 = launcher.kernel_for(_qkvo("<V2"))                  # PyTorch's bfloat16
-    assert [p.dtype for p in bf16.artifact.tensor_params] == ["bf16"] * 4
+    assert [p.dtype for p in bf16.artifact.tensor_params] == ["bf16"] * 4 + ["f32"]
     assert bf16.artifact.params["D"] == 64 and "bf16" in bf16.artifact.asm
     f16 = launcher.kernel_for(_qkvo("<f2"))
-    assert [p.dtype for p in f16.artifact.tensor_params] == ["f16"] * 4
+    assert [p.dtype for p in f16.artifact.tensor_params] == ["f16"] * 4 + ["f32"]
     assert f16 is not bf16 and launcher.kernel_for(_qkvo("<f2")) is f16
     d32 = launcher.kernel_for(_qkvo("<f2", d=32))
     assert d32.artifact.params["D"] == 32
@@ -50,7 +50,7 @@ def test_the_arrays_bind_t_and_d_and_each_specialisation_compiles_once() -> None
 def test_params_fix_t_and_the_arrays_must_fit_it() -> None:
     launcher = tiledsl.load(ATTENTION, params={"T": "bf16"}).launcher(target="sm_90")
     kernel = launcher.kernel_for(_qkvo("<u2"))               # bf16 bit patterns (CuPy) fit a fixed bf16
-    assert [p.dtype for p in kernel.artifact.tensor_params] == ["bf16"] * 4
+    assert [p.dtype for p in kernel.artifact.tensor_params] == ["bf16"] * 4 + ["f32"]
     with pytest.raises(LaunchError, match=r"'Q' is bf16 but the array is <f2"):
         kernel.prepare({**_qkvo("<f2"), "scale": 0.125})
 

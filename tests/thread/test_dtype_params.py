@@ -43,8 +43,9 @@ def test_attention_bf16_thread_level(target: str, n: int, d: int, causal: int, s
     prog = tiledsl.load(EXAMPLES / "attention.tdsl",
                         params={"T": "bf16", "BM": 64, "BN": 32, "WAVES": 2, "CAUSAL": causal})
     ob, ot = np.full_like(q, np.nan), np.full_like(q, np.nan)
-    assert prog.interpret(Q=q, K=k, V=v, O=ob, scale=d ** -0.5).ok
-    report = prog.interpret(level="thread", target=target, Q=q, K=k, V=v, O=ot, scale=d ** -0.5)
+    lb, lt = np.zeros(q.shape[:3], np.float32), np.zeros(q.shape[:3], np.float32)
+    assert prog.interpret(Q=q, K=k, V=v, O=ob, L=lb, scale=d ** -0.5).ok
+    report = prog.interpret(level="thread", target=target, Q=q, K=k, V=v, O=ot, L=lt, scale=d ** -0.5)
     assert report.ok, str(report)
     assert _rel(ot, ob) <= 1.6e-2                 # rows summed in another order: a bf16 rounding step
     assert _rel(ot, _reference_attention()(q, k, v, d ** -0.5, CAUSAL=causal)) <= 1.6e-2

@@ -34,9 +34,10 @@ def test_attention_d128_reuses_lds_and_stays_correct() -> None:
     rng = np.random.default_rng(0)
     q, k, v = (rng.standard_normal((1, 1, 200, 128)).astype(np.float16) for _ in range(3))
     o, ob = np.zeros_like(q), np.zeros_like(q)
-    report = prog.interpret(level="thread", target="gfx942", Q=q, K=k, V=v, O=o, scale=128 ** -0.5)
+    lse = np.zeros(q.shape[:3], np.float32)
+    report = prog.interpret(level="thread", target="gfx942", Q=q, K=k, V=v, O=o, L=lse, scale=128 ** -0.5)
     assert report.ok, str(report)
-    prog.interpret(Q=q, K=k, V=v, O=ob, scale=128 ** -0.5)
+    prog.interpret(Q=q, K=k, V=v, O=ob, L=lse.copy(), scale=128 ** -0.5)
     assert np.abs(o.astype(np.float64) - ob).max() < 2e-3
 
 

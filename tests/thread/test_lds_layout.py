@@ -43,7 +43,7 @@ def _line(src: str, text: str) -> int:
 def _attention_args(n: int = 100, d: int = 64) -> dict:
     rng = np.random.default_rng(1)
     q, k, v = (rng.standard_normal((1, 2, n, d)).astype(np.float16) for _ in range(3))
-    return {"Q": q, "K": k, "V": v, "O": np.zeros_like(q), "scale": d ** -0.5}
+    return {"Q": q, "K": k, "V": v, "O": np.zeros_like(q), "L": np.zeros(q.shape[:3], np.float32), "scale": d ** -0.5}
 
 
 # ---------------------------------------------------------------- the storage's byte map

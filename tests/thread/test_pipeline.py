@@ -39,7 +39,7 @@ def _line_of(pattern: str) -> int:
 def _args(n: int, d: int = 32, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     q, k, v = (rng.standard_normal((1, 2, n, d)).astype(np.float16) for _ in range(3))
-    return {"Q": q, "K": k, "V": v, "O": np.zeros_like(q), "scale": 0.2}
+    return {"Q": q, "K": k, "V": v, "O": np.zeros_like(q), "L": np.zeros(q.shape[:3], np.float32), "scale": 0.2}
 
 
 @pytest.mark.parametrize(("target", "stages", "causal", "n"), [

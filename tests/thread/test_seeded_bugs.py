@@ -22,7 +22,7 @@ def _line_of(src: str, pattern: str) -> int:
 def _attention_args(n: int = 100, d: int = 32) -> dict:
     rng = np.random.default_rng(0)
     q, k, v = (rng.standard_normal((1, 2, n, d)).astype(np.float16) for _ in range(3))
-    return {"Q": q, "K": k, "V": v, "O": np.zeros_like(q), "scale": 0.2}
+    return {"Q": q, "K": k, "V": v, "O": np.zeros_like(q), "L": np.zeros(q.shape[:3], np.float32), "scale": 0.2}
 
 
 @pytest.mark.parametrize("target", TARGETS)

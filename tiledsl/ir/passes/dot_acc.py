@@ -8,7 +8,10 @@ thread and 64 more adds per loop iteration at D=128.
 
 The interpreters define ``dot(a, b, x)`` as ``a·b + x``, the same f32 sum as the add, so the
 rewrite changes no value they compute. Only a dot with no accumulator, used by this add alone
-and in the same block, is rewritten (moving a dot into a loop would repeat it).
+and in the same block, is rewritten (moving a dot into a loop would repeat it). Layouts do not
+stop it: an accumulator pinned with ``@`` (FA2 backward's ``dk = dk + dot(ds, q)``, with ``dk``
+carried from a pinned ``fill``) meets the dot's layout-less result; the fused dot takes the add's
+type, and layout assignment converts the accumulator if the two layouts differ.
 """
 
 from __future__ import annotations
@@ -35,10 +38,11 @@ def run(kernel: Op) -> bool:
         for i in (0, 1):
             dot = _fusable_dot(op.operands[i], op)
             other = op.operands[1 - i]
-            if dot is None or other.type != dot.result.type:
+            if dot is None or not isinstance(other.type, TileType) or \
+                    other.type.without_layout() != dot.result.type.without_layout():
                 continue
             block = op.parent
-            fused = ops.DotOp([dot.operands[0], dot.operands[1], other], [dot.result.type], dict(dot.attrs),
+            fused = ops.DotOp([dot.operands[0], dot.operands[1], other], [op.result.type], dict(dot.attrs),
                               loc=dot.loc)
             block.insert(block.ops.index(op), fused)
             replace_all_uses(op.result, fused.result)
