@@ -586,6 +586,24 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+@command("cache")
+def cmd_cache(args: argparse.Namespace) -> int:
+    from tiledsl import cache
+    if args.action == "dir":
+        print(cache.cache_dir())
+    elif args.action == "list":
+        entries = cache.entries()
+        for key, meta, size in entries:
+            params = ",".join(f"{k}={v}" for k, v in sorted(meta["params"].items()))
+            print(f"{key[:12]}  {meta['kernel']:<20} {meta['target']:<10} {size / 1024:8.0f} KiB  {params}")
+        total = sum(size for _, _, size in entries)
+        print(f"{len(entries)} entries, {total / 2**20:.1f} MiB in {cache.compile_dir()}"
+              + ("" if cache.enabled() else " (the cache is off: TDSL_CACHE=0)"))
+    else:
+        print(f"removed {cache.clear()} entries from {cache.compile_dir()}")
+    return 0
+
+
 def _space(text: str) -> tuple[str, list[int]]:
     if "=" not in text:
         raise argparse.ArgumentTypeError(f"expected NAME=V1,V2,..., got '{text}'")
@@ -721,6 +739,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_gpu_run_flags(p)
     p.add_argument("--space", action="append", type=_space, default=[], metavar="NAME=V1,V2",
                    help="values to try for a tile parameter (repeatable), e.g. --space BM=64,128")
+
+    p = sub.add_parser("cache", help="show or empty the compile cache",
+                       description="The compile cache keeps every compiled kernel on disk "
+                                   "($TDSL_CACHE_DIR, default ~/.cache/tiledsl; TDSL_CACHE=0 turns it off). "
+                                   "'dir' prints where it is, 'list' its entries, 'clear' removes them.")
+    p.add_argument("action", choices=["dir", "list", "clear"])
 
     from tiledsl.viz.cli_tiles import add_tiles_parser
     add_tiles_parser(sub)

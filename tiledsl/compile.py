@@ -15,21 +15,24 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tiledsl.diagnostics import TdslError
-from tiledsl.ir import ops
-from tiledsl.ir.core import Op, Value
-from tiledsl.targets import NATIVE_TARGETS, Target, get_target
 
-#: The names of the targets with an LLVM backend (the record table decides: ``tiledsl.targets``).
-COMPILE_TARGETS = tuple(NATIVE_TARGETS)
+if TYPE_CHECKING:
+    from tiledsl.ir import ops
+    from tiledsl.ir.core import Op, Value
+    from tiledsl.targets import Target
+
+# This module imports the compiler lazily: an Artifact read back from the compile cache
+# (``tiledsl.cache``) is this class, and a cache hit must not pay for importing the compiler.
 _ARG_SIZE = {"ptr": 8, "f32": 4, "i32": 4, "f16": 2, "bf16": 2, "i1": 1}
 
 
 def grid_expressions(kernel: ops.KernelOp) -> list[str]:
     """The grid extents as C/Python expressions of the run-time dims and i32 scalar parameters
     (by name)."""
+    from tiledsl.ir import ops
     text: dict[int, str] = {}
     symbols = {"add": "+", "sub": "-", "mul": "*", "floordiv": "/", "mod": "%"}
 
@@ -78,8 +81,10 @@ class Artifact:
     params: dict[str, Any] = field(default_factory=dict)
     thread_kernel: Op | None = None
     tensor_params: list[Any] = field(default_factory=list)
-    #: The target record it was compiled for (``target`` is its name).
+    #: The target record it was compiled for (``target`` is its name); None when read back from
+    #: the compile cache, which keeps ``backend`` instead.
     record: Target | None = None
+    backend: str = ""
 
     def launcher(self) -> Any:
         """A callable that launches this kernel on an NVIDIA GPU (sm_80/sm_90 artifacts)."""
@@ -98,8 +103,12 @@ class Artifact:
 
     @property
     def is_amd(self) -> bool:
-        record = self.record or get_target(self.target)
-        return record.backend == "amdgpu"
+        if self.record is not None:
+            return self.record.backend == "amdgpu"
+        if self.backend:
+            return self.backend == "amdgpu"
+        from tiledsl.targets import get_target
+        return get_target(self.target).backend == "amdgpu"
 
     @cached_property
     def binary(self) -> bytes:
@@ -113,6 +122,15 @@ class Artifact:
 
     def cubin(self) -> bytes:
         return self.compiled.cubin()
+
+    def image(self) -> bytes:
+        """What the CUDA driver loads: the cubin where ptxas is installed (no JIT when loading; kept
+        in the compile cache with the rest of the artifact), else the PTX."""
+        from tiledsl.backend_nvptx.ptx import PtxasNotFound
+        try:
+            return self.cubin()
+        except PtxasNotFound:
+            return self.asm.encode()
 
     @cached_property
     def resources(self) -> Any:
@@ -152,13 +170,14 @@ def artifact(program: Any, target: Target, lowered: Any, compiled: Any) -> Artif
     tk = lowered.kernel
     return Artifact(target.name, lowered.name, compiled, _layout_args(lowered.args), lowered.block_threads,
                     lowered.lds_bytes, grid_expressions(tk), dict(tk.attrs["params"]), tk,
-                    list(program.tensor_params), target)
+                    list(program.tensor_params), target, target.backend)
 
 
 def compile_program(program: Any, target: str | Target, matrix: bool = True, opt: int = 3) -> Artifact:
     """Compile ``program`` for ``target`` (a native target's name or record); ``matrix=False``
     computes ``dot`` with FMAs (AMDGPU)."""
     from tiledsl.stages import Options, run_until
+    from tiledsl.targets import get_target
     record = get_target(target) if isinstance(target, str) else target
     if not matrix:
         if record.backend != "amdgpu":

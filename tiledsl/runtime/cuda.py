@@ -89,7 +89,10 @@ class CudaKernel:
         if self._function is None:
             import cupy
             module = cupy.cuda.function.Module()
-            module.load(self.artifact.asm.encode())
+            try:
+                module.load(self.artifact.image())
+            except cupy.cuda.driver.CUDADriverError:   # a cubin of a ptxas newer than the driver
+                module.load(self.artifact.asm.encode())
             fn = module.get_function(self.artifact.name)
             if self.artifact.lds_bytes > 48 * 1024:
                 # Above 48 KiB a kernel must opt in to its dynamic shared memory (cuFuncSetAttribute,
