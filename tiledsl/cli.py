@@ -547,10 +547,17 @@ def cmd_tiles(args: argparse.Namespace) -> int:
 @command("bench")
 def cmd_bench(args: argparse.Namespace) -> int:
     from tiledsl.runtime.cuda import LaunchError
-    from tiledsl.tune import BATCH, time_launch
+    from tiledsl.tune import BATCH, best_params, cache_path, device_name, time_launch
     prog = _program_for_shape(args)
     inputs = _random_inputs(prog, args.shape or {}, np.random.default_rng(args.seed), dict(args.arg))
     inputs = _to_gpu(inputs, prog)
+    # The tile parameters a `tdslc tune` of this source, shape and GPU kept (those -D leaves open).
+    tuned = best_params(prog, {**(args.shape or {}), **prog.params, **prog.dtypes}, _gpu_target(args),
+                        device_name())
+    tuned = {k: v for k, v in (tuned or {}).items() if k not in prog.params}
+    if tuned:
+        prog = prog.specialize(**tuned)
+        print(f"tuned: {', '.join(f'{k}={v}' for k, v in sorted(tuned.items()))} (from {cache_path()})")
     kernel = prog.compile(target=_gpu_target(args)).launcher()
     try:
         ms = time_launch(kernel, inputs, warmup=args.warmup, reps=args.reps)
@@ -570,16 +577,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 @command("tune")
 def cmd_tune(args: argparse.Namespace) -> int:
-    from tiledsl.tune import cache_path, tune
+    from tiledsl.tune import cache_path, space_of, tune
     shape = args.shape or {}
     prog = _program_for_shape(args)
-    space = dict(args.space)
+    fixed = sorted(set(dict(args.space)) & set(prog.params))
+    if fixed:
+        raise UserError(f"{', '.join(fixed)} is fixed with -D and cannot be tuned too")
+    space = space_of(prog, dict(args.space))
     if not space:
-        raise UserError("give the search space: --space BM=64,128 --space BN=32,64")
+        raise UserError(f"nothing to tune: '{prog.name}' declares no `tune NAME in (V1, V2)` in its header; "
+                        "give the space with --space BM=64,128 --space BN=32,64")
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError("--jobs must be at least 1")
     inputs = _to_gpu(_random_inputs(prog, shape, np.random.default_rng(args.seed), dict(args.arg)), prog)
     # The dtype parameters' values are in the key whether given or defaults: f16 and bf16 differ.
-    key = {**shape, **{k: v for k, v in prog.params.items() if k not in space}, **prog.dtypes}
-    best, ms, results = tune(prog, space, inputs, key, target=_gpu_target(args))
+    key = {**shape, **prog.params, **prog.dtypes}
+    best, ms, results = tune(prog, space, inputs, key, target=_gpu_target(args), jobs=args.jobs)
     for params, t in results:
         print(f"  {params}: {t if isinstance(t, str) else f'{t:.4f} ms'}")
     print(f"best {best}: {ms:.4f} ms (cached in {cache_path()})")
@@ -721,7 +734,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="time a kernel on the GPU (CUDA events, warm-up, median of many runs)",
                        description="Compile FILE for an NVIDIA target, launch it on random inputs of --shape "
-                                   "and print the median time (and TFLOP/s with --flops).")
+                                   "and print the median time (and TFLOP/s with --flops). Tile parameters "
+                                   "that tdslc tune kept for this source, shape and GPU are used where -D "
+                                   "does not set them.")
     _add_gpu_run_flags(p)
     p.add_argument("--warmup", type=int, default=10, help="untimed launches first (default 10)")
     from tiledsl.tune import BATCH
@@ -732,13 +747,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="FLOPs as an expression of the dims and params, e.g. '4*Z*H*N*N*D'")
 
     p = sub.add_parser("tune", help="pick tile parameters by timing them on the GPU; cache the best on disk",
-                       description="Time every combination of --space values on the GPU, time the three "
-                                   "fastest again in three round-robin rounds, and remember the best per "
-                                   "kernel and shape in $XDG_CACHE_HOME/tiledsl/tune.json (used by "
-                                   "tdslc bench and bench/attention_gpu.py).")
+                       description="Compile every point of the kernel's tuning space (its `tune NAME in "
+                                   "(...)` header, axes replaced by --space) in parallel, time each on the "
+                                   "GPU with L2 flushed, time the three fastest again in three round-robin "
+                                   "rounds, and remember the best per source, kernel, GPU and shape in "
+                                   "$TDSL_CACHE_DIR/tune.json (~/.cache/tiledsl), where tdslc bench and "
+                                   "program launchers find it.")
     _add_gpu_run_flags(p)
     p.add_argument("--space", action="append", type=_space, default=[], metavar="NAME=V1,V2",
                    help="values to try for a tile parameter (repeatable), e.g. --space BM=64,128")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="processes compiling the points (default: one per CPU core)")
 
     p = sub.add_parser("cache", help="show or empty the compile cache",
                        description="The compile cache keeps every compiled kernel on disk "

@@ -162,7 +162,7 @@ def test_the_tune_cache_keys_on_the_dtype_parameters(monkeypatch: pytest.MonkeyP
     """f16 and bf16 are tuned apart: the key has T, given or not (no GPU: the tuner is a stand-in)."""
     keys: list[dict[str, Any]] = []
 
-    def fake_tune(prog: Any, space: dict, inputs: dict, key: dict, target: str) -> tuple:
+    def fake_tune(prog: Any, space: dict, inputs: dict, key: dict, target: str, jobs: int | None) -> tuple:
         keys.append(key)
         return {"BM": 64}, 1.0, [({"BM": 64}, 1.0)]
     monkeypatch.setattr(tiledsl.tune, "tune", fake_tune)
