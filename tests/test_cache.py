@@ -163,3 +163,19 @@ def test_tdslc_cache_dir_list_clear(cache_on: Path, capsys: pytest.CaptureFixtur
     assert main(["cache", "clear"]) == 0
     assert "removed 1 entries" in capsys.readouterr().out
     assert cache.entries() == []
+
+
+def test_parse_tables_from_the_cache_parse_and_report_alike(tmp_path: Path) -> None:
+    # A syntax error's "expected ..." comes from the LALR tables: the same whether lark built
+    # them (first process) or loaded them from the cache (second).
+    code = """
+        import tiledsl
+        try:
+            tiledsl.load("kernel k(X: f32[N]) grid (1) as (b) block 1 waves { x = X[b : +4] + }")
+        except tiledsl.TdslError as e:
+            print(e.format())
+        print(tiledsl.load(%r).name)
+    """ % str(SOFTMAX)
+    first = _run(code, _env(tmp_path))
+    assert (tmp_path / "grammar" / "tdsl.lark-tables").is_file()
+    assert _run(code, _env(tmp_path)) == first and "expected" in first and first.endswith("softmax\n")

@@ -19,8 +19,10 @@ _FRIENDLY = {
 
 @functools.cache
 def _lark() -> lark.Lark:
+    from tiledsl.cache import grammar_cache
     text = resources.files("tiledsl").joinpath("grammar.lark").read_text()
-    return lark.Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    return lark.Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True,
+                     cache=grammar_cache("tdsl"))
 
 
 def _describe(term: str) -> str:

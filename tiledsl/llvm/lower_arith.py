@@ -43,8 +43,25 @@ def _apply(lw: KernelLowering, op: Op, args: list[Any], fn: ScalarFn) -> list[An
     static = lower_static(lw, op)
     if static is not None:
         return [static]
-    outs = [fn(lw.b, regs) for regs in per_register(args, n)]
+    # Registers whose operands are the same LLVM values (a broadcast row, a value per lane that
+    # every register of a thread shares) share one result: the functions are pure, and LLVM would
+    # merge the copies anyway, but building and printing them was a third of attention's compile.
+    done: dict[tuple[Any, ...], ir.Value] = {}
+    outs = []
+    for regs in per_register(args, n):
+        key = tuple(map(_value_key, regs))
+        if key not in done:
+            done[key] = fn(lw.b, regs)
+        outs.append(done[key])
     return [outs if n is not None else outs[0]]
+
+
+def _value_key(v: ir.Value) -> Any:
+    """Equal keys for the same LLVM value: the object, or a scalar constant's type and value
+    (constant tiles give each register its own Constant object)."""
+    if isinstance(v, ir.Constant) and isinstance(v.constant, (int, float, bool)):
+        return (str(v.type), v.constant)
+    return id(v)
 
 
 def _dtype(op: Op, i: int = 0) -> str:
@@ -98,6 +115,11 @@ def _safe_divide(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> tuple[ir.Value, i
     and take -1 as the negation that NumPy's wrapping division gives.
     """
     zero, one, minus1 = (ir.Constant(I32, c) for c in (0, 1, -1))
+    if isinstance(y, ir.Constant) and y.constant not in (0, -1):
+        # A constant divisor (tile sizes, layout strides) needs none of the guards.
+        q, r = b.sdiv(x, y), b.srem(x, y)
+        adjust = b.and_(b.icmp_signed("!=", r, zero), b.icmp_signed("<", b.xor(r, y), zero))
+        return b.select(adjust, b.sub(q, one), q), b.select(adjust, b.add(r, y), r), ir.Constant(I1, 0)
     is_zero = b.icmp_signed("==", y, zero)
     is_m1 = b.icmp_signed("==", y, minus1)
     d = b.select(b.or_(is_zero, is_m1), one, y)
@@ -111,11 +133,15 @@ def _safe_divide(b: ir.IRBuilder, x: ir.Value, y: ir.Value) -> tuple[ir.Value, i
     return q, r, is_zero
 
 
+def _is_false(v: ir.Value) -> bool:
+    return isinstance(v, ir.Constant) and v.type == I1 and not v.constant
+
+
 @lowers("floordiv")
 def _floordiv(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
     def f(b: ir.IRBuilder, xs: list[ir.Value]) -> ir.Value:
         q, _, is_zero = _safe_divide(b, xs[0], xs[1])
-        return b.select(is_zero, ir.Constant(I32, 0), q)
+        return q if _is_false(is_zero) else b.select(is_zero, ir.Constant(I32, 0), q)
     return _apply(lw, op, args, f)
 
 
@@ -123,7 +149,7 @@ def _floordiv(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
 def _mod(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
     def f(b: ir.IRBuilder, xs: list[ir.Value]) -> ir.Value:
         _, r, is_zero = _safe_divide(b, xs[0], xs[1])
-        return b.select(is_zero, ir.Constant(I32, 0), r)
+        return r if _is_false(is_zero) else b.select(is_zero, ir.Constant(I32, 0), r)
     return _apply(lw, op, args, f)
 
 
