@@ -168,14 +168,35 @@ def test_tdslc_cache_dir_list_clear(cache_on: Path, capsys: pytest.CaptureFixtur
 def test_parse_tables_from_the_cache_parse_and_report_alike(tmp_path: Path) -> None:
     # A syntax error's "expected ..." comes from the LALR tables: the same whether lark built
     # them (first process) or loaded them from the cache (second).
-    code = """
+    code = f"""
         import tiledsl
         try:
-            tiledsl.load("kernel k(X: f32[N]) grid (1) as (b) block 1 waves { x = X[b : +4] + }")
+            tiledsl.load("kernel k(X: f32[N]) grid (1) as (b) block 1 waves {{ x = X[b : +4] + }}")
         except tiledsl.TdslError as e:
             print(e.format())
-        print(tiledsl.load(%r).name)
-    """ % str(SOFTMAX)
+        print(tiledsl.load({str(SOFTMAX)!r}).name)
+    """
     first = _run(code, _env(tmp_path))
     assert (tmp_path / "grammar" / "tdsl.lark-tables").is_file()
     assert _run(code, _env(tmp_path)) == first and "expected" in first and first.endswith("softmax\n")
+
+
+def test_the_cubin_is_made_once_and_kept_in_the_entry(cache_on: Path, tmp_path_factory: pytest.TempPathFactory,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    # A stand-in ptxas (the real one is on the GPU machine) that counts its runs.
+    bin_dir = tmp_path_factory.mktemp("bin")
+    calls = bin_dir / "calls"
+    ptxas = bin_dir / "ptxas"
+    ptxas.write_text(textwrap.dedent(f"""\
+        #!/bin/sh
+        prev=""; for a in "$@"; do [ "$prev" = "-o" ] && out="$a"; prev="$a"; done
+        echo "cubin $1" > "$out"; echo run >> {calls}
+    """))
+    ptxas.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    art = tiledsl.load(SOFTMAX).compile(target="sm_90")
+    assert art.image() == b"cubin -arch=sm_90\n" and art.image() == art.cubin()
+    assert len(_entry_dirs(cache_on)) == 1 and (_entry_dirs(cache_on)[0] / "kernel.cubin").is_file()
+    out = _run(f"import tiledsl; print(tiledsl.load({str(SOFTMAX)!r}).compile(target='sm_90').image())",
+               _env(cache_on, PATH=os.environ["PATH"]))
+    assert out.strip() == "b'cubin -arch=sm_90\\n'" and calls.read_text() == "run\n"

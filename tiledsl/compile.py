@@ -125,11 +125,12 @@ class Artifact:
 
     def image(self) -> bytes:
         """What the CUDA driver loads: the cubin where ptxas is installed (no JIT when loading; kept
-        in the compile cache with the rest of the artifact), else the PTX."""
-        from tiledsl.backend_nvptx.ptx import PtxasNotFound
+        in the compile cache with the rest of the artifact), else the PTX (also when that ptxas
+        rejects it: one older than the PTX ISA LLVM writes; the driver's JIT may know it)."""
+        from tiledsl.backend_nvptx.ptx import PtxasError, PtxasNotFound
         try:
             return self.cubin()
-        except PtxasNotFound:
+        except (PtxasNotFound, PtxasError):
             return self.asm.encode()
 
     @cached_property
