@@ -26,7 +26,10 @@ if TYPE_CHECKING:
 
 # This module imports the compiler lazily: an Artifact read back from the compile cache
 # (``tiledsl.cache``) is this class, and a cache hit must not pay for importing the compiler.
-_ARG_SIZE = {"ptr": 8, "f32": 4, "i32": 4, "f16": 2, "bf16": 2, "i1": 1}
+#: Bytes of each kernel argument, by kind or scalar dtype, as the ABI passes it (``llvm.lower``): an
+#: i1 goes as an i32, an fp8 as its bit pattern, bf16 as its 16 bits.
+_ARG_SIZE = {"ptr": 8, "f32": 4, "i32": 4, "f16": 2, "bf16": 2, "i1": 4, "f8e4m3": 1, "f8e5m2": 1, "i8": 1, "u8": 1,
+             "i16": 2, "u32": 4, "i64": 8}
 
 
 def grid_expressions(kernel: ops.KernelOp) -> list[str]:

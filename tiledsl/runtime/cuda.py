@@ -16,27 +16,37 @@ consts from the shapes, dtype parameters from the dtypes — and compiles each s
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
 from tiledsl.diagnostics import ArgumentError
-from tiledsl.interp.limits import MAX_TENSOR_ELEMENTS
+from tiledsl.interp.limits import MAX_DIM
+from tiledsl.interp.numerics import STORAGE, round_to, to_bits
+from tiledsl.ir.types import DTYPE_BYTES, FP8_DTYPES
 
-#: The typestrs of the arrays a tensor of each dtype accepts; the first is the dtype's own (bf16:
-#: PyTorch's), which binds a dtype parameter (a bf16 tensor also takes 16-bit integer patterns).
-_TYPESTR = {"f16": ("<f2",), "bf16": ("<V2", "<u2", "<i2"), "f32": ("<f4",), "i32": ("<i4",)}
+#: The array interface type strings a tensor of each dtype takes: bf16 and fp8 also as raw bits
+#: (CuPy has neither type); PyTorch's fp8 tensors by their dtype's name (no type string exists).
+_TYPESTR = {"f16": ("<f2",), "bf16": ("<V2", "<u2", "<i2"), "f32": ("<f4",), "i32": ("<i4",),
+            "f8e4m3": ("torch.float8_e4m3fn", "|u1", "|i1", "|V1", "<V1"),
+            "f8e5m2": ("torch.float8_e5m2", "|u1", "|i1", "<f1"), "i8": ("|i1",), "u8": ("|u1",),
+            "i16": ("<i2",), "u32": ("<u4",), "i64": ("<i8",)}
+#: The dtype a tensor's own type string binds a dtype parameter to (bf16: PyTorch's).
 _DTYPE_OF_TYPESTR = {typestrs[0]: dtype for dtype, typestrs in _TYPESTR.items()}
-_TORCH = {"f16": "torch.float16", "bf16": "torch.bfloat16", "f32": "torch.float32", "i32": "torch.int32"}
-_SCALAR = {"f32": np.float32, "i32": np.int32, "f16": np.float16}
+_TORCH = {"f16": "torch.float16", "bf16": "torch.bfloat16", "f32": "torch.float32", "i32": "torch.int32",
+          "f8e4m3": "torch.float8_e4m3fn (or uint8 bits)", "f8e5m2": "torch.float8_e5m2 (or uint8 bits)",
+          "i8": "torch.int8", "u8": "torch.uint8", "i16": "torch.int16", "u32": "torch.uint32", "i64": "torch.int64"}
+_SCALAR = {"f32": np.float32, "i32": np.int32, "f16": np.float16, "i1": np.int32, "i8": np.int8, "u8": np.uint8,
+           "i16": np.int16, "u32": np.uint32, "i64": np.int64}
 
 
 class LaunchError(ValueError):
     """An argument does not fit the kernel (a user mistake, reported without a traceback)."""
 
 
-_TORCH_TYPESTR = {"torch.float16": "<f2", "torch.bfloat16": "<V2", "torch.float32": "<f4", "torch.int32": "<i4"}
+_TORCH_TYPESTR = {"torch.float16": "<f2", "torch.bfloat16": "<V2", "torch.float32": "<f4", "torch.int32": "<i4",
+                  "torch.int8": "|i1", "torch.uint8": "|u1", "torch.int16": "<i2", "torch.uint32": "<u4",
+                  "torch.int64": "<i8"}
 _DLPACK_CUDA = (2, 13)     # kDLCUDA, kDLCUDAManaged
 
 
@@ -69,6 +79,18 @@ def _contiguous(iface: dict[str, Any], itemsize: int) -> bool:
         expect.append(s)
         s *= d
     return tuple(strides) == tuple(reversed(expect)) or int(np.prod(iface["shape"])) <= 1
+
+
+def _scalar(name: str, dtype: str, value: Any) -> np.generic:
+    """A scalar argument as the kernel ABI passes it: fp8 and bf16 as their bits (rounded as a
+    cast rounds), i1 as an i32, integers in range of their dtype."""
+    if dtype in FP8_DTYPES or dtype == "bf16":
+        return to_bits(round_to(np.asarray(float(value), np.float32), dtype), dtype)[()]
+    if dtype in ("i8", "u8", "i16", "u32", "i64"):
+        info = np.iinfo(STORAGE[dtype])
+        if not info.min <= int(value) <= info.max:
+            raise LaunchError(f"'{name}' is {dtype} but {value} is outside [{info.min}, {info.max}]")
+    return _SCALAR[dtype](value)
 
 
 def grid_value(expr: str, dims: dict[str, int]) -> int:
@@ -128,11 +150,12 @@ class CudaKernel:
             shape = tuple(iface["shape"])
             if len(shape) != len(p.dims):
                 raise LaunchError(f"'{name}' must have {len(p.dims)} dims {p.dims}, got shape {shape}")
-            if not _contiguous(iface, 2 if p.dtype in ("f16", "bf16") else 4):
+            if not _contiguous(iface, DTYPE_BYTES[p.dtype]):
                 raise LaunchError(f"'{name}' must be contiguous (row-major)")
-            if math.prod(shape) > MAX_TENSOR_ELEMENTS:
-                raise LaunchError(f"'{name}' of shape {list(shape)} has {math.prod(shape)} elements; the kernel "
-                                  f"indexes tensors with 32-bit integers, so at most {MAX_TENSOR_ELEMENTS} (2^31-1)")
+            for d, n in zip(p.dims, shape):
+                if n > MAX_DIM:
+                    raise LaunchError(f"'{name}' of shape {list(shape)} has {d}={n}; the kernel takes dims as "
+                                      f"32-bit integers, so at most {MAX_DIM} (2^31-1) each")
             for d, n in zip(p.dims, shape):
                 want = d if isinstance(d, int) else params.get(d)
                 if want is not None and int(want) != n:
@@ -147,7 +170,7 @@ class CudaKernel:
             elif a["kind"] == "scalar":
                 if a["name"] not in args:
                     raise LaunchError(f"missing argument '{a['name']}'")
-                kernel_args.append(_SCALAR[a["dtype"]](args[a["name"]]))
+                kernel_args.append(_scalar(a["name"], a["dtype"], args[a["name"]]))
             else:
                 if a["name"] not in dims:
                     raise LaunchError(f"no tensor gives the size of dim '{a['name']}'")
