@@ -119,9 +119,19 @@ def _linker_path() -> str | None:
     return best[1] if best else None
 
 
+_TOOLCHAIN: list[dict[str, str]] = []
+
+
 def toolchain() -> dict[str, str]:
     """What besides the source decides the output: tiledsl's code, the LLVM library inside
-    llvmlite (its file identifies llvmlite's build and so its LLVM), ptxas and ld.lld."""
+    llvmlite (its file identifies llvmlite's build and so its LLVM), ptxas and ld.lld. Looked up
+    once per process (a few milliseconds: the linker search lists the PATH directories)."""
+    if not _TOOLCHAIN:
+        _TOOLCHAIN.append(_find_toolchain())
+    return _TOOLCHAIN[0]
+
+
+def _find_toolchain() -> dict[str, str]:
     import tiledsl
     spec = importlib.util.find_spec("llvmlite")
     lib = None
