@@ -47,25 +47,10 @@ def _apply(lw: KernelLowering, op: Op, args: list[Any], fn: ScalarFn) -> list[An
     static = lower_static(lw, op)
     if static is not None:
         return [static]
-    # Registers whose operands are the same LLVM values (a broadcast row, a value per lane that
-    # every register of a thread shares) share one result: the functions are pure, and LLVM would
-    # merge the copies anyway, but building and printing them was a third of attention's compile.
-    done: dict[tuple[Any, ...], ir.Value] = {}
-    outs = []
-    for regs in per_register(args, n):
-        key = tuple(map(_value_key, regs))
-        if key not in done:
-            done[key] = fn(lw.b, regs)
-        outs.append(done[key])
+    # One call per register, even where registers share their operands: merging those (LLVM
+    # merges them anyway) changed the native code of softmax and layernorm.
+    outs = [fn(lw.b, regs) for regs in per_register(args, n)]
     return [outs if n is not None else outs[0]]
-
-
-def _value_key(v: ir.Value) -> Any:
-    """Equal keys for the same LLVM value: the object, or a scalar constant's type and value
-    (constant tiles give each register its own Constant object)."""
-    if isinstance(v, ir.Constant) and isinstance(v.constant, (int, float, bool)):
-        return (str(v.type), v.constant)
-    return id(v)
 
 
 def _dtype(op: Op, i: int = 0) -> str:
