@@ -127,16 +127,19 @@ def _load(args: argparse.Namespace, extra: dict[str, Any] | None = None, several
     """The program of FILE (of ``--kernel`` in a file of several kernels); with ``several``, the
     whole file when no ``--kernel`` is given (a ``Module`` for a file of several kernels)."""
     import tiledsl
-    path = Path(args.file)
-    if path.is_dir():
-        raise UserError(f"cannot read '{args.file}': it is a directory")
-    if not path.is_file():
-        raise UserError(f"cannot read '{args.file}': no such file")
     params = dict(args.defines)
     params.update(extra or {})
     kernel = getattr(args, "kernel", None)
+    if args.file == STDIN:
+        source: Path | str = _stdin_text(args)
+    else:
+        source = Path(args.file)
+        if source.is_dir():
+            raise UserError(f"cannot read '{args.file}': it is a directory")
+        if not source.is_file():
+            raise UserError(f"cannot read '{args.file}': no such file")
     try:
-        prog = tiledsl.load(path, params=params, kernel=kernel)
+        prog = tiledsl.load(source, params=params, kernel=kernel, name=STDIN_NAME)
     except OSError as e:
         raise UserError(f"cannot read '{args.file}': {e.strerror or e}") from None
     except ArgumentError as e:       # only --kernel can be wrong here
@@ -145,6 +148,27 @@ def _load(args: argparse.Namespace, extra: dict[str, Any] | None = None, several
         raise UserError(f"'{args.file}' has {len(prog.kernels)} kernels ({', '.join(prog.names)}): "
                         f"pick one with --kernel NAME")
     return prog
+
+
+STDIN, STDIN_NAME = "-", "<stdin>"
+
+
+def _stdin_text(args: argparse.Namespace) -> str:
+    """The program read from stdin (``FILE`` is ``-``), once: a command may load it twice."""
+    if getattr(args, "stdin_text", None) is None:
+        data = sys.stdin.buffer.read()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise UserError(f"cannot read {STDIN_NAME}: not UTF-8 text (byte 0x{data[e.start]:02x} at "
+                            f"offset {e.start})") from None
+        if "\0" in text:
+            raise UserError(f"cannot read {STDIN_NAME}: not a text file (a NUL byte)")
+        if not text.strip():
+            raise UserError(f"cannot read {STDIN_NAME}: it is empty (pipe a .tdsl program into '-')")
+        # Source text is told from a path by a newline or a brace (tiledsl.load): a program has both.
+        args.stdin_text = text if "\n" in text else text + "\n"
+    return args.stdin_text
 
 
 def check_output_path(out: str | None) -> None:
@@ -209,7 +233,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         open_dtypes = variants[0].keys() if variants and variants[0] else []
         notes += [f"{name} = {', '.join(dict.fromkeys(v[name] for v in variants))}" for name in open_dtypes]
         note = f" (checked with {'; '.join(notes)})" if notes else ""
-        print(f"{args.file}: ok: kernel '{prog.name}'{note}")
+        print(f"{STDIN_NAME if args.file == STDIN else args.file}: ok: kernel '{prog.name}'{note}")
     return 0
 
 
@@ -227,6 +251,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from tiledsl.stages import EMITS, STAGES, TILE_PASSES, Options, run_with_context
     check_output_path(args.output)
     prog = _load(args)
+    args.emit = args.emit or DEFAULT_EMIT
     emit = EMITS[args.emit]
     passes = None if args.passes is None else tuple(p for p in args.passes.split(",") if p)
     for p in passes or ():
@@ -238,7 +263,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         kind = {"amdgpu": "AMDGPU", "nvptx": "NVPTX"}[emit.backend]
         raise UserError(f"--emit {args.emit} is for {kind} targets")
     hook = _print_ir if args.print_after_all else None
-    result, ctx = run_with_context(prog, emit.stage, target, Options(tile_passes=passes, print_ir=hook))
+    result, ctx = run_with_context(prog, emit.stage, target, Options(tile_passes=passes, print_ir=hook,
+                                                                     opt=args.opt))
     from tiledsl.backend_amdgpu.codeobject import LinkerNotFound
     from tiledsl.backend_nvptx.ptx import PtxasNotFound
     try:
@@ -247,8 +273,51 @@ def cmd_compile(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from None
     if isinstance(out, bytes) and (args.output is None or args.output == "-") and sys.stdout.isatty():
         raise UserError(f"--emit {args.emit} is binary: write it to a file with -o")
+    if emit.stage == "llvm" and _warn_spills(args, prog, result):
+        return EXIT_ERROR       # -Werror: no output, as clang writes none
     _write_output(args.output, out)
     return 0
+
+
+def _warn_spills(args: argparse.Namespace, prog: Any, art: Any) -> bool:
+    """Warn when the backend spilled registers (AMDGPU: from the code object's metadata, always
+    at hand; NVPTX: from ptxas, which only ``--emit cubin`` runs — PTX alone does not know).
+    True when the warnings are errors (-Werror)."""
+    if art.is_amd:
+        res = art.resources
+        if not res.spills:
+            return False
+        # LLVM counts spills into other registers too (SGPRs into VGPR lanes, VGPRs into AGPRs):
+        # those cost instructions but no memory, hence the scratch size beside the counts.
+        where = (f"{res.scratch_bytes} B of scratch per lane" if res.scratch_bytes else
+                 "into other registers, no scratch")
+        text = (f"kernel '{prog.name}' spills {res.vgpr_spills} VGPRs and {res.sgpr_spills} SGPRs on "
+                f"{art.target} ({where})")
+    else:
+        if args.emit != "cubin":
+            return False
+        res = _nv_resources(art)
+        if not res.spills:
+            return False
+        text = (f"kernel '{prog.name}' spills registers to local memory on {art.target}: "
+                f"{res.spill_store_bytes} B stored, {res.spill_load_bytes} B loaded per thread (ptxas)")
+    return warn(args, prog, text, "spill")
+
+
+def warn(args: argparse.Namespace, prog: Any, text: str, flag: str) -> bool:
+    """Print a warning located at the kernel (an error under -Werror); True under -Werror."""
+    from tiledsl.diagnostics import Diagnostic
+    werror = getattr(args, "werror", False)
+    diag = Diagnostic(prog.ast.loc, f"{text} [{'-Werror,' if werror else ''}-W{flag}]",
+                      severity="error" if werror else "warning")
+    sys.stderr.write(diag.format(prog.source) + "\n")
+    args.diagnostic_counts[diag.severity] += 1
+    return werror
+
+
+def _nv_resources(art: Any) -> Any:
+    from tiledsl.backend_nvptx.resources import NvResources
+    return NvResources.of(art.compiled.asm, art.name, art.target, art.block_threads, art.lds_bytes)
 
 
 def _print_ir(stage: str, after: str, target: str | None, text: str) -> None:
@@ -278,17 +347,18 @@ def _stage_target(name: str | None, no_matrix_cores: bool, needs: str | None) ->
 
 
 def _compile_native(args: argparse.Namespace, prog: Any) -> Any:
-    from tiledsl.stages import run_until
-    return run_until(prog, "llvm", _stage_target(args.target, args.no_matrix_cores, "native"))
+    from tiledsl.stages import Options, run_until
+    return run_until(prog, "llvm", _stage_target(args.target, args.no_matrix_cores, "native"),
+                     Options(opt=args.opt))
 
 
 @command("resources")
 def cmd_resources(args: argparse.Namespace) -> int:
     prog = _load(args)
     art = _compile_native(args, prog)
-    res = art.resources
+    res = art.resources if art.is_amd else _nv_resources(art)
     print(f"{prog.name} on {art.target}: block {art.block_threads} threads, LDS {art.lds_bytes} bytes")
-    print(res.table() if hasattr(res, "table") else res)
+    print(res.table())
     return 0
 
 
@@ -391,6 +461,8 @@ def _random_ints(rng: np.random.Generator, dtype: str, dims: list[int]) -> np.nd
 
 def _reference(args: argparse.Namespace, prog: Any) -> Callable[..., Any] | None:
     spec = args.ref
+    if spec is None and args.file == STDIN:
+        return None             # no file to find a reference.py beside
     if spec is None:
         default = Path(args.file).with_name("reference.py")
         if not default.is_file():
@@ -645,7 +717,7 @@ def _space(text: str) -> tuple[str, list[int]]:
 
 
 def _add_gpu_run_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", metavar="FILE", help="the .tdsl program")
+    _add_file(p)
     p.add_argument("--device", choices=["cuda"], default="cuda", help="where to run (an NVIDIA GPU through CuPy)")
     p.add_argument("--target", default=None, help=f"{_target_names('nvptx')} (default sm_90; sm_90a runs on "
                                                   "H100/H200 only: dots whose operands sit in LDS become wgmma)")
@@ -658,6 +730,37 @@ def _add_gpu_run_flags(p: argparse.ArgumentParser) -> None:
 
 
 # ---------------------------------------------------------------- parser
+
+DEFAULT_EMIT = "ir"
+
+
+def _add_file(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", metavar="FILE", help="the .tdsl program ('-': read it from stdin, named <stdin>)")
+
+
+def _add_opt_level(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-O", dest="opt", type=_opt_level, default=3, metavar="LEVEL",
+                   help="LLVM optimisation level, -O0 to -O3 (default -O3); the tile-IR passes are "
+                        "chosen with --passes")
+
+
+def _opt_level(text: str) -> int:
+    if text not in ("0", "1", "2", "3"):
+        raise argparse.ArgumentTypeError(f"the optimisation level is -O0, -O1, -O2 or -O3, not -O{text}")
+    return int(text)
+
+
+class _OnceAction(argparse.Action):
+    """An option that may be given once: a second one is refused (the last silently winning would
+    hide a mistake, e.g. ``--emit ptx ... --emit cubin``)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        before = getattr(namespace, self.dest, None)
+        if before is not None:
+            parser.error(f"{option_string} given twice ('{before}', then '{values}'): give it once")
+        setattr(namespace, self.dest, values)
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -683,17 +786,22 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Parse and check FILE (syntax, shapes, dtypes, levels), every kernel "
                                    "of it. Consts without a value are checked symbolically. Exit 0 when the "
                                    "program is valid, 1 otherwise.")
-    p.add_argument("file", metavar="FILE", help="the .tdsl program")
+    _add_file(p)
     _add_defines(p)
     add_kernel_flag(p, "check only this kernel (default: every kernel of the file)")
 
     p = sub.add_parser("compile", help="print a program at a stage of the pipeline (AST, tile IR, ...)",
                        description="Compile FILE and print the result of one stage.")
-    p.add_argument("file", metavar="FILE", help="the .tdsl program")
+    _add_file(p)
     from tiledsl.stages import EMITS
-    p.add_argument("--emit", choices=list(EMITS), default="ir",
-                   help="run the pipeline until this output and write it: "
-                        + ", ".join(f"'{e.name}' = {e.doc}" for e in EMITS.values()) + " (default: ir)")
+    p.add_argument("--emit", choices=list(EMITS), default=None, action=_OnceAction,
+                   help="run the pipeline until this output and write it (once: one compile writes one "
+                        "output): " + ", ".join(f"'{e.name}' = {e.doc}" for e in EMITS.values())
+                        + f" (default: {DEFAULT_EMIT}); binary outputs (obj, hsaco, cubin) need -o when "
+                          "stdout is a terminal")
+    _add_opt_level(p)
+    p.add_argument("-Werror", dest="werror", action="store_true",
+                   help="treat warnings (register spills: -Wspill) as errors: exit 1 and write no output")
     p.add_argument("--target", default=None,
                    help=f"target (default gfx942): {_target_names()}; native code for {_target_names('native')}")
     p.add_argument("--no-matrix-cores", action="store_true",
@@ -711,8 +819,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("resources", help="compile and report registers, spills, scratch, LDS and occupancy",
                        description="Compile FILE for --target and print the resources read from the code "
-                                   "object's metadata (AMDGPU) or from ptxas (NVPTX).")
-    p.add_argument("file", metavar="FILE", help="the .tdsl program")
+                                   "object's metadata (AMDGPU) or from ptxas -v (NVPTX; without ptxas, "
+                                   "only what the PTX says: registers and spills are then unknown).")
+    _add_file(p)
+    _add_opt_level(p)
     p.add_argument("--target", default="gfx942", help=f"{_target_names('native')} (default gfx942)")
     p.add_argument("--no-matrix-cores", action="store_true", help="AMDGPU: FMAs instead of MFMA/WMMA")
     _add_defines(p)
@@ -722,7 +832,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Make random inputs for the given shape, interpret FILE, check bounds, LDS "
                                    "and output coverage, and compare every out tensor with a reference "
                                    "(|out-ref|/|ref|). Exit 1 on a mismatch or a failed check.")
-    p.add_argument("file", metavar="FILE", help="the .tdsl program")
+    _add_file(p)
     p.add_argument("--shape", type=_shape, metavar="DIM=N,...",
                    help="sizes of the tensor dims, e.g. Z=1,H=2,N=200,D=64 (consts among them are compile-time)")
     p.add_argument("--seed", type=_seed, default=0, help="seed of the random inputs (default 0)")
@@ -794,11 +904,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.diagnostic_counts = {"warning": 0, "error": 0}
     try:
         return COMMANDS[args.command](args)
     except TdslError as e:
         prefix = "" if e.loc is not None else "tdslc: "
         sys.stderr.write(prefix + e.format() + "\n")
+        args.diagnostic_counts["error"] += len(e.diagnostics)
         return EXIT_ERROR
     except (UserError, ArgumentError) as e:
         sys.stderr.write(f"tdslc: error: {e}\n")
@@ -817,6 +929,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             sys.stderr.write("  note: run again with --traceback to see where it failed\n")
         return EXIT_INTERNAL
+    finally:
+        _summary(args.diagnostic_counts)
+
+
+def _summary(counts: dict[str, int]) -> None:
+    """clang's closing line, when there is more than one error or any warning:
+    ``1 warning and 2 errors generated.``"""
+    warnings, errors = counts["warning"], counts["error"]
+    if errors < 2 and not warnings:
+        return
+    parts = [f"{n} {what}{'s' if n != 1 else ''}" for n, what in ((warnings, "warning"), (errors, "error")) if n]
+    sys.stderr.write(f"{' and '.join(parts)} generated.\n")
 
 
 # ---------------------------------------------------------------- --version

@@ -373,8 +373,9 @@ class Module:
 
 
 def load(path_or_source: str | os.PathLike, params: Mapping[str, int | float | str] | None = None,
-         kernel: str | None = None) -> Program | Module:
-    """Parse and check a .tdsl program from a path or from source text.
+         kernel: str | None = None, name: str = "<string>") -> Program | Module:
+    """Parse and check a .tdsl program from a path or from source text (called ``name`` in
+    diagnostics; ``tdslc`` names a program read from stdin ``<stdin>``).
 
     ``params`` gives compile-time values by name (numbers; dtype names such as ``"bf16"`` for
     ``dtype`` parameters). A file of one kernel gives its :class:`Program`; a file of several
@@ -385,7 +386,7 @@ def load(path_or_source: str | os.PathLike, params: Mapping[str, int | float | s
     them a param that no kernel of the file declares; :class:`tiledsl.ArgumentError` for a
     ``kernel`` the file does not have.
     """
-    text, name = _read(path_or_source)
+    text, name = _read(path_or_source, name)
     source = Source(name, text)
     try:
         asts = parse_kernels(text, name)
@@ -406,8 +407,16 @@ def load(path_or_source: str | os.PathLike, params: Mapping[str, int | float | s
             raise ArgumentError(f"'{name}' has no kernel '{kernel}' (its kernels: {', '.join(table)})")
         table[kernel].tile_ir()
         return table[kernel]
-    for p in programs:
-        p.tile_ir()
+    errors: list[TdslError] = []
+    for p in programs:      # the kernels are independent: report the errors of each
+        try:
+            p.tile_ir()
+        except TdslError as e:
+            errors.append(e)
+    if len(errors) > 1:
+        errors[0].diagnostics = [d for e in errors for d in e.diagnostics]
+    if errors:
+        raise errors[0]
     return programs[0] if len(programs) == 1 else Module(source, table, params)
 
 
@@ -439,7 +448,7 @@ def array_dtype(dtype: Any) -> str | None:
     return name if name in DTYPES else None
 
 
-def _read(path_or_source: str | os.PathLike) -> tuple[str, str]:
+def _read(path_or_source: str | os.PathLike, name: str) -> tuple[str, str]:
     if isinstance(path_or_source, os.PathLike):
         p = os.fspath(path_or_source)
         return read_source_file(p), p
@@ -448,7 +457,7 @@ def _read(path_or_source: str | os.PathLike) -> tuple[str, str]:
         if not os.path.exists(s):
             raise FileNotFoundError(f"no such file: {s}")
         return read_source_file(s), s
-    return s, "<string>"
+    return s, name
 
 
 def read_source_file(path: str) -> str:

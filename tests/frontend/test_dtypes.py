@@ -108,17 +108,22 @@ def test_error_notes_say_what_to_do() -> None:
     assert err.diagnostics[0].notes == ["cast it: i32(...)"]
 
 
-def test_dot_on_fp8_and_integers_is_not_yet_a_dot() -> None:
+def test_dot_takes_fp8_and_8_bit_integers_only() -> None:
     src = """
-kernel mm(A: T[16, 16], B: T[16, 16], out C: f32[16, 16])
+kernel mm(A: T[16, 16], B: T[16, 16], out C: R[16, 16])
   grid (1) as (g)
   block 1 waves
 {
   C[0 : +16, 0 : +16] <- dot(A[0 : +16, 0 : +16], B[0 : +16, 0 : +16])
 }
 """
-    for d in ("f8e4m3", "i8"):
-        assert error(src.replace("T[", f"{d}[")).message == f"dot() takes f16, bf16 or f32 operands, got {d}"
+    for d in ("i16", "i32", "u32", "i64"):
+        err = error(src.replace("T[", f"{d}[").replace("R[", "i32["))
+        assert err.message == f"dot() takes f16, bf16, f32, f8e4m3, f8e5m2, i8, u8 operands, got {d}"
+    for d, acc in (("f8e4m3", "f32"), ("f8e5m2", "f32"), ("i8", "i32"), ("u8", "i32")):
+        prog = tiledsl.load(src.replace("T[", f"{d}[").replace("R[", f"{acc}["))
+        (dot,) = [op for op in prog.tile_ir().walk() if isinstance(op, ops.DotOp)]
+        assert str(dot.result.type) == f"{acc}[16,16]"
 
 
 def test_i64_indices_and_scalars() -> None:

@@ -38,7 +38,7 @@ KERNEL_PREFIX = ("kernel k(X: f32[M, N], out Y: f32[M, N], s: f32)\n"
 
 
 def assert_answers(text: str, params: dict[str, int] | None = None) -> None:
-    """``tiledsl.load`` returns a Program or raises a TdslError located inside ``text``."""
+    """``tiledsl.load`` returns a Program (or a Module of them) or raises a TdslError located inside ``text``."""
     # A string with neither a newline nor a '{' is taken as a path: make it source.
     text = text if "\n" in text or "{" in text else text + "\n"
     try:
@@ -51,10 +51,12 @@ def assert_answers(text: str, params: dict[str, int] | None = None) -> None:
         assert 1 <= e.loc.col <= len(lines[e.loc.line - 1]) + 1, (e.loc, e.message)
         assert e.format().startswith(f"<string>:{e.loc.line}:{e.loc.col}: error: ")
         return
-    assert isinstance(prog, tiledsl.Program)
-    # A program that checks also survives the tile IR passes.
-    kernel, _ = prog.lower()
-    assert kernel.name == "kernel"
+    # A file of several kernels is a Module of Programs; each that checks survives the tile IR passes.
+    programs = list(prog.kernels.values()) if isinstance(prog, tiledsl.Module) else [prog]
+    for one in programs:
+        assert isinstance(one, tiledsl.Program)
+        kernel, _ = one.lower()
+        assert kernel.name == "kernel"
 
 
 # ---------------------------------------------------------------- token soup

@@ -72,6 +72,30 @@ def test_unmasked_store_past_the_end() -> None:
     assert "16 of 640 elements of 'Y' never written" in hole.message
 
 
+EMPTY = """
+kernel k(out Y: f32[N], out S: f32[N])
+  const N = 0
+  grid (3) as (g)
+  block 1 waves
+{
+  Y[g] <- 1.0
+  atomic_add(S[g], 1.0)
+}
+"""
+
+
+@pytest.mark.parametrize("target", [None, "gfx942", "sm_90"])
+def test_an_unmasked_store_to_an_empty_tensor_is_reported(target: str | None) -> None:
+    """Found by the mutation fuzz (a const dim mutated to 0): the thread level wrote the
+    out-of-bounds elements to position 0 of a tensor that has none (an IndexError)."""
+    prog = tiledsl.load(EMPTY)
+    kw = {"level": "thread", "target": target} if target else {}
+    report = prog.interpret(Y=np.zeros(0, np.float32), S=np.zeros(0, np.float32), **kw)
+    errs = errors_of(report, "out-of-bounds")
+    assert {e.loc.line for e in errs} == {line_of(EMPTY, "Y[g"), line_of(EMPTY, "atomic_add")}
+    assert all("'Y'" in e.message or "'S'" in e.message for e in errs)
+
+
 def test_masked_slices_past_the_end_are_fine() -> None:
     x, y = rows()
     report = tiledsl.load(OOB.replace("SHIFT", "0")).interpret(X=x, Y=y)

@@ -7,6 +7,7 @@ import math
 import struct
 
 import numpy as np
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
@@ -101,6 +102,35 @@ def test_rounding_keeps_shape_and_storage_dtype() -> None:
         assert y.shape == x.shape and y.dtype == np.float32
         assert np.all(np.abs(y - x) <= np.abs(x) * 2.0**-8)
     np.testing.assert_array_equal(round_to(x, "f16"), x.astype(np.float16).astype(np.float32))
+
+
+def test_rounding_keeps_a_scalar_a_scalar() -> None:
+    for dtype in ("f16", "bf16"):
+        y = round_to(np.asarray(1.0 + 2.0**-12), dtype)
+        assert y.shape == () and float(y) == 1.0
+
+
+SCALAR_IF = """\
+kernel k(X: f32[N], out Y: f32[N], h: DT)
+  grid (1) as (b)
+  block 1 waves
+{
+  if h > 0.0 { Y[0 : +4] <- X[0 : +4] } else { Y[0 : +4] <- -X[0 : +4] }
+}
+"""
+
+
+@pytest.mark.parametrize("dtype", ["f16", "bf16", "f32"])
+@pytest.mark.parametrize("level", ["block", "thread"])
+def test_an_f16_or_bf16_scalar_parameter_decides_an_if(dtype: str, level: str) -> None:
+    """A 16-bit scalar argument was stored with a stray dim (a 0-d array rounded to f16 came
+    back 1-d), so the block interpreter crashed on an ``if`` that tested it."""
+    x = np.arange(4, dtype=np.float32)
+    for h, want in ((0.5, x), (-0.5, -x)):
+        y = np.zeros(4, np.float32)
+        prog = tiledsl.load(SCALAR_IF.replace("DT", dtype))
+        assert prog.interpret(level=level, X=x, Y=y, h=h).ok
+        np.testing.assert_array_equal(y, want)
 
 
 def test_round_to_i32_truncates_and_saturates() -> None:

@@ -33,6 +33,18 @@ def test_a_dot_operand_converted_through_lds_goes_before_the_other_operands_lds_
     assert all(op.loc == pv.loc for op in body[i - 6:i - 1])
 
 
+TRANSPOSE = """\
+kernel k(X: f32[N, M], out Y: f32[M, N])
+  param BM = 64, BN = 16
+  grid (cdiv(M, BM), cdiv(N, BN)) as (i, j)
+  block 4 waves
+{
+  x = X[j*BN : +BN, i*BM : +BM]
+  Y[i*BM : +BM, j*BN : +BN] <- x^T
+}
+"""
+
+
 TRANSPOSED_STORE = """
 kernel dot_t(A: f16[M, K], B: f16[K, N], out C: f32[N, M])
   param BM = 32, BN = 32, BK = 32
@@ -45,6 +57,51 @@ kernel dot_t(A: f16[M, K], B: f16[K, N], out C: f32[N, M])
   C[bn*BN : +BN, bm*BM : +BM] <- c^T
 }
 """
+
+
+def test_a_transpose_through_lds_at_the_top_level_goes_after_its_operand() -> None:
+    """Found by the program generator: the trip through LDS of a transposed register tile was
+    put one op too early (its scratch tile goes into the same block first), before the load
+    that defines what it writes, on every target."""
+    prog = tiledsl.load(TRANSPOSE)
+    kernel, _ = layout_ir(prog, "sm_90")
+    body = kernel.body.ops
+    load = next(op for op in body if isinstance(op, ops.LoadOp))
+    write = next(op for op in body if isinstance(op, ops.LdsWriteOp))
+    assert body.index(load) < body.index(write) and write.operands[1] is load.result
+    x = np.random.default_rng(0).standard_normal((37, 70)).astype(np.float32)
+    for target in ("gfx942", "gfx1100", "sm_90", "sm_90a", "generic"):
+        y = np.full((70, 37), np.nan, np.float32)
+        assert prog.interpret(level="thread", target=target, X=x, Y=y).ok
+        np.testing.assert_array_equal(y, x.T)
+
+
+SMALL_DOT = """\
+kernel k(A: bf16[N, M], B: bf16[N, M], out C: f32[M, N], s: bf16)
+  param BM = 16, BN = 16
+  grid (cdiv(M, BM), cdiv(N, BN)) as (i, j)
+  block 8 waves
+{
+  C[i*BM : +BM, j*BN : +BN] <- dot(s - A[j*BN : +BN, 0 : +32], abs(B[1 : +32, i*BM : +BM]))
+}
+"""
+
+
+def test_a_dot_operand_staged_for_the_fma_fallback_goes_after_its_definition() -> None:
+    """Found by the program generator: a 16x16 tile over 8 waves fits no matrix instruction, so
+    the dot reads its operands from LDS; staging them at the top level went one op too early,
+    before the op that computes the operand (VerifyError 'used before it is defined')."""
+    prog = tiledsl.load(SMALL_DOT)
+    for target in ("gfx942", "sm_90", "generic"):
+        kernel, _ = layout_ir(prog, target)        # verified: no use before its definition
+        body = kernel.body.ops
+        dot = next(op for op in body if isinstance(op, ops.DotOp))
+        for operand in dot.operands[:2]:
+            if not isinstance(operand.owner, ops.LdsReadOp):
+                continue            # since main's replicated small tiles, a matrix instruction may take it
+            write = next(op for op in body if isinstance(op, ops.LdsWriteOp)
+                         and op.operands[0] is operand.owner.operands[0])
+            assert body.index(write.operands[1].owner) < body.index(write) < body.index(dot)
 
 
 @pytest.mark.parametrize("target", ["gfx942", "gfx1100", "sm_90", "sm_90a", "generic"])

@@ -71,3 +71,13 @@ def test_a_kernel_of_a_file_of_several() -> None:
     kernel = launcher.kernel_for({"P": DeviceArray((3, 100), "<f4"), "Y": DeviceArray((100,), "<f2")})
     assert kernel.artifact.name == "combine"
     assert [p.dtype for p in kernel.artifact.tensor_params] == ["f32", "f16"]
+
+
+def test_bound_checks_the_arguments_once_up_front() -> None:
+    """``bound`` checks as a call does, before anything is launched; an empty grid binds to a
+    function that launches nothing (no GPU touched)."""
+    launcher = tiledsl.load(ATTENTION).launcher(target="sm_90")
+    with pytest.raises(LaunchError, match="missing argument 'scale'"):
+        launcher.bound(**_qkvo("<f2"))
+    launch = launcher.bound(**_qkvo("<f2", n=0), scale=0.125)
+    assert launch() is None

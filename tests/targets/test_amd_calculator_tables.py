@@ -42,13 +42,17 @@ def test_lane_map_equals_the_calculator(name: str, operand: str) -> None:
 
 
 @pytest.mark.parametrize(("name", "printed_for"), [
-    # One layout for CDNA2 and CDNA3, f16 and bf16 (the .1k forms on CDNA2): tiledsl keeps one
-    # formula per shape, and its gfx90a and gfx942 targets share the instructions.
+    # One layout for CDNA2 and CDNA3, f16 and bf16 (the .1k forms on CDNA2) and CDNA2's i8 forms
+    # (4 bytes a lane, as 4 halves): tiledsl keeps one formula per shape, and its gfx90a and gfx942
+    # targets share the instructions. CDNA3's i8 forms (8 bytes a lane) have layouts of their own.
     ("mfma_f32_32x32x8_f16", {"CDNA2 v_mfma_f32_32x32x8f16", "CDNA2 v_mfma_f32_32x32x8bf16_1k",
-                              "CDNA3 v_mfma_f32_32x32x8_f16", "CDNA3 v_mfma_f32_32x32x8_bf16"}),
+                              "CDNA3 v_mfma_f32_32x32x8_f16", "CDNA3 v_mfma_f32_32x32x8_bf16",
+                              "CDNA2 v_mfma_i32_32x32x8i8"}),
     ("mfma_f32_16x16x16_bf16", {"CDNA2 v_mfma_f32_16x16x16f16", "CDNA2 v_mfma_f32_16x16x16bf16_1k",
-                                "CDNA3 v_mfma_f32_16x16x16_f16", "CDNA3 v_mfma_f32_16x16x16_bf16"}),
-    ("wmma_f32_16x16x16_f16", {"RDNA3 v_wmma_f32_16x16x16_f16", "RDNA3 v_wmma_f32_16x16x16_bf16"}),
+                                "CDNA3 v_mfma_f32_16x16x16_f16", "CDNA3 v_mfma_f32_16x16x16_bf16",
+                                "CDNA2 v_mfma_i32_16x16x16i8"}),
+    ("wmma_f32_16x16x16_f16", {"RDNA3 v_wmma_f32_16x16x16_f16", "RDNA3 v_wmma_f32_16x16x16_bf16",
+                               "RDNA3 v_wmma_i32_16x16x16_iu8"}),
 ])
 def test_layouts_shared_across_architectures_and_dtypes(name: str, printed_for: set[str]) -> None:
     assert set(_table(name)["printed_for"]) == printed_for

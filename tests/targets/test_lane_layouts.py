@@ -32,6 +32,14 @@ FORWARD: dict[str, tuple[Forward, Forward, Forward]] = {
     "mfma_16x16x16": (lambda i, k: [(i + 16 * (k // 4), k % 4)],
                       lambda k, j: [(j + 16 * (k // 4), k % 4)],
                       lambda i, j: [(j + 16 * (i // 4), i % 4)]),
+    # §2.3 the 8-bit CDNA3 forms hold 8 consecutive k a lane: 32x32x16: lane i + 32*(k/8), e = k%8;
+    # 16x16x32: lane i + 16*(k/8), e = k%8.  C as the 16-bit shape of the same m x n.
+    "mfma_32x32x16": (lambda i, k: [(i + 32 * (k // 8), k % 8)],
+                      lambda k, j: [(j + 32 * (k // 8), k % 8)],
+                      lambda i, j: [(j + 32 * ((i // 4) % 2), 4 * (i // 8) + i % 4)]),
+    "mfma_16x16x32": (lambda i, k: [(i + 16 * (k // 8), k % 8)],
+                      lambda k, j: [(j + 16 * (k // 8), k % 8)],
+                      lambda i, j: [(j + 16 * (i // 4), i % 4)]),
     # §3 WMMA wave32: A[i][k] in lanes i and i+16, e = k; B[k][j] in lanes j and j+16, e = k;
     # C[i][j]: lane j + 16*(i%2), r = i/2.
     "wmma": (lambda i, k: [(i, k), (i + 16, k)],
@@ -42,12 +50,23 @@ FORWARD: dict[str, tuple[Forward, Forward, Forward]] = {
     "mma_sync": (lambda i, k: [(4 * (i % 8) + (k % 8) // 2, k % 2 + 2 * (i // 8) + 4 * (k // 8))],
                  lambda k, j: [(4 * j + (k % 8) // 2, k % 2 + 2 * (k // 8))],
                  lambda i, j: [(4 * (i % 8) + j // 2, j % 2 + 2 * (i // 8))]),
+    # §4.1 m16n8k32 (8-bit operands, PTX ISA "mma.m16n8k32" fragments: a0..a3 row g, a4..a7 row
+    # g+8, a8..a15 the same at column +16; each register holds four consecutive columns).
+    # A: g = row%8, t = (col%16)/4, e = col%4 + 4*(row/8) + 8*(col/16).
+    # B: g = col, t = (row%16)/4, e = row%4 + 4*(row/16).  C as m16n8k16.
+    "mma_sync_k32": (lambda i, k: [(4 * (i % 8) + (k % 16) // 4, k % 4 + 4 * (i // 8) + 8 * (k // 16))],
+                     lambda k, j: [(4 * j + (k % 16) // 4, k % 4 + 4 * (k // 16))],
+                     lambda i, j: [(4 * (i % 8) + j // 2, j % 2 + 2 * (i // 8))]),
 }
 
 
 def _kind(instr: MatrixInstr) -> str:
     if instr.family == "mfma":
+        # An 8-bit MFMA with twice the k has the layout of the 16-bit shape with 8 k a lane: its
+        # formulas are the calculator's (test_amd_calculator_tables); here those of its shape.
         return f"mfma_{instr.m}x{instr.n}x{instr.k}"
+    if instr.family == "mma_sync" and instr.k == 32:
+        return "mma_sync_k32"
     return instr.family
 
 
@@ -77,13 +96,19 @@ def test_lane_maps_match_reference(name: str) -> None:
     ("mfma_f32_16x16x16_bf16", (16, 16, 16), (4, 4, 4)),
     ("wmma_f32_16x16x16_f16", (16, 16, 16), (16, 16, 8)),
     ("mma_m16n8k16_bf16", (16, 8, 16), (8, 4, 4)),
+    ("mma_m16n8k32_e4m3", (16, 8, 32), (16, 8, 4)),
+    ("mma_m16n8k32_s8", (16, 8, 32), (16, 8, 4)),
+    ("mfma_i32_16x16x32_i8", (16, 16, 32), (8, 8, 4)),
+    ("mfma_i32_32x32x8_i8", (32, 32, 8), (4, 4, 16)),
+    ("wmma_i32_16x16x16_u8", (16, 16, 16), (16, 16, 8)),
 ])
 def test_shapes(name: str, shape: tuple[int, int, int], frag: tuple[int, int, int]) -> None:
     instr = ALL_INSTRS[name]
     assert (instr.m, instr.n, instr.k) == shape
     assert (instr.a_elems, instr.b_elems, instr.c_elems) == frag
-    assert instr.acc_dtype == "f32"
-    assert instr.in_dtype == name.rsplit("_", 1)[1]
+    dtype = {"e4m3": "f8e4m3", "e5m2": "f8e5m2", "s8": "i8"}.get(name.rsplit("_", 1)[1], name.rsplit("_", 1)[1])
+    assert instr.in_dtype == dtype
+    assert instr.acc_dtype == ("i32" if dtype in ("i8", "u8") else "f32")
 
 
 def test_spot_values() -> None:

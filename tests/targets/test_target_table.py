@@ -27,11 +27,14 @@ def test_table_has_exactly_the_eight_targets() -> None:
 
 
 @pytest.mark.parametrize(("name", "instrs"), [
-    ("gfx90a", ["mfma_f32_32x32x8_f16", "mfma_f32_16x16x16_f16", "mfma_f32_32x32x8_bf16", "mfma_f32_16x16x16_bf16"]),
-    ("gfx942", ["mfma_f32_32x32x8_f16", "mfma_f32_16x16x16_f16", "mfma_f32_32x32x8_bf16", "mfma_f32_16x16x16_bf16"]),
-    ("gfx1100", ["wmma_f32_16x16x16_f16", "wmma_f32_16x16x16_bf16"]),
-    ("sm_80", ["mma_m16n8k16_f16", "mma_m16n8k16_bf16"]),
-    ("sm_90", ["mma_m16n8k16_f16", "mma_m16n8k16_bf16"]),
+    ("gfx90a", ["mfma_f32_32x32x8_f16", "mfma_f32_16x16x16_f16", "mfma_f32_32x32x8_bf16", "mfma_f32_16x16x16_bf16",
+                "mfma_i32_32x32x8_i8", "mfma_i32_16x16x16_i8"]),
+    ("gfx942", ["mfma_f32_32x32x8_f16", "mfma_f32_16x16x16_f16", "mfma_f32_32x32x8_bf16", "mfma_f32_16x16x16_bf16",
+                "mfma_i32_32x32x16_i8", "mfma_i32_16x16x32_i8"]),
+    ("gfx1100", ["wmma_f32_16x16x16_f16", "wmma_f32_16x16x16_bf16", "wmma_i32_16x16x16_i8", "wmma_i32_16x16x16_u8"]),
+    ("sm_80", ["mma_m16n8k16_f16", "mma_m16n8k16_bf16", "mma_m16n8k32_s8", "mma_m16n8k32_u8"]),
+    ("sm_90", ["mma_m16n8k16_f16", "mma_m16n8k16_bf16", "mma_m16n8k32_s8", "mma_m16n8k32_u8",
+               "mma_m16n8k32_e4m3", "mma_m16n8k32_e5m2"]),
     ("generic", []),
 ])
 def test_matrix_instructions(name: str, instrs: list[str]) -> None:
@@ -55,6 +58,24 @@ def test_default_matrix_instr(name: str, f16: str, bf16: str) -> None:
     assert t.default_matrix_instr("f16").name == f16
     assert t.default_matrix_instr("bf16").name == bf16
     assert t.default_matrix_instr("f32") is None
+
+
+@pytest.mark.parametrize(("name", "dtype", "variant"), [
+    ("gfx942", "i8", "mfma_i32_32x32x16_i8"),
+    ("gfx942", "f8e4m3", "mfma_f32_32x32x8_f16"),      # fp8 widens to f16 exactly (FNUZ MFMA unused)
+    ("gfx942", "u8", None),
+    ("gfx90a", "i8", "mfma_i32_32x32x8_i8"),
+    ("gfx1100", "u8", "wmma_i32_16x16x16_u8"),
+    ("sm_80", "f8e5m2", "mma_m16n8k16_f16"),
+    ("sm_90", "f8e5m2", "mma_m16n8k32_e5m2"),
+    ("sm_90", "i8", "mma_m16n8k32_s8"),
+])
+def test_matrix_variant_of_the_default_instruction(name: str, dtype: str, variant: str | None) -> None:
+    t = get_target(name)
+    got = t.matrix_variant(t.default_matrix_instr("f16"), dtype)
+    assert (got.name if got else None) == variant
+    if got is not None:
+        assert got.c_map().tolist() == t.default_matrix_instr("f16").c_map().tolist()
 
 
 def test_generic_has_no_matrix_instruction() -> None:

@@ -82,6 +82,46 @@ kernel k(X: f32[M, N], out Y: f32[M, N])
     assert np.array_equal(y, 2 * x)
 
 
+TWO_SCRATCHES = """
+kernel k(A: f32[M, M], out Y: f32[M])
+  param BM = 64
+  grid (cdiv(M, BM)) as (i)
+  block 4 waves
+{
+  lds c: f32[BM, BM]
+  lds a: f32[16, BM]
+  a <- A[0 : +16, i*BM : +BM]
+  sync
+  c <- fill(1.0, f32[BM, BM]) + colsum(a)[_, :]
+  sync
+  Y[i*BM : +BM] <- colsum(c)
+}
+"""
+
+
+@pytest.mark.parametrize("target", ["gfx942", "sm_90", "generic"])
+def test_the_reuse_barrier_counts_positions_after_earlier_insertions(target: str) -> None:
+    """Found by the program generator: once a reuse sync had been inserted, the last use of an
+    earlier tile was looked up at its old position, so a sync before it seemed to lie after it.
+    Here the second colsum's scratch reuses c's bytes right after c is read, with no barrier
+    between (an LDS race on every target)."""
+    prog = tiledsl.load(TWO_SCRATCHES)
+    kernel, _ = layout_ir(prog, target)
+    body = kernel.body.ops
+    read_c = next(op for op in body if isinstance(op, ops.LdsReadOp) and op.operands[0].hint == "c")
+    reduce = next(op for op in body if isinstance(op, ops.ReduceOp) and op.operands[0] is read_c.result)
+    between = body[body.index(read_c) + 1:body.index(reduce)]
+    scratch = reduce.operands[1].owner
+    c = read_c.operands[0].owner
+    if scratch.attrs["offset"] < c.attrs["offset"] + c.result.type.nbytes:
+        assert any(isinstance(op, ops.SyncOp) for op in between)
+    a = np.random.default_rng(0).standard_normal((70, 70)).astype(np.float32)
+    y, want = np.zeros(70, np.float32), np.zeros(70, np.float32)
+    assert prog.interpret(level="thread", target=target, A=a, Y=y).ok
+    assert prog.interpret(A=a, Y=want).ok
+    np.testing.assert_allclose(y, want, rtol=1e-5)
+
+
 def test_over_the_limit_is_a_located_error() -> None:
     prog = tiledsl.load(EXAMPLES / "gemm.tdsl", params={"BM": 256, "BN": 256, "BK": 128})
     with pytest.raises(TdslError) as e:

@@ -8,7 +8,7 @@ in its record in ``tiledsl.targets``; this module turns them into LLVM IR.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from tiledsl.backend_amdgpu.compiled import AmdgpuCompiledModule
 from tiledsl.llvm import irgen
@@ -21,6 +21,11 @@ from tiledsl.targets import TARGETS, AmdArch, MatrixInstr, Target
 AMD_ARCHES: Mapping[str, AmdArch] = {t.name: t.amdgpu for t in TARGETS.values() if t.amdgpu is not None}
 
 _AXES = "xyz"
+
+
+def _int_words(nbytes: int) -> ir.Type:
+    """The integer operand type of ``nbytes`` 8-bit matrix elements: i32, i64 or <4 x i32>."""
+    return ir.IntType(8 * nbytes) if nbytes <= 8 else ir.VectorType(I32, nbytes // 4)
 
 
 class AmdgpuTarget(GpuTarget):
@@ -128,6 +133,14 @@ class AmdgpuTarget(GpuTarget):
             return call_intrinsic(b, "llvm.amdgcn.exp2.f16", F16, [x], "exp2")
         raise TypeError(f"exp2 of {x.type}: f32 or f16 only")
 
+    def math(self, b: ir.IRBuilder, name: str, args: Sequence[ir.Value], result_dtype: str) -> ir.Value:
+        # llvm.log.f32 is lowered correctly here (v_log_f32, 1 ulp, with a denormal fix-up and an
+        # extended-precision multiply by ln 2: docs/targets/math.md §2). Not sin/cos: LLVM makes
+        # them v_sin_f32/v_cos_f32 of x/2π with no range reduction. The rest has no lowering.
+        if name == "log":
+            return call_intrinsic(b, "llvm.log.f32", F32, list(args), "log")
+        return super().math(b, name, args, result_dtype)
+
     def shuffle_xor(self, b: ir.IRBuilder, v: ir.Value, mask: int) -> ir.Value:
         """Butterfly exchange: DPP ``quad_perm`` within a quad, else ``ds_bpermute``.
 
@@ -229,9 +242,16 @@ class AmdgpuTarget(GpuTarget):
     ) -> list[ir.Value]:
         av = irgen.pack(b, a, operand_type(info))
         bvec = irgen.pack(b, bv, operand_type(info))
-        cv = irgen.pack(b, c, F32)
+        cv = irgen.pack(b, c, c[0].type)
+        if info.in_dtype in ("i8", "u8"):
+            # 8-bit operands travel as whole words: an i32 or i64 (MFMA), <4 x i32> (WMMA iu8;
+            # amdgpu.md §11.3).
+            av, bvec = (b.bitcast(v, _int_words(len(a))) for v in (av, bvec))
         args = [av, bvec, cv]
-        if info.family == "mfma":
+        if info.family == "wmma" and info.in_dtype in ("i8", "u8"):
+            signed = ir.Constant(I1, info.in_dtype == "i8")
+            args = [signed, av, signed, bvec, cv, ir.Constant(I1, 0)]   # clamp off: i32 sums wrap
+        elif info.family == "mfma":
             args += [ir.Constant(I32, 0)] * 3  # cbsz, abid, blgp: no broadcast, no lane swizzle
         d = call_intrinsic(b, info.intrinsic, cv.type, args, info.name)
         return irgen.unpack(b, d)

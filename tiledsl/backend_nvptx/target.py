@@ -30,6 +30,11 @@ _FULL_MASK = -1  # every lane of the warp takes part in a .sync shuffle
 _LAUNCH_BOUNDS = ("reqntid", "maxntid")
 
 
+#: Matrix intrinsics that need a newer PTX ISA than the arch's default: the features they need.
+_PTX84_MMA = {"llvm.nvvm.mma.m16n8k32.row.col.f32.e4m3.e4m3.f32": "+ptx84",
+              "llvm.nvvm.mma.m16n8k32.row.col.f32.e5m2.e5m2.f32": "+ptx84"}
+
+
 class NvptxTarget(GpuTarget):
     """sm_80 / sm_90 (/ sm_90a): warps of 32, mma.sync m16n8k16.
 
@@ -117,6 +122,15 @@ class NvptxTarget(GpuTarget):
         if x.type != F32:
             raise TypeError(f"log2 of {x.type}: f32 only")
         return call_intrinsic(b, "llvm.nvvm.lg2.approx.f", F32, [x], "lg2")
+
+    def math(self, b: ir.IRBuilder, name: str, args: Sequence[ir.Value], result_dtype: str) -> ir.Value:
+        # tanh.approx.f32 (sm_75+, one MUFU.TANH) where the result is f16/bf16: its relative error
+        # (about 2^-16.5, docs/targets/math.md §3) is far below their half ulp (2^-11, 2^-8).
+        # f32 results take the sequence (2 ulp). Every other function: the sequences, since
+        # llvm.log/sin/cos/pow/tanh.f32 abort here (§2).
+        if name == "tanh" and result_dtype in ("f16", "bf16"):
+            return call_intrinsic(b, "llvm.nvvm.tanh.approx.f32", F32, list(args), "tanh")
+        return super().math(b, name, args, result_dtype)
 
     def ex2_approx(self, b: ir.IRBuilder, x: ir.Value, ftz: bool = False) -> ir.Value:
         """``ex2.approx[.ftz].f32`` by name, for code that wants the flush-to-zero form."""
@@ -265,14 +279,19 @@ class NvptxTarget(GpuTarget):
     def _emit_matrix(
         self, b: ir.IRBuilder, info: MatrixInstr, a: list[ir.Value], bv: list[ir.Value], c: list[ir.Value]
     ) -> list[ir.Value]:
-        regs = [self._pair(b, elems[i], elems[i + 1], info) for elems in (a, bv) for i in range(0, len(elems), 2)]
-        d = call_intrinsic(b, info.intrinsic, ir.LiteralStructType([F32] * 4), regs + c, info.name)
+        if info.intrinsic in _PTX84_MMA:
+            # fp8 mma.sync is PTX 8.4 (docs/targets/nvptx.md §16); only modules that use it ask for it.
+            self.features = _PTX84_MMA[info.intrinsic]
+        per = 4 if info.k == 32 else 2     # elements a 32-bit register: 8-bit operands four
+        regs = [self._word(b, elems[i:i + per], info) for elems in (a, bv) for i in range(0, len(elems), per)]
+        acc = c[0].type
+        d = call_intrinsic(b, info.intrinsic, ir.LiteralStructType([acc] * 4), regs + c, info.name)
         return [b.extract_value(d, i) for i in range(4)]
 
     @staticmethod
-    def _pair(b: ir.IRBuilder, lo: ir.Value, hi: ir.Value, info: MatrixInstr) -> ir.Value:
-        # Element 2j goes in the low 16 bits of register j (§9); a 2-vector's element 0
-        # is its low half, so pack as a vector (and bitcast to i32 for bf16).
+    def _word(b: ir.IRBuilder, elems: list[ir.Value], info: MatrixInstr) -> ir.Value:
+        # Element j of a register is in its bits [w*j, w*(j+1)) (§9, §16); a vector's element 0 is
+        # its low part, so pack as a vector (and bitcast to i32 unless it is f16x2).
         if info.in_dtype == "f16":
-            return irgen.pack(b, [lo, hi], F16)
-        return b.bitcast(irgen.pack(b, [lo, hi], I16), I32)
+            return irgen.pack(b, elems, F16)
+        return b.bitcast(irgen.pack(b, elems, elems[0].type), I32)

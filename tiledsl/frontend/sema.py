@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from tiledsl.diagnostics import Loc, TdslError
+from tiledsl.diagnostics import Diagnostic, Loc, TdslError
 from tiledsl.frontend import ast, limits
 from tiledsl.frontend.builtins import BUILTINS, CONSTANTS, LAYOUT_KINDS, check_layout
 from tiledsl.interp.numerics import shift_left, shift_right, wrap_int
@@ -80,7 +80,30 @@ class DtypeRef:
     dtype: str
 
 
-SemaValue = Any  # Static | Value | Unbound | TensorRef | LdsRef | LayoutRef | DtypeRef
+@dataclass
+class Poisoned:
+    """A name whose statement failed: a use of it is not reported again (it would only repeat
+    the first error), and the statement that uses it is skipped."""
+
+    name: str
+
+
+class _Cascade(TdslError):
+    """A statement used a :class:`Poisoned` name: dropped by :meth:`Sema.stmts`, never shown."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(None, f"'{name}' is poisoned by an earlier error")
+
+
+class _Stop(TdslError):
+    """Every error collected so far, raised where checking cannot go on (MAX_ERRORS reached, or a
+    header whose mistakes the rest would trip over): passed through, not collected again."""
+
+
+#: The most errors one kernel reports before sema stops (clang's ``-ferror-limit`` default).
+MAX_ERRORS = 20
+
+SemaValue = Any  # Static | Value | Unbound | TensorRef | LdsRef | LayoutRef | DtypeRef | Poisoned
 
 _BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "//": "floordiv", "%": "mod",
            "<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne", "and": "and", "or": "or",
@@ -113,6 +136,9 @@ class Sema:
         self.dtypes: dict[str, str] = {}
         self.block_size: tuple[int, str] | None = None
         self.grid_scalars: dict[str, ast.ScalarParam] = {}      # while building the grid region
+        #: The errors found so far: a failed statement is recorded and checking goes on with the
+        #: next one (the names it defines poisoned), so one run reports every independent mistake.
+        self.errors: list[TdslError] = []
 
     # ------------------------------------------------------------ helpers
     def err(self, loc: Loc | None, msg: str, *notes: str) -> TdslError:
@@ -126,6 +152,8 @@ class Sema:
     def lookup(self, name: str, loc: Loc) -> SemaValue:
         for scope in reversed(self.scopes):
             if name in scope:
+                if isinstance(scope[name], Poisoned):
+                    raise _Cascade(name)
                 return scope[name]
         if name in CONSTANTS:
             return Static(CONSTANTS[name], "f32")
@@ -160,6 +188,8 @@ class Sema:
         """A run-time value for ``v``; weak statics take ``dtype``."""
         if isinstance(v, Value):
             return v
+        if isinstance(v, Poisoned):
+            raise _Cascade(v.name)
         if isinstance(v, Static):
             want = dtype if (dtype and v.weak) else v.dtype
             if want in INT_DTYPES and isinstance(v.value, float):
@@ -214,6 +244,40 @@ class Sema:
             seen[axis.name] = axis.loc
 
     def build(self) -> ops.KernelOp:
+        """The kernel op; raises one TdslError holding every error found (up to MAX_ERRORS)."""
+        try:
+            kernel = self.build_kernel()
+        except _Stop:
+            raise
+        except _Cascade:
+            kernel = None       # only after an error already recorded
+            assert self.errors, "a poisoned name without an error"
+        except TdslError as e:
+            self.errors.append(e)
+            kernel = None
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise self.collected() from None
+        assert kernel is not None
+        return kernel
+
+    def collected(self, cls: type[TdslError] = TdslError) -> TdslError:
+        """One error holding the diagnostics of every error recorded, in source order."""
+        first = self.errors[0]
+        out = cls(first.loc, first.message, source=first.source)
+        out.diagnostics = [d for e in self.errors for d in e.diagnostics]
+        return out
+
+    def record(self, e: TdslError) -> None:
+        """Record a statement's error; stop at MAX_ERRORS."""
+        self.errors.append(e)
+        if len(self.errors) >= MAX_ERRORS:
+            stop = self.collected(_Stop)
+            stop.diagnostics.append(Diagnostic(None, f"too many errors ({MAX_ERRORS}), stopping here"))
+            raise stop
+
+    def build_kernel(self) -> ops.KernelOp:
         k = self.k
         known = {c.name for c in k.consts} | {p.name for p in k.tile_params}
         for name in self.overrides:
@@ -222,12 +286,14 @@ class Sema:
                 raise self.err(k.loc, f"unknown parameter '{name}'",
                                f"the kernel declares: {', '.join(sorted(declared)) or 'none'}")
         seen: dict[str, Loc] = {}
-        for p in [*k.params, *k.dtype_params, *k.consts, *k.tile_params]:
+        for p in [*k.params, *k.dtype_params, *k.consts, *k.tile_params]:   # independent: report all
             if p.name in seen:
-                raise self.err(p.loc, f"'{p.name}' is declared twice (first at {seen[p.name]})")
-            if p.name in BUILTINS or p.name in DTYPES or p.name in CONSTANTS:
-                raise self.err(p.loc, f"'{p.name}' is a built-in name")
-            seen[p.name] = p.loc
+                self.record(self.err(p.loc, f"'{p.name}' is declared twice (first at {seen[p.name]})"))
+            elif p.name in BUILTINS or p.name in DTYPES or p.name in CONSTANTS:
+                self.record(self.err(p.loc, f"'{p.name}' is a built-in name"))
+            seen.setdefault(p.name, p.loc)
+        if self.errors:         # the rest of the header would trip over the same names
+            raise self.collected(_Stop)
         self.check_tune_space()
         for d in k.dtype_params:
             self.bind_dtype(d)
@@ -371,8 +437,27 @@ class Sema:
 
     # ------------------------------------------------------------ statements
     def stmts(self, body: list[ast.Stmt]) -> None:
+        """Check and build each statement; one that fails is recorded and skipped, and the names
+        it would define are poisoned, so that the next statements are checked without repeating
+        its error."""
         for s in body:
-            getattr(self, "stmt_" + type(s).__name__)(s)
+            scopes, blocks = len(self.scopes), len(self.blocks)
+            try:
+                getattr(self, "stmt_" + type(s).__name__)(s)
+            except _Stop:
+                raise
+            except TdslError as e:
+                del self.scopes[scopes:], self.blocks[blocks:]
+                if not isinstance(e, _Cascade):
+                    self.record(e)
+                for name in self.defined_names(s):
+                    self.bind(name, Poisoned(name))
+
+    def defined_names(self, s: ast.Stmt) -> list[str]:
+        """The names a statement binds in its scope."""
+        if isinstance(s, (ast.LdsDecl, ast.LayoutDecl, ast.Assign)):
+            return [s.name]
+        return self.assigned_names([s])
 
     def check_fresh(self, name: str, loc: Loc, what: str) -> None:
         for scope in self.scopes:
@@ -437,6 +522,28 @@ class Sema:
             v.type = TileType(v.type.dtype, v.type.shape, text)
         self.assign_locs[s.name] = s.loc
         self.bind(s.name, v)
+
+    def stmt_AssignMany(self, s: ast.AssignMany) -> None:
+        from tiledsl.frontend.builtins import MULTI_BUILTINS
+        e = s.value
+        if not (isinstance(e, ast.Call) and e.func in MULTI_BUILTINS):
+            raise self.err(e.loc, f"only {', '.join(f'{n}()' for n in MULTI_BUILTINS)} give several values",
+                           "assign one value: x = ...")
+        for name, loc in zip(s.names, s.name_locs):
+            existing = self.lookup_quiet(name)
+            if isinstance(existing, (TensorRef, LdsRef, LayoutRef, Unbound)) or (
+                    isinstance(existing, Static) and name in self.params):
+                raise self.err(loc, f"cannot assign to {self.describe(existing)} '{name}'")
+            if name in BUILTINS or name in DTYPES or name in CONSTANTS:
+                raise self.err(loc, f"'{name}' is a built-in name")
+        if len(set(s.names)) != len(s.names):
+            raise self.err(s.loc, "a name is assigned twice")
+        values = MULTI_BUILTINS[e.func](self, e)
+        if len(values) != len(s.names):
+            raise self.err(s.loc, f"{e.func}() gives {len(values)} values, not {len(s.names)}")
+        for name, loc, v in zip(s.names, s.name_locs, values):
+            self.assign_locs[name] = loc
+            self.bind(name, v)
 
     def stmt_Sync(self, s: ast.Sync) -> None:
         self.emit(ops.SyncOp([], [], loc=s.loc))
@@ -538,6 +645,8 @@ class Sema:
         for s in body:
             if isinstance(s, ast.Assign):
                 out.append(s.name)
+            elif isinstance(s, ast.AssignMany):
+                out.extend(s.names)
             elif isinstance(s, ast.For):
                 out.extend(n for n in self.assigned_names(s.body) if n != s.var)
             elif isinstance(s, ast.If):

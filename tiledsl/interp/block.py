@@ -20,7 +20,17 @@ import numpy as np
 
 from tiledsl.diagnostics import TdslError
 from tiledsl.interp.dispatch import OpInterpreter, handler_table
-from tiledsl.interp.numerics import ELEMENTWISE, STORAGE, as_stored, atomic_update, reduce, round_to
+from tiledsl.interp.numerics import (
+    ELEMENTWISE,
+    STORAGE,
+    arg_reduce,
+    as_stored,
+    atomic_update,
+    dot,
+    reduce,
+    round_to,
+    scan,
+)
 from tiledsl.interp.report import InterpError, Report
 from tiledsl.ir import ops
 from tiledsl.ir.core import Op
@@ -284,16 +294,20 @@ def _reduce(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
     return [reduce(op.kind, args[0], op.attrs["axis"] + 1, op.result.type.dtype)]
 
 
+@handles(*(cls.name for cls in ops.ARG_REDUCE_OPS.values()))
+def _arg_reduce(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    # The LDS scratch operands play no part here.
+    return list(arg_reduce(op.kind, args[0], op.attrs["axis"] + 1))
+
+
+@handles(*(cls.name for cls in ops.SCAN_OPS.values()))
+def _scan(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    return [scan(op.kind, args[0], op.attrs["axis"] + 1, op.result.type.dtype)]
+
+
 @handles("dot")
 def _dot(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
-    # Operands are already rounded to their dtype; the products and sums are f32.
-    # Contiguous f32 operands keep np.matmul on BLAS (a transposed view takes a slow loop).
-    a = np.ascontiguousarray(args[0], dtype=np.float32)
-    b = np.ascontiguousarray(args[1], dtype=np.float32)
-    out = np.matmul(a, b)
-    if len(args) == 3:
-        out = out + args[2]
-    return [out]
+    return [dot(args[0], args[1], args[2] if len(args) == 3 else None, op.operands[0].type.dtype)]
 
 
 @handles("load")
@@ -304,7 +318,8 @@ def _load(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
     if tensor.data.size == 0:
         shape = np.broadcast_shapes(*[ix.shape for ix in idx])
         return [np.full(shape, round_to(np.asarray(op.attrs["pad"]), tensor.dtype), STORAGE[tensor.dtype])]
-    row = _row_gather(tensor, op.attrs["extents"], idx, inb)
+    gathered_last = len(op.attrs["extents"]) - 1 in op.attrs.get("gather", ())
+    row = None if gathered_last else _row_gather(tensor, op.attrs["extents"], idx, inb)
     if row is not None and it.tracer is None:
         return [row]
     lin = it.linear_index(tensor, idx, inb)
@@ -319,8 +334,9 @@ def _load(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
 
 
 def _row_gather(tensor: GlobalTensor, extents: list, idx: list[np.ndarray], inb: np.ndarray) -> np.ndarray | None:
-    """Fast path of a load whose last dim is taken whole and in bounds: gather rows,
-    not elements (the index array is a row's length smaller)."""
+    """Fast path of a load whose last dim is sliced whole and in bounds (not gathered: an index
+    tile as long as the dim is not the dim in order): gather rows, not elements (the index array is
+    a row's length smaller)."""
     size = tensor.data.shape[-1]
     last = idx[-1]
     if extents[-1] != size or last.shape[-1] != size or not inb.all() or len(idx) < 2:

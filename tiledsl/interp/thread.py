@@ -25,7 +25,17 @@ import numpy as np
 
 from tiledsl.interp.block import GlobalTensor, checked_grid
 from tiledsl.interp.dispatch import OpInterpreter, handler_table
-from tiledsl.interp.numerics import ELEMENTWISE, STORAGE, as_stored, from_bits, reduce, round_to, to_bits
+from tiledsl.interp.numerics import (
+    ELEMENTWISE,
+    STORAGE,
+    arg_better,
+    as_stored,
+    from_bits,
+    reduce,
+    round_to,
+    scan,
+    to_bits,
+)
 from tiledsl.interp.report import InterpError, Report
 from tiledsl.ir import ops
 from tiledsl.ir.core import Op
@@ -453,6 +463,8 @@ def _global_store(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
     n = op.operands[-1].type.n
     mask = it.full(mask, n)
     lin = _global_positions(it, op, tensor, index_args, n, mask)
+    if not tensor.data.size:            # every unmasked access was out of bounds (reported)
+        return []
     where = lin[mask]
     tensor.data.reshape(-1)[where] = as_stored(np.asarray(value)[mask], tensor.dtype)
     if tensor.counts is not None:
@@ -470,6 +482,8 @@ def _global_atomic(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
     mask = it.full(mask, n)
     lin = _global_positions(it, op, tensor, index_args, n, mask)
     old = np.zeros((it.T, n), dtype=tensor.data.dtype)
+    if not tensor.data.size:            # every unmasked access was out of bounds (reported)
+        return [old] if op.results else []
     old[mask] = tensor.update_atomically(lin[mask], it.full(value, n)[mask], op.attrs["kind"])
     return [old] if op.results else []
 
@@ -557,34 +571,43 @@ def _barrier(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
     return []
 
 
-def _scatter_tile(lay: Layout, regs: np.ndarray, wave: int) -> np.ndarray:
+def _scatter_tile(lay: Layout, regs: np.ndarray, wave: int, storage: type = np.float32) -> np.ndarray:
     """The tile as wave ``wave`` sees it: its registers placed, NaN elsewhere."""
-    tile = np.full(lay.shape, np.nan, dtype=np.float32)
+    tile = np.full(lay.shape, np.nan, dtype=storage)
     m = lay.index_map()[wave]
     ok = m[..., 0] >= 0
     tile[m[ok][:, 0], m[ok][:, 1]] = regs[ok]
     return tile
 
 
+def _wrap_i32(x: np.ndarray) -> np.ndarray:
+    """Exact integers (int64 or integral float64) wrapped to i32, as i32 accumulators wrap."""
+    return np.asarray(x).astype(np.int64).astype(np.int32)
+
+
 @handles("mma_tile")
 def _mma_tile(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
     a, b, c = (np.asarray(x) for x in args)
     dtype = op.attrs["dtype"]
+    acc_dtype = op.result.type.dtype
+    # Integer products and sums are exact in float64 (|a·b| <= 2^14 a term): wrapped to i32 after.
+    storage = np.float64 if acc_dtype == "i32" else np.float32
     m, n, k = op.attrs["m"], op.attrs["n"], op.attrs["k"]
     la = it.ctx.bind(op.attrs["a_layout"], (m, k), dtype)
     lb = it.ctx.bind(op.attrs["b_layout"], (k, n), dtype)
     lc = it.ctx.bind(op.attrs["c_layout"], (m, n), "f32")
-    out = np.array(c, dtype=np.float32, copy=True)
+    out = np.array(c, dtype=STORAGE[acc_dtype], copy=True)
     for w in range(it.ctx.num_waves):
         rows = slice(w * it.W, (w + 1) * it.W)
-        at = _scatter_tile(la, a[rows].reshape(it.W, la.regs), w)
-        bt = _scatter_tile(lb, b[rows].reshape(it.W, lb.regs), w)
+        at = _scatter_tile(la, a[rows].reshape(it.W, la.regs), w, storage)
+        bt = _scatter_tile(lb, b[rows].reshape(it.W, lb.regs), w, storage)
         with np.errstate(invalid="ignore"):
             prod = np.matmul(at, bt)
         mc = lc.index_map()[w]
         ok = mc[..., 0] >= 0
         out_w = out[rows]
-        out_w[ok] = out_w[ok] + prod[mc[ok][:, 0], mc[ok][:, 1]]
+        got = prod[mc[ok][:, 0], mc[ok][:, 1]]
+        out_w[ok] = out_w[ok] + (_wrap_i32(got) if acc_dtype == "i32" else got)
     return [out]
 
 
@@ -609,6 +632,9 @@ def _lds_dot(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
         flat_off = off.reshape(it.T, -1)
         it.lds_access(op, flat_off, vmask.reshape(it.T, -1), es, write=False)
         vals.append(_from_bits(view[np.clip(off, 0, it.lds.data.size - es) // es], dtype))
+    if op.result.type.dtype == "i32":
+        prod = _wrap_i32(np.sum(vals[0].astype(np.int64) * vals[1], axis=-1))
+        return [np.asarray(c, np.int32) + np.where(valid, prod, 0).astype(np.int32)]
     prod = np.sum(vals[0] * vals[1], axis=-1, dtype=np.float32)
     return [np.asarray(c, np.float32) + np.where(valid, prod, 0)]
 
@@ -643,3 +669,36 @@ def run_thread_level(program: Any, tile_kernel: ops.KernelOp, tensors: dict[str,
         rng = np.random.default_rng(seed)
         order = rng.permutation
     interp.run(order)
+
+
+# ---------------------------------------------------------------- arg-reductions and scans
+
+@handles("reg_argreduce")
+def _reg_argreduce(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    values, indices = (np.asarray(a) for a in args)
+    out_v, out_i = [], []
+    for g in op.attrs["groups"]:
+        v, i = values[:, g[0]], indices[:, g[0]]
+        for r in g[1:]:
+            take = arg_better(op.attrs["kind"], v, i, values[:, r], indices[:, r])
+            v, i = np.where(take, values[:, r], v), np.where(take, indices[:, r], i)
+        out_v.append(v)
+        out_i.append(i)
+    return [np.stack(out_v, axis=1), np.stack(out_i, axis=1).astype(np.int32)]
+
+
+@handles("arg_combine")
+def _arg_combine(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    v1, i1, v2, i2 = (np.asarray(a) for a in args)
+    take = arg_better(op.attrs["kind"], v1, i1, v2, i2)
+    return [np.where(take, v2, v1), np.where(take, i2, i1).astype(np.int32)]
+
+
+@handles("reg_scan")
+def _reg_scan(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    x = np.asarray(args[0])
+    out = x.copy()
+    dtype = op.result.type.dtype
+    for run in op.attrs["runs"]:
+        out[:, run] = scan(op.attrs["kind"], x[:, run], 1, dtype)
+    return [out]

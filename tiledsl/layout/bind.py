@@ -22,6 +22,7 @@ from tiledsl.layout.mma import (
     mma_index_map,
     natural_extent_mma,
     natural_extent_operand,
+    operand_instr,
     select_instr,
 )
 from tiledsl.layout.spec import (
@@ -86,7 +87,7 @@ def _bind_mma(spec: LayoutSpec, req: _Request) -> tuple[np.ndarray, MatrixInstr 
 
 def _bind_dot_operand(spec: LayoutSpec, req: _Request) -> tuple[np.ndarray, MatrixInstr | None]:
     assert isinstance(spec, DotOperandSpec)
-    instr = select_instr(spec.parent, req.target, req.dtype)
+    instr = operand_instr(spec.parent, req.target, req.dtype)
     with _hint_other_instr(spec.parent, req, instr, lambda named, other: dot_operand_index_map(
             dataclasses.replace(spec, parent=named), req.shape, req.num_waves, other)):
         return dot_operand_index_map(spec, req.shape, req.num_waves, instr), instr
@@ -134,7 +135,7 @@ def natural_extent(spec: LayoutSpec, dim: int, target: Target, dtype: str) -> in
     if isinstance(spec, MmaSpec):
         return natural_extent_mma(spec, dim, select_instr(spec, target, dtype))
     if isinstance(spec, DotOperandSpec):
-        return natural_extent_operand(spec, dim, select_instr(spec.parent, target, dtype))
+        return natural_extent_operand(spec, dim, operand_instr(spec.parent, target, dtype))
     if isinstance(spec, ReplicatedSpec):
         return 1
     if isinstance(spec, SliceSpec):

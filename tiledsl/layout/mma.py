@@ -35,6 +35,8 @@ from tiledsl.layout.spec import DotOperandSpec, LayoutError, MmaSpec
 from tiledsl.targets import MatrixInstr, Target, fma_fallback
 
 _MATRIX_IN_DTYPES = ("f16", "bf16")
+#: Operand dtypes whose instructions differ from the f16 one in k (or are missing): 8-bit operands.
+_VARIANT_DTYPES = ("f8e4m3", "f8e5m2", "i8", "u8")
 
 
 def select_instr(spec: MmaSpec, target: Target, dtype: str) -> MatrixInstr:
@@ -58,6 +60,19 @@ def select_instr(spec: MmaSpec, target: Target, dtype: str) -> MatrixInstr:
         return instr
     in_dtype = dtype if dtype in _MATRIX_IN_DTYPES else "f16"
     return target.default_matrix_instr(in_dtype) or target.matrix_instrs[0]
+
+
+def operand_instr(spec: MmaSpec, target: Target, dtype: str) -> MatrixInstr:
+    """The instruction whose operand fragments a ``dot_operand`` of ``spec`` holds for ``dtype``
+    operands: the variant of ``select_instr``'s choice for that dtype (``Target.matrix_variant``:
+    same m x n and accumulator layout, the dtype's own k)."""
+    instr = select_instr(spec, target, dtype)
+    if instr.family == "fma" or dtype not in _VARIANT_DTYPES:
+        return instr
+    variant = target.matrix_variant(instr, dtype)
+    if variant is None:
+        raise LayoutError(f"{spec}: target {target.name} has no {dtype} variant of {instr.name}")
+    return variant
 
 
 def _check_waves(text: str, spec: MmaSpec, num_waves: int) -> tuple[int, int]:

@@ -18,7 +18,7 @@ from tiledsl.ir.core import Op
 from tiledsl.ir.types import DTYPE_BYTES
 from tiledsl.layout import Layout, MmaSpec, parse_layout_spec
 from tiledsl.layout.mma import accumulator_unit, split_dim
-from tiledsl.llvm.irgen import F32, I8, I32, call_intrinsic
+from tiledsl.llvm.irgen import F16, F32, I8, I16, I32, call_intrinsic
 from tiledsl.llvm.llvm_init import ir
 from tiledsl.llvm.lower_core import KernelLowering, llvm_type, loaded, lowers, to_f32
 from tiledsl.llvm.lower_layout import lower_bools, lower_ints
@@ -182,7 +182,19 @@ def _i32(v: int) -> ir.Constant:
 def _fmuladd(b: ir.IRBuilder, x: ir.Value, y: ir.Value, acc: ir.Value) -> ir.Value:
     # fmuladd, not fma: one rounding where the target fuses (v_fmac_f32, fma.rn.f32), IEEE mul+add
     # elsewhere; the interpreter's matmul leaves the order and fusion unspecified anyway.
+    # i32 accumulators (i8/u8 operands): a wrapping multiply-add.
+    if acc.type == I32:
+        return b.add(b.mul(x, y), acc)
     return call_intrinsic(b, "llvm.fmuladd.f32", F32, [x, y, acc])
+
+
+def _widen(b: ir.IRBuilder, v: ir.Value, dtype: str) -> ir.Value:
+    """A dot operand element as its accumulator's type: f32 (exact), or i32 for i8/u8."""
+    if dtype == "i8":
+        return b.sext(v, I32)
+    if dtype == "u8":
+        return b.zext(v, I32)
+    return to_f32(b, v, dtype)
 
 
 @lowers("mma_tile", lazy_operands=True)
@@ -200,6 +212,10 @@ def _mma_tile(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
             return [wgmma.emit(lw, op, steps, a, c)]
     out = list(c)
     calls = plan_of(lw, op)
+    dtype = op.attrs["dtype"]
+    if lw.target.matrix_info(op.attrs["instr"]).in_dtype != dtype:
+        # fp8 on an f16 instruction (Target.matrix_variant): each operand register widened exactly.
+        a, bregs = _WidenedRegs(lw.b, a, dtype), _WidenedRegs(lw.b, bregs, dtype)
     for call in calls:
         hw_a, hw_b = (bregs, a) if call.a_from_b else (a, bregs)
         d = lw.target.matrix_op(lw.b, op.attrs["instr"], [hw_a[r] for r in call.a_regs],
@@ -208,6 +224,44 @@ def _mma_tile(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
             out[r] = v
     lw.stats["matrix"] += len(calls)
     return [out]
+
+
+class _WidenedRegs:
+    """fp8 operand registers read as f16, each widened once at its first use (so lazy operands
+    still load next to their first instruction). Every e4m3/e5m2 value is an f16: exact."""
+
+    def __init__(self, b: ir.IRBuilder, regs: Sequence[ir.Value], dtype: str) -> None:
+        self.b, self.regs, self.dtype = b, regs, dtype
+        self.cache: dict[int, ir.Value] = {}
+
+    def __getitem__(self, r: int) -> ir.Value:
+        if r not in self.cache:
+            self.cache[r] = fp8_to_f16(self.b, self.regs[r], self.dtype)
+        return self.cache[r]
+
+
+def fp8_to_f16(b: ir.IRBuilder, v: ir.Value, dtype: str) -> ir.Value:
+    """An fp8 value (its bits, i8) as the f16 of the same value, exactly.
+
+    e5m2 is f16's upper byte (same exponent bias and specials). e4m3 (bias 7 against f16's 15):
+    a normal number moves its exponent and mantissa fields up 7 bits and adds 8 to the exponent;
+    a subnormal m·2^-9 (m < 8) is a normal f16, made as f16(m)·2^-9 (no f16 subnormal on the way,
+    so a target that flushes them changes nothing); |bits| = 0x7F is NaN.
+    """
+    x = b.zext(v, I16)
+    if dtype == "f8e5m2":
+        return b.bitcast(b.shl(x, ir.Constant(I16, 8)), F16)
+
+    def c(n: int) -> ir.Constant:
+        return ir.Constant(I16, n)
+
+    mag = b.and_(x, c(0x7F))
+    sign = b.shl(b.and_(x, c(0x80)), c(8))
+    normal = b.add(b.shl(mag, c(7)), c(8 << 10))
+    small = b.fmul(b.uitofp(b.and_(x, c(7)), F16), ir.Constant(F16, 2.0 ** -9))
+    bits = b.select(b.icmp_unsigned("<", mag, c(8)), b.bitcast(small, I16), normal)
+    bits = b.select(b.icmp_unsigned("==", mag, c(0x7F)), c(0x7E00), bits)
+    return b.bitcast(b.or_(bits, sign), F16)
 
 
 def _fma_tile(lw: KernelLowering, op: Op, a: Sequence[ir.Value], bregs: Sequence[ir.Value],
@@ -222,7 +276,7 @@ def _fma_tile(lw: KernelLowering, op: Op, a: Sequence[ir.Value], bregs: Sequence
 
     def widened(regs: Sequence[ir.Value], cache: dict[int, ir.Value], r: int) -> ir.Value:
         if r not in cache:
-            cache[r] = to_f32(b, regs[r], dtype)
+            cache[r] = _widen(b, regs[r], dtype)
         return cache[r]
 
     live = [r for r in range(len(c)) if plan.valid[:, r].any()]
@@ -272,15 +326,17 @@ def _lds_dot(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
     b.position_at_end(body)
     kk = b.phi(I32, "k")
     kk.add_incoming(_i32(0), pre)
+    acc_t = I32 if op.result.type.dtype == "i32" else F32
+    zero = ir.Constant(acc_t, 0 if acc_t == I32 else 0.0)
     sums = []
     for _ in c:
-        phi = b.phi(F32)
-        phi.add_incoming(ir.Constant(F32, 0.0), pre)
+        phi = b.phi(acc_t)
+        phi.add_incoming(zero, pre)
         sums.append(phi)
     a_step, b_step = b.mul(kk, _i32(sa1 * es)), b.mul(kk, _i32(sb0 * es))
 
     def load(off: ir.Value) -> ir.Value:
-        return to_f32(b, b.load(b.gep(arena, [off], source_etype=I8), typ=elem, align=es), dtype)
+        return _widen(b, b.load(b.gep(arena, [off], source_etype=I8), typ=elem, align=es), dtype)
 
     new = [_fmuladd(b, load(b.add(ab, a_step)), load(b.add(bb, b_step)), s)
            for ab, bb, s in zip(a_base, b_base, sums)]
@@ -293,12 +349,12 @@ def _lds_dot(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
     b.position_at_end(done)
 
     masks = lower_bools(lw, valid, "valid")
-    zero = ir.Constant(F32, 0.0)
+    add = b.add if acc_t == I32 else b.fadd
     out = []
     for cv, s, m in zip(c, new, masks):
         if isinstance(m, ir.Constant):
-            out.append(b.fadd(cv, s) if m.constant else cv)
+            out.append(add(cv, s) if m.constant else cv)
         else:
-            out.append(b.fadd(cv, b.select(m, s, zero)))
+            out.append(add(cv, b.select(m, s, zero)))
     lw.stats["lds_dot"] += 1
     return [out]

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from tiledsl.llvm import fp8, irgen
-from tiledsl.llvm.irgen import F16, F32, I16, I32
+from tiledsl.llvm.irgen import F16, F32, I8, I16, I32
 from tiledsl.llvm.llvm_init import binding, initialize, ir
 from tiledsl.llvm.pipeline import CompileError, compile_text, run_in_child
 from tiledsl.targets import MATRIX_INSTRS, MatrixInstr
@@ -44,8 +44,16 @@ class UnsupportedOnTarget(NotImplementedError):
 
 
 def operand_type(instr: MatrixInstr) -> ir.Type:
-    """The llvmlite type of one A/B element of ``instr``: ``half``, or ``i16`` holding bf16 bits."""
-    return F16 if instr.in_dtype == "f16" else I16
+    """The llvmlite type of one A/B element of ``instr``: ``half``, ``i16`` holding bf16 bits, or
+    ``i8`` (fp8 bits, i8, u8)."""
+    if instr.in_dtype == "f16":
+        return F16
+    return I16 if instr.in_dtype == "bf16" else I8
+
+
+def acc_type(instr: MatrixInstr) -> ir.Type:
+    """The llvmlite type of one C/D element of ``instr``: ``float``, or ``i32``."""
+    return I32 if instr.acc_dtype == "i32" else F32
 
 
 _DYNAMIC_LDS_MD = "tiledsl.dynamic_lds_bytes"
@@ -98,19 +106,21 @@ class GpuTarget(abc.ABC):
     LDS_ADDRSPACE = 3
 
     def __init__(self) -> None:
-        self._machines: dict[int, binding.TargetMachine] = {}
+        self._machines: dict[tuple[int, str], binding.TargetMachine] = {}
 
     # ---- target machine and module -------------------------------------------------------
     def target_machine(self, opt: int = 3) -> binding.TargetMachine:
         """The (cached) LLVM TargetMachine for this target at codegen level ``opt``."""
-        if opt not in self._machines:
+        # Keyed by the features too: a module may raise them (NVPTX: the PTX version fp8 mma needs).
+        key = (opt, self.features)
+        if key not in self._machines:
             initialize()
             tm = binding.Target.from_triple(self.triple).create_target_machine(
                 cpu=self.cpu, features=self.features, opt=opt, reloc=self.reloc
             )
             self._configure_machine(tm)
-            self._machines[opt] = tm
-        return self._machines[opt]
+            self._machines[key] = tm
+        return self._machines[key]
 
     def _configure_machine(self, tm: binding.TargetMachine) -> None:
         """Hook for per-target TargetMachine settings (asm verbosity ...)."""
@@ -246,6 +256,16 @@ class GpuTarget(abc.ABC):
             raise TypeError(f"log2 of {x.type}: f32 only")
         return irgen.call_intrinsic(b, "llvm.log2.f32", F32, [x], "log2")
 
+    def math(self, b: ir.IRBuilder, name: str, args: Sequence[ir.Value], result_dtype: str) -> ir.Value:
+        """The math function ``name`` (``tanh``, ``sigmoid``, ``erf``, ``log``, ``log1p``, ``sin``,
+        ``cos``, ``pow``) of f32 scalars, as an f32 that will be rounded to ``result_dtype``.
+
+        By default the instruction sequence of ``tiledsl.llvm.math_f32`` (FMAs, selects, integer
+        bit operations and this target's ``exp2``); a target overrides a function it has a better
+        lowering for."""
+        from tiledsl.llvm import math_f32
+        return math_f32.SEQUENCES[name](math_f32.Seq(b, self), *args)
+
     @abc.abstractmethod
     def shuffle_xor(self, b: ir.IRBuilder, v: ir.Value, mask: int) -> ir.Value:
         """The value ``v`` of lane ``lane ^ mask`` (all lanes of the wave must be active)."""
@@ -352,14 +372,14 @@ class GpuTarget(abc.ABC):
         """D = A·B + C with the target's matrix instruction, on this lane's fragment.
 
         The lists are this lane's scalars in docs/targets/matrix-layouts.md §1 order: A/B elements are
-        ``half`` (f16) or ``i16`` (bf16 bits), C elements are ``float``. Returns D's f32 scalars
-        in C's order. The lowering never builds the vector operands itself.
+        ``operand_type`` (``half``, ``i16`` bf16 bits, ``i8``), C elements ``acc_type`` (``float``, ``i32``).
+        Returns D's scalars in C's order. The lowering never builds the vector operands itself.
         """
         info = self.matrix_info(instr_name)
         for what, elems, count, ty in (
             ("A", a_elems, info.a_elems, operand_type(info)),
             ("B", b_elems, info.b_elems, operand_type(info)),
-            ("C", c_elems, info.c_elems, F32),
+            ("C", c_elems, info.c_elems, acc_type(info)),
         ):
             if len(elems) != count:
                 raise ValueError(f"{instr_name}: {what} needs {count} elements per lane, got {len(elems)}")

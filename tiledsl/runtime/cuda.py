@@ -16,6 +16,7 @@ consts from the shapes, dtype parameters from the dtypes — and compiles each s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -196,6 +197,19 @@ class CudaKernel:
         block = (self.artifact.block_threads, 1, 1)
         fn(grid, block, tuple(kernel_args), shared_mem=self.artifact.lds_bytes, stream=stream)
 
+    def bound(self, stream: Any = None, **args: Any) -> Callable[[], None]:
+        """Check ``args`` once and return a function of no arguments that launches the kernel with
+        them. The checks of a call (dtypes, shapes, the grid) cost tens of microseconds of Python,
+        longer than a decode kernel runs; a benchmark or a loop that launches the same arrays again
+        calls the bound function instead (the arrays must stay alive and keep their shapes)."""
+        grid, kernel_args = self.prepare(args)
+        if 0 in grid:
+            return lambda: None
+        fn = self._load()
+        block = (self.artifact.block_threads, 1, 1)
+        packed, lds = tuple(kernel_args), self.artifact.lds_bytes
+        return lambda: fn(grid, block, packed, shared_mem=lds, stream=stream)
+
 
 class ProgramLauncher:
     """``program.launcher(target)``: launches ``program`` specialised for each call's arrays as
@@ -232,3 +246,7 @@ class ProgramLauncher:
 
     def __call__(self, stream: Any = None, **args: Any) -> None:
         self.kernel_for(args)(stream=stream, **args)
+
+    def bound(self, stream: Any = None, **args: Any) -> Callable[[], None]:
+        """:meth:`CudaKernel.bound` of the kernel for ``args``."""
+        return self.kernel_for(args).bound(stream=stream, **args)

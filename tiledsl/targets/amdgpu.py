@@ -8,14 +8,25 @@ from tiledsl.targets.matrix import (
     MFMA_F32_16X16X16_F16,
     MFMA_F32_32X32X8_BF16,
     MFMA_F32_32X32X8_F16,
+    MFMA_I32_16X16X16_I8,
+    MFMA_I32_16X16X32_I8,
+    MFMA_I32_32X32X8_I8,
+    MFMA_I32_32X32X16_I8,
     WMMA_F32_16X16X16_BF16,
     WMMA_F32_16X16X16_F16,
+    WMMA_I32_16X16X16_I8,
+    WMMA_I32_16X16X16_U8,
 )
 from tiledsl.targets.target import Target
 
 # 32x32x8 first: it is what Triton's FA2 uses on gfx90a/gfx942 (docs/targets/amdgpu.md §12), and it halves the
 # number of MFMAs per tile against 16x16x16 for the same work.
 _CDNA_MFMA = (MFMA_F32_32X32X8_F16, MFMA_F32_16X16X16_F16, MFMA_F32_32X32X8_BF16, MFMA_F32_16X16X16_BF16)
+# i8 MFMA: CDNA3 doubled k (i64 operands); CDNA2 has the k=8/16 forms (amdgpu.md §11.3). u8 has no
+# MFMA (its dots run on FMAs); fp8 dots widen to f16 exactly and use the f16 MFMA, since gfx942's
+# fp8 MFMA reads the FNUZ formats (amdgpu.md §7.1, §11.3).
+_GFX90A_MFMA = _CDNA_MFMA + (MFMA_I32_32X32X8_I8, MFMA_I32_16X16X16_I8)
+_GFX942_MFMA = _CDNA_MFMA + (MFMA_I32_32X32X16_I8, MFMA_I32_16X16X32_I8)
 
 # gfx9 has no permlanex16/permlane64 (they abort in LLVM, amdgpu.md §9.1).  No "shuffle_xor": an xor
 # exchange is built from DPP (within 16 lanes), ds_swizzle (within 32) or ds_bpermute (anywhere).
@@ -32,7 +43,7 @@ _CDNA_CROSS_LANE = frozenset({"shuffle", "dpp", "swizzle", "readlane"})
 # CDNA3 ISA guide, "VGPRs and AGPRs"); AGPRs hold MFMA accumulators and spilled VGPRs.
 # The AmdArch figures (occupancy, register file) are documented on AmdArch.
 GFX90A = Target(name="gfx90a", vendor="amd", wave_size=64, lds_bytes=65536,
-                matrix_instrs=_CDNA_MFMA, cross_lane=_CDNA_CROSS_LANE, has_async_copy=False,
+                matrix_instrs=_GFX90A_MFMA, cross_lane=_CDNA_CROSS_LANE, has_async_copy=False,
                 lds_banks=32, lds_bank_bytes=4, lds_phase_bytes=128,
                 mma_swap=True, max_registers_per_thread=512, backend="amdgpu", arch="gfx90a",
                 amdgpu=AmdArch("gfx90a", 64, kernarg_preload=True, vgprs_per_simd=512, vgpr_granule=8,
@@ -40,7 +51,7 @@ GFX90A = Target(name="gfx90a", vendor="amd", wave_size=64, lds_bytes=65536,
                                max_barriers_per_cu=16, sgprs_limit_occupancy=True, packed_f32=True),
                 packed_atomic_add=frozenset({"f16"}))
 GFX942 = Target(name="gfx942", vendor="amd", wave_size=64, lds_bytes=65536,
-                matrix_instrs=_CDNA_MFMA, cross_lane=_CDNA_CROSS_LANE, has_async_copy=False,
+                matrix_instrs=_GFX942_MFMA, cross_lane=_CDNA_CROSS_LANE, has_async_copy=False,
                 lds_banks=32, lds_bank_bytes=4, lds_phase_bytes=128,
                 mma_swap=True, max_registers_per_thread=512, backend="amdgpu", arch="gfx942",
                 amdgpu=AmdArch("gfx942", 64, kernarg_preload=True, vgprs_per_simd=512, vgpr_granule=8,
@@ -59,7 +70,8 @@ GFX942 = Target(name="gfx942", vendor="amd", wave_size=64, lds_bytes=65536,
 # features="+wavefrontsize64".
 _RDNA_CROSS_LANE = frozenset({"shuffle", "dpp", "swizzle", "permlanex16", "readlane"})
 GFX1100 = Target(name="gfx1100", vendor="amd", wave_size=32, lds_bytes=65536,
-                 matrix_instrs=(WMMA_F32_16X16X16_F16, WMMA_F32_16X16X16_BF16),
+                 matrix_instrs=(WMMA_F32_16X16X16_F16, WMMA_F32_16X16X16_BF16, WMMA_I32_16X16X16_I8,
+                                WMMA_I32_16X16X16_U8),
                  cross_lane=_RDNA_CROSS_LANE,
                  has_async_copy=False, lds_banks=32, lds_bank_bytes=4, lds_phase_bytes=128,
                  mma_swap=True, max_registers_per_thread=256, backend="amdgpu", arch="gfx1100",

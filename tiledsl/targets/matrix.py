@@ -14,6 +14,7 @@ address does this lane load?) ask.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -119,16 +120,18 @@ def _wmma_c(ins: MatrixInstr, lane: np.ndarray, r: np.ndarray) -> tuple[np.ndarr
 
 
 # --- mma.sync m16n8k16 (sm_80+, warp 32), docs/targets/matrix-layouts.md §4: g = lane/4, t = lane%4 ---
+# m16n8k32 (8-bit operands, §4.1) is the same pattern with p = k/8 = 4 elements to a 32-bit register
+# instead of 2: a register holds p consecutive k of one row (A) or column (B).
 
 
 def _nv_a(ins: MatrixInstr, lane: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    g, t = lane // 4, lane % 4
-    return g + 8 * ((e // 2) % 2), 2 * t + e % 2 + 8 * (e // 4)
+    g, t, p = lane // 4, lane % 4, ins.k // 8
+    return g + 8 * ((e // p) % 2), p * t + e % p + 4 * p * (e // (2 * p))
 
 
 def _nv_b(ins: MatrixInstr, lane: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    g, t = lane // 4, lane % 4
-    return 2 * t + e % 2 + 8 * (e // 2), g
+    g, t, p = lane // 4, lane % 4, ins.k // 8
+    return p * t + e % p + 4 * p * (e // p), g
 
 
 def _nv_c(ins: MatrixInstr, lane: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -165,9 +168,9 @@ _FORMULAS: dict[str, dict[str, LaneFormula]] = {
 }
 
 
-def _mfma(m: int, n: int, k: int, dtype: str, intrinsic: str) -> MatrixInstr:
+def _mfma(m: int, n: int, k: int, dtype: str, intrinsic: str, acc: str = "f32") -> MatrixInstr:
     per_lane = m * n // 64
-    return MatrixInstr(f"mfma_f32_{m}x{n}x{k}_{dtype}", "mfma", m, n, k, dtype, "f32", 64,
+    return MatrixInstr(f"mfma_{acc}_{m}x{n}x{k}_{dtype}", "mfma", m, n, k, dtype, acc, 64,
                        a_elems=m * k // 64, b_elems=k * n // 64, c_elems=per_lane, intrinsic=intrinsic)
 
 
@@ -179,6 +182,13 @@ MFMA_F32_16X16X16_F16 = _mfma(16, 16, 16, "f16", "llvm.amdgcn.mfma.f32.16x16x16f
 MFMA_F32_32X32X8_BF16 = _mfma(32, 32, 8, "bf16", "llvm.amdgcn.mfma.f32.32x32x8bf16.1k")
 MFMA_F32_16X16X16_BF16 = _mfma(16, 16, 16, "bf16", "llvm.amdgcn.mfma.f32.16x16x16bf16.1k")
 
+# i8 MFMA, i32 accumulators (docs/targets/amdgpu.md §11.3): gfx942's forms take 8 i8 a lane as one
+# i64, gfx90a's 4 as one i32; the lane layouts are the f16 ones with a_elems k values a lane.
+MFMA_I32_32X32X16_I8 = _mfma(32, 32, 16, "i8", "llvm.amdgcn.mfma.i32.32x32x16.i8", "i32")
+MFMA_I32_16X16X32_I8 = _mfma(16, 16, 32, "i8", "llvm.amdgcn.mfma.i32.16x16x32.i8", "i32")
+MFMA_I32_32X32X8_I8 = _mfma(32, 32, 8, "i8", "llvm.amdgcn.mfma.i32.32x32x8i8", "i32")
+MFMA_I32_16X16X16_I8 = _mfma(16, 16, 16, "i8", "llvm.amdgcn.mfma.i32.16x16x16i8", "i32")
+
 # WMMA takes <16 x half>/<16 x i16> and <8 x float>, in LLVM 22's mangling (docs/targets/amdgpu.md §11.2).
 WMMA_F32_16X16X16_F16 = MatrixInstr("wmma_f32_16x16x16_f16", "wmma", 16, 16, 16, "f16", "f32", 32,
                                     a_elems=16, b_elems=16, c_elems=8,
@@ -186,6 +196,13 @@ WMMA_F32_16X16X16_F16 = MatrixInstr("wmma_f32_16x16x16_f16", "wmma", 16, 16, 16,
 WMMA_F32_16X16X16_BF16 = MatrixInstr("wmma_f32_16x16x16_bf16", "wmma", 16, 16, 16, "bf16", "f32", 32,
                                      a_elems=16, b_elems=16, c_elems=8,
                                      intrinsic="llvm.amdgcn.wmma.f32.16x16x16.bf16.v8f32.v16i16")
+
+# WMMA iu8 (RDNA3): 16 bytes a lane as <4 x i32>, i32 accumulators; each operand's signedness is an
+# argument, so one record serves i8 and u8 (the lowering passes it; docs/targets/amdgpu.md §11.3).
+WMMA_I32_16X16X16_I8 = MatrixInstr("wmma_i32_16x16x16_i8", "wmma", 16, 16, 16, "i8", "i32", 32,
+                                   a_elems=16, b_elems=16, c_elems=8,
+                                   intrinsic="llvm.amdgcn.wmma.i32.16x16x16.iu8.v8i32.v4i32")
+WMMA_I32_16X16X16_U8 = dataclasses.replace(WMMA_I32_16X16X16_I8, name="wmma_i32_16x16x16_u8", in_dtype="u8")
 
 # mma.sync m16n8k16 with f32 accumulators (docs/targets/nvptx.md §9). For f16 inputs the intrinsic's suffix
 # is <D type>.<C type> and the operands are <2 x half> pairs; for bf16 it is the input type and
@@ -197,10 +214,26 @@ MMA_M16N8K16_BF16 = MatrixInstr("mma_m16n8k16_bf16", "mma_sync", 16, 8, 16, "bf1
                                 a_elems=8, b_elems=4, c_elems=4,
                                 intrinsic="llvm.nvvm.mma.m16n8k16.row.col.bf16")
 
+# mma.sync m16n8k32 with 8-bit operands (docs/targets/nvptx.md §16): four elements a 32-bit register
+# (element 4j in its low byte). fp8 (e4m3, e5m2) needs sm_89 and PTX 8.4; s8/u8 sm_80 and PTX 7.0.
+MMA_M16N8K32_E4M3 = MatrixInstr("mma_m16n8k32_e4m3", "mma_sync", 16, 8, 32, "f8e4m3", "f32", 32,
+                                a_elems=16, b_elems=8, c_elems=4,
+                                intrinsic="llvm.nvvm.mma.m16n8k32.row.col.f32.e4m3.e4m3.f32")
+MMA_M16N8K32_E5M2 = MatrixInstr("mma_m16n8k32_e5m2", "mma_sync", 16, 8, 32, "f8e5m2", "f32", 32,
+                                a_elems=16, b_elems=8, c_elems=4,
+                                intrinsic="llvm.nvvm.mma.m16n8k32.row.col.f32.e5m2.e5m2.f32")
+MMA_M16N8K32_S8 = MatrixInstr("mma_m16n8k32_s8", "mma_sync", 16, 8, 32, "i8", "i32", 32,
+                              a_elems=16, b_elems=8, c_elems=4, intrinsic="llvm.nvvm.mma.m16n8k32.row.col.s8")
+MMA_M16N8K32_U8 = MatrixInstr("mma_m16n8k32_u8", "mma_sync", 16, 8, 32, "u8", "i32", 32,
+                              a_elems=16, b_elems=8, c_elems=4, intrinsic="llvm.nvvm.mma.m16n8k32.row.col.u8")
+
 #: Every matrix instruction some target has, by name.
 MATRIX_INSTRS: dict[str, MatrixInstr] = {i.name: i for i in (
     MFMA_F32_32X32X8_F16, MFMA_F32_16X16X16_F16, MFMA_F32_32X32X8_BF16, MFMA_F32_16X16X16_BF16,
-    WMMA_F32_16X16X16_F16, WMMA_F32_16X16X16_BF16, MMA_M16N8K16_F16, MMA_M16N8K16_BF16)}
+    MFMA_I32_32X32X16_I8, MFMA_I32_16X16X32_I8, MFMA_I32_32X32X8_I8, MFMA_I32_16X16X16_I8,
+    WMMA_F32_16X16X16_F16, WMMA_F32_16X16X16_BF16, WMMA_I32_16X16X16_I8, WMMA_I32_16X16X16_U8,
+    MMA_M16N8K16_F16, MMA_M16N8K16_BF16, MMA_M16N8K32_E4M3, MMA_M16N8K32_E5M2, MMA_M16N8K32_S8,
+    MMA_M16N8K32_U8)}
 
 
 def fma_fallback(wave_size: int) -> MatrixInstr:

@@ -6,10 +6,20 @@ from __future__ import annotations
 import dataclasses
 
 from tiledsl.targets.arch import NvArch
-from tiledsl.targets.matrix import MMA_M16N8K16_BF16, MMA_M16N8K16_F16
+from tiledsl.targets.matrix import (
+    MMA_M16N8K16_BF16,
+    MMA_M16N8K16_F16,
+    MMA_M16N8K32_E4M3,
+    MMA_M16N8K32_E5M2,
+    MMA_M16N8K32_S8,
+    MMA_M16N8K32_U8,
+)
 from tiledsl.targets.target import Target
 
-_MMA_SYNC = (MMA_M16N8K16_F16, MMA_M16N8K16_BF16)
+# s8/u8 mma.sync since sm_80; e4m3/e5m2 since sm_89 (docs/targets/nvptx.md §16). sm_80's fp8 dots
+# widen to f16 exactly and use m16n8k16.
+_MMA_SYNC = (MMA_M16N8K16_F16, MMA_M16N8K16_BF16, MMA_M16N8K32_S8, MMA_M16N8K32_U8)
+_MMA_SYNC_FP8 = _MMA_SYNC + (MMA_M16N8K32_E4M3, MMA_M16N8K32_E5M2)
 
 # No "readlane": a shfl.sync.idx with a constant source lane does the same job.
 _NV_CROSS_LANE = frozenset({"shuffle", "shuffle_xor"})
@@ -27,7 +37,7 @@ SM_80 = Target(name="sm_80", vendor="nvidia", wave_size=32, lds_bytes=163840,
                lds_banks=32, lds_bank_bytes=4, lds_phase_bytes=128, max_registers_per_thread=255,
                backend="nvptx", arch="sm_80", nvptx=NvArch("sm_80", ""))
 SM_90 = Target(name="sm_90", vendor="nvidia", wave_size=32, lds_bytes=232448,
-               matrix_instrs=_MMA_SYNC, cross_lane=_NV_CROSS_LANE, has_async_copy=True,
+               matrix_instrs=_MMA_SYNC_FP8, cross_lane=_NV_CROSS_LANE, has_async_copy=True,
                lds_banks=32, lds_bank_bytes=4, lds_phase_bytes=128, max_registers_per_thread=255,
                backend="nvptx", arch="sm_90", nvptx=NvArch("sm_90", "", fp8_cvt=True))
 # sm_90a: the same machine; its kernels run only on compute capability 9.0 (no forward

@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
+from tiledsl.ir.types import FP8_DTYPES
 from tiledsl.targets.arch import AmdArch, NvArch
 from tiledsl.targets.matrix import MatrixInstr
 
@@ -120,6 +121,24 @@ class Target:
         for instr in self.matrix_instrs:
             if instr.in_dtype == a_dtype:
                 return instr
+        return None
+
+    def matrix_variant(self, instr: MatrixInstr, dtype: str) -> MatrixInstr | None:
+        """The instruction of ``instr``'s family and m x n that takes ``dtype`` operands, or None.
+
+        Variants of one m x n share the accumulator's lane layout (docs/targets/matrix-layouts.md);
+        their k and operand fragments differ with the element size (an fp8 or i8 variant holds
+        twice the k of the 16-bit one in the same registers). fp8 without an instruction of its own
+        takes the f16 one: every e4m3 and e5m2 value is an f16, so the lowering widens the operands
+        exactly and the dot's result is the same.
+        """
+        if instr.in_dtype == dtype:
+            return instr
+        for other in self.matrix_instrs:
+            if other.in_dtype == dtype and (other.family, other.m, other.n) == (instr.family, instr.m, instr.n):
+                return other
+        if dtype in FP8_DTYPES:
+            return self.matrix_variant(instr, "f16")
         return None
 
     def matrix_instr(self, name: str) -> MatrixInstr | None:

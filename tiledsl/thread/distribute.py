@@ -32,6 +32,7 @@ from tiledsl.ir.types import (
     scalar,
 )
 from tiledsl.layout import Layout
+from tiledsl.thread import distribute_argreduce, distribute_scan
 from tiledsl.thread import layouts as layout_assignment
 from tiledsl.thread import ops as tops
 from tiledsl.thread.context import ThreadContext, axis_mapping, register_mapping
@@ -463,10 +464,24 @@ class Distributor:
 
     def op_store(self, op: Op) -> None:
         v = op.operands[-1]
+        if v.type.shape == ():
+            return self.uniform_store(op)
         layout = self.layout(v)
         indices, mask, vec = self.global_access(op, layout, v.type.dtype, "block")
         self.emit(tops.GlobalStoreOp([self.get(op.operands[0]), *indices, mask, self.get(v)], [],
                                      {"vec": vec}, loc=op.loc))
+
+    def uniform_store(self, op: Op) -> None:
+        """One element (every index a scalar) from a uniform scalar: written once per block, by
+        thread 0 (as a scalar atomic is made)."""
+        v = op.operands[-1]
+        dtype = v.type.dtype
+        layout = self.ctx.bind("replicated", (), dtype)
+        rank = len(op.operands[0].type.dims)
+        indices = [self.get(s) for s in op.operands[1:1 + rank]]
+        mask = self.valid(layout, dtype, owner="block")
+        self.emit(tops.GlobalStoreOp([self.get(op.operands[0]), *indices, mask, self.splat(self.get(v), 1)], [],
+                                     {"vec": 1}, loc=op.loc))
 
     def op_atomic(self, op: ops.AtomicOp) -> None:
         """One atomic per element, made by the element's first holder (``valid`` with
@@ -571,22 +586,25 @@ class Distributor:
     # ------------------------------------------------------------ compute
     def op_dot(self, op: Op) -> None:
         c_layout = self.layout(op.result)
+        acc_dtype = op.result.type.dtype
         acc = self.get(op.operands[2]) if len(op.operands) == 3 else \
-            self.splat_const(0.0, "f32", c_layout.regs)
+            self.splat_const(0 if acc_dtype == "i32" else 0.0, acc_dtype, c_layout.regs)
         if op.attrs.get("strategy") == layout_assignment.LDS_DOT:
             return self.lds_dot(op, c_layout, acc)
         a, b = op.operands[0], op.operands[1]
         dtype = a.type.dtype
         instr = c_layout.instr
         if instr is not None and instr.family != "fma" and instr.in_dtype != dtype:
-            twin = next(i for i in self.ctx.target.matrix_instrs
-                        if i.in_dtype == dtype and (i.m, i.n, i.k) == (instr.m, instr.n, instr.k))
+            twin = self.ctx.target.matrix_variant(instr, dtype)
+            if twin is None:
+                raise RuntimeError(f"internal: layout assignment gave a {dtype} dot the layout of {instr.name}, "
+                                   f"which has no {dtype} variant on {self.ctx.target.name}")
             instr = twin
         attrs = {"instr": instr.name if instr else "fma", "a_layout": a.type.layout, "b_layout": b.type.layout,
                  "c_layout": op.result.type.layout, "m": c_layout.shape[0], "n": c_layout.shape[1],
                  "k": a.type.shape[1], "dtype": dtype}
         self.env[id(op.result)] = self.emit(tops.MmaTileOp([self.get(a), self.get(b), acc],
-                                                           [RegsType("f32", c_layout.regs)], attrs,
+                                                           [RegsType(acc_dtype, c_layout.regs)], attrs,
                                                            loc=op.loc)).result
 
     def lds_operand(self, v: Value) -> tuple[int, list[int]]:
@@ -604,7 +622,7 @@ class Distributor:
         attrs = {"a_offset": a_off, "a_strides": a_str, "b_offset": b_off, "b_strides": b_str,
                  "k": op.operands[0].type.shape[1], "dtype": op.operands[0].type.dtype,
                  "c_layout": op.result.type.layout, "shape": list(c_layout.shape)}
-        self.env[id(op.result)] = self.emit(tops.LdsDotOp([acc], [RegsType("f32", c_layout.regs)], attrs,
+        self.env[id(op.result)] = self.emit(tops.LdsDotOp([acc], [RegsType(acc.type.dtype, c_layout.regs)], attrs,
                                                           loc=op.loc)).result
 
     def op_reduce(self, op: Op) -> None:
@@ -668,6 +686,10 @@ class Distributor:
             acc = self.emit(combine([acc, part], [acc.type], loc=op.loc)).result
         self.emit(tops.BarrierOp([], [], loc=op.loc))
         return acc
+
+    # ------------------------------------------------------------ arg-reductions and scans
+    op_reduce_argmax = op_reduce_argmin = distribute_argreduce.arg_reduce
+    op_cumsum = distribute_scan.scan
 
     # ------------------------------------------------------------ control flow
     def op_for(self, op: Op) -> None:

@@ -127,6 +127,7 @@ def run(kernel: Op, lds_limit: int | None = None, target_name: str = "") -> bool
 def _insert_reuse_syncs(kernel: Op, buffers: list[Buffer]) -> None:
     """Where a tile reuses bytes of an earlier one, make sure a sync lies between."""
     order, index = _numbered(kernel)
+    spanned = order            # the ops the buffers' start and end positions count (before any insertion)
     sync_positions = [index[id(o)] for o in order if isinstance(o, ops.SyncOp)]
     for b in buffers:
         for old in buffers:
@@ -137,7 +138,8 @@ def _insert_reuse_syncs(kernel: Op, buffers: list[Buffer]) -> None:
             if not b.alloc.result.uses:
                 continue
             first = min((u for u in b.alloc.result.uses), key=lambda u: index[id(u)])
-            if any(old.end < s < index[id(first)] for s in sync_positions):
+            old_end = index[id(spanned[old.end])]          # where old's last use is now
+            if any(old_end < s < index[id(first)] for s in sync_positions):
                 continue
             sync = ops.SyncOp([], [], {"reuse": True}, loc=first.loc)
             blk = first.parent

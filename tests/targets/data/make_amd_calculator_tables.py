@@ -10,7 +10,8 @@ C and D agree, and groups the instructions whose layouts are identical. The JSON
 distinct layout once, with the list of instructions it was printed for; the test
 ``tests/targets/test_amd_calculator_tables.py`` compares tiledsl's lane formulas with it.
 Element numbering: a 16-bit operand's slot ``v<g>.[15:0]`` is element ``2g``, ``v<g>.[31:16]`` is
-``2g + 1``; an f32 accumulator's ``v<r>`` is register ``r``.
+``2g + 1`` (an 8-bit one's ``v<g>.[8j+7:8j]`` element ``4g + j``); an f32 or i32 accumulator's ``v<r>``
+is register ``r``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,12 @@ INSTRUCTIONS = [
     ("CDNA3", "v_mfma_f32_16x16x16_bf16", 64, "mfma_f32_16x16x16_bf16"),
     ("RDNA3", "v_wmma_f32_16x16x16_f16", 32, "wmma_f32_16x16x16_f16"),
     ("RDNA3", "v_wmma_f32_16x16x16_bf16", 32, "wmma_f32_16x16x16_bf16"),
+    ("CDNA2", "v_mfma_i32_32x32x8i8", 64, "mfma_i32_32x32x8_i8"),
+    ("CDNA2", "v_mfma_i32_16x16x16i8", 64, "mfma_i32_16x16x16_i8"),
+    ("CDNA3", "v_mfma_i32_32x32x16_i8", 64, "mfma_i32_32x32x16_i8"),
+    ("CDNA3", "v_mfma_i32_16x16x32_i8", 64, "mfma_i32_16x16x32_i8"),
+    ("RDNA3", "v_wmma_i32_16x16x16_iu8", 32, "wmma_i32_16x16x16_i8"),
+    ("RDNA3", "v_wmma_i32_16x16x16_iu8", 32, "wmma_i32_16x16x16_u8"),
 ]
 
 _ENTRY = re.compile(r"^[ABCD]\[(\d+)\]\[(\d+)\]$")
