@@ -95,6 +95,7 @@ def test_the_key_follows_source_params_kernel_target_options_and_tiledsl_code(
               cache.compile_key(text, None, {"BM": 16}, "sm_90a", cache.program_options()),
               cache.compile_key(text, None, {"BM": 16}, "sm_90", cache.program_options(opt=2))]
     monkeypatch.setattr(cache, "_FINGERPRINT", ["an edited compiler"])
+    monkeypatch.setattr(cache, "_TOOLCHAIN", [])
     others.append(cache.compile_key(text, None, {"BM": 16}, "sm_90", cache.program_options()))
     assert len(set(others + [base])) == len(others) + 1
 
