@@ -79,7 +79,7 @@ def measure(n: int, d: int, causal: int, tri, target: str) -> dict:
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     import tiledsl
-    from tiledsl.tune import best_params
+    from tiledsl.tune import best_params, device_name
 
     z, h = 32768 // n, 16
     q, k, v = (torch.randn(z, h, n, d, device="cuda", dtype=torch.float16) for _ in range(3))
@@ -101,7 +101,8 @@ def measure(n: int, d: int, causal: int, tri, target: str) -> dict:
         except (RuntimeError, ValueError, TypeError) as e:   # a peer that cannot run this shape
             into[name] = f"n/a ({type(e).__name__}: {str(e)[:60]})"
 
-    params = best_params("attention", {"N": n, "D": d, "CAUSAL": causal}, target) or \
+    params = best_params(tiledsl.load(ROOT / "examples" / "attention.tdsl"), {"N": n, "D": d, "CAUSAL": causal},
+                         target, device_name()) or \
         ({"BM": 128, "WAVES": 8, "BN": 64, "QREGS": 0} if target == "sm_90a" else {"BM": 128, "BN": 64})
     row["params"] = params
     row["target"] = target

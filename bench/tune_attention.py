@@ -73,7 +73,7 @@ def main() -> None:
         # The fastest few again, round-robin: points timed minutes apart see different clocks.
         key, ms = confirm({k: kernels[k] for _, k in sorted(first)[:FINALISTS]}, launch)
         best = ({name: value for name, value in key if name not in ("D", "CAUSAL")}, ms)
-        store("attention", {"N": n, "D": d, "CAUSAL": causal}, best[0], best[1], device, args.target)
+        store(prog, {"N": n, "D": d, "CAUSAL": causal}, best[0], best[1], device, args.target)
         print(f"best N={n} D={d} causal={causal}: {best[0]} {best[1]:.3f} ms", flush=True)
 
 

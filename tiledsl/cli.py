@@ -636,10 +636,17 @@ def cmd_tiles(args: argparse.Namespace) -> int:
 @command("bench")
 def cmd_bench(args: argparse.Namespace) -> int:
     from tiledsl.runtime.cuda import LaunchError
-    from tiledsl.tune import BATCH, time_launch
+    from tiledsl.tune import BATCH, best_params, cache_path, device_name, time_launch
     prog = _program_for_shape(args)
     inputs = _random_inputs(prog, args.shape or {}, np.random.default_rng(args.seed), dict(args.arg))
     inputs = _to_gpu(inputs, prog)
+    # The tile parameters a `tdslc tune` of this source, shape and GPU kept (those -D leaves open).
+    tuned = best_params(prog, {**(args.shape or {}), **prog.params, **prog.dtypes}, _gpu_target(args),
+                        device_name())
+    tuned = {k: v for k, v in (tuned or {}).items() if k not in prog.params}
+    if tuned:
+        prog = prog.specialize(**tuned)
+        print(f"tuned: {', '.join(f'{k}={v}' for k, v in sorted(tuned.items()))} (from {cache_path()})")
     kernel = prog.compile(target=_gpu_target(args)).launcher()
     try:
         ms = time_launch(kernel, inputs, warmup=args.warmup, reps=args.reps)
@@ -659,19 +666,43 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 @command("tune")
 def cmd_tune(args: argparse.Namespace) -> int:
-    from tiledsl.tune import cache_path, tune
+    from tiledsl.tune import cache_path, space_of, tune
     shape = args.shape or {}
     prog = _program_for_shape(args)
-    space = dict(args.space)
+    fixed = sorted(set(dict(args.space)) & set(prog.params))
+    if fixed:
+        raise UserError(f"{', '.join(fixed)} is fixed with -D and cannot be tuned too")
+    space = space_of(prog, dict(args.space))
     if not space:
-        raise UserError("give the search space: --space BM=64,128 --space BN=32,64")
+        raise UserError(f"nothing to tune: '{prog.name}' declares no `tune NAME in (V1, V2)` in its header; "
+                        "give the space with --space BM=64,128 --space BN=32,64")
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError("--jobs must be at least 1")
     inputs = _to_gpu(_random_inputs(prog, shape, np.random.default_rng(args.seed), dict(args.arg)), prog)
     # The dtype parameters' values are in the key whether given or defaults: f16 and bf16 differ.
-    key = {**shape, **{k: v for k, v in prog.params.items() if k not in space}, **prog.dtypes}
-    best, ms, results = tune(prog, space, inputs, key, target=_gpu_target(args))
+    key = {**shape, **prog.params, **prog.dtypes}
+    best, ms, results = tune(prog, space, inputs, key, target=_gpu_target(args), jobs=args.jobs)
     for params, t in results:
         print(f"  {params}: {t if isinstance(t, str) else f'{t:.4f} ms'}")
     print(f"best {best}: {ms:.4f} ms (cached in {cache_path()})")
+    return 0
+
+
+@command("cache")
+def cmd_cache(args: argparse.Namespace) -> int:
+    from tiledsl import cache
+    if args.action == "dir":
+        print(cache.cache_dir())
+    elif args.action == "list":
+        entries = cache.entries()
+        for key, meta, size in entries:
+            params = ",".join(f"{k}={v}" for k, v in sorted(meta["params"].items()))
+            print(f"{key[:12]}  {meta['kernel']:<20} {meta['target']:<10} {size / 1024:8.0f} KiB  {params}")
+        total = sum(size for _, _, size in entries)
+        print(f"{len(entries)} entries, {total / 2**20:.1f} MiB in {cache.compile_dir()}"
+              + ("" if cache.enabled() else " (the cache is off: TDSL_CACHE=0)"))
+    else:
+        print(f"removed {cache.clear()} entries from {cache.compile_dir()}")
     return 0
 
 
@@ -831,7 +862,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="time a kernel on the GPU (CUDA events, warm-up, median of many runs)",
                        description="Compile FILE for an NVIDIA target, launch it on random inputs of --shape "
-                                   "and print the median time (and TFLOP/s with --flops).")
+                                   "and print the median time (and TFLOP/s with --flops). Tile parameters "
+                                   "that tdslc tune kept for this source, shape and GPU are used where -D "
+                                   "does not set them.")
     _add_gpu_run_flags(p)
     p.add_argument("--warmup", type=int, default=10, help="untimed launches first (default 10)")
     from tiledsl.tune import BATCH
@@ -842,13 +875,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="FLOPs as an expression of the dims and params, e.g. '4*Z*H*N*N*D'")
 
     p = sub.add_parser("tune", help="pick tile parameters by timing them on the GPU; cache the best on disk",
-                       description="Time every combination of --space values on the GPU, time the three "
-                                   "fastest again in three round-robin rounds, and remember the best per "
-                                   "kernel and shape in $XDG_CACHE_HOME/tiledsl/tune.json (used by "
-                                   "tdslc bench and bench/attention_gpu.py).")
+                       description="Compile every point of the kernel's tuning space (its `tune NAME in "
+                                   "(...)` header, axes replaced by --space) in parallel, time each on the "
+                                   "GPU with L2 flushed, time the three fastest again in three round-robin "
+                                   "rounds, and remember the best per source, kernel, GPU and shape in "
+                                   "$TDSL_CACHE_DIR/tune.json (~/.cache/tiledsl), where tdslc bench and "
+                                   "program launchers find it.")
     _add_gpu_run_flags(p)
     p.add_argument("--space", action="append", type=_space, default=[], metavar="NAME=V1,V2",
                    help="values to try for a tile parameter (repeatable), e.g. --space BM=64,128")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="processes compiling the points (default: one per CPU core)")
+
+    p = sub.add_parser("cache", help="show or empty the compile cache",
+                       description="The compile cache keeps every compiled kernel on disk "
+                                   "($TDSL_CACHE_DIR, default ~/.cache/tiledsl; TDSL_CACHE=0 turns it off). "
+                                   "'dir' prints where it is, 'list' its entries, 'clear' removes them.")
+    p.add_argument("action", choices=["dir", "list", "clear"])
 
     from tiledsl.viz.cli_tiles import add_tiles_parser
     add_tiles_parser(sub)

@@ -15,15 +15,17 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tiledsl.diagnostics import TdslError
-from tiledsl.ir import ops
-from tiledsl.ir.core import Op, Value
-from tiledsl.targets import NATIVE_TARGETS, Target, get_target
 
-#: The names of the targets with an LLVM backend (the record table decides: ``tiledsl.targets``).
-COMPILE_TARGETS = tuple(NATIVE_TARGETS)
+if TYPE_CHECKING:
+    from tiledsl.ir import ops
+    from tiledsl.ir.core import Op, Value
+    from tiledsl.targets import Target
+
+# This module imports the compiler lazily: an Artifact read back from the compile cache
+# (``tiledsl.cache``) is this class, and a cache hit must not pay for importing the compiler.
 #: Bytes of each kernel argument, by kind or scalar dtype, as the ABI passes it (``llvm.lower``): an
 #: i1 goes as an i32, an fp8 as its bit pattern, bf16 as its 16 bits.
 _ARG_SIZE = {"ptr": 8, "f32": 4, "i32": 4, "f16": 2, "bf16": 2, "i1": 4, "f8e4m3": 1, "f8e5m2": 1, "i8": 1, "u8": 1,
@@ -33,6 +35,7 @@ _ARG_SIZE = {"ptr": 8, "f32": 4, "i32": 4, "f16": 2, "bf16": 2, "i1": 4, "f8e4m3
 def grid_expressions(kernel: ops.KernelOp) -> list[str]:
     """The grid extents as C/Python expressions of the run-time dims and i32 scalar parameters
     (by name)."""
+    from tiledsl.ir import ops
     text: dict[int, str] = {}
     symbols = {"add": "+", "sub": "-", "mul": "*", "floordiv": "/", "mod": "%"}
 
@@ -81,8 +84,10 @@ class Artifact:
     params: dict[str, Any] = field(default_factory=dict)
     thread_kernel: Op | None = None
     tensor_params: list[Any] = field(default_factory=list)
-    #: The target record it was compiled for (``target`` is its name).
+    #: The target record it was compiled for (``target`` is its name); None when read back from
+    #: the compile cache, which keeps ``backend`` instead.
     record: Target | None = None
+    backend: str = ""
 
     def launcher(self) -> Any:
         """A callable that launches this kernel on an NVIDIA GPU (sm_80/sm_90 artifacts)."""
@@ -101,8 +106,12 @@ class Artifact:
 
     @property
     def is_amd(self) -> bool:
-        record = self.record or get_target(self.target)
-        return record.backend == "amdgpu"
+        if self.record is not None:
+            return self.record.backend == "amdgpu"
+        if self.backend:
+            return self.backend == "amdgpu"
+        from tiledsl.targets import get_target
+        return get_target(self.target).backend == "amdgpu"
 
     @cached_property
     def binary(self) -> bytes:
@@ -116,6 +125,16 @@ class Artifact:
 
     def cubin(self) -> bytes:
         return self.compiled.cubin()
+
+    def image(self) -> bytes:
+        """What the CUDA driver loads: the cubin where ptxas is installed (no JIT when loading; kept
+        in the compile cache with the rest of the artifact), else the PTX (also when that ptxas
+        rejects it: one older than the PTX ISA LLVM writes; the driver's JIT may know it)."""
+        from tiledsl.backend_nvptx.ptx import PtxasError, PtxasNotFound
+        try:
+            return self.cubin()
+        except (PtxasNotFound, PtxasError):
+            return self.asm.encode()
 
     @cached_property
     def resources(self) -> Any:
@@ -155,13 +174,14 @@ def artifact(program: Any, target: Target, lowered: Any, compiled: Any) -> Artif
     tk = lowered.kernel
     return Artifact(target.name, lowered.name, compiled, _layout_args(lowered.args), lowered.block_threads,
                     lowered.lds_bytes, grid_expressions(tk), dict(tk.attrs["params"]), tk,
-                    list(program.tensor_params), target)
+                    list(program.tensor_params), target, target.backend)
 
 
 def compile_program(program: Any, target: str | Target, matrix: bool = True, opt: int = 3) -> Artifact:
     """Compile ``program`` for ``target`` (a native target's name or record); ``matrix=False``
     computes ``dot`` with FMAs (AMDGPU)."""
     from tiledsl.stages import Options, run_until
+    from tiledsl.targets import get_target
     record = get_target(target) if isinstance(target, str) else target
     if not matrix:
         if record.backend != "amdgpu":

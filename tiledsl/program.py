@@ -146,13 +146,18 @@ class Program:
                                           + str({c: "..." for c in self.unbound_consts}), source=self.source)
         return compile_program(self, target, matrix)
 
-    def launcher(self, target: str = "sm_90") -> Any:
+    def launcher(self, target: str = "sm_90", autotune: bool = False) -> Any:
         """A callable that launches this kernel on an NVIDIA GPU with arrays by name, binding what
         :meth:`interpret` binds from them (unbound consts from the shapes, dtype parameters not in
         ``params`` from the arrays' dtypes) and compiling each specialisation for ``target`` once.
-        ``compile(target).launcher()`` launches one compiled specialisation."""
+        ``compile(target).launcher()`` launches one compiled specialisation.
+
+        The tile parameters kept by an earlier tuning of this source, shape and GPU
+        (``tdslc tune``, :mod:`tiledsl.tune`) are used where ``params`` does not fix them; with
+        ``autotune``, a shape without them is tuned on its first launch over the kernel's
+        ``tune`` space (``TDSL_PRINT_AUTOTUNING=1`` prints each choice)."""
         from tiledsl.runtime.cuda import ProgramLauncher
-        return ProgramLauncher(self, target)
+        return ProgramLauncher(self, target, autotune)
 
     # ------------------------------------------------------------ running
     def bind_shapes(self, args: Mapping[str, Any]) -> tuple[Program, dict[str, int]]:

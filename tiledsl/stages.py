@@ -311,6 +311,20 @@ def run_with_context(program: Any, stage: str, target: str | Target | None = Non
     options = options or Options()
     chain = STAGES[:STAGE_NAMES.index(stage) + 1]
     record = resolve_target(target, chain[-1])
+    if stage == "llvm" and options.print_ir is None:
+        # Native code comes from the compile cache when this source was compiled before, in
+        # this process or another (tiledsl.cache); the program's own results come first.
+        from tiledsl import cache
+        own = program.stage_results.get(("llvm", record.name, options.passes, options.opt))
+        key = cache.program_key(program, record, options) if own is None else None
+        if key is not None:
+            art, ctx = cache.compile_once(key, lambda: _run_chain(program, chain, record, options))
+            return art, ctx or CompileContext(program, record, options, stage=stage)
+    return _run_chain(program, chain, record, options)
+
+
+def _run_chain(program: Any, chain: tuple[Stage, ...], record: Target | None, options: Options
+               ) -> tuple[Any, CompileContext]:
     ctx = CompileContext(program, record, options)
     cache: dict[tuple, tuple[Any, Any]] = program.stage_results
     result: Any = None

@@ -16,8 +16,8 @@ from tiledsl.backend_nvptx import NvptxTarget
 from tiledsl.interp.numerics import ELEMENTWISE
 from tiledsl.ir.core import OPS
 from tiledsl.llvm import UnsupportedOnTarget
-from tiledsl.llvm.lower import LOWERINGS, lower_kernel, runtime_dims
-from tiledsl.llvm.lower_core import constant
+from tiledsl.llvm.lower import lower_kernel, runtime_dims
+from tiledsl.llvm.lower_core import constant, load_lowerings
 from tiledsl.llvm.lower_layout import BitLinear, fit_bit_linear, fit_bit_tests
 from tiledsl.llvm.lower_matrix import check_plan, matrix_plan
 from tiledsl.thread import compile_thread_ir
@@ -29,12 +29,12 @@ SHARED_OPS = {"const", "dim", "block_id", "for", "if"}
 def test_every_thread_ir_op_has_a_lowering() -> None:
     thread_op_names = {name for name, cls in OPS.items() if issubclass(cls, thread_ops.ThreadOp)}
     assert {"mma_tile", "lds_dot", "coord", "global_load"} <= thread_op_names
-    missing = (thread_op_names | set(ELEMENTWISE) | SHARED_OPS) - set(LOWERINGS)
+    missing = (thread_op_names | set(ELEMENTWISE) | SHARED_OPS) - set(load_lowerings())
     assert not missing
 
 
 def test_an_op_without_lowering_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delitem(LOWERINGS, "barrier")
+    monkeypatch.delitem(load_lowerings(), "barrier")
     with pytest.raises(NotImplementedError, match="no LLVM lowering for 'barrier'"):
         lower("gemm", "sm_90")
 

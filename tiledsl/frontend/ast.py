@@ -224,6 +224,14 @@ class BlockSize(Node):
 
 
 @dataclass
+class TuneAxis(Node):
+    """``tune BM in (64, 128)``: values of a tile parameter that autotuning tries."""
+
+    name: str
+    values: list[int]
+
+
+@dataclass
 class Kernel(Node):
     name: str
     params: list[TensorParam | ScalarParam]
@@ -233,6 +241,8 @@ class Kernel(Node):
     block: BlockSize | None
     body: list[Stmt]
     dtype_params: list[DtypeDecl] = field(default_factory=list)
+    #: The tuning space (``tune`` in the header), in the order written.
+    tune_space: list[TuneAxis] = field(default_factory=list)
 
 
 def dump(node: Any, indent: int = 0) -> str:

@@ -20,8 +20,10 @@ _FRIENDLY = {
 
 @functools.cache
 def _lark() -> lark.Lark:
+    from tiledsl.cache import grammar_cache
     text = resources.files("tiledsl").joinpath("grammar.lark").read_text()
-    return lark.Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True)
+    return lark.Lark(text, parser="lalr", propagate_positions=True, maybe_placeholders=True,
+                     cache=grammar_cache("tdsl"))
 
 
 def _describe(term: str) -> str:
@@ -63,7 +65,7 @@ class _Builder(Transformer):
     @v_args(meta=True)
     def kernel(self, meta, children):
         name, *rest = children
-        params, consts, tparams, dparams, grid, block, body = [], [], [], [], None, None, []
+        params, consts, tparams, dparams, grid, block, body, tune = [], [], [], [], None, None, [], []
         for c in rest:
             if c is None:
                 continue
@@ -75,6 +77,8 @@ class _Builder(Transformer):
                 tparams.extend(c)
             elif isinstance(c, list) and c and isinstance(c[0], ast.DtypeDecl):
                 dparams.extend(c)
+            elif isinstance(c, list) and c and isinstance(c[0], ast.TuneAxis):
+                tune.extend(c)
             elif isinstance(c, ast.Grid):
                 if grid is not None:
                     raise TdslError(c.loc, "the grid is declared twice")
@@ -85,7 +89,7 @@ class _Builder(Transformer):
                 block = c
             elif isinstance(c, ast.Stmt):
                 body.append(c)
-        return ast.Kernel(self._tloc(name), str(name), params, consts, tparams, grid, block, body, dparams)
+        return ast.Kernel(self._tloc(name), str(name), params, consts, tparams, grid, block, body, dparams, tune)
 
     @v_args(meta=True)
     def tensor_param(self, meta, children):
@@ -107,6 +111,13 @@ class _Builder(Transformer):
 
     def dtype_decl(self, children):
         return children
+
+    def tune_decl(self, children):
+        return children
+
+    def tune_item(self, children):
+        name, *values = children
+        return ast.TuneAxis(self._tloc(name), str(name), [int(v) for v in values])
 
     def dtype_item(self, children):
         name, choices, default = children

@@ -228,6 +228,21 @@ class Sema:
         raise self.err(e.loc, f"{what} must be a compile-time integer, got {self.describe(v)}")
 
     # ------------------------------------------------------------ kernel
+    def check_tune_space(self) -> None:
+        """``tune NAME in (...)`` names a ``param`` of the kernel, once, with distinct values."""
+        tiles = {p.name for p in self.k.tile_params}
+        seen: dict[str, Loc] = {}
+        for axis in self.k.tune_space:
+            if axis.name not in tiles:
+                what = "a const" if axis.name in {c.name for c in self.k.consts} else "not a param of the kernel"
+                raise self.err(axis.loc, f"'{axis.name}' cannot be tuned: it is {what}",
+                               f"tune takes the kernel's params: {', '.join(sorted(tiles)) or 'none'}")
+            if axis.name in seen:
+                raise self.err(axis.loc, f"'{axis.name}' is tuned twice (first at {seen[axis.name]})")
+            if len(set(axis.values)) != len(axis.values):
+                raise self.err(axis.loc, f"the values of '{axis.name}' repeat: {axis.values}")
+            seen[axis.name] = axis.loc
+
     def build(self) -> ops.KernelOp:
         """The kernel op; raises one TdslError holding every error found (up to MAX_ERRORS)."""
         try:
@@ -279,6 +294,7 @@ class Sema:
             seen.setdefault(p.name, p.loc)
         if self.errors:         # the rest of the header would trip over the same names
             raise self.collected(_Stop)
+        self.check_tune_space()
         for d in k.dtype_params:
             self.bind_dtype(d)
         params = [dataclasses.replace(p, dtype=self.dtype_of(p.dtype, p.dtype_loc or p.loc))

@@ -24,8 +24,9 @@ class IRParseError(ValueError):
 
 @functools.cache
 def _lark() -> lark.Lark:
+    from tiledsl.cache import grammar_cache
     return lark.Lark(with_dtype_names(resources.files("tiledsl.ir").joinpath("ir.lark").read_text()), parser="lalr",
-                     maybe_placeholders=True, propagate_positions=True)
+                     maybe_placeholders=True, propagate_positions=True, cache=grammar_cache("ir"))
 
 
 def _dim(tok: lark.Token) -> int | Sym:

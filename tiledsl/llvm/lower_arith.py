@@ -47,6 +47,8 @@ def _apply(lw: KernelLowering, op: Op, args: list[Any], fn: ScalarFn) -> list[An
     static = lower_static(lw, op)
     if static is not None:
         return [static]
+    # One call per register, even where registers share their operands: merging those (LLVM
+    # merges them anyway) changed the native code of softmax and layernorm.
     outs = [fn(lw.b, regs) for regs in per_register(args, n)]
     return [outs if n is not None else outs[0]]
 
@@ -125,10 +127,18 @@ def _safe_divide(b: ir.IRBuilder, x: ir.Value, y: ir.Value, unsigned: bool = Fal
     (``udiv``/``urem``) floors already and only needs the zero divisor replaced.
     """
     zero, one, minus1 = (ir.Constant(x.type, c) for c in (0, 1, -1))
+    divisor = _constant_int(y, signed=not unsigned)
     if unsigned:
+        if divisor not in (None, 0):      # a constant divisor needs no guard
+            return b.udiv(x, y), b.urem(x, y), ir.Constant(I1, 0)
         is_zero = b.icmp_unsigned("==", y, zero)
         d = b.select(is_zero, one, y)
         return b.udiv(x, d), b.urem(x, d), is_zero
+    if divisor not in (None, 0, -1):
+        # A constant divisor (tile sizes, layout strides) needs none of the guards.
+        q, r = b.sdiv(x, y), b.srem(x, y)
+        adjust = b.and_(b.icmp_signed("!=", r, zero), b.icmp_signed("<", b.xor(r, y), zero))
+        return b.select(adjust, b.sub(q, one), q), b.select(adjust, b.add(r, y), r), ir.Constant(I1, 0)
     is_zero = b.icmp_signed("==", y, zero)
     is_m1 = b.icmp_signed("==", y, minus1)
     d = b.select(b.or_(is_zero, is_m1), one, y)
@@ -142,13 +152,26 @@ def _safe_divide(b: ir.IRBuilder, x: ir.Value, y: ir.Value, unsigned: bool = Fal
     return q, r, is_zero
 
 
+def _constant_int(v: ir.Value, signed: bool) -> int | None:
+    """The value of an integer constant, read as signed or unsigned at its width; None otherwise."""
+    if not (isinstance(v, ir.Constant) and isinstance(v.type, ir.IntType) and isinstance(v.constant, int)):
+        return None
+    bits = v.type.width
+    u = v.constant & ((1 << bits) - 1)
+    return u - (1 << bits) if signed and u >> (bits - 1) else u
+
+
+def _is_false(v: ir.Value) -> bool:
+    return isinstance(v, ir.Constant) and v.type == I1 and not v.constant
+
+
 @lowers("floordiv")
 def _floordiv(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
     unsigned = _dtype(op) in UNSIGNED_DTYPES
 
     def f(b: ir.IRBuilder, xs: list[ir.Value]) -> ir.Value:
         q, _, is_zero = _safe_divide(b, xs[0], xs[1], unsigned)
-        return b.select(is_zero, ir.Constant(q.type, 0), q)
+        return q if _is_false(is_zero) else b.select(is_zero, ir.Constant(q.type, 0), q)
     return _apply(lw, op, args, f)
 
 
@@ -158,7 +181,7 @@ def _mod(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
 
     def f(b: ir.IRBuilder, xs: list[ir.Value]) -> ir.Value:
         _, r, is_zero = _safe_divide(b, xs[0], xs[1], unsigned)
-        return b.select(is_zero, ir.Constant(r.type, 0), r)
+        return r if _is_false(is_zero) else b.select(is_zero, ir.Constant(r.type, 0), r)
     return _apply(lw, op, args, f)
 
 

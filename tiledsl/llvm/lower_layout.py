@@ -141,7 +141,12 @@ def emit_bit_linear(lw: KernelLowering, form: BitLinear) -> list[ir.Value]:
     base = thread_term(lw, form.coef)
     if base is None:
         return [_i32(o) for o in form.offsets]
-    return [base if o == 0 else lw.b.add(base, _i32(o)) for o in form.offsets]
+    # One add per distinct offset: registers often share one (a row index for every column).
+    sums: dict[int, ir.Value] = {0: base}
+    for o in form.offsets:
+        if o not in sums:
+            sums[o] = lw.b.add(base, _i32(o))
+    return [sums[o] for o in form.offsets]
 
 
 def emit_bit_tests(lw: KernelLowering, tests: list[bool | BitTest]) -> list[ir.Value]:

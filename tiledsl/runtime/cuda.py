@@ -112,7 +112,10 @@ class CudaKernel:
         if self._function is None:
             import cupy
             module = cupy.cuda.function.Module()
-            module.load(self.artifact.asm.encode())
+            try:
+                module.load(self.artifact.image())
+            except cupy.cuda.driver.CUDADriverError:   # a cubin of a ptxas newer than the driver
+                module.load(self.artifact.asm.encode())
             fn = module.get_function(self.artifact.name)
             if self.artifact.lds_bytes > 48 * 1024:
                 # Above 48 KiB a kernel must opt in to its dynamic shared memory (cuFuncSetAttribute,
@@ -214,9 +217,10 @@ class ProgramLauncher:
     a dtype parameter not in the program's params the dtype of its arrays (f16 ``<f2``, bf16 a
     PyTorch bfloat16 tensor, f32 ``<f4``, i32 ``<i4``). Each specialisation is compiled once."""
 
-    def __init__(self, program: Any, target: str) -> None:
+    def __init__(self, program: Any, target: str, autotune: bool = False) -> None:
         self.program = program
         self.target = target
+        self.autotune = autotune
         self._kernels: dict[tuple, CudaKernel] = {}
 
     def kernel_for(self, args: dict[str, Any]) -> CudaKernel:
@@ -230,9 +234,11 @@ class ProgramLauncher:
             shapes[p.name] = tuple(iface["shape"])
             dtypes[p.name] = _DTYPE_OF_TYPESTR.get(iface["typestr"])
         try:
-            prog, _ = self.program.bind(shapes, dtypes)
+            prog, dims = self.program.bind(shapes, dtypes)
         except ArgumentError as e:
             raise LaunchError(str(e)) from None
+        from tiledsl.tune import choose
+        prog = choose(prog, dims, self.target, args, self.autotune)
         key = tuple(sorted(prog.params.items()))
         if key not in self._kernels:
             self._kernels[key] = CudaKernel(prog.compile(target=self.target))
