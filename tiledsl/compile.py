@@ -24,7 +24,8 @@ from tiledsl.targets import NATIVE_TARGETS, Target, get_target
 
 #: The names of the targets with an LLVM backend (the record table decides: ``tiledsl.targets``).
 COMPILE_TARGETS = tuple(NATIVE_TARGETS)
-_ARG_SIZE = {"ptr": 8, "f32": 4, "i32": 4, "f16": 2, "bf16": 2, "i1": 1}
+#: Bytes of each kernel argument; an i1 scalar is passed as an i32 (``tiledsl.llvm.lower``'s ABI).
+_ARG_SIZE = {"ptr": 8, "f32": 4, "i32": 4, "f16": 2, "bf16": 2, "i1": 4, "i64": 8}
 
 
 def grid_expressions(kernel: ops.KernelOp) -> list[str]:
@@ -57,10 +58,11 @@ def grid_expressions(kernel: ops.KernelOp) -> list[str]:
 @dataclass
 class KernelArgInfo:
     name: str
-    kind: str          # "tensor" | "scalar" | "dim"
+    kind: str          # "tensor" | "scalar" | "dim" | "stride"
     dtype: str
     offset: int
     size: int
+    axis: int | None = None     # the dim of a "stride" argument
 
 
 @dataclass
@@ -125,7 +127,7 @@ class Artifact:
     def meta(self) -> dict[str, Any]:
         return {
             "kernel": self.name, "target": self.target,
-            "args": [dataclasses.asdict(a) for a in self.args],
+            "args": [{k: v for k, v in dataclasses.asdict(a).items() if v is not None} for a in self.args],
             "kernarg_bytes": max((a.offset + a.size for a in self.args), default=0),
             "block": [self.block_threads, 1, 1], "grid": self.grid,
             "dynamic_lds_bytes": 0 if self.is_amd else self.lds_bytes,
@@ -142,7 +144,7 @@ def _layout_args(lowered_args: list[Any]) -> list[KernelArgInfo]:
     for a in lowered_args:
         size = _ARG_SIZE["ptr" if a.kind == "tensor" else a.dtype]
         offset = (offset + size - 1) // size * size
-        out.append(KernelArgInfo(a.name, a.kind, a.dtype, offset, size))
+        out.append(KernelArgInfo(a.name, a.kind, a.dtype, offset, size, a.axis))
         offset += size
     return out
 
@@ -155,13 +157,15 @@ def artifact(program: Any, target: Target, lowered: Any, compiled: Any) -> Artif
                     list(program.tensor_params), target)
 
 
-def compile_program(program: Any, target: str | Target, matrix: bool = True, opt: int = 3) -> Artifact:
+def compile_program(program: Any, target: str | Target, matrix: bool = True, opt: int = 3,
+                    strided: frozenset[str] = frozenset()) -> Artifact:
     """Compile ``program`` for ``target`` (a native target's name or record); ``matrix=False``
-    computes ``dot`` with FMAs (AMDGPU)."""
+    computes ``dot`` with FMAs (AMDGPU); ``strided`` names the tensors whose strides are kernel
+    arguments (views contiguous in their last dim, see ``tiledsl.llvm.lower``)."""
     from tiledsl.stages import Options, run_until
     record = get_target(target) if isinstance(target, str) else target
     if not matrix:
         if record.backend != "amdgpu":
             raise TdslError(None, "--no-matrix-cores applies to AMDGPU targets")
         record = record.without_matrix()
-    return run_until(program, "llvm", record, Options(opt=opt))
+    return run_until(program, "llvm", record, Options(opt=opt, strided=frozenset(strided)))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,15 +136,22 @@ class Program:
             self._specialized[key] = Program(self.source, self.ast, {**self.params, **params})
         return self._specialized[key]
 
-    def compile(self, target: str = "gfx942", matrix: bool = True) -> Any:
+    def compile(self, target: str = "gfx942", matrix: bool = True, strided: Iterable[str] = ()) -> Any:
         """Compile to native code for ``target`` (gfx90a, gfx942, gfx1100, sm_80, sm_90):
         an Artifact with ``.llvm_ir``, ``.asm``, ``.binary``, ``.resources`` and ``.meta``.
-        ``matrix=False`` uses FMAs instead of matrix instructions (AMDGPU)."""
+        ``matrix=False`` uses FMAs instead of matrix instructions (AMDGPU). ``strided`` names
+        tensor parameters that take their strides as kernel arguments (any view whose last dim is
+        contiguous; the launcher picks this specialisation for non-contiguous tensors)."""
         from tiledsl.compile import compile_program
         if self.unbound_consts:
             raise TdslError(self.ast.loc, "compiling needs every const: pass params="
                                           + str({c: "..." for c in self.unbound_consts}), source=self.source)
-        return compile_program(self, target, matrix)
+        names = {p.name for p in self.tensor_params}
+        for name in strided:
+            if name not in names:
+                raise ArgumentError(f"strided: '{name}' is not a tensor parameter of '{self.name}' "
+                                    f"(its tensors: {', '.join(sorted(names))})")
+        return compile_program(self, target, matrix, strided=frozenset(strided))
 
     def launcher(self, target: str = "sm_90") -> Any:
         """A callable that launches this kernel on an NVIDIA GPU with arrays by name, binding what

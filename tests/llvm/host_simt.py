@@ -222,7 +222,7 @@ def _load_i32(b: ir.IRBuilder, table: ir.GlobalVariable, index: ir.Value) -> ir.
     return b.load(b.gep(table, [index], source_etype=I32), typ=I32)
 
 
-_CTYPES = {"f32": ctypes.c_float, "i32": ctypes.c_int32, "i1": ctypes.c_int32}
+_CTYPES = {"f32": ctypes.c_float, "i32": ctypes.c_int32, "i1": ctypes.c_int32, "i64": ctypes.c_int64}
 _NUMPY = {"f16": np.float16, "bf16": np.uint16, "f32": np.float32, "i32": np.int32}
 
 
@@ -254,7 +254,8 @@ class HostKernel:
 
     def __call__(self, arrays: Mapping[str, np.ndarray], scalars: Mapping[str, Any]) -> None:
         """Run the whole grid; ``arrays`` (tensors by name, in their dtype's NumPy type, bf16
-        as uint16 bits) are read and written in place."""
+        as uint16 bits) are read and written in place. A tensor lowered as strided may be any
+        view with a contiguous last dim; its strides are passed as the kernel's stride arguments."""
         lk = self.lowered
         dims: dict[str, int] = {}
         for a in lk.kernel.body.args:
@@ -263,11 +264,15 @@ class HostKernel:
                     if isinstance(d, str):
                         dims[d] = int(n)
         values: list[Any] = []
+        strided = {a.name for a in lk.args if a.kind == "stride"}
         for a in lk.args:
             if a.kind == "tensor":
                 arr = arrays[a.name]
-                assert arr.flags.c_contiguous and arr.dtype == _NUMPY[a.dtype]
+                assert (arr.flags.c_contiguous or a.name in strided) and arr.dtype == _NUMPY[a.dtype]
                 values.append(arr.ctypes.data)
+            elif a.kind == "stride":
+                arr = arrays[a.name]
+                values.append(arr.strides[a.axis] // arr.itemsize)
             elif a.kind == "scalar":
                 values.append(scalars[a.name])
             else:
