@@ -23,7 +23,7 @@ import numpy as np
 from tiledsl.diagnostics import ArgumentError, Source, TdslError
 from tiledsl.frontend import ast
 from tiledsl.frontend.parser import parse_kernels
-from tiledsl.interp.arguments import scalar_value, tensor_storage, write_back
+from tiledsl.interp.arguments import scalar_value, tensor_storage
 from tiledsl.interp.block import BlockInterpreter, GlobalTensor, check_coverage
 from tiledsl.interp.limits import check_argument_sizes
 from tiledsl.interp.report import Report
@@ -153,13 +153,19 @@ class Program:
                                     f"(its tensors: {', '.join(sorted(names))})")
         return compile_program(self, target, matrix, strided=frozenset(strided))
 
-    def launcher(self, target: str = "sm_90") -> Any:
-        """A callable that launches this kernel on an NVIDIA GPU with arrays by name, binding what
+    def launcher(self, target: str = "sm_90", interpret: bool | None = None) -> Any:
+        """A callable that launches this kernel on an NVIDIA GPU with arrays by name (PyTorch CUDA
+        tensors, CuPy, DLPack), on the current stream of their device, binding what
         :meth:`interpret` binds from them (unbound consts from the shapes, dtype parameters not in
-        ``params`` from the arrays' dtypes) and compiling each specialisation for ``target`` once.
-        ``compile(target).launcher()`` launches one compiled specialisation."""
+        ``params`` from the arrays' dtypes) and compiling each specialisation for ``target`` once
+        (non-contiguous tensors: the specialisation that takes their strides).
+        ``compile(target).launcher()`` launches one compiled specialisation.
+
+        ``interpret=True`` (default: the environment variable ``TDSL_INTERPRET=1``) runs the
+        thread-level interpreter for ``target`` instead, with all its checks, on copies of the
+        arrays (CPU or GPU tensors), writing the results back."""
         from tiledsl.runtime.cuda import ProgramLauncher
-        return ProgramLauncher(self, target)
+        return ProgramLauncher(self, target, interpret)
 
     # ------------------------------------------------------------ running
     def bind_shapes(self, args: Mapping[str, Any]) -> tuple[Program, dict[str, int]]:
@@ -259,8 +265,9 @@ class Program:
 
     def interpret(self, level: str = "block", target: str | None = None, *, shuffle_blocks: bool = False,
                   nan_fill: bool = False, seed: int = 0, **args: Any) -> Report:
-        """Run the kernel on NumPy arrays (by parameter name); ``out`` arrays are
-        written in place. Returns a :class:`Report`; ``report.ok`` is False when a
+        """Run the kernel on arrays (by parameter name): NumPy arrays, PyTorch tensors (CPU, or
+        CUDA through a host copy), DLPack or ``__array__`` arrays (``tiledsl.runtime.interpret``);
+        ``out`` arrays are written in place. Returns a :class:`Report`; ``report.ok`` is False when a
         check (bounds, uninitialised LDS, output coverage, races) failed.
 
         ``level="thread"`` runs the thread IR for ``target`` (default gfx942);
@@ -291,7 +298,9 @@ class Program:
                 target = get_target(target or "gfx942").name
             except UnknownTargetError as e:
                 raise ArgumentError(str(e)) from None
-        prog, tensors, scalars, dims = self.prepare_arguments(args)
+        from tiledsl.runtime.interpret import host_arguments, write_result
+        host, shared = host_arguments(self, args)
+        prog, tensors, scalars, dims = self.prepare_arguments(host)
         kernel = prog.lowered()
         report = Report(level=level)
         # The interpreters' own failures are internal errors, reported like the compiler's.
@@ -300,7 +309,7 @@ class Program:
         self.check_coverage(kernel, tensors, report)
         for p in self.tensor_params:
             if p.out:
-                write_back(args[p.name], tensors[p.name])
+                write_result(args[p.name], host[p.name], shared[p.name], tensors[p.name].data)
         return report
 
     @staticmethod

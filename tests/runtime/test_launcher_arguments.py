@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +67,7 @@ def test_the_grid_reads_scalar_arguments() -> None:
     arrays = {"X": DeviceArray((70,)), "Cu": DeviceArray((4,), "<i4"), "Y": DeviceArray((70,))}
     grid, args = kernel.prepare({**arrays, "max_seqlen": 33})
     assert grid == (3, 3, 1)
-    assert [type(a).__name__ for a in args] == ["uint64", "uint64", "uint64", "int32", "int32", "int32"]
+    # X, Cu, Y pointers; max_seqlen; the dims T and B1, at the metadata's offsets
+    assert struct.unpack("<QQQiii", args) == (4096, 4096, 4096, 33, 70, 4)
     with pytest.raises(LaunchError, match="missing argument 'max_seqlen'"):
         kernel.prepare(arrays)
