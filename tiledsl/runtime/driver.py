@@ -30,7 +30,9 @@ def cu() -> Any:
         except ImportError:
             raise ImportError("launching on an NVIDIA GPU needs cuda-python: pip install 'tiledsl[gpu]' "
                               "(or run the interpreter instead: TDSL_INTERPRET=1)") from None
-    check(driver.cuInit(0), "cuInit")
+    err, = driver.cuInit(0)
+    if err != driver.CUresult.CUDA_SUCCESS:
+        raise DriverError(f"cuInit failed ({int(err)}): no usable NVIDIA driver or device")
     return driver
 
 
