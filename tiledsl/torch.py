@@ -268,6 +268,7 @@ class _AttentionKernels:
         lse = self.empty_lse(q)
         outs = {"O": o} if self.lse is None else {"O": o, self.lse: lse}
         n, d = q.shape[-2:]
+        q, k, v = (_launchable(x) for x in (q, k, v))
         self.launcher(is_causal, q.device, {"N": n, "D": d})(Q=q, K=k, V=v, scale=scale, **outs)
         return o, lse
 
@@ -275,6 +276,17 @@ class _AttentionKernels:
         b, h, n, _ = q.shape
         shape = (b, h, n) if self.lse is not None else (0,)
         return q.new_empty(shape, dtype=torch.float32)
+
+
+def _launchable(x: torch.Tensor) -> torch.Tensor:
+    """``x``, or a contiguous copy where the kernel could not read it in place (a last dim that is
+    not contiguous, a base or a stride off the 16 bytes of the vector accesses)."""
+    if x.is_contiguous():
+        return x
+    size = x.element_size()
+    if x.stride(-1) != 1 or x.data_ptr() % 16 or any(s * size % 16 for n, s in zip(x.shape[:-1], x.stride()) if n > 1):
+        return x.contiguous()
+    return x
 
 
 @cache

@@ -106,7 +106,8 @@ def signature(x: Any, tensor_type: type) -> tuple:
     if isinstance(x, tensor_type):
         return (x.dtype, x.shape, x.stride(), x.get_device())
     iface = x.__cuda_array_interface__ if hasattr(x, "__cuda_array_interface__") else interface(x, "?")
-    return (iface["typestr"], tuple(iface["shape"]), iface.get("strides"), type(x))
+    return (iface["typestr"], tuple(iface["shape"]), iface.get("strides"), type(x),
+            getattr(getattr(x, "device", None), "id", None))
 
 
 def pointer_reader(info: ArrayInfo) -> Any:
