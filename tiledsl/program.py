@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -153,7 +153,8 @@ class Program:
                                     f"(its tensors: {', '.join(sorted(names))})")
         return compile_program(self, target, matrix, strided=frozenset(strided))
 
-    def launcher(self, target: str = "sm_90", interpret: bool | None = None) -> Any:
+    def launcher(self, target: str = "sm_90", interpret: bool | None = None,
+                 tuned: Callable[[Program, Mapping[str, int]], Mapping[str, Any]] | None = None) -> Any:
         """A callable that launches this kernel on an NVIDIA GPU with arrays by name (PyTorch CUDA
         tensors, CuPy, DLPack), on the current stream of their device, binding what
         :meth:`interpret` binds from them (unbound consts from the shapes, dtype parameters not in
@@ -163,9 +164,10 @@ class Program:
 
         ``interpret=True`` (default: the environment variable ``TDSL_INTERPRET=1``) runs the
         thread-level interpreter for ``target`` instead, with all its checks, on copies of the
-        arrays (CPU or GPU tensors), writing the results back."""
+        arrays (CPU or GPU tensors), writing the results back. ``tuned(program, dims)`` gives the
+        tile parameters to compile a specialisation with (a tuning cache's lookup)."""
         from tiledsl.runtime.cuda import ProgramLauncher
-        return ProgramLauncher(self, target, interpret)
+        return ProgramLauncher(self, target, interpret, tuned)
 
     # ------------------------------------------------------------ running
     def bind_shapes(self, args: Mapping[str, Any]) -> tuple[Program, dict[str, int]]:

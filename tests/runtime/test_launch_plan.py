@@ -201,3 +201,19 @@ def test_host_time_of_a_launch(recorder: Recorder) -> None:
             kernel(**args, stream=0)
         times.append((time.perf_counter() - start) / 200)
     assert min(times) < 100e-6, f"{min(times) * 1e6:.1f} µs per launch"
+
+
+def test_the_tuning_hook_picks_the_tile_parameters(recorder: Recorder) -> None:
+    seen = []
+
+    def tuned(prog: tiledsl.Program, dims: dict[str, int]) -> dict[str, int]:
+        seen.append((prog.params.get("D"), dims["N"]))
+        return {"BM": 64} if dims["N"] < 100 else {}
+
+    launcher = tiledsl.load(ATTENTION).launcher(target="sm_90", interpret=False, tuned=tuned)
+    small, large = DeviceArray((1, 2, 77, 64), "<f2"), DeviceArray((1, 2, 300, 64), "<f2")
+    launcher(Q=small, K=small, V=small, O=small, scale=0.1, stream=0)
+    launcher(Q=large, K=large, V=large, O=large, scale=0.1, stream=0)
+    assert seen == [(64, 77), (64, 300)]          # the program bound D from the shapes
+    assert sorted(k.artifact.params["BM"] for k in launcher._kernels.values()) == [64, 128]
+    assert [g for _, g, *_ in recorder.launches] == [(2, 2, 1), (3, 2, 1)]

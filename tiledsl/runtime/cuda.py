@@ -449,13 +449,17 @@ class ProgramLauncher(_Launcher):
     specialisation. Each specialisation is compiled once.
 
     ``interpret``: run the thread-level interpreter for ``target`` instead of the GPU (None: the
-    ``TDSL_INTERPRET`` environment variable, set to 1).
+    ``TDSL_INTERPRET`` environment variable, set to 1). ``tuned``: the hook of a tuning cache —
+    given the specialised program and the run-time dims, the tile parameters to compile it with
+    (consulted once per specialisation and shape; ``{}``: the program's own).
     """
 
-    def __init__(self, program: Any, target: str, interpret: bool | None = None) -> None:
+    def __init__(self, program: Any, target: str, interpret: bool | None = None,
+                 tuned: Callable[[Any, Mapping[str, int]], Mapping[str, Any]] | None = None) -> None:
         super().__init__()
         self.program = program
         self.target = target
+        self.tuned = tuned
         self.interpret = os.environ.get("TDSL_INTERPRET", "0") not in ("", "0") if interpret is None else interpret
         self._kernels: dict[tuple, CudaKernel] = {}
         self._tensors = tuple(p.name for p in program.tensor_params)
@@ -478,9 +482,12 @@ class ProgramLauncher(_Launcher):
         shapes = {n: i.shape for n, i in infos.items()}
         dtypes = {n: DTYPE_OF_TYPESTR.get(i.typestr) for n, i in infos.items()}
         try:
-            prog, _ = self.program.bind(shapes, dtypes)
+            prog, dims = self.program.bind(shapes, dtypes)
         except ArgumentError as e:
             raise LaunchError(str(e)) from None
+        if self.tuned is not None:
+            params = self.tuned(prog, dims)
+            prog = prog.specialize(**params) if params else prog
         strided = frozenset(n for n, i in infos.items() if not i.contiguous)
         key = (tuple(sorted(prog.params.items())), strided)
         if key not in self._kernels:
