@@ -24,9 +24,12 @@ from typing import Any
 import numpy as np
 
 from tiledsl.diagnostics import ArgumentError, InternalCompilerError, TdslError
+from tiledsl.interp.numerics import FP8_TYPES
+from tiledsl.ir.types import DTYPE_BYTES, INT_DTYPES, UNSIGNED_DTYPES, int_range
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
-TOLERANCE = {"f32": 1e-4, "f16": 2e-3, "bf16": 1.6e-2, "i32": 0.0}
+TOLERANCE = {"f32": 1e-4, "f16": 2e-3, "bf16": 1.6e-2, "i32": 0.0, "f8e4m3": 7e-2, "f8e5m2": 1.4e-1, "i8": 0.0,
+             "u8": 0.0, "i16": 0.0, "u32": 0.0, "i64": 0.0}
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 #: The random inputs and outputs of ``run``/``bench``/``tune`` may take at most this fraction of the
 #: machine's memory (the interpreters hold about three times as much: storage copies, write counts).
@@ -296,7 +299,9 @@ def _target_name(name: str) -> str:
     return name
 
 
-_INPUT_DTYPES = {"f16": np.float16, "bf16": np.float32, "f32": np.float32, "i32": np.int32}
+_INPUT_DTYPES = {"f16": np.float16, "bf16": np.float32, "f32": np.float32, "i32": np.int32,
+                 "f8e4m3": FP8_TYPES["f8e4m3"], "f8e5m2": FP8_TYPES["f8e5m2"], "i8": np.int8, "u8": np.uint8,
+                 "i16": np.int16, "u32": np.uint32, "i64": np.int64}
 
 
 def _check_input_sizes(prog: Any, shapes: dict[str, list[int]]) -> None:
@@ -341,19 +346,19 @@ def _random_inputs(prog: Any, shape: dict[str, int], rng: np.random.Generator,
         if p.name in accumulators:
             args[p.name] = np.full(dims, _accumulator_start(p, accumulators[p.name]), dtype=np_dtype)
         elif p.out:
-            args[p.name] = np.full(dims, np.nan, dtype=np_dtype) if p.dtype != "i32" else \
+            args[p.name] = np.full(dims, np.nan, dtype=np_dtype) if p.dtype not in INT_DTYPES else \
                 np.zeros(dims, dtype=np_dtype)
-        elif p.dtype == "i32":
-            args[p.name] = rng.integers(-8, 8, size=dims).astype(np.int32)
+        elif p.dtype in INT_DTYPES:
+            args[p.name] = _random_ints(rng, p.dtype, dims)
         elif p.dtype == "bf16":     # values the kernel holds exactly, so the reference sees them too
             from tiledsl.interp.numerics import round_bf16
             args[p.name] = round_bf16(rng.standard_normal(dims).astype(np_dtype))
         else:
-            args[p.name] = rng.standard_normal(dims).astype(np_dtype)
+            args[p.name] = rng.standard_normal(dims).astype(np.float32).astype(np_dtype)
     for p in prog.scalar_params:
         if p.name in scalar_args:
             args[p.name] = scalar_args[p.name]
-        elif p.dtype == "i32":
+        elif p.dtype in INT_DTYPES:
             args[p.name] = 1
         else:
             args[p.name] = float(rng.uniform(0.05, 0.5))
@@ -375,6 +380,13 @@ def _accumulator_start(p: Any, kinds: list[str]) -> float | int:
         start = -np.inf if kind == "max" else np.inf
     print(f"{p.name}: updated with atomic_{kind}, starts at {start}")
     return start
+
+
+def _random_ints(rng: np.random.Generator, dtype: str, dims: list[int]) -> np.ndarray:
+    """Bytes over their whole range (packed data: int4 pairs, fp8 bits); wider integers small, as
+    indices and counts are (-8..7, or 0..15 unsigned)."""
+    lo, hi = int_range(dtype) if DTYPE_BYTES[dtype] == 1 else (0, 15) if dtype in UNSIGNED_DTYPES else (-8, 7)
+    return rng.integers(lo, hi, size=dims, endpoint=True).astype(_INPUT_DTYPES[dtype])
 
 
 def _reference(args: argparse.Namespace, prog: Any) -> Callable[..., Any] | None:
@@ -477,6 +489,9 @@ def _gpu_target(args: argparse.Namespace) -> str:
     return target
 
 
+_FP8_NUMPY = tuple(np.dtype(t) for t in FP8_TYPES.values())
+
+
 def _to_gpu(inputs: dict[str, Any], prog: Any) -> dict[str, Any]:
     try:
         import cupy
@@ -488,9 +503,11 @@ def _to_gpu(inputs: dict[str, Any], prog: Any) -> dict[str, Any]:
 
 def device_layout(prog: Any, inputs: dict[str, Any]) -> dict[str, Any]:
     """The host arrays as the GPU is to hold them: a bf16 tensor's values (f32 arrays, from
-    ``_random_inputs``) as their 16-bit patterns, since CuPy has no bfloat16."""
+    ``_random_inputs``) as their 16-bit patterns and fp8 arrays as their bytes, since CuPy has
+    neither type."""
     bf16 = {p.name for p in prog.tensor_params if p.dtype == "bf16"}
-    return {k: bf16_bits(v) if k in bf16 else v for k, v in inputs.items()}
+    return {k: bf16_bits(v) if k in bf16 else v.view(np.uint8) if isinstance(v, np.ndarray) and v.dtype in _FP8_NUMPY
+            else v for k, v in inputs.items()}
 
 
 def bf16_bits(x: np.ndarray) -> np.ndarray:
@@ -513,7 +530,7 @@ def _run_on_gpu(args: argparse.Namespace, prog: Any, inputs: dict[str, Any]) -> 
     for p in prog.tensor_params:
         if p.out:
             out = gpu[p.name].get()
-            inputs[p.name][...] = bf16_values(out) if p.dtype == "bf16" else out
+            inputs[p.name][...] = bf16_values(out) if p.dtype == "bf16" else out.view(inputs[p.name].dtype)
     print(f"ran '{prog.name}' on the GPU ({_gpu_target(args)})")
 
 
@@ -685,7 +702,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--arg", action="append", type=_number, default=[], metavar="NAME=VALUE",
                    help="value of a scalar parameter (default: random in [0.05, 0.5) for floats, 1 for ints)")
     p.add_argument("--tol", type=float, default=None,
-                   help="relative error tolerance (default by dtype: f32 1e-4, f16 2e-3, bf16 1.6e-2)")
+                   help="relative error tolerance (default by dtype: f32 1e-4, f16 2e-3, bf16 1.6e-2, "
+                        "f8e4m3 7e-2, f8e5m2 1.4e-1, integers exact)")
     p.add_argument("--level", choices=["block", "thread"], default="block",
                    help="interpreter level: 'block' (tile IR) or 'thread' (SIMT thread IR)")
     p.add_argument("--device", choices=["interp", "cuda"], default="interp",

@@ -24,8 +24,10 @@ from tiledsl.targets import NATIVE_TARGETS, Target, get_target
 
 #: The names of the targets with an LLVM backend (the record table decides: ``tiledsl.targets``).
 COMPILE_TARGETS = tuple(NATIVE_TARGETS)
-#: Bytes of each kernel argument; an i1 scalar is passed as an i32 (``tiledsl.llvm.lower``'s ABI).
-_ARG_SIZE = {"ptr": 8, "f32": 4, "i32": 4, "f16": 2, "bf16": 2, "i1": 4, "i64": 8}
+#: Bytes of each kernel argument, by kind or scalar dtype, as the ABI passes it (``llvm.lower``): an
+#: i1 goes as an i32, an fp8 as its bit pattern, bf16 as its 16 bits; a stride as an i64.
+_ARG_SIZE = {"ptr": 8, "f32": 4, "i32": 4, "f16": 2, "bf16": 2, "i1": 4, "f8e4m3": 1, "f8e5m2": 1, "i8": 1, "u8": 1,
+             "i16": 2, "u32": 4, "i64": 8}
 
 
 def grid_expressions(kernel: ops.KernelOp) -> list[str]:

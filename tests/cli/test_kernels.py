@@ -138,7 +138,8 @@ def test_a_dtype_outside_the_allowed_ones_is_a_located_error(capsys: pytest.Capt
 
 
 @pytest.mark.parametrize(("define", "message"), [
-    ("T=f61", "value of T must be a number or a dtype (f16, bf16, f32, i32, i1), got 'f61'"),
+    ("T=f61", ("value of T must be a number or a dtype (f16, bf16, f32, i32, i1, f8e4m3, f8e5m2, i8, u8, "
+              "i16, u32, i64), got 'f61'")),
     ("1T=bf16", "'1T' is not a name"),
 ])
 def test_a_define_that_is_neither_number_nor_dtype_exits_2(define: str, message: str,

@@ -96,3 +96,28 @@ def test_no_matrix_cores_uses_no_mfma() -> None:
     assert "v_mfma" not in fma.asm
     assert re.search(r"\bv_(pk_)?fmac?_f32", fma.asm)     # v_fma_f32 / v_fmac_f32 / v_pk_fma_f32
     assert "v_mfma" in mfma.asm
+
+
+SCALARS = """
+kernel scalars(X: f32[N], a: i8, b: i1, c: i16, d: i64, e: f8e4m3, f: u32, g: bf16, h: u8, i: f8e5m2, j: f16,
+               out Y: f32[N])
+  grid (cdiv(N, 64)) as (k)
+  block 1 waves
+{
+  t = f32(a) + f32(c) + f32(d) + f32(e) + f32(f) + f32(g) + f32(h) + f32(i) + f32(j)
+  Y[k*64 : +64] <- X[k*64 : +64] + where(b, t, 0.0)
+}
+"""
+
+
+@pytest.mark.parametrize("target", ["gfx90a", "gfx942", "gfx1100"])
+def test_meta_args_of_every_scalar_dtype_match_the_code_object(target: str) -> None:
+    """Every scalar dtype's size and alignment in the kernarg segment, as LLVM lays it out (an i1
+    goes as an i32)."""
+    art = tiledsl.load(SCALARS).compile(target=target)
+    md = art.compiled.metadata()["amdhsa.kernels"][0]
+    got = [(a["offset"], a["size"]) for a in art.meta["args"]]
+    assert got == [(a[".offset"], a[".size"]) for a in md[".args"]]
+    assert {a["name"]: a["size"] for a in art.meta["args"]} == {
+        "X": 8, "Y": 8, "a": 1, "b": 4, "c": 2, "d": 8, "e": 1, "f": 4, "g": 2, "h": 1, "i": 1, "j": 2, "N": 4}
+    assert art.meta["kernarg_bytes"] == md[".kernarg_segment_size"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -82,12 +83,11 @@ def test_an_out_array_that_is_also_an_input_is_read_before_written(prog: tiledsl
 
 
 def test_bfloat16_arrays_from_ml_dtypes() -> None:
-    ml_dtypes = pytest.importorskip("ml_dtypes")
-    prog = tiledsl.load(SCALE.replace("f32[M, N]", "bf16[M, N]"))
+    prog = tiledsl.load(SCALE.replace("f32[M, N]", "bf16[M, N]").replace("* s + f32(n)", "* bf16(s) + bf16(n)"))
     x = _x().astype(ml_dtypes.bfloat16)
     out = np.zeros((70, 37), ml_dtypes.bfloat16).T
     assert prog.interpret(X=x, Y=out, s=1.0, n=1).ok
-    np.testing.assert_array_equal(out.astype(np.float32), x.astype(np.float32) + 1)
+    np.testing.assert_array_equal(out, (x.astype(np.float32) + 1).astype(ml_dtypes.bfloat16))
 
 
 # ---------------------------------------------------------------- scalars

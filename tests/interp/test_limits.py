@@ -1,6 +1,7 @@
-"""Argument sizes refused before anything is copied: a tensor over 2^31-1 elements (kernels
-index with 32-bit integers), and shapes whose interpreter copies would not fit in memory —
-through ``interpret``, ``tdslc run`` and the CUDA launcher, at once and with a clear message."""
+"""Argument sizes refused before anything is copied: a tensor dim over 2^31-1 (dims are 32-bit
+kernel arguments; a tensor of more elements than that is fine, addresses are 64-bit), and shapes
+whose interpreter copies would not fit in memory — through ``interpret``, ``tdslc run`` and the
+CUDA launcher, at once and with a clear message."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 import tiledsl
 from tiledsl.cli import main
 from tiledsl.interp import limits
-from tiledsl.interp.limits import MAX_TENSOR_ELEMENTS
+from tiledsl.interp.limits import MAX_DIM
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SOFTMAX = EXAMPLES / "softmax.tdsl"
@@ -25,19 +26,28 @@ def _huge(shape: tuple[int, ...]) -> np.ndarray:
     return np.lib.stride_tricks.as_strided(np.zeros(1, np.float32), shape, (0,) * len(shape), writeable=True)
 
 
-def test_a_tensor_over_2_to_the_31_elements_is_refused_at_its_parameter() -> None:
+def test_a_dim_over_2_to_the_31_is_refused_at_its_parameter() -> None:
     prog = tiledsl.load(SOFTMAX)
-    shape = (65536, 32769)                    # 2^31 + 2^16 elements
+    shape = (1, 2**31)
     start = time.perf_counter()
     with pytest.raises(tiledsl.TdslError) as info:
         prog.interpret(X=_huge(shape), Y=_huge(shape))
     assert time.perf_counter() - start < FAST_S
     err = info.value
-    assert err.message == (f"tensor 'X' of shape [65536, 32769] has {65536 * 32769} elements; kernels index "
-                           f"tensors with 32-bit integers, so a tensor may have at most {MAX_TENSOR_ELEMENTS} "
-                           "(2^31-1)")
+    assert err.message == (f"tensor 'X' of shape [1, 2147483648] has N=2147483648; kernels take dims as 32-bit "
+                           f"integers, so a dim may be at most {MAX_DIM} (2^31-1)")
+    assert err.diagnostics[0].notes == ["a tensor may have more than 2^31 elements in all: split the dim in two"]
     assert (err.loc.line, err.loc.col) == (4, 16)        # X: f32[M, N]
     assert "kernel softmax(X: f32[M, N]" in err.format()
+
+
+def test_a_tensor_over_2_to_the_31_elements_is_only_checked_against_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    prog = tiledsl.load(SOFTMAX)
+    shape = (65536, 32769)                    # 2^31 + 2^16 elements, every dim in range
+    monkeypatch.setattr(limits, "available_memory", lambda: 2**30)
+    with pytest.raises(tiledsl.TdslError) as info:
+        prog.interpret(X=_huge(shape), Y=_huge(shape))
+    assert info.value.message.startswith("interpreting these shapes needs about 50.0 GiB of memory")
 
 
 def test_arguments_are_refused_when_their_copies_do_not_fit_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -59,12 +69,14 @@ def test_arguments_are_refused_when_their_copies_do_not_fit_in_memory(monkeypatc
     np.testing.assert_allclose(y, e / e.sum(axis=1, keepdims=True), rtol=1e-5)
 
 
-def test_tdslc_run_refuses_a_tensor_over_2_to_the_31_before_making_it(capsys: pytest.CaptureFixture) -> None:
+def test_tdslc_run_refuses_a_huge_tensor_before_making_it(monkeypatch: pytest.MonkeyPatch,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.setattr(limits, "available_memory", lambda: 2**34)
     start = time.perf_counter()
     assert main(["run", str(SOFTMAX), "--shape", "M=100000,N=100000"]) == 1
     assert time.perf_counter() - start < FAST_S
     err = capsys.readouterr().err
-    assert f"{SOFTMAX}:4:16: error: tensor 'X' of shape [100000, 100000] has 10000000000 elements" in err
+    assert f"{SOFTMAX}:4:8: error: interpreting these shapes needs about " in err
     assert "Traceback" not in err
 
 
@@ -89,12 +101,13 @@ class _FakeGpuArray:
                                          "typestr": "<f4", "version": 3}
 
 
-def test_the_launcher_refuses_a_tensor_over_2_to_the_31_elements() -> None:
+def test_the_launcher_refuses_a_dim_over_2_to_the_31_but_not_a_tensor_of_more_elements() -> None:
     from tiledsl.runtime.cuda import LaunchError
     kernel = tiledsl.load(SOFTMAX).compile(target="sm_90").launcher()
-    shape = (65536, 32769)
-    with pytest.raises(LaunchError, match=r"'X' of shape \[65536, 32769\] has 2147549184 elements; the kernel "
-                                          r"indexes tensors with 32-bit integers, so at most 2147483647"):
+    shape = (1, 2**31)
+    with pytest.raises(LaunchError, match=r"'X' of shape \[1, 2147483648\] has N=2147483648; the kernel takes "
+                                          r"dims as 32-bit integers, so at most 2147483647 \(2\^31-1\) each"):
         kernel.prepare({"X": _FakeGpuArray(shape), "Y": _FakeGpuArray(shape)})
-    grid, _ = kernel.prepare({"X": _FakeGpuArray((65536, 32767)), "Y": _FakeGpuArray((65536, 32767))})
+    grid, args = kernel.prepare({"X": _FakeGpuArray((65536, 32769)), "Y": _FakeGpuArray((65536, 32769))})
     assert grid == (65536 // 16, 1, 1)
+    assert [int(a) for a in args[2:]] == [65536, 32769]

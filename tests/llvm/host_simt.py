@@ -222,8 +222,12 @@ def _load_i32(b: ir.IRBuilder, table: ir.GlobalVariable, index: ir.Value) -> ir.
     return b.load(b.gep(table, [index], source_etype=I32), typ=I32)
 
 
-_CTYPES = {"f32": ctypes.c_float, "i32": ctypes.c_int32, "i1": ctypes.c_int32, "i64": ctypes.c_int64}
-_NUMPY = {"f16": np.float16, "bf16": np.uint16, "f32": np.float32, "i32": np.int32}
+_CTYPES = {"f32": ctypes.c_float, "i32": ctypes.c_int32, "i1": ctypes.c_int32, "i8": ctypes.c_int8,
+           "u8": ctypes.c_uint8, "i16": ctypes.c_int16, "u32": ctypes.c_uint32, "i64": ctypes.c_int64,
+           "f8e4m3": ctypes.c_uint8, "f8e5m2": ctypes.c_uint8}
+#: The NumPy type of a tensor's elements on the host: bf16 and fp8 as their bit patterns.
+_NUMPY = {"f16": np.float16, "bf16": np.uint16, "f32": np.float32, "i32": np.int32, "i8": np.int8, "u8": np.uint8,
+          "i16": np.int16, "u32": np.uint32, "i64": np.int64, "f8e4m3": np.uint8, "f8e5m2": np.uint8}
 
 
 class HostKernel:
@@ -254,8 +258,9 @@ class HostKernel:
 
     def __call__(self, arrays: Mapping[str, np.ndarray], scalars: Mapping[str, Any]) -> None:
         """Run the whole grid; ``arrays`` (tensors by name, in their dtype's NumPy type, bf16
-        as uint16 bits) are read and written in place. A tensor lowered as strided may be any
-        view with a contiguous last dim; its strides are passed as the kernel's stride arguments."""
+        as uint16 bits, fp8 as uint8 bits) are read and written in place; fp8 scalars are given as
+        their bits too. A tensor lowered as strided may be any view with a contiguous last dim; its
+        strides are passed as the kernel's stride arguments."""
         lk = self.lowered
         dims: dict[str, int] = {}
         for a in lk.kernel.body.args:

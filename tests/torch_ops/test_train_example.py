@@ -22,7 +22,7 @@ def test_two_steps_on_the_cpu(tmp_path: Path) -> None:
                           "--batch", "2", "--dim", "64", "--heads", "2", "--out", str(out)],
                          check=False, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
-    rows = list(csv.DictReader(open(out.with_suffix(".csv"))))
+    rows = list(csv.DictReader(out.with_suffix(".csv").read_text().splitlines()))
     assert [r["step"] for r in rows] == ["0", "1"]
     for r in rows:
         assert abs(float(r["tiledsl"]) - float(r["sdpa"])) < 5e-3

@@ -11,11 +11,11 @@ with 64-bit ones every LDS address was 64-bit arithmetic, and the D=128 attentio
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from tiledsl.backend_nvptx.compiled import NvptxCompiledModule
 from tiledsl.llvm import irgen
-from tiledsl.llvm.irgen import F16, F32, I16, I32, VOID, byte_array, call_intrinsic
+from tiledsl.llvm.irgen import F16, F32, I8, I16, I32, VOID, byte_array, call_intrinsic
 from tiledsl.llvm.llvm_init import ir
 from tiledsl.llvm.target_base import GpuTarget, record_dynamic_lds
 from tiledsl.targets import TARGETS, MatrixInstr, NvArch, Target
@@ -24,6 +24,8 @@ from tiledsl.targets import TARGETS, MatrixInstr, NvArch, Target
 NV_ARCHES: Mapping[str, NvArch] = {t.name: t.nvptx for t in TARGETS.values() if t.nvptx is not None}
 
 _AXES = "xyz"
+#: The PTX names of the fp8 dtypes (OCP E4M3FN and E5M2, as tiledsl's).
+_FP8_NAME = {"f8e4m3": "e4m3", "f8e5m2": "e5m2"}
 _FULL_MASK = -1  # every lane of the warp takes part in a .sync shuffle
 _LAUNCH_BOUNDS = ("reqntid", "maxntid")
 
@@ -142,6 +144,39 @@ class NvptxTarget(GpuTarget):
         if v.type == F32:
             return move(v)
         return irgen.from_lane_words(b, [move(w) for w in irgen.to_lane_words(b, v)], v.type)
+
+    # ---- conversions -------------------------------------------------------------------------
+    def f32_to_fp8(self, b: ir.IRBuilder, values: Sequence[ir.Value], dtype: str) -> list[ir.Value]:
+        """``cvt.rn.satfinite.{e4m3x2,e5m2x2}.f32`` per pair (sm_89+; §14): round to nearest
+        even, saturate to the largest finite value (±inf too), NaN to NaN: exactly tiledsl's
+        rule. The first operand goes to the high byte. Elsewhere the software sequence."""
+        if not self.arch.fp8_cvt:
+            return super().f32_to_fp8(b, values, dtype)
+        name = f"llvm.nvvm.ff.to.{_FP8_NAME[dtype]}x2.rn"
+        out: list[ir.Value] = []
+        for i in range(0, len(values), 2):
+            pair = values[i:i + 2]
+            word = call_intrinsic(b, name, I16, [pair[-1], pair[0]], "cvt.fp8")
+            out.append(b.trunc(word, I8))
+            if len(pair) == 2:
+                out.append(b.trunc(b.lshr(word, ir.Constant(I16, 8)), I8))
+        return out
+
+    def fp8_to_f32(self, b: ir.IRBuilder, values: Sequence[ir.Value], dtype: str) -> list[ir.Value]:
+        """``cvt.rn.f16x2.{e4m3x2,e5m2x2}`` per pair (exact: every fp8 value is an f16), then
+        ``cvt.f32.f16``. Element 0 of the ``<2 x half>`` is the low byte's (§14)."""
+        if not self.arch.fp8_cvt:
+            return super().fp8_to_f32(b, values, dtype)
+        name = f"llvm.nvvm.{_FP8_NAME[dtype]}x2.to.f16x2.rn"
+        out: list[ir.Value] = []
+        for i in range(0, len(values), 2):
+            pair = values[i:i + 2]
+            word = b.zext(pair[0], I16)
+            if len(pair) == 2:
+                word = b.or_(word, b.shl(b.zext(pair[1], I16), ir.Constant(I16, 8)))
+            halves = call_intrinsic(b, name, ir.VectorType(F16, 2), [word], "cvt.f16x2")
+            out += [b.fpext(h, F32) for h in irgen.unpack(b, halves)[:len(pair)]]
+        return out
 
     # ---- memory ------------------------------------------------------------------------------
     # Device scope is syncscope "device": PTX .gpu, as in the compare-and-swap loops LLVM expands

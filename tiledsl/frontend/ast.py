@@ -49,8 +49,15 @@ class Not(Expr):
 
 
 @dataclass
+class Invert(Expr):
+    """``~x``: the bits of an integer flipped."""
+
+    operand: Expr
+
+
+@dataclass
 class BinOp(Expr):
-    op: str          # + - * / // % < <= > >= == != and or
+    op: str          # + - * / // % < <= > >= == != and or & | ^ << >>
     lhs: Expr
     rhs: Expr
 

@@ -10,11 +10,14 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from tiledsl.diagnostics import TdslError
 from tiledsl.frontend import ast
+from tiledsl.interp.numerics import from_bits, round_to, to_bits, to_python, wrap_int
 from tiledsl.ir import ops
 from tiledsl.ir.core import Value
-from tiledsl.ir.types import FLOAT_DTYPES, TileType, scalar
+from tiledsl.ir.types import DTYPE_BYTES, DTYPES, FLOAT_DTYPES, INT_DTYPES, TileType, int_range, scalar
 
 if TYPE_CHECKING:
     from tiledsl.frontend.sema import Sema
@@ -55,20 +58,58 @@ def _cast(s: Sema, e: ast.Call) -> Any:
     v = s.expr(x)
     from tiledsl.frontend.sema import Static
     if isinstance(v, Static):
-        val = v.value
-        if e.func == "i32":
-            if not math.isfinite(val) or not -2**31 <= int(val) < 2**31:
-                raise TdslError(x.loc, f"i32({val}) is out of the range of i32")
-            val = int(val)
-        elif e.func == "i1":
-            val = bool(val)
-        elif e.func in FLOAT_DTYPES:
-            val = float(val)
-        return Static(val, e.func, weak=False)
+        return Static(_static_cast(v.value, e.func, x.loc), e.func, weak=False)
     v = _tile(s, v, x.loc, "a cast operand")
     if v.type.dtype == e.func:
         return v
     return s.emit(ops.CastOp([v], [TileType(e.func, v.type.shape)], loc=e.loc)).result
+
+
+def _static_cast(val: float | bool, dtype: str, loc: Any) -> int | float | bool:
+    """A compile-time cast, as the run-time one (``numerics.round_to``), except that a float out of
+    an integer dtype's range is a mistake here rather than a saturation."""
+    if dtype in INT_DTYPES:
+        if isinstance(val, float):
+            lo, hi = int_range(dtype)
+            if not math.isfinite(val) or not lo <= math.trunc(val) <= hi:
+                raise TdslError(loc, f"{dtype}({val}) is out of the range of {dtype}")
+            return math.trunc(val)
+        return wrap_int(int(val), dtype)
+    if dtype == "i1":
+        return bool(val)
+    if dtype in ("f16", "bf16", "f8e4m3", "f8e5m2"):
+        # An integer goes to f32 in one rounding (as at run time), not through a Python float.
+        exact = isinstance(val, int) and not isinstance(val, bool)
+        f32 = np.asarray([val], dtype=np.int64 if exact else np.float64).astype(np.float32)
+        return float(to_python(round_to(f32, dtype), dtype))
+    return float(val)
+
+
+@builtin("bitcast")
+def _bitcast(s: Sema, e: ast.Call) -> Any:
+    x, t = _args(s, e, 2)
+    dst = s.dtype_name(t.id) if isinstance(t, ast.Name) else None
+    if dst is None:
+        raise TdslError(t.loc, "bitcast() takes a dtype as its second argument, e.g. bitcast(x, u32)")
+    v = s.expr(x)
+    from tiledsl.frontend.sema import Static
+    if isinstance(v, Static) and v.weak:
+        raise TdslError(x.loc, f"bitcast() of {v.value}, which has no dtype yet",
+                        [f"give it one first, e.g. bitcast(f32({v.value}), {dst})"])
+    src = v.dtype if isinstance(v, Static) else _tile(s, v, x.loc, "the operand of bitcast()").type.dtype
+    if "i1" in (src, dst) or DTYPE_BYTES[src] != DTYPE_BYTES[dst]:
+        same = [d for d in DTYPES if d != "i1" and src != "i1" and DTYPE_BYTES[d] == DTYPE_BYTES[src] and d != src]
+        raise TdslError(e.loc, f"bitcast() of {src} to {dst}: the sizes differ "
+                               f"({DTYPE_BYTES[src]} and {DTYPE_BYTES[dst]} bytes)",
+                        [f"{src} has the size of {', '.join(same)}"] if same else
+                        ["booleans have no bit pattern to reinterpret"] if "i1" in (src, dst) else [])
+    t.ty = "dtype"
+    if isinstance(v, Static):
+        bits = to_bits(round_to(np.asarray(v.value), src), src)
+        return Static(to_python(from_bits(bits, dst), dst), dst, weak=False)
+    if src == dst:
+        return v
+    return s.emit(ops.BitcastOp([v], [TileType(dst, v.type.shape)], loc=e.loc)).result
 
 
 @builtin("fill")
@@ -89,8 +130,8 @@ def _fill(s: Sema, e: ast.Call) -> Value:
     v = s.expr(value)
     from tiledsl.frontend.sema import Static
     if isinstance(v, Static):
-        if dtype == "i32" and isinstance(v.value, float) and not v.value.is_integer():
-            raise TdslError(value.loc, f"cannot fill an i32 tile with {v.value}")
+        if dtype in INT_DTYPES and isinstance(v.value, float) and not v.value.is_integer():
+            raise TdslError(value.loc, f"cannot fill an {dtype} tile with {v.value}")
         sv = s.const(v.value, dtype, value.loc)
     else:
         sv = _tile(s, v, value.loc, "the fill value")
@@ -276,7 +317,7 @@ def _dot(s: Sema, e: ast.Call) -> Value:
     if a.type.dtype != b.type.dtype:
         raise TdslError(e.loc, f"dot() of {a.type.dtype} and {b.type.dtype}: operand dtypes differ",
                         ["cast one operand, e.g. f16(p)"])
-    if a.type.dtype not in FLOAT_DTYPES:
+    if a.type.dtype not in ops.DOT_DTYPES:
         raise TdslError(e.loc, f"dot() takes f16, bf16 or f32 operands, got {a.type.dtype}")
     rtype = TileType("f32", (a.type.shape[0], b.type.shape[1]))
     operands = [a, b]

@@ -14,6 +14,7 @@ from tiledsl.frontend import ast
 _FRIENDLY = {
     "NAME": "a name", "INT": "an integer", "FLOAT": "a number",
     "CMP_OP": "a comparison", "ADD_OP": "'+' or '-'", "MUL_OP": "'*', '/', '//' or '%'", "$END": "end of input",
+    "SHIFT_OP": "'<<' or '>>'", "BOR": "'|'", "BXOR": "'^'", "BAND": "'&'", "TRANSPOSE": "'^T'",
 }
 
 
@@ -239,6 +240,10 @@ class _Builder(Transformer):
     @v_args(meta=True)
     def neg(self, meta, c):
         return ast.Neg(self._loc(meta), c[0])
+
+    @v_args(meta=True)
+    def invert(self, meta, c):
+        return ast.Invert(self._loc(meta), c[0])
 
     @v_args(meta=True)
     def index(self, meta, c):

@@ -12,12 +12,28 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from tiledsl.diagnostics import Loc, TdslError
 from tiledsl.frontend import ast, limits
 from tiledsl.frontend.builtins import BUILTINS, CONSTANTS, LAYOUT_KINDS, check_layout
+from tiledsl.interp.numerics import shift_left, shift_right, wrap_int
 from tiledsl.ir import ops
 from tiledsl.ir.core import Block, Op, Value
-from tiledsl.ir.types import DTYPES, FLOAT_DTYPES, Dim, LdsType, Sym, TensorType, TileType, scalar
+from tiledsl.ir.types import (
+    DTYPE_BYTES,
+    DTYPES,
+    FLOAT_DTYPES,
+    INT_DTYPES,
+    UNSIGNED_DTYPES,
+    Dim,
+    LdsType,
+    Sym,
+    TensorType,
+    TileType,
+    int_range,
+    scalar,
+)
 
 
 @dataclass
@@ -67,8 +83,13 @@ class DtypeRef:
 SemaValue = Any  # Static | Value | Unbound | TensorRef | LdsRef | LayoutRef | DtypeRef
 
 _BINOPS = {"+": "add", "-": "sub", "*": "mul", "/": "div", "//": "floordiv", "%": "mod",
-           "<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne", "and": "and", "or": "or"}
+           "<": "lt", "<=": "le", ">": "gt", ">=": "ge", "==": "eq", "!=": "ne", "and": "and", "or": "or",
+           "&": "bitand", "|": "bitor", "^": "bitxor", "<<": "shl", ">>": "shr"}
 _CMP = {"<", "<=", ">", ">=", "==", "!="}
+_BIT = {"&", "|", "^", "<<", ">>"}
+#: Compile-time integers without a dtype of their own (literals, params) are exact and may be as
+#: large as an i64 or a u32; they must fit the dtype they meet.
+_WEAK_INT_RANGE = (-2**63, 2**63 - 1)
 
 
 def _type_str(v: SemaValue) -> str:
@@ -125,7 +146,14 @@ class Sema:
         self.scopes[-1][name] = v
 
     def const(self, value: float | bool, dtype: str, loc: Loc) -> Value:
-        py = bool(value) if dtype == "i1" else int(value) if dtype == "i32" else float(value)
+        if dtype in INT_DTYPES:
+            if isinstance(value, float) and not value.is_integer():
+                raise self.err(loc, f"float value {value} used where an {dtype} is needed")
+            lo, hi = int_range(dtype)
+            if not lo <= int(value) <= hi:
+                raise self.err(loc, f"integer {int(value)} does not fit in {dtype} ([{lo}, {hi}])",
+                               f"cast explicitly to wrap it: {dtype}(...) of a wider integer")
+        py = bool(value) if dtype == "i1" else int(value) if dtype in INT_DTYPES else float(value)
         return self.emit(ops.ConstOp([], [scalar(dtype)], {"value": py}, loc=loc)).result
 
     def materialize(self, v: SemaValue, loc: Loc, dtype: str | None = None) -> Value:
@@ -134,8 +162,8 @@ class Sema:
             return v
         if isinstance(v, Static):
             want = dtype if (dtype and v.weak) else v.dtype
-            if want == "i32" and isinstance(v.value, float):
-                raise self.err(loc, f"float value {v.value} used where an i32 is needed")
+            if want in INT_DTYPES and isinstance(v.value, float):
+                raise self.err(loc, f"float value {v.value} used where an {want} is needed")
             return self.const(v.value, want, loc)
         if isinstance(v, LdsRef):
             t = v.value.type
@@ -475,13 +503,16 @@ class Sema:
 
     def pad_value(self, sub: ast.Subscript, dtype: str) -> float | int:
         if sub.pad is None:
-            return 0 if dtype == "i32" else 0.0
+            return 0 if dtype in INT_DTYPES else 0.0
         v = self.expr(sub.pad)
         if not isinstance(v, Static):
             raise self.err(sub.pad.loc, "the pad value must be a compile-time constant")
-        if dtype == "i32":
+        if dtype in INT_DTYPES:
             if isinstance(v.value, float) and not v.value.is_integer():
-                raise self.err(sub.pad.loc, "an i32 tensor needs an integer pad value")
+                raise self.err(sub.pad.loc, f"an {dtype} tensor needs an integer pad value")
+            lo, hi = int_range(dtype)
+            if not lo <= int(v.value) <= hi:
+                raise self.err(sub.pad.loc, f"the pad value {int(v.value)} does not fit in {dtype} ([{lo}, {hi}])")
             return int(v.value)
         return float(v.value)
 
@@ -507,18 +538,24 @@ class Sema:
                 names.append(n)
         return names
 
-    def scalar_i32(self, e: ast.Expr, what: str) -> Value:
-        return self.i32_scalar_of(self.expr(e), e, what)
+    def scalar_i32(self, e: ast.Expr, what: str, allow_i64: bool = False) -> Value:
+        """An i32 scalar (or, with ``allow_i64``, an i64 one: a slice start or an index)."""
+        return self.i32_scalar_of(self.expr(e), e, what, allow_i64)
 
-    def i32_scalar_of(self, v: SemaValue, e: ast.Expr, what: str) -> Value:
-        if isinstance(v, Static) and (v.dtype != "i32" or isinstance(v.value, bool)):
+    def i32_scalar_of(self, v: SemaValue, e: ast.Expr, what: str, allow_i64: bool = False) -> Value:
+        want = "an i32 or i64" if allow_i64 else "an i32"
+        if isinstance(v, Static) and (v.dtype not in INT_DTYPES or isinstance(v.value, bool)):
             raise self.err(e.loc, f"{what} must be an integer, got {v}")
-        if isinstance(v, Value) and v.type != scalar("i32"):
-            raise self.err(e.loc, f"{what} must be an i32 scalar, got {v.type}")
+        if isinstance(v, Static) and not v.weak and v.dtype not in (("i32", "i64") if allow_i64 else ("i32",)):
+            raise self.err(e.loc, f"{what} must be {want} scalar, got {v}", "cast it: i32(...)")
+        if isinstance(v, Value) and v.type not in ((scalar("i32"), scalar("i64")) if allow_i64 else (scalar("i32"),)):
+            raise self.err(e.loc, f"{what} must be {want} scalar, got {v.type}",
+                           *(["cast it: i32(...)"] if getattr(v.type, "dtype", None) in INT_DTYPES else []))
         if isinstance(v, LdsRef):
-            raise self.err(e.loc, f"{what} must be an i32 scalar, got the LDS tile {v.value.type}")
-        e.ty = "i32"
-        return self.materialize(v, e.loc, "i32")
+            raise self.err(e.loc, f"{what} must be {want} scalar, got the LDS tile {v.value.type}")
+        wide = isinstance(v, Value) and v.type == scalar("i64") or isinstance(v, Static) and v.dtype == "i64"
+        e.ty = "i64" if wide else "i32"
+        return self.materialize(v, e.loc, e.ty)
 
     def stmt_For(self, s: ast.For) -> None:
         lo = self.scalar_i32(s.lo, "the loop start")
@@ -583,8 +620,8 @@ class Sema:
                                "for a per-element choice use where(cond, a, b)")
             if c.type.dtype == "i1":
                 cond = c
-            elif c.type.dtype == "i32":
-                zero = self.const(0, "i32", s.cond.loc)
+            elif c.type.dtype in INT_DTYPES:
+                zero = self.const(0, c.type.dtype, s.cond.loc)
                 cond = self.emit(ops.COMPARE_OPS["ne"]([c, zero], [scalar("i1")], loc=s.cond.loc)).result
             else:
                 raise self.err(s.cond.loc, f"an 'if' condition must be i1 or i32, got {c.type}")
@@ -615,8 +652,8 @@ class Sema:
         return v
 
     def expr_IntLit(self, e: ast.IntLit) -> Static:
-        if e.value >= 2**31:
-            raise self.err(e.loc, f"integer {e.value} does not fit in i32")
+        if e.value > _WEAK_INT_RANGE[1]:
+            raise self.err(e.loc, f"integer {e.value} does not fit in i64")
         return Static(e.value, "i32")
 
     def expr_FloatLit(self, e: ast.FloatLit) -> Static:
@@ -633,8 +670,27 @@ class Sema:
         if isinstance(v, Static):
             if v.dtype == "i1":
                 raise self.err(e.loc, "cannot negate a boolean")
-            return Static(-v.value, v.dtype, v.weak)
+            return Static(self.wrap_static(-v.value, v), v.dtype, v.weak)
         return self.unary("neg", self.materialize(v, e.loc), e.loc)
+
+    def expr_Invert(self, e: ast.Invert) -> SemaValue:
+        v = self.expr(e.operand)
+        if isinstance(v, Static):
+            if v.dtype not in INT_DTYPES or isinstance(v.value, (bool, float)):
+                raise self.err(e.loc, f"'~' needs an integer, got {v}", *_bool_note(v.dtype))
+            return Static(self.wrap_static(~v.value, v), v.dtype, v.weak)
+        v = self.materialize(v, e.loc)
+        if not isinstance(v.type, TileType) or v.type.dtype not in INT_DTYPES:
+            raise self.err(e.loc, f"'~' needs an integer tile, got {self.describe(v)}", *_bool_note(
+                getattr(v.type, "dtype", None)))
+        return self.unary("bitnot", v, e.loc)
+
+    def wrap_static(self, value: Any, v: Static) -> Any:
+        """An integer result of a compile-time ``v`` op: wrapped to ``v``'s dtype when it has one
+        (as at run time); exact when weak."""
+        if v.weak or v.dtype not in INT_DTYPES or isinstance(value, (bool, float)):
+            return value
+        return wrap_int(value, v.dtype)
 
     def expr_Not(self, e: ast.Not) -> SemaValue:
         v = self.expr(e.operand)
@@ -651,7 +707,7 @@ class Sema:
             raise self.err(loc, f"{name} needs a tile, got {v.type}")
         if op_cls.operand_dtypes and v.type.dtype not in op_cls.operand_dtypes:
             raise self.err(loc, f"{name} does not take {v.type.dtype} (got {v.type})",
-                           *(["cast it first, e.g. f32(x)"] if v.type.dtype == "i32" else []))
+                           *(["cast it first, e.g. f32(x)"] if v.type.dtype in INT_DTYPES else []))
         return self.emit(op_cls([v], [v.type.without_layout()], loc=loc)).result
 
     def expr_BinOp(self, e: ast.BinOp) -> SemaValue:
@@ -682,19 +738,24 @@ class Sema:
         else:
             cls = ops.BINARY_OPS[name]
             if dtype == "i1":
-                raise self.err(loc, f"'{op}' does not take booleans")
-            if op == "/" and dtype == "i32":
+                raise self.err(loc, f"'{op}' does not take booleans", *_bool_note("i1") if op in _BIT else ())
+            if op == "/" and dtype in INT_DTYPES:
                 raise self.err(loc, "'/' on integers: use '//' (floor division) or cdiv(a, b)")
-            if op in ("//", "%") and dtype != "i32":
+            if op in ("//", "%") and dtype not in INT_DTYPES:
                 raise self.err(loc, f"'{op}' is for integers; got {dtype}")
+            if op in _BIT and dtype not in INT_DTYPES:
+                raise self.err(loc, f"'{op}' is for integers; got {dtype}",
+                               f"to see the bits of a float, bitcast it: bitcast(x, {_same_size_int(dtype)})")
         rtype = TileType("i1" if op in _CMP else dtype, shape)
         return self.emit(cls([av, bv], [rtype], loc=loc)).result
 
     def fold(self, op: str, a: Static, b: Static, loc: Loc) -> Static:
         x, y = a.value, b.value
-        is_int = a.dtype == "i32" and b.dtype == "i32"
+        is_int = a.dtype in INT_DTYPES and b.dtype in INT_DTYPES
         if op == "/" and is_int:
             raise self.err(loc, "'/' on integers: use '//' (floor division) or cdiv(a, b)")
+        if op in _BIT:
+            return self.fold_bits(op, a, b, loc)
         if op in ("//", "%") and y == 0:
             raise self.err(loc, "division by zero")
         if op == "/" and y == 0:
@@ -707,13 +768,46 @@ class Sema:
         if op in _CMP or op in ("and", "or"):
             return Static(bool(r), "i1")
         if is_int:
-            if not -2**31 <= r < 2**31:
-                raise self.err(loc, f"integer overflow in a compile-time expression ({r})")
-            return Static(int(r), "i32", a.weak and b.weak)
+            return self.int_result(op, int(r), a, b, loc)
         dtype = a.dtype if not a.weak else b.dtype if not b.weak else "f32"
-        if dtype == "i32":
+        if dtype in INT_DTYPES:
             dtype = "f32"
         return Static(float(r), dtype, a.weak and b.weak)
+
+    def int_result(self, op: str, r: int, a: Static, b: Static, loc: Loc) -> Static:
+        """The integer result ``r`` of ``a op b`` (compile-time integers): wrapped to their dtype
+        where one has one (as the op wraps at run time), else exact and checked against overflow."""
+        strong = [v for v in (a, b) if not v.weak]
+        if not strong:
+            if not _WEAK_INT_RANGE[0] <= r <= _WEAK_INT_RANGE[1]:
+                raise self.err(loc, f"integer overflow in a compile-time expression ({r})")
+            return Static(r, "i32")
+        dtype = strong[0].dtype
+        if any(v.dtype != dtype for v in strong):
+            raise self.err(loc, f"'{op}' of {a.dtype} and {b.dtype}: dtypes differ", "cast one side explicitly")
+        for v in (a, b):
+            lo, hi = int_range(dtype)
+            if v.weak and not lo <= v.value <= hi:
+                raise self.err(loc, f"integer {v.value} does not fit in {dtype} ([{lo}, {hi}])")
+        return Static(wrap_int(r, dtype), dtype, weak=False)
+
+    def fold_bits(self, op: str, a: Static, b: Static, loc: Loc) -> Static:
+        """``& | ^ << >>`` of compile-time integers: exact (shift counts 0 to 63) when neither has a
+        dtype, else with the run-time op's rules in the dtype."""
+        for v in (a, b):
+            if v.dtype not in INT_DTYPES or isinstance(v.value, (bool, float)):
+                raise self.err(loc, f"'{op}' is for integers; got {v}", *_bool_note(v.dtype))
+        x, y = int(a.value), int(b.value)
+        if a.weak and b.weak and op in ("<<", ">>") and not 0 <= y < 64:
+            raise self.err(loc, f"shift count {y} is out of range (0 to 63)")
+        if op in ("<<", ">>") and not (a.weak and b.weak):
+            probe = self.int_result(op, 0, a, b, loc)       # the dtype, and the weak side fits it
+            fn = shift_left if op == "<<" else shift_right
+            return Static(int(fn(np.asarray(x), np.asarray(wrap_int(y, probe.dtype)), probe.dtype)), probe.dtype,
+                          weak=False)
+        r = {"&": lambda: x & y, "|": lambda: x | y, "^": lambda: x ^ y, "<<": lambda: x << y,
+             ">>": lambda: x >> y}[op]()
+        return self.int_result(op, r, a, b, loc)
 
     def common_dtype(self, op: str, a: SemaValue, b: SemaValue, loc: Loc) -> str:
         for v in (a, b):
@@ -738,8 +832,8 @@ class Sema:
             return "f32" if isinstance(a.value, float) or isinstance(b.value, float) else "i32"
         tile, st = (ta, b) if ta else (tb, a)
         if st.weak:
-            if tile == "i32" and isinstance(st.value, float) and not float(st.value).is_integer():
-                raise self.err(loc, f"float constant {st.value} combined with an i32 tile",
+            if tile in INT_DTYPES and isinstance(st.value, float) and not float(st.value).is_integer():
+                raise self.err(loc, f"float constant {st.value} combined with an {tile} tile",
                                "cast the tile: f32(...)")
             if tile == "i1" and op not in ("and", "or", "==", "!="):
                 raise self.err(loc, f"'{op}' does not take booleans")
@@ -836,10 +930,10 @@ class Sema:
                         raise self.err(i.bound.loc, "'until' cuts a slice (start : +EXTENT until BOUND) or masks "
                                                     "an index tile; a scalar index is not masked",
                                        "an index outside its dim is an out-of-bounds error")
-                    starts.append(self.i32_scalar_of(v, i.start, "an index"))
+                    starts.append(self.i32_scalar_of(v, i.start, "an index", allow_i64=True))
                     extents.append(0)
             elif i.kind == "extent":
-                starts.append(self.scalar_i32(i.start, "a slice start"))
+                starts.append(self.scalar_i32(i.start, "a slice start", allow_i64=True))
                 ext = self.static_int(i.extent, "a slice extent", allow_sym=True)
                 if isinstance(ext, int) and ext < 1:
                     raise self.err(i.extent.loc, f"a slice extent must be positive, got {ext}")
@@ -892,6 +986,16 @@ class Sema:
                 raise self.err(e.loc, f"'{e.func}' is not a function")
             raise self.err(e.loc, f"unknown function '{e.func}'")
         return BUILTINS[e.func](self, e)
+
+
+def _bool_note(dtype: str | None) -> tuple[str, ...]:
+    return ("for booleans use 'and', 'or' and 'not'",) if dtype == "i1" else ()
+
+
+def _same_size_int(dtype: str) -> str:
+    """An unsigned (else signed) integer dtype of ``dtype``'s size, for messages."""
+    size = DTYPE_BYTES.get(dtype, 4)
+    return next((d for d in (*UNSIGNED_DTYPES, *INT_DTYPES) if DTYPE_BYTES[d] == size), "u32")
 
 
 def build_kernel(kernel: ast.Kernel, params: dict[str, int | float]) -> ops.KernelOp:

@@ -16,18 +16,18 @@ import numpy as np
 from tiledsl.diagnostics import ArgumentError
 from tiledsl.frontend import ast
 from tiledsl.interp.block import GlobalTensor
-from tiledsl.interp.numerics import STORAGE, round_to
+from tiledsl.interp.numerics import FP8_TYPES, STORAGE, round_to
+from tiledsl.ir.types import INT_DTYPES, int_range
 
-_I32 = np.iinfo(np.int32)
 
-
-def _is_bfloat16(dtype: np.dtype) -> bool:
-    return dtype.name == "bfloat16"      # ml_dtypes' bfloat16: a 2-byte void kind to NumPy
+def _is_ml_float(dtype: np.dtype) -> bool:
+    """ml_dtypes' floats (bfloat16, float8_e4m3fn, ...): most of them a void kind to NumPy."""
+    return dtype.type.__module__ == "ml_dtypes" and dtype.name.startswith(("bfloat", "float"))
 
 
 def _array_kind(dtype: np.dtype) -> str:
-    """'f' for any float dtype (bfloat16 included), 'i' for signed and unsigned integers."""
-    if dtype.kind == "f" or _is_bfloat16(dtype):
+    """'f' for any float dtype (ml_dtypes' included), 'i' for signed and unsigned integers."""
+    if dtype.kind == "f" or _is_ml_float(dtype):
         return "f"
     if dtype.kind in "iu":
         return "i"
@@ -40,22 +40,24 @@ def tensor_storage(p: ast.TensorParam, arr: Any) -> GlobalTensor:
     ``arr`` (an ``out`` array is written only by :func:`write_back`, after the run)."""
     if not isinstance(arr, np.ndarray):
         raise ArgumentError(f"'{p.name}' must be a NumPy array, got {type(arr).__name__}")
-    want = "i" if p.dtype == "i32" else "f"
+    want = "i" if p.dtype in INT_DTYPES else "f"
     if _array_kind(arr.dtype) != want:
         kind = "an integer" if want == "i" else "a floating-point"
         raise ArgumentError(f"'{p.name}' is {p.dtype}: it needs {kind} array, got {arr.dtype}")
     if p.out and not arr.flags.writeable:
         raise ArgumentError(f"out array '{p.name}' is read-only")
-    if want == "i" and arr.size and (arr.dtype.itemsize > 4 or arr.dtype.kind == "u" and arr.dtype.itemsize == 4):
+    if want == "i" and arr.size and not np.can_cast(arr.dtype, STORAGE[p.dtype]):
         lo, hi = int(arr.min()), int(arr.max())
-        if lo < _I32.min or hi > _I32.max:
-            raise ArgumentError(f"'{p.name}' is i32 but holds {lo if lo < _I32.min else hi}, outside "
-                                f"[{_I32.min}, {_I32.max}]")
-    if arr.dtype == np.float16 and p.dtype == "f16":
-        data = np.array(arr, dtype=np.float32, order="C")      # exact: no rounding needed
+        low, high = int_range(p.dtype)
+        if lo < low or hi > high:
+            raise ArgumentError(f"'{p.name}' is {p.dtype} but holds {lo if lo < low else hi}, outside "
+                                f"[{low}, {high}]")
+    if arr.dtype == np.float16 and p.dtype == "f16" or p.dtype in FP8_TYPES and arr.dtype == FP8_TYPES[p.dtype]:
+        # Exact, and no rounding needed (a conversion to e5m2 would saturate its infinities).
+        data = np.array(arr, dtype=np.float32, order="C")
     else:
         with np.errstate(over="ignore"):
-            stored = round_to(np.asarray(arr, dtype=np.float32 if _is_bfloat16(arr.dtype) else None), p.dtype)
+            stored = round_to(np.asarray(arr, dtype=np.float32 if _is_ml_float(arr.dtype) else None), p.dtype)
         data = np.array(stored, dtype=STORAGE[p.dtype], order="C")   # a copy: the caller's array stays as it is
     counts = np.zeros(arr.shape, dtype=np.int32) if p.out else None
     return GlobalTensor(p.name, data, p.dtype, counts)
@@ -84,10 +86,10 @@ def scalar_value(p: ast.ScalarParam, v: Any) -> Any:
         raise ArgumentError(f"{where}: give a number, not the bool {v}")
     if isinstance(v, (complex, np.complexfloating)):
         raise ArgumentError(f"{where}: give a real number, not the complex {v}")
-    real = isinstance(v, (int, float, np.integer, np.floating)) or _is_bfloat16(np.asarray(v).dtype)
+    real = isinstance(v, (int, float, np.integer, np.floating)) or _is_ml_float(np.asarray(v).dtype)
     if not real:
         raise ArgumentError(f"{where}: give a number, not {type(v).__name__}")
-    if p.dtype != "i32":
+    if p.dtype not in INT_DTYPES:
         try:
             x = float(v)
         except OverflowError:
@@ -98,6 +100,7 @@ def scalar_value(p: ast.ScalarParam, v: Any) -> Any:
         what = "a fraction" if math.isfinite(float(v)) else "no integer value"
         raise ArgumentError(f"{where}: {v} has {what}")
     n = int(v)
-    if not _I32.min <= n <= _I32.max:
-        raise ArgumentError(f"{where}: {n} is outside [{_I32.min}, {_I32.max}]")
-    return np.int32(n)
+    low, high = int_range(p.dtype)
+    if not low <= n <= high:
+        raise ArgumentError(f"{where}: {n} is outside [{low}, {high}]")
+    return STORAGE[p.dtype](n)

@@ -20,7 +20,7 @@ import numpy as np
 
 from tiledsl.diagnostics import TdslError
 from tiledsl.interp.dispatch import OpInterpreter, handler_table
-from tiledsl.interp.numerics import ELEMENTWISE, atomic_update, reduce, round_to
+from tiledsl.interp.numerics import ELEMENTWISE, STORAGE, as_stored, atomic_update, reduce, round_to
 from tiledsl.interp.report import InterpError, Report
 from tiledsl.ir import ops
 from tiledsl.ir.core import Op
@@ -303,7 +303,7 @@ def _load(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
     it.check_unmasked(op, tensor, bad, idx, it.active)
     if tensor.data.size == 0:
         shape = np.broadcast_shapes(*[ix.shape for ix in idx])
-        return [np.full(shape, round_to(np.asarray(op.attrs["pad"]), tensor.dtype), np.float32)]
+        return [np.full(shape, round_to(np.asarray(op.attrs["pad"]), tensor.dtype), STORAGE[tensor.dtype])]
     row = _row_gather(tensor, op.attrs["extents"], idx, inb)
     if row is not None and it.tracer is None:
         return [row]
@@ -345,7 +345,7 @@ def _store(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
         it.tracer(op, "write", tensor.name, lin_full, mask, it.coords)
     lin = lin_full[mask]
     vals = np.broadcast_to(value, full)[mask]
-    tensor.data.reshape(-1)[lin] = round_to(vals, tensor.dtype)
+    tensor.data.reshape(-1)[lin] = as_stored(vals, tensor.dtype)
     if tensor.counts is not None:
         # bincount counts repeated positions within one store (overlapping blocks).
         tensor.counts.reshape(-1)[...] += np.bincount(lin, minlength=tensor.counts.size).astype(np.int32)
@@ -376,7 +376,8 @@ def _atomic(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
 @handles("lds_alloc")
 def _lds_alloc(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
     shape = op.result.type.shape
-    data = np.full((it.nb, *shape), np.nan, dtype=np.float32)
+    storage = STORAGE[op.result.type.dtype]
+    data = np.full((it.nb, *shape), np.nan if np.issubdtype(storage, np.floating) else 0, dtype=storage)
     return [LdsBuffer(data, np.zeros((it.nb, *shape), dtype=bool), op.result.hint or "lds")]
 
 

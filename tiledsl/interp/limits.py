@@ -1,8 +1,9 @@
 """Argument sizes the kernels and the interpreters can take, checked before anything is copied.
 
-- A tensor has at most ``MAX_TENSOR_ELEMENTS`` elements: compiled kernels compute element
-  offsets in 32-bit integers (as the interpreters' i32 index values do), so a larger tensor
-  would be addressed wrongly, not slowly.
+- A tensor dim is at most ``MAX_DIM``: dims are i32 kernel arguments and a tensor is indexed per
+  dim with i32 values (an i64 slice start makes its dim's indices i64). A tensor may have more
+  elements than that, and more than 2^31 bytes: every level computes the flat offset
+  Σ index·stride in 64 bits (``llvm.lower_memory``: i64 strides; the interpreters: int64).
 - The interpreters keep a copy of every tensor in storage form (``STORAGE``; made through one
   temporary of the same size), and for every ``out`` tensor a 4-byte write count and a 1-byte
   coverage mask per element and a temporary for the copy back into the caller's array. When
@@ -25,7 +26,7 @@ from tiledsl.diagnostics import Loc, Source, TdslError
 from tiledsl.frontend import ast
 from tiledsl.interp.numerics import STORAGE
 
-MAX_TENSOR_ELEMENTS = 2**31 - 1
+MAX_DIM = 2**31 - 1
 
 
 def available_memory() -> int | None:
@@ -50,17 +51,19 @@ def _size(n: int) -> str:
 
 def check_argument_sizes(params: Sequence[ast.TensorParam], shapes: Mapping[str, tuple[int, ...]],
                          kernel_loc: Loc | None, source: Source | None, allocating: int = 0) -> None:
-    """Refuse tensors over ``MAX_TENSOR_ELEMENTS`` (at their parameter) and arguments whose
+    """Refuse tensors with a dim over ``MAX_DIM`` (at their parameter) and arguments whose
     interpreter copies, plus ``allocating`` bytes the caller is about to allocate, exceed the
     available memory (at the kernel)."""
     need = allocating
     for p in params:
         shape = tuple(int(d) for d in shapes[p.name])
         n = math.prod(shape)
-        if n > MAX_TENSOR_ELEMENTS:
-            raise TdslError(p.loc, f"tensor '{p.name}' of shape {list(shape)} has {n} elements; kernels index "
-                                   f"tensors with 32-bit integers, so a tensor may have at most "
-                                   f"{MAX_TENSOR_ELEMENTS} (2^31-1)", source=source)
+        for name, d in zip(p.dims, shape):
+            if d > MAX_DIM:
+                raise TdslError(p.loc, f"tensor '{p.name}' of shape {list(shape)} has {name}={d}; kernels take "
+                                       f"dims as 32-bit integers, so a dim may be at most {MAX_DIM} (2^31-1)",
+                                ["a tensor may have more than 2^31 elements in all: split the dim in two"],
+                                source=source)
         size = np.dtype(STORAGE[p.dtype]).itemsize
         need += n * (2 * size + (4 + 1 + size if p.out else 0))
     have = available_memory()

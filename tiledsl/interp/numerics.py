@@ -1,9 +1,23 @@
 """The numeric semantics of tile IR values, in NumPy — the living definition that
 the interpreters and constant folding share.
 
-Storage: f16, bf16 and f32 values are float32 arrays holding values already rounded
-to their dtype; i32 is int32 (wrapping); i1 is bool. Every op computes in f32 (exact
-for one f16/bf16 operation, then rounded once) and rounds its result to its dtype.
+Storage: f16, bf16, f32 and the fp8 dtypes are float32 arrays holding values already rounded
+to their dtype; integers are NumPy integers of their width and signedness (i8 int8, u8 uint8,
+i16 int16, i32 int32, u32 uint32, i64 int64), wrapping; i1 is bool. Every float op computes in f32
+(exact for one f16/bf16/fp8 operation, then rounded once) and rounds its result to its dtype.
+
+Conversions (``round_to``, which ``cast`` is), the same at every level:
+
+- to f16/bf16/f32: round to nearest even (f16 overflows to inf); from an integer through f32.
+- to f8e4m3/f8e5m2: round to nearest even and *saturate*: a finite value beyond the largest
+  finite one (448 for e4m3, 57344 for e5m2) and ±inf become ±that value, NaN stays NaN (what
+  NVIDIA's ``cvt.rn.satfinite`` does, and the OCP spec's saturating mode for finite values). So
+  no conversion makes an e5m2 infinity; one read from memory stays infinite.
+- float to integer: truncate toward zero and saturate to the dtype's range (NaN is 0), as
+  NVIDIA's ``cvt.rzi.sat`` and LLVM's ``fptosi.sat``/``fptoui.sat``.
+- integer to integer: wrap (two's complement, the low bits); to i1: non-zero is true.
+
+NaN is NaN: its bit pattern (sign, payload) is not specified, and the levels may differ in it.
 
 Float ``max``/``min`` (element-wise and reductions) are IEEE 754-2008 maxNum/minNum: a NaN
 operand is ignored, ``max(NaN, x) = x``, and a reduction is NaN only when every element is.
@@ -17,9 +31,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import ml_dtypes
 import numpy as np
 
-STORAGE = {"f16": np.float32, "bf16": np.float32, "f32": np.float32, "i32": np.int32, "i1": np.bool_}
+from tiledsl.ir.types import DTYPE_BYTES, FP8_DTYPES, INT_BITS, INT_DTYPES, UNSIGNED_DTYPES
+
+STORAGE = {"f16": np.float32, "bf16": np.float32, "f32": np.float32, "i32": np.int32, "i1": np.bool_,
+           "f8e4m3": np.float32, "f8e5m2": np.float32, "i8": np.int8, "u8": np.uint8, "i16": np.int16,
+           "u32": np.uint32, "i64": np.int64}
+#: The fp8 dtypes as ml_dtypes types, and their largest finite values.
+FP8_TYPES = {"f8e4m3": ml_dtypes.float8_e4m3fn, "f8e5m2": ml_dtypes.float8_e5m2}
+FP8_MAX = {"f8e4m3": 448.0, "f8e5m2": 57344.0}
+_UNSIGNED_OF = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
+#: ml_dtypes' float types (NumPy sees most of them as void): converted to integers as floats.
+_ML_FLOAT_NAMES = ("bfloat16", *(np.dtype(t).name for t in FP8_TYPES.values()))
 
 
 def round_bf16(x: np.ndarray) -> np.ndarray:
@@ -54,8 +79,33 @@ def round_f16(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def round_fp8(x: Any, dtype: str) -> np.ndarray:
+    """Round float32 values to ``dtype`` (f8e4m3 or f8e5m2), kept as float32: to nearest even,
+    saturating at ±``FP8_MAX`` (±inf too), NaN stays NaN (see the module docstring).
+
+    Clipping first and then rounding with ml_dtypes (whose own overflow gives NaN or inf) is the
+    same as rounding and then saturating, since rounding is monotonic and the limit is exact."""
+    top = np.float32(FP8_MAX[dtype])
+    x = np.asarray(x, dtype=np.float32)
+    return np.clip(x, -top, top).astype(FP8_TYPES[dtype]).astype(np.float32)
+
+
+def _float_to_int(x: np.ndarray, dtype: str) -> np.ndarray:
+    """Truncate toward zero, NaN → 0, saturate to the range of the integer ``dtype``."""
+    storage = STORAGE[dtype]
+    info = np.iinfo(storage)
+    with np.errstate(invalid="ignore"):
+        t = np.trunc(np.nan_to_num(x.astype(np.float64), nan=0.0))
+    # The limits as floats (2^63 for i64's 2^63-1: the comparison is still right, since no float
+    # lies strictly between them); the in-range values convert exactly.
+    big, small = t >= float(info.max), t <= float(info.min)
+    inside = np.where(big | small, 0.0, t).astype(storage)
+    return np.where(big, info.max, np.where(small, info.min, inside)).astype(storage)
+
+
 def round_to(x: Any, dtype: str) -> np.ndarray:
-    """``x`` in the storage of ``dtype``, rounded as a store of that dtype rounds."""
+    """``x`` in the storage of ``dtype``, rounded as a store of that dtype rounds (the conversion
+    rules of the module docstring)."""
     x = np.asarray(x)
     if dtype == "f16":
         return round_f16(x)
@@ -63,15 +113,56 @@ def round_to(x: Any, dtype: str) -> np.ndarray:
         return round_bf16(x.astype(np.float32))
     if dtype == "f32":
         return x.astype(np.float32, copy=False)
-    if dtype == "i32":
-        if x.dtype.kind == "f":
-            with np.errstate(invalid="ignore"):
-                t = np.trunc(np.nan_to_num(x.astype(np.float64), nan=0.0))
-            return np.clip(t, -2**31, 2**31 - 1).astype(np.int32)
-        return x.astype(np.int32)
+    if dtype in FP8_DTYPES:
+        return round_fp8(x, dtype)
+    if dtype in INT_DTYPES:
+        if x.dtype.kind == "f" or x.dtype.name in _ML_FLOAT_NAMES:
+            return _float_to_int(x, dtype)
+        return x.astype(STORAGE[dtype])
     if dtype == "i1":
         return x.astype(np.bool_)
     raise ValueError(f"unknown dtype {dtype}")
+
+
+def as_stored(x: Any, dtype: str) -> np.ndarray:
+    """Values that are of ``dtype`` already (a tile stored to a tensor of its dtype), in its storage,
+    unchanged. ``round_to`` would do for every dtype but fp8: a conversion to e5m2 saturates, and
+    moving a value (a load, a store, a copy) must leave an e5m2 infinity infinite."""
+    if dtype in FP8_DTYPES:
+        return np.asarray(x, dtype=np.float32)
+    return round_to(x, dtype)
+
+
+def to_bits(x: Any, dtype: str) -> np.ndarray:
+    """The bit patterns of ``x`` (storage of ``dtype``), as unsigned integers of its width."""
+    x = np.asarray(x)
+    if dtype in FP8_DTYPES:
+        return x.astype(np.float32).astype(FP8_TYPES[dtype]).view(np.uint8)
+    if dtype == "f16":
+        return x.astype(np.float16).view(np.uint16)
+    if dtype == "bf16":
+        return (np.ascontiguousarray(x, np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    if dtype == "f32":
+        return np.ascontiguousarray(x, np.float32).view(np.uint32)
+    if dtype in INT_DTYPES:
+        return x.astype(STORAGE[dtype]).astype(_UNSIGNED_OF[DTYPE_BYTES[dtype]])
+    raise ValueError(f"no bit pattern for dtype {dtype}")
+
+
+def from_bits(bits: Any, dtype: str) -> np.ndarray:
+    """Values of ``dtype`` (in its storage) from their bit patterns (``to_bits``' inverse)."""
+    bits = np.ascontiguousarray(bits).astype(_UNSIGNED_OF[DTYPE_BYTES[dtype]])
+    if dtype in FP8_DTYPES:
+        return bits.view(FP8_TYPES[dtype]).astype(np.float32)
+    if dtype == "f16":
+        return bits.view(np.float16).astype(np.float32)
+    if dtype == "bf16":
+        return (bits.astype(np.uint32) << 16).view(np.float32)
+    if dtype == "f32":
+        return bits.view(np.float32)
+    if dtype in INT_DTYPES:
+        return bits.view(STORAGE[dtype])
+    raise ValueError(f"no bit pattern for dtype {dtype}")
 
 
 def to_storage(x: Any, dtype: str) -> np.ndarray:
@@ -82,7 +173,7 @@ def to_python(x: np.ndarray, dtype: str) -> int | float | bool:
     v = np.asarray(x).reshape(())[()]
     if dtype == "i1":
         return bool(v)
-    if dtype == "i32":
+    if dtype in INT_DTYPES:
         return int(v)
     return float(v)
 
@@ -112,6 +203,44 @@ def _mod(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(b == 0, 0, np.mod(a, safe))
 
 
+def _unsigned(a: np.ndarray) -> np.ndarray:
+    """An integer array's bits as the unsigned integers of its width (wrapping)."""
+    return a.astype(_UNSIGNED_OF[a.dtype.itemsize])
+
+
+def shift_left(a: np.ndarray, n: np.ndarray, dtype: str) -> np.ndarray:
+    """``a << n`` in ``dtype``: a count outside [0, width) (read as unsigned) shifts every bit out,
+    giving 0."""
+    bits = INT_BITS[dtype]
+    a, n = np.asarray(a, STORAGE[dtype]), np.asarray(n, STORAGE[dtype])
+    inside = _unsigned(n) < bits
+    shifted = np.left_shift(_unsigned(a), _unsigned(np.where(inside, n, 0)))
+    return np.where(inside, shifted, 0).astype(STORAGE[dtype])
+
+
+def shift_right(a: np.ndarray, n: np.ndarray, dtype: str) -> np.ndarray:
+    """``a >> n`` in ``dtype``: arithmetic for signed dtypes (a count outside [0, width) fills every
+    bit with the sign), logical for unsigned ones (such a count gives 0)."""
+    bits = INT_BITS[dtype]
+    a, n = np.asarray(a, STORAGE[dtype]), np.asarray(n, STORAGE[dtype])
+    count = _unsigned(n)
+    if dtype in UNSIGNED_DTYPES:
+        inside = count < bits
+        return np.where(inside, np.right_shift(a, np.where(inside, n, 0).astype(a.dtype)), 0).astype(a.dtype)
+    return np.right_shift(a, np.minimum(count, bits - 1).astype(a.dtype))
+
+
+def wrap_int(value: int, dtype: str) -> int:
+    """A Python integer wrapped to the integer ``dtype`` (two's complement: its low bits)."""
+    bits = INT_BITS[dtype]
+    v = value % (1 << bits)
+    return v - (1 << bits) if dtype not in UNSIGNED_DTYPES and v >= 1 << (bits - 1) else v
+
+
+def _bitcast(op: Any, a: np.ndarray) -> np.ndarray:
+    return from_bits(to_bits(a, op.operands[0].type.dtype), op.results[0].type.dtype)
+
+
 ELEMENTWISE: dict[str, Callable[..., np.ndarray]] = {
     "add": _same(np.add), "sub": _same(np.subtract), "mul": _same(np.multiply),
     "div": _float(np.divide), "floordiv": _same(_floordiv), "mod": _same(_mod),
@@ -125,14 +254,19 @@ ELEMENTWISE: dict[str, Callable[..., np.ndarray]] = {
     "rsqrt": _float(lambda x: 1.0 / np.sqrt(x)), "log2": _float(np.log2),
     "select": lambda op, c, a, b: np.where(c, a, b),
     "cast": lambda op, a: round_to(a, op.results[0].type.dtype),
+    "bitand": lambda op, a, b: np.bitwise_and(a, b), "bitor": lambda op, a, b: np.bitwise_or(a, b),
+    "bitxor": lambda op, a, b: np.bitwise_xor(a, b), "bitnot": lambda op, a: np.invert(a),
+    "shl": lambda op, a, n: shift_left(a, n, op.results[0].type.dtype),
+    "shr": lambda op, a, n: shift_right(a, n, op.results[0].type.dtype), "bitcast": _bitcast,
 }
 
 
 def reduce(kind: str, x: np.ndarray, axis: int, dtype: str) -> np.ndarray:
-    """Reduce ``x`` (storage of ``dtype``) along ``axis``: ``sum`` accumulates in f32 (i32
-    wrapping) and rounds once; ``max``/``min`` are maxNum/minNum (see the module docstring)."""
+    """Reduce ``x`` (storage of ``dtype``) along ``axis``: ``sum`` accumulates floats in f32 and
+    rounds once, integers in their own width (wrapping: exact modulo 2^width in any order);
+    ``max``/``min`` are maxNum/minNum (see the module docstring)."""
     if kind == "sum":
-        acc = np.sum(x, axis=axis, dtype=np.int32 if dtype == "i32" else np.float32)
+        acc = np.sum(x, axis=axis, dtype=STORAGE[dtype] if dtype in INT_DTYPES else np.float32)
     elif kind in ("max", "min"):
         acc = (np.fmax if kind == "max" else np.fmin).reduce(x, axis=axis)
     else:

@@ -25,17 +25,20 @@ import numpy as np
 
 from tiledsl.interp.block import GlobalTensor, checked_grid
 from tiledsl.interp.dispatch import OpInterpreter, handler_table
-from tiledsl.interp.numerics import ELEMENTWISE, reduce, round_to
+from tiledsl.interp.numerics import ELEMENTWISE, STORAGE, as_stored, from_bits, reduce, round_to, to_bits
 from tiledsl.interp.report import InterpError, Report
 from tiledsl.ir import ops
 from tiledsl.ir.core import Op
 from tiledsl.ir.lds_storage import LdsStorage
-from tiledsl.ir.types import DTYPE_BYTES, RegsType, TensorType
+from tiledsl.ir.types import DTYPE_BYTES, FP8_DTYPES, INT_DTYPES, RegsType, TensorType
 from tiledsl.layout import Layout
 from tiledsl.thread.context import ThreadContext
 
 HANDLERS, handles = handler_table()
-_NP = {"f16": np.float16, "f32": np.float32, "i32": np.int32}
+_NP = {"f16": np.float16, "f32": np.float32, "i32": np.int32, "i8": np.int8, "u8": np.uint8, "i16": np.int16,
+       "u32": np.uint32, "i64": np.int64, "f8e4m3": np.uint8, "f8e5m2": np.uint8}
+#: Unsigned integers of each element size (raw LDS words).
+_WORD = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
 @dataclass
@@ -160,6 +163,10 @@ class ThreadInterpreter(OpInterpreter):
         offs = offsets[mask].astype(np.int64)
         if offs.size == 0:
             return t_ids, offs
+        if (offs % es).any():
+            # Distribution places every element at a multiple of its size (LdsStorage): our bug.
+            raise RuntimeError(f"internal: {op.loc}: an LDS access of {es}-byte elements at byte "
+                               f"{int(offs[np.argmax(offs % es != 0)])}, not a multiple of {es}")
         if (offs < 0).any() or (offs + es > self.lds.data.size).any():
             bad = int(np.argmax((offs < 0) | (offs + es > self.lds.data.size)))
             self.error("out-of-bounds", op, f"LDS access at byte {int(offs[bad])} outside the "
@@ -247,7 +254,7 @@ class ThreadInterpreter(OpInterpreter):
             s.in_flight[(offs[:, None] + np.arange(c.es)[None, :]).reshape(-1)] = -1
             self.lds_access(c.op, c.offsets, c.mask, c.es, write=True)
             ok = c.mask & (c.offsets >= 0) & (c.offsets + c.es <= s.data.size)
-            view = s.data.view({1: np.uint8, 2: np.uint16, 4: np.uint32}[c.es])
+            view = self.lds_words(c.es)
             view[c.offsets[ok] // c.es] = c.bits[ok]
 
     def _race(self, op: Op, what: str, bad: np.ndarray, byte_idx: np.ndarray, threads: np.ndarray,
@@ -276,10 +283,17 @@ class ThreadInterpreter(OpInterpreter):
                                          f"are not {vec} consecutive aligned elements: byte offsets "
                                          f"{[int(x) for x in off[t, g]]}", t)
 
+    def lds_words(self, es: int) -> np.ndarray:
+        """LDS as an array of ``es``-byte words (a view: writes land in LDS); the bytes past the
+        last whole word are left out, and no aligned access reaches them."""
+        data = self.lds.data
+        return data[:data.size - data.size % es].view(_WORD[es])
+
     def lds_view(self, dtype: str) -> np.ndarray:
         if dtype == "bf16":
-            return self.lds.data.view(np.uint16)
-        return self.lds.data.view(_NP[dtype])
+            return self.lds_words(2)
+        es = DTYPE_BYTES[dtype]
+        return self.lds_words(es).view(_NP[dtype])
 
 
 # ---------------------------------------------------------------- handlers
@@ -428,7 +442,7 @@ def _global_load(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
     n = op.result.type.n
     mask = it.full(mask, n)
     lin = _global_positions(it, op, tensor, index_args, n, mask)
-    vals = tensor.data.reshape(-1).take(lin) if tensor.data.size else np.zeros((it.T, n), np.float32)
+    vals = tensor.data.reshape(-1).take(lin) if tensor.data.size else np.zeros((it.T, n), STORAGE[tensor.dtype])
     pad = round_to(np.asarray(op.attrs["pad"]), tensor.dtype)
     return [np.where(mask, vals, pad)]
 
@@ -440,7 +454,7 @@ def _global_store(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
     mask = it.full(mask, n)
     lin = _global_positions(it, op, tensor, index_args, n, mask)
     where = lin[mask]
-    tensor.data.reshape(-1)[where] = round_to(np.asarray(value)[mask], tensor.dtype)
+    tensor.data.reshape(-1)[where] = as_stored(np.asarray(value)[mask], tensor.dtype)
     if tensor.counts is not None:
         tensor.counts.reshape(-1)[...] += np.bincount(where, minlength=tensor.counts.size).astype(np.int32)
     return []
@@ -463,14 +477,18 @@ def _global_atomic(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
 def _to_bits(values: np.ndarray, dtype: str) -> np.ndarray:
     if dtype == "bf16":
         return (np.asarray(values, np.float32).view(np.uint32) >> 16).astype(np.uint16)
+    if dtype in FP8_DTYPES:
+        return to_bits(values, dtype)
     return np.asarray(values).astype(_NP[dtype])
 
 
 def _from_bits(raw: np.ndarray, dtype: str) -> np.ndarray:
     if dtype == "bf16":
         return (raw.astype(np.uint32) << 16).view(np.float32)
-    if dtype == "i32":
-        return raw.astype(np.int32)
+    if dtype in FP8_DTYPES:
+        return from_bits(raw, dtype)
+    if dtype in INT_DTYPES:
+        return raw.astype(STORAGE[dtype])
     return raw.astype(np.float32)
 
 
@@ -482,7 +500,7 @@ def _lds_load(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
     off, mask = it.full(off, rt.n), it.full(mask, rt.n)
     it.check_vector(op, off, mask, es)
     it.lds_access(op, off, mask, es, write=False)
-    out = np.full((it.T, rt.n), op.attrs.get("pad", 0), dtype=np.float32 if rt.dtype != "i32" else np.int32)
+    out = np.full((it.T, rt.n), round_to(np.asarray(op.attrs.get("pad", 0)), rt.dtype), dtype=STORAGE[rt.dtype])
     ok = mask & (off >= 0) & (off + es <= it.lds.data.size)
     if ok.any():
         view = it.lds_view(rt.dtype)
@@ -513,7 +531,7 @@ def _async_copy(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
     vals = tensor.data.reshape(-1).take(lin) if tensor.data.size else np.zeros((it.T, n), np.float32)
     vals = np.where(load_mask, vals, 0)
     es = DTYPE_BYTES[tensor.dtype]
-    bits = _to_bits(round_to(vals, tensor.dtype), tensor.dtype).view({2: np.uint16, 4: np.uint32}[es])
+    bits = _to_bits(as_stored(vals, tensor.dtype), tensor.dtype).view(_WORD[es])
     it.async_issue(op, off, np.array(store_mask), bits, es)
     return []
 

@@ -13,7 +13,22 @@ from typing import Any, ClassVar
 from tiledsl.diagnostics import Loc
 from tiledsl.ir.core import Block, Op, Value, VerifyError, register
 from tiledsl.ir.lds_storage import LdsStorage
-from tiledsl.ir.types import FLOAT_DTYPES, LdsType, RegsType, TensorType, TileType, Type
+from tiledsl.ir.types import (
+    DTYPE_BYTES,
+    FLOAT_DTYPES,
+    INT_DTYPES,
+    LdsType,
+    RegsType,
+    TensorType,
+    TileType,
+    Type,
+    int_range,
+)
+
+#: The operand dtypes of ``dot``.
+DOT_DTYPES = ("f16", "bf16", "f32")
+#: The dtypes of slice starts and indices of global tensors.
+INDEX_DTYPES = ("i32", "i64")
 
 
 def _tile(op: Op, v: Value, what: str) -> TileType:
@@ -135,8 +150,9 @@ class ConstOp(_Fixed):
         value = self.attrs.get("value")
         if not isinstance(value, (int, float, bool)):
             raise VerifyError(self, "const needs a numeric value")
-        if t.dtype == "i32" and not (isinstance(value, int) and -2**31 <= value < 2**31):
-            raise VerifyError(self, f"an i32 const must be an integer in range, not {value!r}")
+        if t.dtype in INT_DTYPES and not (isinstance(value, int) and not isinstance(value, bool)
+                                          and int_range(t.dtype)[0] <= value <= int_range(t.dtype)[1]):
+            raise VerifyError(self, f"an {t.dtype} const must be an integer in range, not {value!r}")
 
 
 @register
@@ -208,11 +224,11 @@ def _elementwise(name: str, arity: int, operand_dtypes: tuple[str, ...] | None =
     return register(cls)
 
 
-NUMERIC = ("f16", "bf16", "f32", "i32")
+NUMERIC = (*FLOAT_DTYPES, *INT_DTYPES)
 BINARY_OPS = {name: _elementwise(name, 2, NUMERIC) for name in ("add", "sub", "mul", "max", "min")}
 BINARY_OPS["div"] = _elementwise("div", 2, FLOAT_DTYPES)
-BINARY_OPS["floordiv"] = _elementwise("floordiv", 2, ("i32",))
-BINARY_OPS["mod"] = _elementwise("mod", 2, ("i32",))
+BINARY_OPS["floordiv"] = _elementwise("floordiv", 2, INT_DTYPES)
+BINARY_OPS["mod"] = _elementwise("mod", 2, INT_DTYPES)
 BINARY_OPS["and"] = _elementwise("and", 2, ("i1",))
 BINARY_OPS["or"] = _elementwise("or", 2, ("i1",))
 COMPARE_OPS = {name: _elementwise(name, 2, NUMERIC, "i1") for name in ("lt", "le", "gt", "ge", "eq", "ne")}
@@ -220,6 +236,11 @@ UNARY_OPS = {name: _elementwise(name, 1, FLOAT_DTYPES) for name in ("exp", "exp2
 UNARY_OPS["neg"] = _elementwise("neg", 1, NUMERIC)
 UNARY_OPS["abs"] = _elementwise("abs", 1, NUMERIC)
 UNARY_OPS["not"] = _elementwise("not", 1, ("i1",))
+# Bit operations on integers (``& | ^ << >> ~``): shifts by a count outside [0, width) shift
+# every bit out (``interp.numerics``); ``shr`` is arithmetic on signed dtypes, logical on unsigned.
+BIT_OPS = {name: _elementwise(name, 2, INT_DTYPES) for name in ("bitand", "bitor", "bitxor", "shl", "shr")}
+BINARY_OPS.update(BIT_OPS)
+UNARY_OPS["bitnot"] = _elementwise("bitnot", 1, INT_DTYPES)
 
 
 @register
@@ -239,13 +260,27 @@ class SelectOp(ElementwiseOp):
 
 @register
 class CastOp(ElementwiseOp):
-    """Convert to the result dtype (round to nearest even for f16/bf16)."""
+    """Convert to the result dtype: floats round to nearest even (saturating to fp8), floats to
+    integers truncate and saturate, integers wrap (the rules of ``interp.numerics``)."""
 
     name = "cast"
     num_operands = 1
 
     def verify_dtypes(self, tiles: list[TileType], r: TileType) -> None:
         pass
+
+
+@register
+class BitcastOp(ElementwiseOp):
+    """The same bits read as the result dtype, of the same size (``bitcast(x, u32)``)."""
+
+    name = "bitcast"
+    num_operands = 1
+
+    def verify_dtypes(self, tiles: list[TileType], r: TileType) -> None:
+        src = tiles[0].dtype
+        if "i1" in (src, r.dtype) or DTYPE_BYTES[src] != DTYPE_BYTES[r.dtype]:
+            raise VerifyError(self, f"cannot bitcast {src} to {r.dtype}: the sizes differ")
 
 
 # ---------------------------------------------------------------- shape ops
@@ -386,8 +421,8 @@ class DotOp(_Fixed):
         r = _tile(self, self.result, "result")
         if a.rank != 2 or b.rank != 2 or a.shape[1] != b.shape[0]:
             raise VerifyError(self, f"cannot multiply {a} by {b}")
-        if a.dtype != b.dtype or a.dtype not in FLOAT_DTYPES:
-            raise VerifyError(self, "operands must share a float dtype")
+        if a.dtype != b.dtype or a.dtype not in DOT_DTYPES:
+            raise VerifyError(self, f"operands must share one of the dtypes {', '.join(DOT_DTYPES)}")
         if r.dtype != "f32" or r.shape != (a.shape[0], b.shape[1]):
             raise VerifyError(self, f"result must be f32[{a.shape[0]},{b.shape[1]}]")
         if len(self.operands) == 3:
@@ -447,8 +482,8 @@ class GlobalAccess(Op):
                 if not (isinstance(v.type, TileType) and v.type.rank == 1 and v.type.dtype == "i32"):
                     raise VerifyError(self, f"the index of gathered dim {d} must be a 1-D i32 tile")
                 lengths.add(v.type.shape[0])
-            elif not (isinstance(v.type, TileType) and v.type.shape == () and v.type.dtype == "i32"):
-                raise VerifyError(self, "slice starts must be i32 scalars")
+            elif not (isinstance(v.type, TileType) and v.type.shape == () and v.type.dtype in INDEX_DTYPES):
+                raise VerifyError(self, "slice starts must be i32 or i64 scalars")
         if len(lengths) > 1 or (gather and [extents[d] for d in gather] != [*lengths, *[0] * (len(gather) - 1)]):
             raise VerifyError(self, f"index tiles of lengths {sorted(lengths)} with extents {extents}: the first "
                                     f"gathered dim has the tiles' one length, the others 0")

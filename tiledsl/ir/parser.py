@@ -12,7 +12,7 @@ import lark
 
 from tiledsl.diagnostics import Loc
 from tiledsl.ir.core import Block, Op, Value, op_class
-from tiledsl.ir.types import LdsType, RegsType, Sym, TensorType, TileType, Type
+from tiledsl.ir.types import LdsType, RegsType, Sym, TensorType, TileType, Type, with_dtype_names
 
 # Named types (``name<args>``) of other IR levels register a constructor here.
 NAMED_TYPES: dict[str, Callable[[list[Any]], Type]] = {}
@@ -24,7 +24,7 @@ class IRParseError(ValueError):
 
 @functools.cache
 def _lark() -> lark.Lark:
-    return lark.Lark(resources.files("tiledsl.ir").joinpath("ir.lark").read_text(), parser="lalr",
+    return lark.Lark(with_dtype_names(resources.files("tiledsl.ir").joinpath("ir.lark").read_text()), parser="lalr",
                      maybe_placeholders=True, propagate_positions=True)
 
 

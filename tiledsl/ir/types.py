@@ -9,10 +9,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-DTYPES = ("f16", "bf16", "f32", "i32", "i1")
-FLOAT_DTYPES = ("f16", "bf16", "f32")
-INT_DTYPES = ("i32",)
-DTYPE_BYTES = {"f16": 2, "bf16": 2, "f32": 4, "i32": 4, "i1": 1}
+#: The one table of dtype names: the language's grammar (``tiledsl/grammar.lark``), the IR's text
+#: form (``ir/ir.lark``) and sema all read it.
+DTYPES = ("f16", "bf16", "f32", "i32", "i1", "f8e4m3", "f8e5m2", "i8", "u8", "i16", "u32", "i64")
+#: OCP FP8: e4m3 is E4M3FN (no infinities, one NaN pattern per sign, max 448), e5m2 is IEEE-like
+#: (infinities and NaNs, max 57344). Conversions to them saturate (``interp.numerics.round_fp8``).
+FP8_DTYPES = ("f8e4m3", "f8e5m2")
+FLOAT_DTYPES = ("f16", "bf16", "f32", *FP8_DTYPES)
+INT_DTYPES = ("i32", "i8", "u8", "i16", "u32", "i64")
+UNSIGNED_DTYPES = ("u8", "u32")
+DTYPE_BYTES = {"f16": 2, "bf16": 2, "f32": 4, "i32": 4, "i1": 1, "f8e4m3": 1, "f8e5m2": 1, "i8": 1, "u8": 1,
+               "i16": 2, "u32": 4, "i64": 8}
+#: Bits of an integer dtype (shift counts at or past it shift every bit out).
+INT_BITS = {d: 8 * DTYPE_BYTES[d] for d in INT_DTYPES}
+
+
+def int_range(dtype: str) -> tuple[int, int]:
+    """The smallest and largest value of an integer dtype."""
+    bits = INT_BITS[dtype]
+    return (0, 2**bits - 1) if dtype in UNSIGNED_DTYPES else (-2**(bits - 1), 2**(bits - 1) - 1)
+
+
+def with_dtype_names(grammar: str) -> str:
+    """A lark grammar's text with its ``DTYPE`` terminal (``/DTYPE_NAMES/``) matching exactly the
+    names of ``DTYPES``."""
+    if "/DTYPE_NAMES/" not in grammar:
+        raise ValueError("the grammar has no DTYPE_NAMES terminal to fill in")
+    names = "|".join(sorted(DTYPES, key=len, reverse=True))
+    return grammar.replace("/DTYPE_NAMES/", f"/({names})\\b/")
 
 
 @dataclass(frozen=True)

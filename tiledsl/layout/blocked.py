@@ -22,9 +22,8 @@ import math
 
 import numpy as np
 
+from tiledsl.ir.types import DTYPE_BYTES
 from tiledsl.layout.spec import BlockedSpec, LayoutError
-
-DTYPE_BYTES: dict[str, int] = {"f16": 2, "bf16": 2, "f32": 4, "i32": 4, "f8": 1, "i1": 1}
 
 # The widest global/LDS access every target has (global_load_dwordx4, ld.global.v4.b32).
 _VECTOR_BYTES = 16

@@ -166,12 +166,14 @@ def unpack(b: ir.IRBuilder, vec: ir.Value) -> list[ir.Value]:
 def to_lane_words(b: ir.IRBuilder, v: ir.Value) -> list[ir.Value]:
     """Split a scalar into the i32 words that cross-lane instructions move (low word first).
 
-    Cross-lane hardware moves 32 bits per lane: 16-bit values are zero-extended, 64-bit ones are
-    split in two.
+    Cross-lane hardware moves 32 bits per lane: 8- and 16-bit values are zero-extended, 64-bit ones
+    are split in two.
     """
     ty = v.type
     if ty == I32:
         return [v]
+    if ty == I8:
+        return [b.zext(v, I32)]
     if isinstance(ty, ir.FloatType):
         return [b.bitcast(v, I32)]
     if isinstance(ty, ir.HalfType):
@@ -181,7 +183,7 @@ def to_lane_words(b: ir.IRBuilder, v: ir.Value) -> list[ir.Value]:
     if isinstance(ty, ir.DoubleType) or ty == I64:
         wide = v if ty == I64 else b.bitcast(v, I64)
         return [b.trunc(wide, I32), b.trunc(b.lshr(wide, ir.Constant(I64, 32)), I32)]
-    raise TypeError(f"cross-lane move of {ty} is not supported (16/32/64-bit scalars only)")
+    raise TypeError(f"cross-lane move of {ty} is not supported (8/16/32/64-bit scalars only)")
 
 
 def from_lane_words(b: ir.IRBuilder, words: Sequence[ir.Value], ty: ir.Type) -> ir.Value:
@@ -192,8 +194,8 @@ def from_lane_words(b: ir.IRBuilder, words: Sequence[ir.Value], ty: ir.Type) -> 
         return b.bitcast(words[0], ty)
     if isinstance(ty, ir.HalfType):
         return b.bitcast(b.trunc(words[0], I16), ty)
-    if ty == I16:
-        return b.trunc(words[0], I16)
+    if ty in (I8, I16):
+        return b.trunc(words[0], ty)
     lo, hi = (b.zext(w, I64) for w in words)
     wide = b.or_(lo, b.shl(hi, ir.Constant(I64, 32)))
     return wide if ty == I64 else b.bitcast(wide, ty)

@@ -8,11 +8,12 @@ A thread IR value becomes, in LLVM:
   where its registers are first read (only the ops in ``LAZY_CONSUMERS`` ever see one);
 - a tensor parameter: a :class:`TensorRef` (its pointer and strides).
 
-Element types: f16 → ``half``, f32 → ``float``, i32 → ``i32``, i1 → ``i1``, and bf16 → ``i16``
-holding the bit pattern (llvmlite.ir has no ``bfloat``; the AMD matrix intrinsics take i16
-vectors anyway). Arithmetic on f16/bf16 converts to f32, computes, and rounds once, which is
-what ``tiledsl.interp.numerics`` defines; LLVM narrows the f16 cases back to half
-instructions where that is exact.
+Element types: f16 → ``half``, f32 → ``float``, i1 → ``i1``, integers → ``iN`` of their width
+(signedness is in the ops: ``udiv``, ``lshr``, ``icmp ult`` ... for u8 and u32), and bf16 → ``i16``
+and f8e4m3/f8e5m2 → ``i8`` holding the bit pattern (llvmlite.ir has no ``bfloat``, LLVM no OCP
+fp8; the AMD matrix intrinsics take i16 vectors anyway). Arithmetic on f16/bf16/fp8 converts to
+f32, computes, and rounds once, which is what ``tiledsl.interp.numerics`` defines; LLVM narrows
+the f16 cases back to half instructions where that is exact.
 """
 
 from __future__ import annotations
@@ -24,19 +25,21 @@ from typing import Any
 
 import numpy as np
 
-from tiledsl.interp.numerics import round_to
+from tiledsl.interp.numerics import round_to, to_bits
 from tiledsl.interp.report import Report
 from tiledsl.interp.thread import ThreadInterpreter
 from tiledsl.ir import ops
 from tiledsl.ir.core import Block, Op, Value
 from tiledsl.ir.lds_storage import MAX_VECTOR_BYTES, LdsStorage
-from tiledsl.llvm.irgen import F16, F32, I1, I16, I32, I64, call_intrinsic
+from tiledsl.ir.types import FP8_DTYPES, INT_DTYPES
+from tiledsl.llvm import fp8
+from tiledsl.llvm.irgen import F16, F32, I1, I8, I16, I32, I64, call_intrinsic
 from tiledsl.llvm.llvm_init import ir
 from tiledsl.llvm.target_base import GpuTarget
 from tiledsl.thread.context import ThreadContext
 
-LLVM_TYPES: dict[str, ir.Type] = {"f16": F16, "bf16": I16, "f32": F32, "i32": I32, "i1": I1}
-FLOAT_DTYPES = ("f16", "bf16", "f32")
+LLVM_TYPES: dict[str, ir.Type] = {"f16": F16, "bf16": I16, "f32": F32, "i32": I32, "i1": I1, "f8e4m3": I8,
+                                  "f8e5m2": I8, "i8": I8, "u8": I8, "i16": I16, "u32": I32, "i64": I64}
 
 
 @dataclass(frozen=True)
@@ -163,8 +166,10 @@ def constant(dtype: str, value: float | bool) -> ir.Constant:
     if dtype == "i1":
         return ir.Constant(I1, int(bool(value)))
     stored = round_to(np.asarray([value]), dtype)[0]
-    if dtype == "i32":
-        return ir.Constant(I32, int(stored))
+    if dtype in INT_DTYPES:
+        return ir.Constant(llvm_type(dtype), int(stored))
+    if dtype in FP8_DTYPES:
+        return ir.Constant(I8, int(to_bits(stored, dtype)))
     if dtype == "bf16":
         return ir.Constant(I16, int(np.asarray(stored, np.float32).view(np.uint32)) >> 16)
     # Exact in the type (rounded above), as LLVM requires of a half/float literal.
@@ -172,25 +177,48 @@ def constant(dtype: str, value: float | bool) -> ir.Constant:
 
 
 def to_f32(b: ir.IRBuilder, v: ir.Value, dtype: str) -> ir.Value:
-    """A float element as f32 (exact)."""
+    """A float element as f32 (exact). fp8 goes through the software sequence here; a register list
+    of fp8 is widened faster by ``widen_to_f32``, with the target's instructions."""
     if dtype == "f32":
         return v
     if dtype == "f16":
         return b.fpext(v, F32)
     if dtype == "bf16":
         return b.bitcast(b.shl(b.zext(v, I32), ir.Constant(I32, 16)), F32)
+    if dtype in FP8_DTYPES:
+        return fp8.fp8_to_f32(b, v, dtype)
     raise TypeError(f"to_f32 of a {dtype} value")
 
 
 def from_f32(b: ir.IRBuilder, v: ir.Value, dtype: str) -> ir.Value:
-    """An f32 rounded to the float ``dtype`` (to nearest even, as ``numerics.round_to``)."""
+    """An f32 rounded to the float ``dtype`` (to nearest even, as ``numerics.round_to``; saturating
+    for fp8, see ``narrow_from_f32``)."""
     if dtype == "f32":
         return v
     if dtype == "f16":
         return b.fptrunc(v, F16)
     if dtype == "bf16":
         return f32_to_bf16(b, v)
+    if dtype in FP8_DTYPES:
+        return fp8.f32_to_fp8(b, v, dtype)
     raise TypeError(f"from_f32 to {dtype}")
+
+
+def widen_to_f32(lw: KernelLowering, v: Any, dtype: str) -> Any:
+    """A float operand (a register list or a uniform scalar) as f32: fp8 by the target's
+    conversion (two registers an instruction where it has one, ``GpuTarget.fp8_to_f32``)."""
+    if dtype in FP8_DTYPES:
+        return lw.target.fp8_to_f32(lw.b, v, dtype) if isinstance(v, list) else \
+            lw.target.fp8_to_f32(lw.b, [v], dtype)[0]
+    return [to_f32(lw.b, x, dtype) for x in v] if isinstance(v, list) else to_f32(lw.b, v, dtype)
+
+
+def narrow_from_f32(lw: KernelLowering, v: Any, dtype: str) -> Any:
+    """``widen_to_f32``'s inverse: f32 values rounded to ``dtype`` (``GpuTarget.f32_to_fp8``)."""
+    if dtype in FP8_DTYPES:
+        return lw.target.f32_to_fp8(lw.b, v, dtype) if isinstance(v, list) else \
+            lw.target.f32_to_fp8(lw.b, [v], dtype)[0]
+    return [from_f32(lw.b, x, dtype) for x in v] if isinstance(v, list) else from_f32(lw.b, v, dtype)
 
 
 def f32_to_bf16(b: ir.IRBuilder, v: ir.Value) -> ir.Value:
@@ -296,7 +324,9 @@ class KernelLowering:
 
     def i64(self, v: ir.Value) -> ir.Value:
         """An i32 index widened for address arithmetic (sign-extended: a masked-off index may be
-        negative; it is never dereferenced)."""
+        negative; it is never dereferenced); an i64 one as it is."""
+        if v.type == I64:
+            return v
         if isinstance(v, ir.Constant):
             return ir.Constant(I64, int(v.constant))
         return self.b.sext(v, I64)

@@ -7,18 +7,20 @@ from collections.abc import Callable
 from typing import Any
 
 from tiledsl.ir.core import Op
+from tiledsl.ir.types import FLOAT_DTYPES, FP8_DTYPES, INT_BITS, UNSIGNED_DTYPES
 from tiledsl.llvm.irgen import I1, I32, call_intrinsic
 from tiledsl.llvm.llvm_init import ir
 from tiledsl.llvm.lower_core import (
-    FLOAT_DTYPES,
     KernelLowering,
     flatten,
     from_f32,
     lowers,
     maxnum,
     minnum,
+    narrow_from_f32,
     to_f32,
     unflatten,
+    widen_to_f32,
 )
 from tiledsl.llvm.static_ints import static_table
 
@@ -71,11 +73,12 @@ _FLOAT_COMBINE: dict[str, Callable[[ir.IRBuilder, ir.Value, ir.Value], ir.Value]
     "max": maxnum,
     "min": minnum,
 }
-_INT_COMBINE: dict[str, Callable[[ir.IRBuilder, ir.Value, ir.Value], ir.Value]] = {
-    "sum": lambda b, x, y: b.add(x, y),
-    "max": lambda b, x, y: call_intrinsic(b, "llvm.smax.i32", I32, [x, y]),
-    "min": lambda b, x, y: call_intrinsic(b, "llvm.smin.i32", I32, [x, y]),
-}
+def _int_combine(kind: str, dtype: str) -> Callable[[ir.IRBuilder, ir.Value, ir.Value], ir.Value]:
+    """Integer sum (wrapping) or max/min (``llvm.{s,u}{max,min}.iN``) of the integer ``dtype``."""
+    if kind == "sum":
+        return lambda b, x, y: b.add(x, y)
+    name = f"llvm.{'u' if dtype in UNSIGNED_DTYPES else 's'}{kind}.i{INT_BITS[dtype]}"
+    return lambda b, x, y: call_intrinsic(b, name, x.type, [x, y])
 
 
 @lowers("reg_reduce")
@@ -84,13 +87,18 @@ def _reg_reduce(lw: KernelLowering, op: Op, args: list[Any]) -> list[Any]:
     src = args[0]
     dtype = op.result.type.dtype
     kind = op.attrs["kind"]
+    if dtype in FP8_DTYPES:
+        widened = widen_to_f32(lw, list(src), dtype)
+        fcombine = _FLOAT_COMBINE[kind]
+        sums = [tree(b, [widened[i] for i in g], lambda x, y: fcombine(b, x, y)) for g in op.attrs["groups"]]
+        return [narrow_from_f32(lw, sums, dtype)]
     if dtype in FLOAT_DTYPES:
         # In f32 and rounded once at the end, as the interpreter sums the f32 storage.
         widened = [to_f32(b, v, dtype) for v in src]
         fcombine = _FLOAT_COMBINE[kind]
         return [[from_f32(b, tree(b, [widened[i] for i in g], lambda x, y: fcombine(b, x, y)), dtype)
                  for g in op.attrs["groups"]]]
-    icombine = _INT_COMBINE[kind]
+    icombine = _int_combine(kind, dtype)
     return [[tree(b, [src[i] for i in g], lambda x, y: icombine(b, x, y)) for g in op.attrs["groups"]]]
 
 

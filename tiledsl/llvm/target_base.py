@@ -21,7 +21,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from tiledsl.llvm import irgen
+from tiledsl.llvm import fp8, irgen
 from tiledsl.llvm.irgen import F16, F32, I16, I32
 from tiledsl.llvm.llvm_init import binding, initialize, ir
 from tiledsl.llvm.pipeline import CompileError, compile_text, run_in_child
@@ -249,6 +249,19 @@ class GpuTarget(abc.ABC):
     @abc.abstractmethod
     def shuffle_xor(self, b: ir.IRBuilder, v: ir.Value, mask: int) -> ir.Value:
         """The value ``v`` of lane ``lane ^ mask`` (all lanes of the wave must be active)."""
+
+    # ---- conversions ----------------------------------------------------------------------
+    def fp8_to_f32(self, b: ir.IRBuilder, values: Sequence[ir.Value], dtype: str) -> list[ir.Value]:
+        """The f32 values (exact) of fp8 bit patterns (``i8``) of ``dtype`` (f8e4m3, f8e5m2).
+
+        The bit-exact integer sequence of ``tiledsl.llvm.fp8`` by default; a target overrides it
+        only with instructions that convert OCP's formats exactly."""
+        return [fp8.fp8_to_f32(b, v, dtype) for v in values]
+
+    def f32_to_fp8(self, b: ir.IRBuilder, values: Sequence[ir.Value], dtype: str) -> list[ir.Value]:
+        """f32 values rounded to fp8 ``dtype`` (to nearest even, saturating to the largest finite
+        value, NaN to NaN: ``interp.numerics.round_fp8``), as ``i8`` bit patterns."""
+        return [fp8.f32_to_fp8(b, v, dtype) for v in values]
 
     def uniform(self, b: ir.IRBuilder, v: ir.Value) -> ir.Value:
         """``v``, which every thread holds alike, as the uniform value of the block (thread IR's

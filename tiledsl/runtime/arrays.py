@@ -16,19 +16,21 @@ from typing import Any
 
 from tiledsl.diagnostics import ArgumentError
 
-#: The typestrs of the arrays a tensor of each dtype accepts; the first is the dtype's own (bf16:
-#: PyTorch's), which binds a dtype parameter (a bf16 tensor also takes 16-bit integer patterns).
+#: The array interface type strings a tensor of each dtype takes: bf16 and fp8 also as raw bits
+#: (CuPy has neither type); PyTorch's fp8 tensors by their dtype's name (no type string exists).
+#: The first is the dtype's own, which binds a dtype parameter (bf16: PyTorch's).
 TYPESTRS = {"f16": ("<f2",), "bf16": ("<V2", "<u2", "<i2"), "f32": ("<f4",), "i32": ("<i4",),
-            "i8": ("|i1",), "u8": ("|u1",), "i16": ("<i2",), "u32": ("<u4",), "i64": ("<i8",),
-            "f8e4m3": ("|V1", "|u1"), "f8e5m2": ("|V1", "|u1")}
-DTYPE_OF_TYPESTR = {"<f2": "f16", "<V2": "bf16", "<f4": "f32", "<i4": "i32", "|i1": "i8", "|u1": "u8",
-                    "<i2": "i16", "<u4": "u32", "<i8": "i64"}
+            "f8e4m3": ("torch.float8_e4m3fn", "|u1", "|i1", "|V1", "<V1"),
+            "f8e5m2": ("torch.float8_e5m2", "|u1", "|i1", "<f1"), "i8": ("|i1",), "u8": ("|u1",),
+            "i16": ("<i2",), "u32": ("<u4",), "i64": ("<i8",)}
+DTYPE_OF_TYPESTR = {typestrs[0]: dtype for dtype, typestrs in TYPESTRS.items()}
 TORCH_NAMES = {"f16": "torch.float16", "bf16": "torch.bfloat16", "f32": "torch.float32", "i32": "torch.int32",
+               "f8e4m3": "torch.float8_e4m3fn (or uint8 bits)", "f8e5m2": "torch.float8_e5m2 (or uint8 bits)",
                "i8": "torch.int8", "u8": "torch.uint8", "i16": "torch.int16", "u32": "torch.uint32",
-               "i64": "torch.int64", "f8e4m3": "torch.float8_e4m3fn", "f8e5m2": "torch.float8_e5m2"}
+               "i64": "torch.int64"}
 _TORCH_TYPESTR = {"torch.float16": "<f2", "torch.bfloat16": "<V2", "torch.float32": "<f4", "torch.int32": "<i4",
                   "torch.int8": "|i1", "torch.uint8": "|u1", "torch.int16": "<i2", "torch.uint32": "<u4",
-                  "torch.int64": "<i8", "torch.float8_e4m3fn": "|V1", "torch.float8_e5m2": "|V1"}
+                  "torch.int64": "<i8"}
 _DLPACK_CUDA = (2, 13)     # kDLCUDA, kDLCUDAManaged
 CPU = -1                   # the device of a host array (PyTorch's get_device() of a CPU tensor)
 

@@ -35,16 +35,18 @@ results back (``tiledsl.runtime.interpret``).
 from __future__ import annotations
 
 import ctypes
-import math
 import os
 import struct
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import numpy as np
+
 from tiledsl.diagnostics import ArgumentError
-from tiledsl.interp.limits import MAX_TENSOR_ELEMENTS
-from tiledsl.ir.types import DTYPE_BYTES
+from tiledsl.interp.limits import MAX_DIM
+from tiledsl.interp.numerics import STORAGE, round_to, to_bits
+from tiledsl.ir.types import DTYPE_BYTES, INT_DTYPES
 from tiledsl.runtime import driver
 from tiledsl.runtime.arrays import (
     CPU,
@@ -58,9 +60,10 @@ from tiledsl.runtime.arrays import (
     torch_tensor_type,
 )
 
-#: struct codes of the kernel arguments (``tiledsl.llvm.lower``'s ABI): bf16 as its bit pattern,
-#: i1 as an i32.
-_FORMAT = {"tensor": "Q", "f32": "f", "i32": "i", "f16": "e", "bf16": "H", "i1": "i", "i64": "q"}
+#: struct codes of the kernel arguments (``tiledsl.llvm.lower``'s ABI): bf16 and fp8 as their bit
+#: patterns, i1 as an i32; struct refuses an integer outside its code's range.
+_FORMAT = {"tensor": "Q", "f32": "f", "i32": "i", "f16": "e", "bf16": "H", "i1": "i", "i8": "b", "u8": "B",
+           "i16": "h", "u32": "I", "i64": "q", "f8e4m3": "B", "f8e5m2": "B"}
 _MAX_PLANS = 4096      # signatures kept per launcher; past that the table starts again
 
 
@@ -81,12 +84,15 @@ def grid_value(expr: str, dims: Mapping[str, int]) -> int:
     return grid_function([expr], names)(**{n: dims[n] for n in names})[0]
 
 
-def _bf16_bits(x: Any) -> int:
-    """The bf16 bit pattern of a number, rounded to nearest even (NaN stays NaN)."""
-    (bits,) = struct.unpack("<I", struct.pack("<f", float(x)))
-    if (bits & 0x7F800000) == 0x7F800000 and bits & 0x7FFFFF:
-        return (bits >> 16) | 0x40
-    return ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16) & 0xFFFF
+def _bits_of(dtype: str) -> Callable[[Any], int]:
+    """A scalar argument of ``dtype`` (bf16, fp8) as the ABI passes it: its bit pattern, rounded
+    (saturating for fp8) as a cast rounds."""
+    def bits(x: Any) -> int:
+        return int(to_bits(round_to(np.asarray(float(x), np.float32), dtype), dtype)[()])
+    return bits
+
+
+_CONVERT = {"bf16": _bits_of("bf16"), "f8e4m3": _bits_of("f8e4m3"), "f8e5m2": _bits_of("f8e5m2")}
 
 
 def stream_handle(stream: Any) -> int:
@@ -138,7 +144,7 @@ class LaunchPlan:
                 self.template.append(0)
                 fmt += _FORMAT["tensor"]
             elif a.kind == "scalar":
-                self.scalars.append((slot, a.name, _bf16_bits if a.dtype == "bf16" else None))
+                self.scalars.append((slot, a.name, _CONVERT.get(a.dtype)))
                 self.template.append(0)
                 fmt += _FORMAT[a.dtype]
             elif a.kind == "dim":
@@ -193,11 +199,18 @@ class LaunchPlan:
         """The kernarg bytes of a launch with ``args`` (what ``launch`` passes)."""
         try:
             return self.struct.pack(*self.values(args))
-        except struct.error:
+        except LaunchError:
+            raise
+        except (struct.error, TypeError, ValueError, OverflowError):
             raise self.kernel.scalar_error(args) from None
 
     def launch(self, args: Mapping[str, Any], stream: Any) -> None:
-        vals = self.values(args)
+        try:
+            vals = self.values(args)
+        except LaunchError:
+            raise
+        except (TypeError, ValueError, OverflowError):      # a scalar's conversion (bf16, fp8)
+            raise self.kernel.scalar_error(args) from None
         grid = self.grid if self.grid_of is None else self.grid_for(args)
         if 0 in grid:
             return
@@ -208,7 +221,7 @@ class LaunchPlan:
         with self.lock:      # one kernarg buffer per plan: two threads must not pack it at once
             try:
                 self.struct.pack_into(self.buffer, 0, *vals)
-            except struct.error:
+            except (struct.error, TypeError, ValueError, OverflowError):
                 raise self.kernel.scalar_error(args) from None
             if self.torch_device is not None and self.current_device() != self.torch_device:
                 import torch
@@ -355,10 +368,10 @@ class CudaKernel(_Launcher):
             shape = info.shape
             if len(shape) != len(p.dims):
                 raise LaunchError(f"'{name}' must have {len(p.dims)} dims {p.dims}, got shape {shape}")
-            if math.prod(shape) > MAX_TENSOR_ELEMENTS:
-                raise LaunchError(f"'{name}' of shape {list(shape)} has {math.prod(shape)} elements; the kernel "
-                                  f"indexes tensors with 32-bit integers, so at most {MAX_TENSOR_ELEMENTS} (2^31-1)")
             for d, n in zip(p.dims, shape):
+                if n > MAX_DIM:
+                    raise LaunchError(f"'{name}' of shape {list(shape)} has {d}={n}; the kernel takes dims as "
+                                      f"32-bit integers, so at most {MAX_DIM} (2^31-1) each")
                 want = d if isinstance(d, int) else params.get(d)
                 if want is not None and int(want) != n:
                     raise LaunchError(f"'{name}' has {d}={n} but the kernel was compiled for {d}={want}")
@@ -407,11 +420,16 @@ class CudaKernel(_Launcher):
         """The error for a scalar argument that does not fit its parameter's type."""
         for a in self.artifact.args:
             if a.kind == "scalar":
+                value = args[a.name]
+                if a.dtype in INT_DTYPES and isinstance(value, (int, np.integer)):
+                    info = np.iinfo(STORAGE[a.dtype])
+                    if not info.min <= int(value) <= info.max:
+                        return LaunchError(f"'{a.name}' is {a.dtype} but {value} is outside [{info.min}, {info.max}]")
                 try:
-                    struct.pack("<" + _FORMAT[a.dtype], _bf16_bits(args[a.name]) if a.dtype == "bf16"
-                                else args[a.name])
-                except (struct.error, TypeError, ValueError) as e:
-                    return LaunchError(f"'{a.name}' is a scalar {a.dtype} parameter; {args[a.name]!r} does not "
+                    convert = _CONVERT.get(a.dtype)
+                    struct.pack("<" + _FORMAT[a.dtype], convert(value) if convert else value)
+                except (struct.error, TypeError, ValueError, OverflowError) as e:
+                    return LaunchError(f"'{a.name}' is a scalar {a.dtype} parameter; {value!r} does not "
                                        f"fit it ({e})")
         return LaunchError("a scalar argument does not fit its parameter")
 

@@ -57,3 +57,6 @@ class NvArch:
     #: for sm_80, 7.8 for sm_90, docs/targets/nvptx.md §1), so the PTX loads on the oldest driver that
     #: knows the arch; sm_90a (wgmma, setmaxnreg) needs PTX 8.0.
     ptx_features: str
+    #: OCP fp8 conversions, two values an instruction: ``cvt.rn.satfinite.{e4m3x2,e5m2x2}.f32`` and
+    #: ``cvt.rn.f16x2.{e4m3x2,e5m2x2}`` (sm_89+ with PTX 7.8; docs/targets/nvptx.md §15).
+    fp8_cvt: bool = False

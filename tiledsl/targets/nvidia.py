@@ -29,9 +29,9 @@ SM_80 = Target(name="sm_80", vendor="nvidia", wave_size=32, lds_bytes=163840,
 SM_90 = Target(name="sm_90", vendor="nvidia", wave_size=32, lds_bytes=232448,
                matrix_instrs=_MMA_SYNC, cross_lane=_NV_CROSS_LANE, has_async_copy=True,
                lds_banks=32, lds_bank_bytes=4, lds_phase_bytes=128, max_registers_per_thread=255,
-               backend="nvptx", arch="sm_90", nvptx=NvArch("sm_90", ""))
+               backend="nvptx", arch="sm_90", nvptx=NvArch("sm_90", "", fp8_cvt=True))
 # sm_90a: the same machine; its kernels run only on compute capability 9.0 (no forward
 # compatibility), and a dot whose operands sit in LDS in core matrices may become wgmma
 # (PTX 8.0: wgmma, setmaxnreg).
 SM_90A = dataclasses.replace(SM_90, name="sm_90a", has_wgmma=True, arch="sm_90a",
-                             nvptx=NvArch("sm_90a", "+ptx80"))
+                             nvptx=NvArch("sm_90a", "+ptx80", fp8_cvt=True))

@@ -21,7 +21,16 @@ import numpy as np
 from tiledsl.ir import ops
 from tiledsl.ir.core import Block, Op, Value
 from tiledsl.ir.lds_storage import LdsStorage, buffer_coords, vector_width
-from tiledsl.ir.types import DTYPE_BYTES, LdsType, RegsType, TensorType, TileType, scalar
+from tiledsl.ir.types import (
+    DTYPE_BYTES,
+    INT_DTYPES,
+    LdsType,
+    RegsType,
+    TensorType,
+    TileType,
+    int_range,
+    scalar,
+)
 from tiledsl.layout import Layout
 from tiledsl.thread import layouts as layout_assignment
 from tiledsl.thread import ops as tops
@@ -38,10 +47,10 @@ def identity(kind: str, dtype: str) -> float | int:
     maxNum/minNum (maxNum(NaN, x) = x), so a line of NaNs stays NaN as in the interpreters,
     where starting from -inf would make it -inf."""
     if kind == "sum":
-        return 0 if dtype == "i32" else 0.0
-    if dtype == "i32":
-        info = np.iinfo(np.int32)
-        return int(info.min if kind == "max" else info.max)
+        return 0 if dtype in INT_DTYPES else 0.0
+    if dtype in INT_DTYPES:
+        lo, hi = int_range(dtype)
+        return lo if kind == "max" else hi
     return _NAN
 
 
@@ -367,7 +376,8 @@ class Distributor:
             if ext == 0:
                 indices.append(s)
                 continue
-            idx = self.binop("add", self.splat(s, n), self.coord(layout, pos, dtype))
+            index_dtype = st.type.dtype     # i32, or i64 for a start computed in 64 bits
+            idx = self.binop("add", self.splat(s, n), self.widen(self.coord(layout, pos, dtype), index_dtype))
             pos += 1
             static = self.static_dim(tt.dims[d])
             start = st.owner.attrs["value"] if isinstance(st.owner, ops.ConstOp) else None
@@ -402,9 +412,17 @@ class Distributor:
         return self.emit(ops.BINARY_OPS["min"]([size, self.get(bound)], [scalar("i32")])).result
 
     def inside(self, idx: Value, limit: Value, n: int) -> Value:
-        """``0 <= idx < limit``, per register."""
-        return self.binop("and", self.binop("lt", idx, self.splat(limit, n)),
-                          self.binop("ge", idx, self.splat_const(0, "i32", n)))
+        """``0 <= idx < limit``, per register, in the index's width (i32, or i64)."""
+        dtype = idx.type.dtype
+        return self.binop("and", self.binop("lt", idx, self.splat(self.widen(limit, dtype), n)),
+                          self.binop("ge", idx, self.splat_const(0, dtype, n)))
+
+    def widen(self, v: Value, dtype: str) -> Value:
+        """An i32 index (registers or a uniform scalar) as ``dtype`` (itself, or i64)."""
+        if v.type.dtype == dtype:
+            return v
+        rtype = RegsType(dtype, v.type.n) if isinstance(v.type, RegsType) else scalar(dtype)
+        return self.emit(ops.CastOp([v], [rtype])).result
 
     def static_dim(self, d: str | int) -> int | None:
         if isinstance(d, int):

@@ -26,7 +26,7 @@ import numpy as np
 
 from tiledsl.ir import ops
 from tiledsl.ir.core import Op, Value, replace_all_uses
-from tiledsl.ir.types import LdsType, TileType
+from tiledsl.ir.types import INT_DTYPES, LdsType, TileType
 from tiledsl.layout import (
     BlockedSpec,
     DotOperandSpec,
@@ -540,7 +540,9 @@ class LayoutAssignment:
         if plan.across_waves and len(op.operands) == 1:
             # One slot per (output element, wave): wave w writes its partial at [i, w].
             out_len = int(np.prod(res.type.shape)) if res.type.shape else 1
-            dtype = "i32" if res.type.dtype == "i32" else "f32"
+            # The scratch's element size sets its strides: every integer keeps its own (an i64
+            # partial needs 8 bytes), floats are stored in f32 slots.
+            dtype = res.type.dtype if res.type.dtype in INT_DTYPES else "f32"
             scratch = ops.LdsAllocOp([], [LdsType(dtype, (out_len, self.ctx.num_waves))],
                                      {"scratch": True}, loc=op.loc)
             self.insert_scratch(scratch)

@@ -31,10 +31,10 @@ def _uniform(op: Op, t: object, what: str) -> TileType:
 
 
 def _index(op: Op, t: object, n: int, what: str) -> None:
-    """An i32 index: uniform, or one per register."""
+    """An i32 (or i64) index: uniform, or one per register."""
     if isinstance(t, RegsType):
-        if t.dtype != "i32" or t.n != n:
-            raise VerifyError(op, f"{what} must be regs<i32, {n}>, got {t}")
+        if t.dtype not in ("i32", "i64") or t.n != n:
+            raise VerifyError(op, f"{what} must be regs<i32, {n}> or regs<i64, {n}>, got {t}")
     else:
         _uniform(op, t, what)
 
