@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import tiledsl
-from tiledsl.runtime.interpret import InterpretCheckFailed
+from tiledsl.runtime.interpret import InterpretCheckFailed, host_array
 
 torch = pytest.importorskip("torch")
 
@@ -60,9 +60,12 @@ def test_a_dtype_parameter_binds_from_torch_dtypes(dtype: str) -> None:
     prog = tiledsl.load(SCALE)
     x = torch.randn(21, 24).to(getattr(torch, dtype))
     y = torch.zeros(21, 24, dtype=x.dtype)
-    report = prog.interpret(level="thread", target="gfx942", X=x, Y=y, alpha=2.0)
+    report = prog.interpret(level="thread", target="gfx942", X=x, Y=y, alpha=1 / 3)
     assert report.ok, str(report)
-    assert torch.equal(y, (x.float() * 2).to(x.dtype))
+    # T is the tensors' dtype: the product is rounded once, to it (through f16, bf16 would differ)
+    assert torch.equal(y, (x.float() * torch.tensor(1 / 3, dtype=torch.float32)).to(x.dtype))
+    bound, _ = prog.bind_shapes({"X": host_array(x, "X", False)[0], "Y": np.zeros((21, 24))})
+    assert bound.dtypes["T"] == {"float16": "f16", "bfloat16": "bf16", "float32": "f32"}[dtype]
 
 
 def test_strided_torch_and_numpy_views_at_thread_level() -> None:

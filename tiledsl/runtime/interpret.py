@@ -30,8 +30,10 @@ class InterpretCheckFailed(RuntimeError):
         self.report = report
 
 
-#: PyTorch dtypes NumPy has no type for: read as float32 (exact for every value they hold).
-_WIDENED = ("torch.bfloat16", "torch.float8_e4m3fn", "torch.float8_e5m2")
+#: PyTorch dtypes NumPy has no type for: viewed as ml_dtypes' type of the same bits (the same
+#: memory, and the dtype a dtype parameter binds to), through an integer view of the tensor.
+_ML_DTYPES = {"torch.bfloat16": ("bfloat16", "int16"), "torch.float8_e4m3fn": ("float8_e4m3fn", "uint8"),
+              "torch.float8_e5m2": ("float8_e5m2", "uint8")}
 
 
 def host_array(x: Any, name: str, out: bool) -> tuple[np.ndarray, bool]:
@@ -42,11 +44,14 @@ def host_array(x: Any, name: str, out: bool) -> tuple[np.ndarray, bool]:
         return x, True
     if isinstance(x, torch_tensor_type()):
         t = x.detach()
-        shared = t.device.type == "cpu" and str(t.dtype) not in _WIDENED
-        if t.device.type != "cpu":
+        shared = t.device.type == "cpu"
+        if not shared:
             t = t.cpu()
-        if str(t.dtype) in _WIDENED:
-            t = t.float()
+        if str(t.dtype) in _ML_DTYPES:
+            import ml_dtypes
+            import torch
+            ml, bits = _ML_DTYPES[str(t.dtype)]
+            return t.view(getattr(torch, bits)).numpy().view(getattr(ml_dtypes, ml)), shared
         return t.numpy(), shared
     if hasattr(x, "__dlpack__"):
         try:
@@ -84,6 +89,8 @@ def write_result(dest: Any, host: np.ndarray, shared: bool, data: np.ndarray) ->
         host[...] = data
         return
     import torch
+    if str(dest.dtype) in _ML_DTYPES:      # through float32, which holds every value exactly
+        data = np.asarray(data, dtype=np.float32)
     dest.copy_(torch.from_numpy(np.ascontiguousarray(data)).to(dtype=dest.dtype))
 
 
