@@ -528,3 +528,69 @@ def test_nvptx_atomic_scope(nv_targets, scope: str, qualifier: str) -> None:
     """nvptx.md §14: LLVM's default scope is the system; syncscope("device") is PTX .gpu."""
     ptx = nv_targets["sm_90"].compile(nv_kernel(atomic_body("fmax", "float", scope))).asm
     assert re.findall(r"atom\.relaxed(\.\w+)\.global\.cas", ptx) == [qualifier]
+
+
+# ---- docs/targets/math.md -----------------------------------------------------------------------
+
+def _float_kernel(make, intrinsic: str, arity: int = 1) -> str:
+    """``o[t] = intrinsic(o[t], ...)`` with its declaration (the same operand repeated)."""
+    args = ", ".join(["float %x"] * arity)
+    return make(f"""  %g = getelementptr float, ptr addrspace(1) %o, i32 %t
+  %x = load float, ptr addrspace(1) %g
+  %y = call float @{intrinsic}({args})
+  store float %y, ptr addrspace(1) %g""", decls=f"declare float @{intrinsic}({', '.join(['float'] * arity)})")
+
+
+@pytest.mark.parametrize(("intrinsic", "arity"), [("llvm.log.f32", 1), ("llvm.exp.f32", 1), ("llvm.sin.f32", 1),
+                                                  ("llvm.cos.f32", 1), ("llvm.pow.f32", 2), ("llvm.tanh.f32", 1)])
+def test_libm_intrinsics_abort_on_nvptx(nv_targets, intrinsic: str, arity: int) -> None:
+    """math.md §2: NVPTX has no libm to call and selects none of these without approximation
+    flags ("no libcall available" or "Cannot select"); tiledsl emits the math_f32 sequences."""
+    for t in nv_targets.values():
+        with pytest.raises(CompileError):
+            t.safe_compile(_float_kernel(nv_kernel, intrinsic, arity))
+
+
+@pytest.mark.parametrize("arch", ["gfx942", "gfx1100"])
+def test_tanh_has_no_amdgpu_lowering(amd_targets, arch: str) -> None:
+    """math.md §2: llvm.tanh.f32 would be a libm call, which AMDGPU code objects cannot make."""
+    with pytest.raises(LlvmAbort, match="libcall"):
+        amd_targets[arch].safe_compile(_float_kernel(amd_kernel, "llvm.tanh.f32"))
+
+
+@pytest.mark.parametrize("arch", ["gfx90a", "gfx942", "gfx1100"])
+def test_amdgpu_sin_and_pow_are_not_range_reduced(amd_targets, arch: str) -> None:
+    """math.md §2: llvm.sin.f32 is v_sin_f32 of x/2π (no reduction: wrong for large |x|), llvm.pow.f32
+    is exp(y·log x) in three instructions (no extended precision, no special cases of negative x)."""
+    t = amd_targets[arch]
+    assert between_load_and_store(t.compile(_float_kernel(amd_kernel, "llvm.sin.f32")).asm) == \
+        ["v_mul_f32_e32", "v_sin_f32_e32"]
+    pow_ops = between_load_and_store(t.compile(_float_kernel(amd_kernel, "llvm.pow.f32", 2)).asm)
+    assert len(pow_ops) == 3 and pow_ops[0] == "v_log_f32_e32" and pow_ops[2] == "v_exp_f32_e32"
+
+
+@pytest.mark.parametrize("arch", ["gfx90a", "gfx942", "gfx1100"])
+def test_amdgpu_log_is_v_log_with_fixups(amd_targets, arch: str) -> None:
+    """math.md §2: llvm.log.f32 is v_log_f32 with a denormal scaling and an extended-precision
+    multiply by ln 2 (LLVM's accurate lowering), not a libm call: tiledsl's ``log`` on AMDGPU."""
+    ops = between_load_and_store(amd_targets[arch].compile(_float_kernel(amd_kernel, "llvm.log.f32")).asm)
+    assert "v_log_f32_e32" in ops and any(op.startswith("v_fma") for op in ops) and len(ops) >= 8
+
+
+@pytest.mark.parametrize(("intrinsic", "amd", "nv"), [("llvm.floor.f32", "v_floor_f32_e32", "cvt.rmi.f32.f32"),
+                                                      ("llvm.ceil.f32", "v_ceil_f32_e32", "cvt.rpi.f32.f32"),
+                                                      ("llvm.roundeven.f32", "v_rndne_f32_e32", "cvt.rni.f32.f32")])
+def test_rounding_is_one_instruction_everywhere(amd_targets, nv_targets, intrinsic: str, amd: str, nv: str) -> None:
+    """math.md §2: floor, ceil and round (half to even) need no sequence on any target."""
+    for arch in ("gfx90a", "gfx942", "gfx1100", "gfx1030"):
+        assert between_load_and_store(amd_targets[arch].compile(_float_kernel(amd_kernel, intrinsic)).asm) == [amd]
+    for t in nv_targets.values():
+        ptx = t.compile(_float_kernel(nv_kernel, intrinsic)).ptx
+        assert re.findall(r"\b(cvt\.\w+\.f32\.f32)", ptx) == [nv]
+
+
+def test_tanh_approx_on_nvptx(nv_targets) -> None:
+    """math.md §2: llvm.nvvm.tanh.approx.f32 is one tanh.approx.f32 (sm_75+)."""
+    for t in nv_targets.values():
+        ptx = t.compile(_float_kernel(nv_kernel, "llvm.nvvm.tanh.approx.f32")).ptx
+        assert ptx.count("tanh.approx.f32") == 1

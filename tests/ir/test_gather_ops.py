@@ -32,7 +32,7 @@ def test_a_well_formed_gather_scatter_and_copy_verify() -> None:
 
 
 @pytest.mark.parametrize(("operands", "attrs", "message"), [
-    ("x idx s", {"extents": [16, 4], "gather": [1]}, "slice starts must be i32 scalars"),
+    ("x idx s", {"extents": [16, 4], "gather": [1]}, "slice starts must be i32 or i64 scalars"),
     ("x s s", {"extents": [16, 4], "gather": [0]}, "must be a 1-D i32 tile"),
     ("x idx s", {"extents": [8, 4], "gather": [0]}, "the first gathered dim has the tiles' one length"),
     ("x idx idx8", {"extents": [16, 0], "gather": [0, 1]}, "the first gathered dim has the tiles' one length"),

@@ -8,7 +8,7 @@ in its record in ``tiledsl.targets``; this module turns them into LLVM IR.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 from tiledsl.backend_amdgpu.compiled import AmdgpuCompiledModule
 from tiledsl.llvm import irgen
@@ -127,6 +127,14 @@ class AmdgpuTarget(GpuTarget):
         if x.type == F16:
             return call_intrinsic(b, "llvm.amdgcn.exp2.f16", F16, [x], "exp2")
         raise TypeError(f"exp2 of {x.type}: f32 or f16 only")
+
+    def math(self, b: ir.IRBuilder, name: str, args: Sequence[ir.Value], result_dtype: str) -> ir.Value:
+        # llvm.log.f32 is lowered correctly here (v_log_f32, 1 ulp, with a denormal fix-up and an
+        # extended-precision multiply by ln 2: docs/targets/math.md §2). Not sin/cos: LLVM makes
+        # them v_sin_f32/v_cos_f32 of x/2π with no range reduction. The rest has no lowering.
+        if name == "log":
+            return call_intrinsic(b, "llvm.log.f32", F32, list(args), "log")
+        return super().math(b, name, args, result_dtype)
 
     def shuffle_xor(self, b: ir.IRBuilder, v: ir.Value, mask: int) -> ir.Value:
         """Butterfly exchange: DPP ``quad_perm`` within a quad, else ``ds_bpermute``.

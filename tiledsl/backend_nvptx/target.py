@@ -118,6 +118,15 @@ class NvptxTarget(GpuTarget):
             raise TypeError(f"log2 of {x.type}: f32 only")
         return call_intrinsic(b, "llvm.nvvm.lg2.approx.f", F32, [x], "lg2")
 
+    def math(self, b: ir.IRBuilder, name: str, args: Sequence[ir.Value], result_dtype: str) -> ir.Value:
+        # tanh.approx.f32 (sm_75+, one MUFU.TANH) where the result is f16/bf16: its relative error
+        # (about 2^-16.5, docs/targets/math.md §3) is far below their half ulp (2^-11, 2^-8).
+        # f32 results take the sequence (2 ulp). Every other function: the sequences, since
+        # llvm.log/sin/cos/pow/tanh.f32 abort here (§2).
+        if name == "tanh" and result_dtype in ("f16", "bf16"):
+            return call_intrinsic(b, "llvm.nvvm.tanh.approx.f32", F32, list(args), "tanh")
+        return super().math(b, name, args, result_dtype)
+
     def ex2_approx(self, b: ir.IRBuilder, x: ir.Value, ftz: bool = False) -> ir.Value:
         """``ex2.approx[.ftz].f32`` by name, for code that wants the flush-to-zero form."""
         name = "llvm.nvvm.ex2.approx.ftz.f32" if ftz else "llvm.nvvm.ex2.approx.f32"

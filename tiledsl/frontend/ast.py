@@ -127,6 +127,15 @@ class Assign(Stmt):
 
 
 @dataclass
+class AssignMany(Stmt):
+    """``a, b = f(...)``: the values of a built-in that gives several (``argmax``: value, index)."""
+
+    names: list[str]
+    name_locs: list[Loc]
+    value: Expr
+
+
+@dataclass
 class Copy(Stmt):
     """``target <- value``: into an LDS tile or a slice of a global tensor."""
 

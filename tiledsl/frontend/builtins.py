@@ -187,6 +187,100 @@ _unary("rsqrt", lambda x: 1.0 / math.sqrt(x))
 _unary("log2", math.log2)
 
 
+# ------------------------------------------------------------------ math functions
+
+def _static_math(s: Sema, e: ast.Call, name: str, vals: list[Any]) -> Any:
+    """``name`` of compile-time operands, folded with the float64 function that defines the op
+    (``numerics.MATH64``): log(0) is -inf, not an error, as at run time."""
+    from tiledsl.frontend.sema import Static
+    from tiledsl.interp.numerics import MATH64
+    if any(v.dtype == "i1" for v in vals):
+        raise TdslError(e.loc, f"{name}() does not take booleans")
+    with np.errstate(all="ignore"):
+        r = float(MATH64[name](*(np.float64(v.value) for v in vals)))
+    strong = [v.dtype for v in vals if not v.weak and v.dtype in FLOAT_DTYPES]
+    return Static(r, strong[0] if strong else "f32", all(v.weak for v in vals))
+
+
+def _math_unary(name: str) -> None:
+    @builtin(name)
+    def handler(s: Sema, e: ast.Call) -> Any:
+        (x,) = _args(s, e, 1)
+        v = s.expr(x)
+        from tiledsl.frontend.sema import Static
+        if isinstance(v, Static):
+            if v.dtype == "i1":
+                raise TdslError(e.loc, f"{name}() does not take booleans")
+            if name in ("isnan", "isinf"):
+                return Static(bool(getattr(math, name)(float(v.value))), "i1")
+            return _static_math(s, e, name, [v])
+        v = _tile(s, v, x.loc, f"the operand of {name}()")
+        cls = ops.UNARY_OPS[name]
+        _check_dtype(e, name, v.type.dtype, cls.operand_dtypes)
+        return s.emit(cls([v], [TileType(cls.result_dtype or v.type.dtype, v.type.shape)], loc=e.loc)).result
+
+
+for _name in (*ops.MATH_UNARY, "isnan", "isinf"):
+    _math_unary(_name)
+
+
+def _check_dtype(e: ast.Call, name: str, dtype: str, allowed: tuple[str, ...]) -> None:
+    if dtype == "i1":
+        raise TdslError(e.loc, f"{name}() does not take booleans")
+    if dtype not in allowed:
+        raise TdslError(e.loc, f"{name}() takes {', '.join(allowed)}, got {dtype}", ["cast it first, e.g. f32(x)"])
+
+
+def _elementwise_call(s: Sema, e: ast.Call, name: str, vals: list[Any], locs: list[Any]) -> Value:
+    """An element-wise op of several operands, at least one of them run-time: weak literals take the
+    tiles' dtype, shapes broadcast."""
+    cls = ops.BINARY_OPS.get(name) or ops.ClampOp
+    tile = next(v for v in vals if not _is_static(v))
+    dtype = ""
+    for v in vals:
+        dtype = s.common_dtype(name, tile, v, e.loc)
+    _check_dtype(e, name, dtype, cls.operand_dtypes)
+    vs = [s.materialize(v, loc, dtype) for v, loc in zip(vals, locs)]
+    for v, loc in zip(vs, locs):
+        if not isinstance(v.type, TileType):
+            raise TdslError(loc, f"{name}() takes tiles, got {v.type}")
+    shape: tuple = ()
+    for v in vs:
+        shape = s.broadcast_shape(shape, v.type.shape, e.loc, name)
+    vs = [s.broadcast(v, shape, e.loc) for v in vs]
+    return s.emit(cls(vs, [TileType(dtype, shape)], loc=e.loc)).result
+
+
+def _is_static(v: Any) -> bool:
+    from tiledsl.frontend.sema import Static
+    return isinstance(v, Static)
+
+
+@builtin("pow")
+def _pow(s: Sema, e: ast.Call) -> Any:
+    args = _args(s, e, 2)
+    vals = [s.expr(a) for a in args]
+    if all(_is_static(v) for v in vals):
+        return _static_math(s, e, "pow", vals)
+    return _elementwise_call(s, e, "pow", vals, [a.loc for a in args])
+
+
+@builtin("clamp")
+def _clamp(s: Sema, e: ast.Call) -> Any:
+    args = _args(s, e, 3)
+    vals = [s.expr(a) for a in args]
+    if all(_is_static(v) for v in vals):
+        from tiledsl.frontend.sema import Static
+        if any(v.dtype == "i1" for v in vals):
+            raise TdslError(e.loc, "clamp() does not take booleans")
+        x, lo, hi = (v.value for v in vals)
+        r = x if isinstance(x, float) and math.isnan(x) else _static_minmax(
+            "min", _static_minmax("max", x, lo), hi)
+        dtypes = {v.dtype for v in vals}
+        return Static(r, dtypes.pop() if len(dtypes) == 1 else "f32", all(v.weak for v in vals))
+    return _elementwise_call(s, e, "clamp", vals, [a.loc for a in args])
+
+
 @builtin("abs")
 def _abs(s: Sema, e: ast.Call) -> Any:
     (x,) = _args(s, e, 1)
@@ -277,6 +371,51 @@ def _sum(s: Sema, e: ast.Call) -> Value:
     if "axis" not in e.kwargs:
         raise TdslError(e.loc, "sum(x) needs an axis: sum(x, axis=1), or use rowsum/colsum")
     return _reduce(s, e, "sum", x, e.kwargs["axis"])
+
+
+#: Built-ins that give several values, for ``a, b = f(...)``; by name, each ``(sema, call) -> values``.
+MULTI_BUILTINS: dict[str, Callable[[Sema, ast.Call], tuple[Value, ...]]] = {}
+
+
+def _axis_operand(s: Sema, e: ast.Call, default_1d: bool = False) -> tuple[Value, int]:
+    """The tile and the compile-time ``axis=`` of a reduction or scan (1-D tiles may leave the axis
+    out where ``default_1d``)."""
+    (x,) = _args(s, e, 1, ("axis",))
+    v = _tile(s, s.expr(x), x.loc, f"the operand of {e.func}()")
+    if v.type.rank == 0:
+        raise TdslError(e.loc, f"{e.func}() needs a tile, got the scalar {v.type}")
+    if "axis" not in e.kwargs:
+        if default_1d and v.type.rank == 1:
+            return v, 0
+        raise TdslError(e.loc, f"{e.func}(x) needs an axis: {e.func}(x, axis={v.type.rank - 1})")
+    axis = s.static_int(e.kwargs["axis"], "the axis")
+    if not 0 <= axis < v.type.rank:
+        raise TdslError(e.kwargs["axis"].loc, f"axis {axis} is out of range for {v.type}")
+    if v.type.dtype not in ops.NUMERIC:
+        raise TdslError(e.loc, f"{e.func}() does not take {v.type.dtype}")
+    return v, axis
+
+
+def _arg_reduce(kind: str) -> None:
+    def both(s: Sema, e: ast.Call) -> tuple[Value, ...]:
+        v, axis = _axis_operand(s, e)
+        shape = v.type.shape[:axis] + v.type.shape[axis + 1:]
+        cls = ops.ARG_REDUCE_OPS[kind]
+        return tuple(s.emit(cls([v], [TileType(v.type.dtype, shape), TileType("i32", shape)], {"axis": axis},
+                                loc=e.loc)).results)
+
+    MULTI_BUILTINS[kind] = both
+    BUILTINS[kind] = lambda s, e: both(s, e)[1]
+
+
+_arg_reduce("argmax")
+_arg_reduce("argmin")
+
+
+@builtin("cumsum")
+def _cumsum(s: Sema, e: ast.Call) -> Value:
+    v, axis = _axis_operand(s, e, default_1d=True)
+    return s.emit(ops.SCAN_OPS["sum"]([v], [v.type.without_layout()], {"axis": axis}, loc=e.loc)).result
 
 
 @builtin("where")

@@ -180,6 +180,11 @@ class _Builder(Transformer):
         return ast.Assign(self._tloc(name), str(name), value, layout)
 
     @v_args(meta=True)
+    def assign_many(self, meta, children):
+        *names, value = children
+        return ast.AssignMany(self._tloc(names[0]), [str(n) for n in names], [self._tloc(n) for n in names], value)
+
+    @v_args(meta=True)
     def copy(self, meta, children):
         (name, indices, tloc), value = children
         return ast.Copy(self._loc(meta), name, indices, value, tloc)

@@ -422,6 +422,28 @@ class Sema:
         self.assign_locs[s.name] = s.loc
         self.bind(s.name, v)
 
+    def stmt_AssignMany(self, s: ast.AssignMany) -> None:
+        from tiledsl.frontend.builtins import MULTI_BUILTINS
+        e = s.value
+        if not (isinstance(e, ast.Call) and e.func in MULTI_BUILTINS):
+            raise self.err(e.loc, f"only {', '.join(f'{n}()' for n in MULTI_BUILTINS)} give several values",
+                           "assign one value: x = ...")
+        for name, loc in zip(s.names, s.name_locs):
+            existing = self.lookup_quiet(name)
+            if isinstance(existing, (TensorRef, LdsRef, LayoutRef, Unbound)) or (
+                    isinstance(existing, Static) and name in self.params):
+                raise self.err(loc, f"cannot assign to {self.describe(existing)} '{name}'")
+            if name in BUILTINS or name in DTYPES or name in CONSTANTS:
+                raise self.err(loc, f"'{name}' is a built-in name")
+        if len(set(s.names)) != len(s.names):
+            raise self.err(s.loc, "a name is assigned twice")
+        values = MULTI_BUILTINS[e.func](self, e)
+        if len(values) != len(s.names):
+            raise self.err(s.loc, f"{e.func}() gives {len(values)} values, not {len(s.names)}")
+        for name, loc, v in zip(s.names, s.name_locs, values):
+            self.assign_locs[name] = loc
+            self.bind(name, v)
+
     def stmt_Sync(self, s: ast.Sync) -> None:
         self.emit(ops.SyncOp([], [], loc=s.loc))
 
@@ -522,6 +544,8 @@ class Sema:
         for s in body:
             if isinstance(s, ast.Assign):
                 out.append(s.name)
+            elif isinstance(s, ast.AssignMany):
+                out.extend(s.names)
             elif isinstance(s, ast.For):
                 out.extend(n for n in self.assigned_names(s.body) if n != s.var)
             elif isinstance(s, ast.If):

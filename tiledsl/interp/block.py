@@ -20,7 +20,16 @@ import numpy as np
 
 from tiledsl.diagnostics import TdslError
 from tiledsl.interp.dispatch import OpInterpreter, handler_table
-from tiledsl.interp.numerics import ELEMENTWISE, STORAGE, as_stored, atomic_update, reduce, round_to
+from tiledsl.interp.numerics import (
+    ELEMENTWISE,
+    STORAGE,
+    arg_reduce,
+    as_stored,
+    atomic_update,
+    reduce,
+    round_to,
+    scan,
+)
 from tiledsl.interp.report import InterpError, Report
 from tiledsl.ir import ops
 from tiledsl.ir.core import Op
@@ -282,6 +291,17 @@ def _convert_layout(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
 def _reduce(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
     # An LDS scratch operand plays no part here.
     return [reduce(op.kind, args[0], op.attrs["axis"] + 1, op.result.type.dtype)]
+
+
+@handles(*(cls.name for cls in ops.ARG_REDUCE_OPS.values()))
+def _arg_reduce(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    # The LDS scratch operands play no part here.
+    return list(arg_reduce(op.kind, args[0], op.attrs["axis"] + 1))
+
+
+@handles(*(cls.name for cls in ops.SCAN_OPS.values()))
+def _scan(it: BlockInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    return [scan(op.kind, args[0], op.attrs["axis"] + 1, op.result.type.dtype)]
 
 
 @handles("dot")

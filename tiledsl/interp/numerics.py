@@ -28,6 +28,7 @@ the NaN instead.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -308,3 +309,93 @@ def atomic_update(flat: np.ndarray, where: np.ndarray, values: np.ndarray, kind:
         with np.errstate(all="ignore"):
             flat[pos] = round_to(combine(before, values[sel]), dtype)
     return old
+
+
+# ---------------------------------------------------------------- math functions
+#
+# ``MATH64``: the float64 function that defines each math op. An op computes it on its operands (f32
+# storage, so f16/bf16 values are exact) in float64 and rounds the result to its dtype, through f32
+# as every f16/bf16 op does: the results are the correctly rounded f32 values but for rare double
+# roundings, whatever NumPy's own float32 kernels would give on this CPU. Sema folds compile-time
+# operands with the same functions (unrounded: statics are float64). ``round`` is half to even
+# (``np.rint``); ``pow`` follows C99 ``pow`` (``pow(x, 0) = 1`` even for NaN, ``pow(-8, 1/3)`` is
+# NaN, ``pow(-2, 3) = -8``); ``log(0) = -inf`` and ``log(-1)`` is NaN, as in NumPy.
+
+def _sigmoid64(x: np.ndarray) -> np.ndarray:
+    z = np.exp(-np.abs(x))          # in (0, 1]: neither form overflows
+    return np.where(x >= 0, 1.0 / (1.0 + z), z / (1.0 + z))
+
+
+_erf64 = np.frompyfunc(math.erf, 1, 1)
+
+MATH64: dict[str, Callable[..., np.ndarray]] = {
+    "tanh": np.tanh, "sigmoid": _sigmoid64, "erf": lambda x: np.asarray(_erf64(x), np.float64),
+    "log": np.log, "log1p": np.log1p, "sin": np.sin, "cos": np.cos,
+    "floor": np.floor, "ceil": np.ceil, "round": np.rint, "pow": np.power,
+}
+
+
+def _math(name: str) -> Callable[..., np.ndarray]:
+    fn = MATH64[name]
+
+    def run(op: Any, *args: np.ndarray) -> np.ndarray:
+        with np.errstate(all="ignore"):
+            return round_to(fn(*(np.asarray(a, np.float64) for a in args)), op.results[0].type.dtype)
+    return run
+
+
+def _clamp(op: Any, x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """``min(max(x, lo), hi)`` with the maxNum/minNum of ``max``/``min`` (a NaN bound is ignored),
+    except that a NaN ``x`` stays NaN, as in ``np.clip``; ``lo > hi`` gives ``hi``."""
+    r = np.fmin(np.fmax(x, lo), hi)
+    if r.dtype.kind == "f":
+        r = np.where(np.isnan(x), x, r)
+    return round_to(r, op.results[0].type.dtype)
+
+
+ELEMENTWISE.update({name: _math(name) for name in MATH64})
+ELEMENTWISE.update({
+    "isnan": lambda op, a: np.isnan(a), "isinf": lambda op, a: np.isinf(a),
+    "clamp": _clamp,
+})
+
+
+# ---------------------------------------------------------------- arg-reductions and scans
+
+def arg_reduce(kind: str, x: np.ndarray, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """(values, i32 indices) of ``argmax``/``argmin`` along ``axis`` of ``x`` (storage): the first
+    index of the line's largest (smallest) element. A NaN is ignored, as ``max``/``min`` ignore it
+    (unlike ``np.argmax``, which returns the first NaN); a line of NaNs gives index 0."""
+    pick = np.argmax if kind == "argmax" else np.argmin
+    if x.dtype.kind == "f":
+        real = ~np.isnan(x)
+        far = -np.inf if kind == "argmax" else np.inf
+        best = (np.max if kind == "argmax" else np.min)(np.where(real, x, far), axis=axis, keepdims=True)
+        idx = np.argmax(real & (x == best), axis=axis)    # the first position holding it; 0 if none
+    else:
+        idx = pick(x, axis=axis)
+    values = np.take_along_axis(x, np.expand_dims(idx, axis), axis=axis).squeeze(axis)
+    return values, idx.astype(np.int32)
+
+
+def scan(kind: str, x: np.ndarray, axis: int, dtype: str) -> np.ndarray:
+    """The inclusive scan of ``x`` (storage of ``dtype``) along ``axis``: ``sum`` accumulates in f32
+    (i32 wrapping) and rounds each element once."""
+    if kind != "sum":
+        raise NotImplementedError(f"scan kind '{kind}'")
+    acc = np.float32 if x.dtype.kind == "f" else STORAGE[dtype]
+    return round_to(np.cumsum(x, axis=axis, dtype=acc), dtype)
+
+
+def arg_better(kind: str, v1: np.ndarray, i1: np.ndarray, v2: np.ndarray, i2: np.ndarray) -> np.ndarray:
+    """Where ``kind`` (``argmax``/``argmin``) picks the pair (v2, i2) over (v1, i1): the larger
+    (smaller) value, a NaN losing to any other value, equal values and two NaNs going to the smaller
+    index. ``arg_reduce`` is the reduction of this order; the distributed code combines with it."""
+    v1, v2 = np.asarray(v1), np.asarray(v2)
+    with np.errstate(invalid="ignore"):
+        strict = v2 > v1 if kind == "argmax" else v2 < v1
+        tie = v2 == v1
+    if v1.dtype.kind != "f":
+        return strict | (tie & (i2 < i1))
+    nan1, nan2 = np.isnan(v1), np.isnan(v2)
+    return (~nan2 & (nan1 | strict)) | ((tie | (nan1 & nan2)) & (i2 < i1))

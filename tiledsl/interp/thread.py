@@ -25,7 +25,17 @@ import numpy as np
 
 from tiledsl.interp.block import GlobalTensor, checked_grid
 from tiledsl.interp.dispatch import OpInterpreter, handler_table
-from tiledsl.interp.numerics import ELEMENTWISE, STORAGE, as_stored, from_bits, reduce, round_to, to_bits
+from tiledsl.interp.numerics import (
+    ELEMENTWISE,
+    STORAGE,
+    arg_better,
+    as_stored,
+    from_bits,
+    reduce,
+    round_to,
+    scan,
+    to_bits,
+)
 from tiledsl.interp.report import InterpError, Report
 from tiledsl.ir import ops
 from tiledsl.ir.core import Op
@@ -643,3 +653,36 @@ def run_thread_level(program: Any, tile_kernel: ops.KernelOp, tensors: dict[str,
         rng = np.random.default_rng(seed)
         order = rng.permutation
     interp.run(order)
+
+
+# ---------------------------------------------------------------- arg-reductions and scans
+
+@handles("reg_argreduce")
+def _reg_argreduce(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    values, indices = (np.asarray(a) for a in args)
+    out_v, out_i = [], []
+    for g in op.attrs["groups"]:
+        v, i = values[:, g[0]], indices[:, g[0]]
+        for r in g[1:]:
+            take = arg_better(op.attrs["kind"], v, i, values[:, r], indices[:, r])
+            v, i = np.where(take, values[:, r], v), np.where(take, indices[:, r], i)
+        out_v.append(v)
+        out_i.append(i)
+    return [np.stack(out_v, axis=1), np.stack(out_i, axis=1).astype(np.int32)]
+
+
+@handles("arg_combine")
+def _arg_combine(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    v1, i1, v2, i2 = (np.asarray(a) for a in args)
+    take = arg_better(op.attrs["kind"], v1, i1, v2, i2)
+    return [np.where(take, v2, v1), np.where(take, i2, i1).astype(np.int32)]
+
+
+@handles("reg_scan")
+def _reg_scan(it: ThreadInterpreter, op: Op, args: list[Any]) -> list[Any]:
+    x = np.asarray(args[0])
+    out = x.copy()
+    dtype = op.result.type.dtype
+    for run in op.attrs["runs"]:
+        out[:, run] = scan(op.attrs["kind"], x[:, run], 1, dtype)
+    return [out]

@@ -242,6 +242,12 @@ BIT_OPS = {name: _elementwise(name, 2, INT_DTYPES) for name in ("bitand", "bitor
 BINARY_OPS.update(BIT_OPS)
 UNARY_OPS["bitnot"] = _elementwise("bitnot", 1, INT_DTYPES)
 
+# Math functions, defined by ``numerics.MATH64`` (float64, rounded to the dtype); float operands only.
+MATH_UNARY = ("tanh", "sigmoid", "erf", "log", "log1p", "sin", "cos", "floor", "ceil", "round")
+UNARY_OPS.update({name: _elementwise(name, 1, FLOAT_DTYPES) for name in MATH_UNARY})
+UNARY_OPS.update({name: _elementwise(name, 1, FLOAT_DTYPES, "i1") for name in ("isnan", "isinf")})
+BINARY_OPS["pow"] = _elementwise("pow", 2, FLOAT_DTYPES)
+
 
 @register
 class SelectOp(ElementwiseOp):
@@ -256,6 +262,16 @@ class SelectOp(ElementwiseOp):
             raise VerifyError(self, "condition must be i1")
         if a.dtype != b.dtype or r.dtype != a.dtype:
             raise VerifyError(self, "branches and result must share a dtype")
+
+
+@register
+class ClampOp(ElementwiseOp):
+    """``clamp(x, lo, hi)``: ``min(max(x, lo), hi)`` (maxNum/minNum: a NaN bound is ignored), a NaN
+    ``x`` kept NaN, as ``np.clip``."""
+
+    name = "clamp"
+    num_operands = 3
+    operand_dtypes = NUMERIC
 
 
 @register
@@ -404,6 +420,87 @@ class ReduceSumOp(ReduceOp):
 
 
 REDUCE_OPS: dict[str, type[ReduceOp]] = {cls.kind: cls for cls in (ReduceMaxOp, ReduceMinOp, ReduceSumOp)}
+
+
+class ArgReduceOp(_Fixed):
+    """``values, indices = reduce_argmax(x) {axis}``: along ``axis``, the largest element of each line
+    (``reduce_argmin``: the smallest) and its index there (i32). Ties go to the smallest index, as
+    NumPy's; a NaN is ignored, as ``max``/``min`` ignore it (maxNum), so the value is the line's
+    ``max``; a line of NaNs gives NaN at index 0. After layout assignment a reduction whose axis
+    spans several waves takes two more operands, the LDS scratch tiles through which the waves
+    combine their (value, index) pairs (values, then indices)."""
+
+    kind: str
+    num_operands = None
+    num_results = 2
+    pure = cse = True
+
+    def verify(self) -> None:
+        super().verify()
+        if len(self.operands) not in (1, 3):
+            raise VerifyError(self, "takes a tile and optionally two LDS scratch tiles")
+        if any(not isinstance(v.type, LdsType) for v in self.operands[1:]):
+            raise VerifyError(self, "the scratch operands must be LDS tiles")
+        s = _tile(self, self.operands[0], "operand")
+        v, i = (_tile(self, r, "result") for r in self.results)
+        ax = self.attrs.get("axis")
+        if not isinstance(ax, int) or not 0 <= ax < s.rank:
+            raise VerifyError(self, f"bad axis {ax}")
+        if s.dtype not in NUMERIC:
+            raise VerifyError(self, f"does not take {s.dtype}")
+        shape = s.shape[:ax] + s.shape[ax + 1:]
+        if v.shape != shape or v.dtype != s.dtype or i.shape != shape or i.dtype != "i32":
+            raise VerifyError(self, f"results {v}, {i} do not match an arg-reduction of {s} over axis {ax}")
+
+
+@register
+class ReduceArgmaxOp(ArgReduceOp):
+    name = "reduce_argmax"
+    kind = "argmax"
+
+
+@register
+class ReduceArgminOp(ArgReduceOp):
+    name = "reduce_argmin"
+    kind = "argmin"
+
+
+ARG_REDUCE_OPS: dict[str, type[ArgReduceOp]] = {cls.kind: cls for cls in (ReduceArgmaxOp, ReduceArgminOp)}
+
+
+class ScanOp(_Fixed):
+    """An inclusive scan along ``axis``: ``cumsum`` puts at each position the sum of the line's
+    elements up to it (f32 accumulation for floats, rounded once per element; i32 wraps). After
+    layout assignment a scan whose axis spans several waves takes an LDS scratch tile, through
+    which each wave learns the totals of the waves before it."""
+
+    kind: str
+    combine: str        # the element-wise op (``BINARY_OPS``) that combines two partial results
+    num_operands = None
+    pure = cse = True
+
+    def verify(self) -> None:
+        super().verify()
+        if len(self.operands) not in (1, 2):
+            raise VerifyError(self, "takes a tile and an optional LDS scratch")
+        if len(self.operands) == 2 and not isinstance(self.operands[1].type, LdsType):
+            raise VerifyError(self, "the second operand must be an LDS scratch tile")
+        s, r = _tile(self, self.operands[0], "operand"), _tile(self, self.result, "result")
+        ax = self.attrs.get("axis")
+        if not isinstance(ax, int) or not 0 <= ax < s.rank:
+            raise VerifyError(self, f"bad axis {ax}")
+        if s.dtype not in NUMERIC or r.dtype != s.dtype or r.shape != s.shape:
+            raise VerifyError(self, f"result {r} does not match a scan of {s}")
+
+
+@register
+class CumsumOp(ScanOp):
+    name = "cumsum"
+    kind = "sum"
+    combine = "add"
+
+
+SCAN_OPS: dict[str, type[ScanOp]] = {cls.kind: cls for cls in (CumsumOp,)}
 
 
 @register

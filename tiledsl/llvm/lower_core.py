@@ -62,7 +62,7 @@ LAZY_CONSUMERS: set[str] = set()
 #: The modules whose ``@lowers`` functions fill ``LOWERINGS``; ``KernelLowering`` imports them first,
 #: so the table is whole whatever the caller imported.
 LOWERING_MODULES = ("lower_arith", "lower_async", "lower_atomic", "lower_layout", "lower_matrix", "lower_memory",
-                    "lower_simt")
+                    "lower_simt", "lower_math", "lower_scan")
 
 
 def load_lowerings() -> dict[str, Lowerer]:

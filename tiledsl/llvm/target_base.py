@@ -246,6 +246,16 @@ class GpuTarget(abc.ABC):
             raise TypeError(f"log2 of {x.type}: f32 only")
         return irgen.call_intrinsic(b, "llvm.log2.f32", F32, [x], "log2")
 
+    def math(self, b: ir.IRBuilder, name: str, args: Sequence[ir.Value], result_dtype: str) -> ir.Value:
+        """The math function ``name`` (``tanh``, ``sigmoid``, ``erf``, ``log``, ``log1p``, ``sin``,
+        ``cos``, ``pow``) of f32 scalars, as an f32 that will be rounded to ``result_dtype``.
+
+        By default the instruction sequence of ``tiledsl.llvm.math_f32`` (FMAs, selects, integer
+        bit operations and this target's ``exp2``); a target overrides a function it has a better
+        lowering for."""
+        from tiledsl.llvm import math_f32
+        return math_f32.SEQUENCES[name](math_f32.Seq(b, self), *args)
+
     @abc.abstractmethod
     def shuffle_xor(self, b: ir.IRBuilder, v: ir.Value, mask: int) -> ir.Value:
         """The value ``v`` of lane ``lane ^ mask`` (all lanes of the wave must be active)."""

@@ -32,6 +32,7 @@ from tiledsl.ir.types import (
     scalar,
 )
 from tiledsl.layout import Layout
+from tiledsl.thread import distribute_argreduce, distribute_scan
 from tiledsl.thread import layouts as layout_assignment
 from tiledsl.thread import ops as tops
 from tiledsl.thread.context import ThreadContext, axis_mapping, register_mapping
@@ -668,6 +669,10 @@ class Distributor:
             acc = self.emit(combine([acc, part], [acc.type], loc=op.loc)).result
         self.emit(tops.BarrierOp([], [], loc=op.loc))
         return acc
+
+    # ------------------------------------------------------------ arg-reductions and scans
+    op_reduce_argmax = op_reduce_argmin = distribute_argreduce.arg_reduce
+    op_cumsum = distribute_scan.scan
 
     # ------------------------------------------------------------ control flow
     def op_for(self, op: Op) -> None:

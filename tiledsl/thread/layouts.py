@@ -34,12 +34,14 @@ from tiledsl.layout import (
     LayoutError,
     LayoutSpec,
     MmaSpec,
+    ReplicatedSpec,
     SliceSpec,
     parse_layout_spec,
 )
 from tiledsl.layout.blocked import resolve_blocked
 from tiledsl.thread.context import ThreadContext, register_mapping
 from tiledsl.thread.reduction import ReducePlan, reduce_plan, result_layout
+from tiledsl.thread.scan import accumulator, scan_lines, scan_plan
 
 LDS_DOT = "lds_dot"
 
@@ -242,6 +244,13 @@ class LayoutAssignment:
             if isinstance(spec, SliceSpec) and spec.dim == op.attrs["axis"] \
                     and self.fits(spec.parent, op.operands[0]):
                 out.append((op.operands[0], spec.parent))
+        elif isinstance(op, ops.ArgReduceOp):
+            spec = self.get(op.results[0])
+            if isinstance(spec, SliceSpec) and spec.dim == op.attrs["axis"] \
+                    and self.fits(spec.parent, op.operands[0]):
+                out.append((op.operands[0], spec.parent))
+        elif isinstance(op, ops.ScanOp):
+            out.append((op.operands[0], self.get(op.result)))
         elif isinstance(op, ops.ForOp):
             body = op.regions[0]
             for init, arg, res, nxt in zip(op.operands[3:], body.args[1:], op.results, body.terminator.operands):
@@ -315,6 +324,12 @@ class LayoutAssignment:
         elif isinstance(op, ops.ReduceOp) and _is_tile(op.result) and self.get(op.operands[0]) is not None:
             changed |= self.set(op.result, slice_of(self.get(op.operands[0]), op.attrs["axis"],
                                                     _shape(op.operands[0])))
+        elif isinstance(op, ops.ArgReduceOp) and self.get(op.operands[0]) is not None:
+            spec = slice_of(self.get(op.operands[0]), op.attrs["axis"], _shape(op.operands[0]))
+            for r in op.results:
+                changed |= self.set(r, spec)
+        elif isinstance(op, ops.ScanOp) and self.get(op.operands[0]) is not None:
+            changed |= self.set(op.result, self.scan_spec(op))
         elif isinstance(op, ops.ForOp):
             body = op.regions[0]
             for init, arg, res, nxt in zip(op.operands[3:], body.args[1:], op.results, body.terminator.operands):
@@ -343,6 +358,8 @@ class LayoutAssignment:
     def accepts(self, v: Value, spec: LayoutSpec) -> bool:
         """Values that can be produced directly in any layout take a demanded one."""
         owner = v.owner
+        if isinstance(owner, (ops.ArgReduceOp, ops.ScanOp)):
+            return False        # laid out after their operand (``forward``)
         if isinstance(owner, (ops.LdsReadOp, ops.LoadOp, ops.FillOp, ops.IotaOp, ops.TransposeOp,
                               ops.ElementwiseOp, ops.BroadcastOp, ops.ReduceOp, ops.DotOp, ops.ForOp, ops.IfOp)):
             return self.fits(spec, v)
@@ -399,6 +416,10 @@ class LayoutAssignment:
                 continue
             if isinstance(op, ops.TransposeOp) and not isinstance(op.operands[0].owner, ops.LdsReadOp):
                 self.transpose_through_lds(op)
+            if isinstance(op, ops.ArgReduceOp):
+                self.arg_reduce_layouts(op)
+            if isinstance(op, ops.ScanOp):
+                self.scan_layouts(op)
             for v, spec in self.demands(op):
                 if spec is None:
                     continue
@@ -418,6 +439,8 @@ class LayoutAssignment:
                 self.reduce_scratch(op)
             if isinstance(op, ops.AtomicOp):
                 self.atomic_scratch(op)
+            if isinstance(op, (ops.ArgReduceOp, ops.ScanOp)):
+                self.line_scratch(op)
 
     def split_expand(self, op: ops.ExpandDimsOp) -> None:
         """An ``x[:, _]`` that feeds broadcasts along its new axis and other ops is two: one for
@@ -598,6 +621,86 @@ class LayoutAssignment:
     def retype(self, v: Value, spec: LayoutSpec) -> None:
         self.lay[id(v)] = spec
         v.type = TileType(v.type.dtype, v.type.shape, str(spec))
+
+    # ------------------------------------------------------------ arg-reductions and scans
+    def scan_spec(self, op: ops.ScanOp) -> LayoutSpec:
+        """The layout a scan runs in: its operand's where that is one ``scan_plan`` takes (blocked),
+        else the default blocked layout of the operand."""
+        x = op.operands[0]
+        spec = self.get(x)
+        if spec is not None and scan_plan(self.ctx.bind(spec, _shape(x), x.type.dtype), op.attrs["axis"]):
+            return spec
+        return self.default_blocked(x)
+
+    def scan_layouts(self, op: ops.ScanOp) -> None:
+        """A scan's result is in the layout it runs in; where its result was pinned to another (an
+        ``@ layout``), it converts after the scan."""
+        res = op.result
+        want, spec = self.get(res), self.get(res)
+        if spec is None or not scan_plan(self.ctx.bind(spec, _shape(res), res.type.dtype), op.attrs["axis"]):
+            spec = self.scan_spec(op)
+        if spec != want:
+            self.relayout_results(op, [spec])
+
+    def arg_reduce_layouts(self, op: ops.ArgReduceOp) -> None:
+        """Both results of an arg-reduction in the slice of its operand's layout, where the reduction's
+        plan takes it and the layout is the same for the values and the i32 indices; else in the slice
+        of a blocked copy of the operand (the operand converts; results pinned elsewhere convert after)."""
+        x, axis = op.operands[0], op.attrs["axis"]
+        for parent in (self.get(x), self.default_blocked(x)):
+            spec = slice_of(parent, axis, _shape(x))
+            src = self.ctx.bind(parent, _shape(x), x.type.dtype)
+            shape = _shape(op.results[0])
+            dst = self.ctx.bind(spec if shape else ReplicatedSpec(), shape, x.type.dtype)
+            if reduce_plan(src, dst, axis) is not None and (
+                    not shape or dst.equivalent(self.ctx.bind(spec, shape, "i32"))):
+                break
+        else:
+            raise RuntimeError(f"internal: {op.loc}: not even a blocked layout arg-reduces this tile")
+        if parent != self.get(x):
+            self.convert_operand(op, x, parent)
+        if shape and any(self.get(r) != spec for r in op.results):
+            self.relayout_results(op, [spec, spec])
+
+    def relayout_results(self, op: Op, specs: list[LayoutSpec]) -> None:
+        """Give ``op``'s results these layouts; users of a result that had another layout read it
+        converted back, right after ``op``."""
+        after = op.parent.ops[op.parent.ops.index(op) + 1]
+        for res, spec in zip(op.results, specs):
+            want, users = self.get(res), list(res.uses)
+            self.retype(res, spec)
+            if want is None or want == spec or not users:
+                continue
+            new = self.converted(res, want, after, op.loc)
+            for user in users:
+                for i, operand in enumerate(user.operands):
+                    if operand is res:
+                        user.set_operand(i, new)
+
+    def line_scratch(self, op: ops.ArgReduceOp | ops.ScanOp) -> None:
+        """The LDS scratch tiles of an arg-reduction or a scan whose axis spans several waves: an
+        arg-reduction's waves write their (value, index) pairs at [element, wave] (two tiles, as a
+        reduction's), a scan's their totals at [line x repetition, wave] (``distribute_scan``)."""
+        x, axis = op.operands[0], op.attrs["axis"]
+        src = self.ctx.bind(self.get(x), _shape(x), x.type.dtype)
+        if isinstance(op, ops.ScanOp):
+            plan = scan_plan(src, axis)
+            if plan is None or plan.waves == 1 or len(op.operands) > 1:
+                return
+            acc = accumulator(x.type.dtype)
+            tiles = [(acc if acc == "i32" else "f32", (scan_lines(_shape(x), axis, plan), plan.waves))]
+        else:
+            shape = _shape(op.results[0])
+            dst = self.ctx.bind(self.get(op.results[0]) if shape else ReplicatedSpec(), shape, x.type.dtype)
+            if not reduce_plan(src, dst, axis).across_waves or len(op.operands) > 1:
+                return
+            out_len = int(np.prod(shape)) if shape else 1
+            tiles = [("i32" if x.type.dtype == "i32" else "f32", (out_len, self.ctx.num_waves)),
+                     ("i32", (out_len, self.ctx.num_waves))]
+        for dtype, shape in tiles:
+            scratch = ops.LdsAllocOp([], [LdsType(dtype, shape)], {"scratch": True}, loc=op.loc)
+            self.insert_scratch(scratch)
+            op._add_operand(scratch.result)
 
 
 def _reads_operand_of(op: Op, dot: Op) -> bool:

@@ -382,3 +382,84 @@ class LdsDotOp(ThreadOp):
         for key in ("a_offset", "a_strides", "b_offset", "b_strides", "k", "dtype", "c_layout", "shape"):
             if key not in self.attrs:
                 raise VerifyError(self, f"missing attribute '{key}'")
+
+
+ARG_KINDS = ("argmax", "argmin")
+
+
+def _arg_pair(op: Op, values: object, indices: object, what: str) -> RegsType:
+    v, i = _regs(op, values, f"{what} values"), _regs(op, indices, f"{what} indices")
+    if i != RegsType("i32", v.n):
+        raise VerifyError(op, f"{what} indices must be regs<i32, {v.n}>, got {i}")
+    return v
+
+
+@register
+class RegArgReduceOp(ThreadOp):
+    """In-thread arg-reduction: ``values[r], indices[r]`` is the pair that ``kind`` (``argmax`` or
+    ``argmin``) picks among ``(in_values[g], in_indices[g])`` for g in ``groups[r]`` (the rule of
+    ``arg_combine``)."""
+
+    name = "reg_argreduce"
+    pure = cse = True
+
+    def verify(self) -> None:
+        super().verify()
+        if len(self.operands) != 2 or len(self.results) != 2:
+            raise VerifyError(self, "reg_argreduce(values, indices) : (values, indices)")
+        src = _arg_pair(self, self.operands[0].type, self.operands[1].type, "operand")
+        dst = _arg_pair(self, self.results[0].type, self.results[1].type, "result")
+        groups = self.attrs.get("groups")
+        if self.attrs.get("kind") not in ARG_KINDS or src.dtype != dst.dtype:
+            raise VerifyError(self, "kind must be argmax or argmin; the values keep their dtype")
+        if not isinstance(groups, list) or len(groups) != dst.n or any(
+                not g or any(not 0 <= i < src.n for i in g) for g in groups):
+            raise VerifyError(self, "groups must list source registers for each result register")
+
+
+@register
+class ArgCombineOp(ThreadOp):
+    """``values, indices = arg_combine(v1, i1, v2, i2) {kind}``: per register (or on uniform scalars)
+    the pair that ``kind`` picks of (v1, i1) and (v2, i2): for ``argmax`` the larger value, for
+    ``argmin`` the smaller; a NaN value loses to any other; equal values (and two NaNs) go to the
+    smaller index. An order on pairs, so the combination is associative and commutative."""
+
+    name = "arg_combine"
+    pure = cse = True
+
+    def verify(self) -> None:
+        super().verify()
+        if len(self.operands) != 4 or len(self.results) != 2:
+            raise VerifyError(self, "arg_combine(v1, i1, v2, i2) : (values, indices)")
+        types = [v.type for v in (*self.operands, *self.results)]
+        if self.attrs.get("kind") not in ARG_KINDS:
+            raise VerifyError(self, "kind must be argmax or argmin")
+        if isinstance(types[0], RegsType):
+            for k in (0, 2, 4):
+                _arg_pair(self, types[k], types[k + 1], "a pair's")
+            if len({types[k] for k in (0, 2, 4)}) != 1:
+                raise VerifyError(self, "the pairs must have one type")
+        else:
+            for k in (0, 2, 4):
+                if _uniform(self, types[k], "a value") != types[0] or _uniform(self, types[k + 1], "an index") \
+                        != TileType("i32", ()):
+                    raise VerifyError(self, "uniform pairs must be (T, i32) scalars of one T")
+
+
+@register
+class RegScanOp(ThreadOp):
+    """In-thread inclusive scan: for each run (registers in line order), ``out[run[j]]`` combines
+    ``in[run[0]], ..., in[run[j]]`` by ``kind`` (``sum``); registers in no run are copied."""
+
+    name = "reg_scan"
+    pure = cse = True
+
+    def verify(self) -> None:
+        super().verify()
+        src, dst = _regs(self, self.operands[0].type, "operand"), _regs(self, self.result.type, "result")
+        runs = self.attrs.get("runs")
+        if src != dst or self.attrs.get("kind") != "sum":
+            raise VerifyError(self, "reg_scan keeps the type; kind must be sum")
+        flat = [r for run in runs for r in run] if isinstance(runs, list) else None
+        if flat is None or len(set(flat)) != len(flat) or any(not 0 <= r < src.n for r in flat):
+            raise VerifyError(self, "runs must list distinct registers")
