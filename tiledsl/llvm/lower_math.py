@@ -15,10 +15,11 @@ import math
 from typing import Any
 
 from tiledsl.ir.core import Op
+from tiledsl.ir.types import FLOAT_DTYPES
 from tiledsl.llvm.irgen import F32, call_intrinsic
 from tiledsl.llvm.llvm_init import ir
 from tiledsl.llvm.lower_arith import _FLOAT_BINARY, _INT_BINARY, _apply, _dtype, _float_op
-from tiledsl.llvm.lower_core import FLOAT_DTYPES, KernelLowering, lowers, to_f32
+from tiledsl.llvm.lower_core import KernelLowering, lowers, to_f32
 
 #: The LLVM intrinsic of each function that every target lowers without a libm call.
 INTRINSICS = {"floor": "llvm.floor.f32", "ceil": "llvm.ceil.f32", "round": "llvm.roundeven.f32"}

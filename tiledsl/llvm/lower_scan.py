@@ -7,9 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 from tiledsl.ir.core import Op
+from tiledsl.ir.types import FLOAT_DTYPES
 from tiledsl.llvm.llvm_init import ir
 from tiledsl.llvm.lower_core import (
-    FLOAT_DTYPES,
     KernelLowering,
     from_f32,
     lowers,
