@@ -22,7 +22,7 @@ from tiledsl.runtime.cuda import LaunchError
 ATTENTION = Path(__file__).resolve().parents[2] / "examples" / "attention.tdsl"
 
 COPY = """
-kernel copy(X: f32[M, N], out Y: f32[M, N], alpha: f32, flag: i1)
+kernel copy(X: f32[M, N], out Y: f32[M, N], alpha: f32, flag: i1, unused: i32)
   param BM = 16
   grid (cdiv(M, BM)) as (b)
   block 1 waves
@@ -82,8 +82,8 @@ def _kernarg(plan: cuda.LaunchPlan) -> bytes:
 def test_one_plan_per_signature_and_the_bytes_at_the_metadata_offsets(recorder: Recorder) -> None:
     kernel = tiledsl.load(COPY).compile(target="sm_90").launcher()
     x, y = DeviceArray((40, 64), ptr=0x10000), DeviceArray((40, 64), ptr=0x20000)
-    kernel(X=x, Y=y, alpha=0.5, flag=True, stream=7)
-    kernel(X=x, Y=DeviceArray((40, 64), ptr=0x30000), alpha=2.0, flag=False, stream=7)
+    kernel(X=x, Y=y, alpha=0.5, flag=True, unused=3, stream=7)
+    kernel(X=x, Y=DeviceArray((40, 64), ptr=0x30000), alpha=2.0, flag=False, unused=3, stream=7)
     assert len(kernel._plans) == 1 and recorder.loads == [("copy", 0)]
     (plan,) = kernel._plans.values()
     fn, grid, threads, stream, params = recorder.launches[-1]
@@ -98,7 +98,7 @@ def test_one_plan_per_signature_and_the_bytes_at_the_metadata_offsets(recorder: 
     # the void*[] points at each argument's slot
     slots = (ctypes.c_void_p * len(offsets)).from_address(params)
     assert [s - ctypes.addressof(plan.buffer) for s in slots] == sorted(offsets.values())
-    kernel(X=DeviceArray((17, 64)), Y=DeviceArray((17, 64)), alpha=1.0, flag=True)
+    kernel(X=DeviceArray((17, 64)), Y=DeviceArray((17, 64)), alpha=1.0, flag=True, unused=0)
     assert len(kernel._plans) == 2 and recorder.launches[-1][1] == (2, 1, 1)
 
 
@@ -106,20 +106,20 @@ def test_the_slow_path_names_the_mistake(recorder: Recorder) -> None:
     kernel = tiledsl.load(COPY).compile(target="sm_90").launcher()
     x, y = DeviceArray((40, 64)), DeviceArray((40, 64))
     with pytest.raises(LaunchError, match="missing argument 'alpha'"):
-        kernel(X=x, Y=y, flag=True)
+        kernel(X=x, Y=y, flag=True, unused=0)
     with pytest.raises(LaunchError, match="'copy' has no parameter 'beta'"):
         kernel(X=x, Y=y, alpha=1.0, flag=True, beta=2)
     with pytest.raises(LaunchError, match="dim M is 40 elsewhere but 41 in 'Y'"):
-        kernel(X=x, Y=DeviceArray((41, 64)), alpha=1.0, flag=True)
+        kernel(X=x, Y=DeviceArray((41, 64)), alpha=1.0, flag=True, unused=0)
     with pytest.raises(LaunchError, match=r"'alpha' is a scalar f32 parameter; 'x' does not fit it"):
-        kernel(X=x, Y=y, alpha="x", flag=True)
+        kernel(X=x, Y=y, alpha="x", flag=True, unused=0)
     with pytest.raises(LaunchError, match="'Y' starts at 0x1002, not aligned"):
-        kernel(X=x, Y=DeviceArray((40, 64), ptr=0x1002), alpha=1.0, flag=True)
+        kernel(X=x, Y=DeviceArray((40, 64), ptr=0x1002), alpha=1.0, flag=True, unused=0)
     with pytest.raises(LaunchError, match="different devices: 'X' on cuda:0, 'Y' on cuda:1"):
         kernel(X=DeviceArray((40, 64), device=Device(0)), Y=DeviceArray((40, 64), device=Device(1)),
-               alpha=1.0, flag=True)
+               alpha=1.0, flag=True, unused=0)
     with pytest.raises(LaunchError, match="'X' is not contiguous .* compiled for a dense 'X'"):
-        kernel(X=DeviceArray((40, 64), strides=(512, 4)), Y=y, alpha=1.0, flag=True)
+        kernel(X=DeviceArray((40, 64), strides=(512, 4)), Y=y, alpha=1.0, flag=True, unused=0)
     assert recorder.launches == []
 
 
@@ -128,7 +128,7 @@ def test_cpu_tensors_are_refused_for_a_gpu_launch(recorder: Recorder) -> None:
     launcher = tiledsl.load(COPY).launcher(target="sm_90", interpret=False)
     x = torch.zeros(40, 64)
     with pytest.raises(tiledsl.ArgumentError, match="'X' is a CPU tensor; a GPU launch needs CUDA tensors"):
-        launcher(X=x, Y=x.clone(), alpha=1.0, flag=True)
+        launcher(X=x, Y=x.clone(), alpha=1.0, flag=True, unused=0)
     assert recorder.launches == []
 
 

@@ -325,11 +325,11 @@ class CudaKernel(_Launcher):
         self.strided = frozenset(a.name for a in meta_args if a.kind == "stride")
         self._decl = {p.name: p for p in artifact.tensor_params}
         scalars = {a.name: a for a in meta_args if a.kind == "scalar"}
-        self.grid_names = sorted({*(a.name for a in meta_args if a.kind == "dim"),
-                                  *(k for k, v in artifact.params.items() if isinstance(v, int)),
-                                  *(n for n, a in scalars.items() if a.dtype == "i32")})
         self.grid_scalars = tuple(n for n, a in scalars.items() if a.dtype == "i32"
                                   and any(_mentions(g, n) for g in artifact.grid))
+        self.grid_names = sorted({*(a.name for a in meta_args if a.kind == "dim"),
+                                  *(k for k, v in artifact.params.items() if isinstance(v, int)),
+                                  *self.grid_scalars})
         self.grid_fn = grid_function(artifact.grid, self.grid_names)
         self.alignment = _alignment(artifact)
         self._functions: dict[int, Any] = {}
