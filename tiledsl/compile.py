@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 # This module imports the compiler lazily: an Artifact read back from the compile cache
 # (``tiledsl.cache``) is this class, and a cache hit must not pay for importing the compiler.
 #: Bytes of each kernel argument, by kind or scalar dtype, as the ABI passes it (``llvm.lower``): an
-#: i1 goes as an i32, an fp8 as its bit pattern, bf16 as its 16 bits.
+#: i1 goes as an i32, an fp8 as its bit pattern, bf16 as its 16 bits; a stride as an i64.
 _ARG_SIZE = {"ptr": 8, "f32": 4, "i32": 4, "f16": 2, "bf16": 2, "i1": 4, "f8e4m3": 1, "f8e5m2": 1, "i8": 1, "u8": 1,
              "i16": 2, "u32": 4, "i64": 8}
 
@@ -63,10 +63,11 @@ def grid_expressions(kernel: ops.KernelOp) -> list[str]:
 @dataclass
 class KernelArgInfo:
     name: str
-    kind: str          # "tensor" | "scalar" | "dim"
+    kind: str          # "tensor" | "scalar" | "dim" | "stride"
     dtype: str
     offset: int
     size: int
+    axis: int | None = None     # the dim of a "stride" argument
 
 
 @dataclass
@@ -147,7 +148,7 @@ class Artifact:
     def meta(self) -> dict[str, Any]:
         return {
             "kernel": self.name, "target": self.target,
-            "args": [dataclasses.asdict(a) for a in self.args],
+            "args": [{k: v for k, v in dataclasses.asdict(a).items() if v is not None} for a in self.args],
             "kernarg_bytes": max((a.offset + a.size for a in self.args), default=0),
             "block": [self.block_threads, 1, 1], "grid": self.grid,
             "dynamic_lds_bytes": 0 if self.is_amd else self.lds_bytes,
@@ -164,7 +165,7 @@ def _layout_args(lowered_args: list[Any]) -> list[KernelArgInfo]:
     for a in lowered_args:
         size = _ARG_SIZE["ptr" if a.kind == "tensor" else a.dtype]
         offset = (offset + size - 1) // size * size
-        out.append(KernelArgInfo(a.name, a.kind, a.dtype, offset, size))
+        out.append(KernelArgInfo(a.name, a.kind, a.dtype, offset, size, a.axis))
         offset += size
     return out
 
@@ -177,9 +178,11 @@ def artifact(program: Any, target: Target, lowered: Any, compiled: Any) -> Artif
                     list(program.tensor_params), target, target.backend)
 
 
-def compile_program(program: Any, target: str | Target, matrix: bool = True, opt: int = 3) -> Artifact:
+def compile_program(program: Any, target: str | Target, matrix: bool = True, opt: int = 3,
+                    strided: frozenset[str] = frozenset()) -> Artifact:
     """Compile ``program`` for ``target`` (a native target's name or record); ``matrix=False``
-    computes ``dot`` with FMAs (AMDGPU)."""
+    computes ``dot`` with FMAs (AMDGPU); ``strided`` names the tensors whose strides are kernel
+    arguments (views contiguous in their last dim, see ``tiledsl.llvm.lower``)."""
     from tiledsl.stages import Options, run_until
     from tiledsl.targets import get_target
     record = get_target(target) if isinstance(target, str) else target
@@ -187,4 +190,4 @@ def compile_program(program: Any, target: str | Target, matrix: bool = True, opt
         if record.backend != "amdgpu":
             raise TdslError(None, "--no-matrix-cores applies to AMDGPU targets")
         record = record.without_matrix()
-    return run_until(program, "llvm", record, Options(opt=opt))
+    return run_until(program, "llvm", record, Options(opt=opt, strided=frozenset(strided)))

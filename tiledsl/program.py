@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,7 @@ import numpy as np
 from tiledsl.diagnostics import ArgumentError, Source, TdslError
 from tiledsl.frontend import ast
 from tiledsl.frontend.parser import parse_kernels
-from tiledsl.interp.arguments import scalar_value, tensor_storage, write_back
+from tiledsl.interp.arguments import scalar_value, tensor_storage
 from tiledsl.interp.block import BlockInterpreter, GlobalTensor, check_coverage
 from tiledsl.interp.limits import check_argument_sizes
 from tiledsl.interp.report import Report
@@ -136,28 +136,43 @@ class Program:
             self._specialized[key] = Program(self.source, self.ast, {**self.params, **params})
         return self._specialized[key]
 
-    def compile(self, target: str = "gfx942", matrix: bool = True) -> Any:
+    def compile(self, target: str = "gfx942", matrix: bool = True, strided: Iterable[str] = ()) -> Any:
         """Compile to native code for ``target`` (gfx90a, gfx942, gfx1100, sm_80, sm_90):
         an Artifact with ``.llvm_ir``, ``.asm``, ``.binary``, ``.resources`` and ``.meta``.
-        ``matrix=False`` uses FMAs instead of matrix instructions (AMDGPU)."""
+        ``matrix=False`` uses FMAs instead of matrix instructions (AMDGPU). ``strided`` names
+        tensor parameters that take their strides as kernel arguments (any view whose last dim is
+        contiguous; the launcher picks this specialisation for non-contiguous tensors)."""
         from tiledsl.compile import compile_program
         if self.unbound_consts:
             raise TdslError(self.ast.loc, "compiling needs every const: pass params="
                                           + str({c: "..." for c in self.unbound_consts}), source=self.source)
-        return compile_program(self, target, matrix)
+        names = {p.name for p in self.tensor_params}
+        for name in strided:
+            if name not in names:
+                raise ArgumentError(f"strided: '{name}' is not a tensor parameter of '{self.name}' "
+                                    f"(its tensors: {', '.join(sorted(names))})")
+        return compile_program(self, target, matrix, strided=frozenset(strided))
 
-    def launcher(self, target: str = "sm_90", autotune: bool = False) -> Any:
-        """A callable that launches this kernel on an NVIDIA GPU with arrays by name, binding what
+    def launcher(self, target: str = "sm_90", interpret: bool | None = None,
+                 tuned: Callable[[Program, Mapping[str, int]], Mapping[str, Any]] | None = None,
+                 autotune: bool = False) -> Any:
+        """A callable that launches this kernel on an NVIDIA GPU with arrays by name (PyTorch CUDA
+        tensors, CuPy, DLPack), on the current stream of their device, binding what
         :meth:`interpret` binds from them (unbound consts from the shapes, dtype parameters not in
-        ``params`` from the arrays' dtypes) and compiling each specialisation for ``target`` once.
+        ``params`` from the arrays' dtypes) and compiling each specialisation for ``target`` once
+        (non-contiguous tensors: the specialisation that takes their strides).
         ``compile(target).launcher()`` launches one compiled specialisation.
 
-        The tile parameters kept by an earlier tuning of this source, shape and GPU
-        (``tdslc tune``, :mod:`tiledsl.tune`) are used where ``params`` does not fix them; with
-        ``autotune``, a shape without them is tuned on its first launch over the kernel's
-        ``tune`` space (``TDSL_PRINT_AUTOTUNING=1`` prints each choice)."""
+        ``interpret=True`` (default: the environment variable ``TDSL_INTERPRET=1``) runs the
+        thread-level interpreter for ``target`` instead, with all its checks, on copies of the
+        arrays (CPU or GPU tensors), writing the results back. ``tuned(program, dims)`` gives the
+        tile parameters to compile a specialisation with; without it, the tile parameters kept by
+        an earlier tuning of this source, shape and GPU (``tdslc tune``, :mod:`tiledsl.tune`) are
+        used where ``params`` does not fix them, and with ``autotune`` a shape without them is
+        tuned on its first launch over the kernel's ``tune`` space (``TDSL_PRINT_AUTOTUNING=1``
+        prints each choice)."""
         from tiledsl.runtime.cuda import ProgramLauncher
-        return ProgramLauncher(self, target, autotune)
+        return ProgramLauncher(self, target, interpret, tuned, autotune)
 
     # ------------------------------------------------------------ running
     def bind_shapes(self, args: Mapping[str, Any]) -> tuple[Program, dict[str, int]]:
@@ -257,8 +272,9 @@ class Program:
 
     def interpret(self, level: str = "block", target: str | None = None, *, shuffle_blocks: bool = False,
                   nan_fill: bool = False, seed: int = 0, **args: Any) -> Report:
-        """Run the kernel on NumPy arrays (by parameter name); ``out`` arrays are
-        written in place. Returns a :class:`Report`; ``report.ok`` is False when a
+        """Run the kernel on arrays (by parameter name): NumPy arrays, PyTorch tensors (CPU, or
+        CUDA through a host copy), DLPack or ``__array__`` arrays (``tiledsl.runtime.interpret``);
+        ``out`` arrays are written in place. Returns a :class:`Report`; ``report.ok`` is False when a
         check (bounds, uninitialised LDS, output coverage, races) failed.
 
         ``level="thread"`` runs the thread IR for ``target`` (default gfx942);
@@ -289,7 +305,9 @@ class Program:
                 target = get_target(target or "gfx942").name
             except UnknownTargetError as e:
                 raise ArgumentError(str(e)) from None
-        prog, tensors, scalars, dims = self.prepare_arguments(args)
+        from tiledsl.runtime.interpret import host_arguments, write_result
+        host, shared = host_arguments(self, args)
+        prog, tensors, scalars, dims = self.prepare_arguments(host)
         kernel = prog.lowered()
         report = Report(level=level)
         # The interpreters' own failures are internal errors, reported like the compiler's.
@@ -298,7 +316,7 @@ class Program:
         self.check_coverage(kernel, tensors, report)
         for p in self.tensor_params:
             if p.out:
-                write_back(args[p.name], tensors[p.name])
+                write_result(args[p.name], host[p.name], shared[p.name], tensors[p.name].data)
         return report
 
     @staticmethod

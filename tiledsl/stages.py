@@ -59,6 +59,9 @@ class Options:
     print_ir: Callable[[str, str, str | None, str], None] | None = field(default=None, compare=False)
     stage_budget_s: float | None = None
     max_ops: int = 400_000
+    #: Tensor parameters whose strides are kernel arguments (views contiguous in their last dim):
+    #: a specialisation of the llvm stage only (``tiledsl.llvm.lower`` describes the ABI).
+    strided: frozenset[str] = frozenset()
 
     @property
     def passes(self) -> tuple[str, ...]:
@@ -222,7 +225,7 @@ def _distribute(kernel: tile_ops.KernelOp, ctx: CompileContext) -> Op:
 def _llvm(kernel: tile_ops.KernelOp, ctx: CompileContext) -> Any:
     from tiledsl.compile import artifact
     from tiledsl.llvm.lower import lower_kernel
-    lowered = lower_kernel(kernel, ctx.thread, ctx.backend)
+    lowered = lower_kernel(kernel, ctx.thread, ctx.backend, ctx.options.strided)
     if ctx.options.print_ir is not None:
         ctx.options.print_ir("llvm", "lower", ctx.target.name, str(lowered.module))
     compiled = ctx.backend.compile(lowered.module, opt=ctx.options.opt)
@@ -332,6 +335,8 @@ def _run_chain(program: Any, chain: tuple[Stage, ...], record: Target | None, op
         ctx.stage = st.name
         ctx.target = record if st.target else None
         key = (st.name, record.name if st.target else None, options.passes, options.opt if st.name == "llvm" else 0)
+        if st.name == "llvm" and options.strided:
+            key += (options.strided,)
         hit = cache.get(key) if options.print_ir is None else None
         if hit is not None:
             result, ctx.thread = hit

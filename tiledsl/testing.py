@@ -38,3 +38,17 @@ def require_cuda() -> ModuleType:
     except cupy.cuda.runtime.CUDARuntimeError as e:   # no driver
         pytest.skip(f"no CUDA device: {e}", allow_module_level=True)
     return cupy
+
+
+def require_torch_cuda() -> ModuleType:
+    """PyTorch, where it sees a CUDA device and cuda-python (which launches) is installed;
+    otherwise the calling test module is skipped (call it at module level)."""
+    import pytest
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device for PyTorch", allow_module_level=True)
+    try:
+        import cuda.bindings.driver  # noqa: F401
+    except ImportError:
+        pytest.importorskip("cuda.cuda")
+    return torch

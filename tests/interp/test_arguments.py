@@ -162,7 +162,7 @@ def test_nan_and_inf_are_legal_floats(prog: tiledsl.Program, s: float) -> None:
     (lambda x: x > 0, "got bool"),
     (lambda x: x.astype(np.complex64), "got complex64"),
     (lambda x: x.astype(object), "got object"),
-    (lambda x: x.tolist(), "'X' must be a NumPy array, got list"),
+    (lambda x: x.tolist(), "'X' must be an array (NumPy, a PyTorch tensor, DLPack or anything with __array__), got list"),
     (lambda x: x[:, :, None], "'X' must have 2 dims"),
 ])
 def test_tensor_of_the_wrong_kind(prog: tiledsl.Program, make: Any, fragment: str) -> None:

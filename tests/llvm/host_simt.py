@@ -259,7 +259,8 @@ class HostKernel:
     def __call__(self, arrays: Mapping[str, np.ndarray], scalars: Mapping[str, Any]) -> None:
         """Run the whole grid; ``arrays`` (tensors by name, in their dtype's NumPy type, bf16
         as uint16 bits, fp8 as uint8 bits) are read and written in place; fp8 scalars are given as
-        their bits too."""
+        their bits too. A tensor lowered as strided may be any view with a contiguous last dim; its
+        strides are passed as the kernel's stride arguments."""
         lk = self.lowered
         dims: dict[str, int] = {}
         for a in lk.kernel.body.args:
@@ -268,11 +269,15 @@ class HostKernel:
                     if isinstance(d, str):
                         dims[d] = int(n)
         values: list[Any] = []
+        strided = {a.name for a in lk.args if a.kind == "stride"}
         for a in lk.args:
             if a.kind == "tensor":
                 arr = arrays[a.name]
-                assert arr.flags.c_contiguous and arr.dtype == _NUMPY[a.dtype]
+                assert (arr.flags.c_contiguous or a.name in strided) and arr.dtype == _NUMPY[a.dtype]
                 values.append(arr.ctypes.data)
+            elif a.kind == "stride":
+                arr = arrays[a.name]
+                values.append(arr.strides[a.axis] // arr.itemsize)
             elif a.kind == "scalar":
                 values.append(scalars[a.name])
             else:

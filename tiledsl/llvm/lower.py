@@ -18,7 +18,12 @@ Kernel ABI (the order of the LLVM function's arguments):
    pattern), i32 ``i32``, i1 ``i32`` (non-zero is true);
 3. one ``i32`` per runtime dim: the dim names of the tensor parameters that are not compile-time
    parameters (``kernel.attrs["params"]``), in order of first appearance over the tensor
-   parameters' dims.
+   parameters' dims;
+4. for each *strided* tensor (``lower_kernel(..., strided=...)``), in parameter order, one ``i64``
+   element stride per dim but the last: the tensor is then any view whose last dim is contiguous
+   (stride 1), e.g. ``[B, N, H, D]`` viewed as ``[B, H, N, D]``. Vector accesses along the last
+   dim stay; the launcher checks that the base and every stride keep them aligned. A tensor not
+   named is dense and row-major, its strides folded from the dims as before.
 
 The block is one-dimensional, ``block_threads`` threads; the grid is ``grid(dims)`` (grid axis
 0, 1, 2 → x, y, z). LDS is one arena of ``lds_bytes``: static on AMDGPU, dynamic shared memory
@@ -43,18 +48,20 @@ from tiledsl.llvm.lower_core import LOWERINGS, KernelLowering, TensorRef, llvm_t
 from tiledsl.llvm.target_base import CompiledModule, GpuTarget
 from tiledsl.thread.context import ThreadContext
 
-ArgKind = Literal["tensor", "scalar", "dim"]
+ArgKind = Literal["tensor", "scalar", "dim", "stride"]
 
 
 @dataclass(frozen=True)
 class KernelArg:
     """One argument of the lowered kernel, in ABI order: a tensor pointer, a scalar parameter or
-    a runtime dim (``name`` is the parameter's or the dim's name)."""
+    a runtime dim (``name`` is the parameter's or the dim's name), or the element stride of dim
+    ``axis`` of a strided tensor (``name`` is the tensor's)."""
 
     name: str
     kind: ArgKind
     dtype: str
     type: ir.Type
+    axis: int | None = None
 
 
 @dataclass
@@ -101,8 +108,9 @@ def runtime_dims(kernel: ops.KernelOp) -> list[str]:
     return names
 
 
-def kernel_args(kernel: ops.KernelOp, target: GpuTarget) -> list[KernelArg]:
-    """The kernel's arguments in ABI order."""
+def kernel_args(kernel: ops.KernelOp, target: GpuTarget, strided: frozenset[str] = frozenset()
+                ) -> list[KernelArg]:
+    """The kernel's arguments in ABI order; ``strided``: the tensors whose strides are arguments."""
     body = kernel.body.args
     tensors = [KernelArg(a.hint, "tensor", a.type.dtype, target.global_ptr_type)
                for a in body if isinstance(a.type, TensorType)]
@@ -112,24 +120,32 @@ def kernel_args(kernel: ops.KernelOp, target: GpuTarget) -> list[KernelArg]:
             ty = I32 if a.type.dtype == "i1" else llvm_type(a.type.dtype)
             scalars.append(KernelArg(a.hint, "scalar", a.type.dtype, ty))
     dims = [KernelArg(d, "dim", "i32", I32) for d in runtime_dims(kernel)]
-    return tensors + scalars + dims
+    unknown = strided - {a.name for a in tensors}
+    if unknown:
+        raise ValueError(f"strided tensors {sorted(unknown)} are not tensor parameters of '{kernel.attrs['sym_name']}'")
+    strides = [KernelArg(a.hint, "stride", "i64", I64, axis)
+               for a in body if isinstance(a.type, TensorType) and a.hint in strided
+               for axis in range(len(a.type.dims) - 1)]
+    return tensors + scalars + dims + strides
 
 
-def lower_kernel(kernel: ops.KernelOp, ctx: ThreadContext, target: GpuTarget) -> LoweredKernel:
-    """Lower a thread IR kernel (from ``compile_thread_ir``) to an LLVM module for ``target``."""
+def lower_kernel(kernel: ops.KernelOp, ctx: ThreadContext, target: GpuTarget,
+                 strided: frozenset[str] = frozenset()) -> LoweredKernel:
+    """Lower a thread IR kernel (from ``compile_thread_ir``) to an LLVM module for ``target``;
+    the tensors named in ``strided`` take their strides as arguments (see the module docstring)."""
     if ctx.target.wave_size != target.wave_size:
         raise ValueError(f"thread IR for {ctx.target.name} (wave{ctx.target.wave_size}) cannot run on "
                          f"{target.name} (wave{target.wave_size})")
     name = kernel.attrs["sym_name"]
-    args = kernel_args(kernel, target)
+    args = kernel_args(kernel, target, strided)
     threads = int(kernel.attrs["threads"])
     module = target.new_module(name)
     tensor_params = [a for a in kernel.body.args if isinstance(a.type, TensorType)]
     readonly = [i for i, a in enumerate(tensor_params) if not a.type.out]
     fn = target.declare_kernel(module, name, [a.type for a in args], threads,
-                               arg_names=[f"dim.{a.name}" if a.kind == "dim" else a.name for a in args],
+                               arg_names=[_arg_name(a) for a in args],
                                readonly_args=readonly)
-    by_kind = {kind: [(a, v) for a, v in zip(args, fn.args) if a.kind == kind] for kind in ("tensor", "scalar", "dim")}
+    by_kind = {kind: [(a, v) for a, v in zip(args, fn.args) if a.kind == kind] for kind in ("tensor", "scalar", "dim", "stride")}
     params = kernel.attrs.get("params", {})
     dims: dict[str, ir.Value] = {a.name: v for a, v in by_kind["dim"]}
     for k, v in params.items():
@@ -138,14 +154,22 @@ def lower_kernel(kernel: ops.KernelOp, ctx: ThreadContext, target: GpuTarget) ->
     load_lowerings()
     lw = KernelLowering(kernel, ctx, target, module, fn, dims)
     values: dict[str, Any] = {}
+    given: dict[str, list[ir.Value]] = {}
+    for a, v in by_kind["stride"]:
+        given.setdefault(a.name, []).append(v)
     for (a, v), param in zip(by_kind["tensor"], tensor_params):
-        values[a.name] = TensorRef(a.name, v, a.dtype, _strides(lw, param.type))
+        strides = (*given[a.name], ir.Constant(I64, 1)) if a.name in given else _strides(lw, param.type)
+        values[a.name] = TensorRef(a.name, v, a.dtype, strides)
     for a, v in by_kind["scalar"]:
         values[a.name] = lw.b.icmp_signed("!=", v, ir.Constant(I32, 0)) if a.dtype == "i1" else v
     lw.lower_block(kernel.body, [values[a.hint] for a in kernel.body.args])
     lw.b.ret_void()
     return LoweredKernel(module, name, args, threads, int(kernel.attrs.get("lds_bytes", 0)), target, kernel, ctx,
                          dict(lw.stats))
+
+
+def _arg_name(a: KernelArg) -> str:
+    return {"dim": f"dim.{a.name}", "stride": f"stride.{a.name}.{a.axis}"}.get(a.kind, a.name)
 
 
 def _strides(lw: KernelLowering, t: TensorType) -> tuple[ir.Value, ...]:
