@@ -32,13 +32,16 @@ def test_attention_on_transposed_views(like: str, causal: int) -> None:
     assert [(a.name, a.axis) for a in lk.args if a.kind == "stride"] == \
         [(t, axis) for t in "QKVO" for axis in range(3)]
     scale = np.float32(32 ** -0.5)
-    HostKernel(lk)({"Q": q, "K": k, "V": v, "O": out}, {"scale": scale})
-    dense = np.full(out.shape, np.nan, dtype=np.float16)
-    report = prog.interpret(level="thread", target=like, Q=q, K=k, V=v, O=dense, scale=scale)
+    lse = np.full((2, 3, 77), np.nan, dtype=np.float32)
+    HostKernel(lk)({"Q": q, "K": k, "V": v, "O": out, "L": lse}, {"scale": scale})
+    dense, dense_lse = np.full(out.shape, np.nan, dtype=np.float16), np.full(lse.shape, np.nan, dtype=np.float32)
+    report = prog.interpret(level="thread", target=like, Q=q, K=k, V=v, O=dense, L=dense_lse, scale=scale)
     assert report.ok, str(report)
     got = out.astype(np.float64)
     assert rel_error(got, dense.astype(np.float64)) <= 1e-3
-    assert rel_error(got, reference().attention(q, k, v, scale, CAUSAL=causal)) <= 2e-3
+    ref = reference().attention(q, k, v, scale, CAUSAL=causal)
+    assert rel_error(got, ref["O"]) <= 2e-3
+    assert rel_error(lse.astype(np.float64), ref["L"]) <= 1e-5
     assert np.isnan(out.base[:, :, :, :]).sum() == 0      # every element of the storage written
 
 

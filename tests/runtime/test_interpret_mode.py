@@ -124,10 +124,12 @@ def test_tdsl_interpret_runs_the_launcher_on_the_thread_interpreter(monkeypatch:
     launcher = tiledsl.load(EXAMPLES / "attention.tdsl", params={"BM": 64, "BN": 32}).launcher(target="sm_90")
     assert launcher.interpret
     q, k, v = (torch.randn(1, 2, 50, 32, dtype=torch.bfloat16) for _ in range(3))
-    o = torch.zeros_like(q)
-    launcher(Q=q, K=k, V=v, O=o, scale=32 ** -0.5)
+    o, lse = torch.zeros_like(q), torch.zeros(1, 2, 50)
+    launcher(Q=q, K=k, V=v, O=o, L=lse, scale=32 ** -0.5)
     ref = torch.nn.functional.scaled_dot_product_attention(q.float(), k.float(), v.float())
     assert float((o.float() - ref).norm() / ref.norm()) < 1e-2
+    scores = (q.float() @ k.float().transpose(-1, -2)) * 32 ** -0.5
+    assert float((lse - torch.logsumexp(scores, -1)).abs().max()) < 1e-3
 
 
 def test_a_failed_check_raises_after_writing_back() -> None:

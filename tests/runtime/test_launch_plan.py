@@ -141,7 +141,8 @@ def test_strided_views_compile_the_strided_specialisation(recorder: Recorder) ->
     launcher = tiledsl.load(ATTENTION).launcher(target="sm_90", interpret=False)
     q = _bnhd(2, 77, 3, 64)
     dense = DeviceArray((2, 3, 77, 64), "<f2")
-    launcher(Q=q, K=q, V=q, O=dense, scale=0.125, stream=0)
+    lse = DeviceArray((2, 3, 77), "<f4")
+    launcher(Q=q, K=q, V=q, O=dense, L=lse, scale=0.125, stream=0)
     kernel = next(iter(launcher._kernels.values()))
     assert kernel.strided == frozenset("QKV") and kernel.artifact.params["D"] == 64
     (plan,) = launcher._plans.values()
@@ -150,20 +151,21 @@ def test_strided_views_compile_the_strided_specialisation(recorder: Recorder) ->
     assert [(a["name"], a["axis"], struct.unpack_from("<q", raw, a["offset"])[0]) for a in strides if a["name"] == "Q"] \
         == [("Q", 0, 77 * 3 * 64), ("Q", 1, 64), ("Q", 2, 3 * 64)]
     # a dense call takes the dense kernel, compiled separately
-    launcher(Q=dense, K=dense, V=dense, O=dense, scale=0.125, stream=0)
+    launcher(Q=dense, K=dense, V=dense, O=dense, L=lse, scale=0.125, stream=0)
     assert {k.strided for k in launcher._kernels.values()} == {frozenset("QKV"), frozenset()}
 
 
 def test_strides_that_break_vector_accesses_are_refused(recorder: Recorder) -> None:
     launcher = tiledsl.load(ATTENTION).launcher(target="sm_90", interpret=False)
     dense = DeviceArray((1, 2, 48, 64), "<f2")
+    lse = DeviceArray((1, 2, 48), "<f4")
     odd = DeviceArray((1, 2, 48, 64), "<f2", strides=(2 * 48 * 66 * 2, 48 * 66 * 2, 66 * 2, 2))
     with pytest.raises(LaunchError, match="'K' has stride 66 along dim 2: its 132 bytes break the kernel's "
                                           "16-byte vector accesses"):
-        launcher(Q=dense, K=odd, V=dense, O=dense, scale=0.1)
+        launcher(Q=dense, K=odd, V=dense, O=dense, L=lse, scale=0.1)
     columns = DeviceArray((1, 2, 48, 64), "<f2", strides=(2 * 48 * 64 * 2, 48 * 64 * 2, 2, 48 * 2))
     with pytest.raises(LaunchError, match="'V' has stride 48 along its last dim"):
-        launcher(Q=dense, K=dense, V=columns, O=dense, scale=0.1)
+        launcher(Q=dense, K=dense, V=columns, O=dense, L=lse, scale=0.1)
 
 
 def test_the_grid_function_reads_scalars_per_call(recorder: Recorder) -> None:
@@ -192,7 +194,7 @@ def test_host_time_of_a_launch(recorder: Recorder) -> None:
     10 µs goal on a quiet machine; the bound allows for a loaded CI machine."""
     kernel = tiledsl.load(ATTENTION, params={"D": 64}).compile(target="sm_90").launcher()
     q = DeviceArray((1, 2, 77, 64), "<f2")
-    args = {"Q": q, "K": q, "V": q, "O": q, "scale": 0.125}
+    args = {"Q": q, "K": q, "V": q, "O": q, "L": DeviceArray((1, 2, 77), "<f4"), "scale": 0.125}
     kernel(**args, stream=0)
     times = []
     for _ in range(5):
@@ -212,8 +214,8 @@ def test_the_tuning_hook_picks_the_tile_parameters(recorder: Recorder) -> None:
 
     launcher = tiledsl.load(ATTENTION).launcher(target="sm_90", interpret=False, tuned=tuned)
     small, large = DeviceArray((1, 2, 77, 64), "<f2"), DeviceArray((1, 2, 300, 64), "<f2")
-    launcher(Q=small, K=small, V=small, O=small, scale=0.1, stream=0)
-    launcher(Q=large, K=large, V=large, O=large, scale=0.1, stream=0)
+    launcher(Q=small, K=small, V=small, O=small, L=DeviceArray((1, 2, 77), "<f4"), scale=0.1, stream=0)
+    launcher(Q=large, K=large, V=large, O=large, L=DeviceArray((1, 2, 300), "<f4"), scale=0.1, stream=0)
     assert seen == [(64, 77), (64, 300)]          # the program bound D from the shapes
     assert sorted(k.artifact.params["BM"] for k in launcher._kernels.values()) == [64, 128]
     assert [g for _, g, *_ in recorder.launches] == [(2, 2, 1), (3, 2, 1)]
