@@ -16,8 +16,10 @@ all its checks (``cpu="block"``: the faster block-level one).
 
 :func:`attention` is ``scaled_dot_product_attention`` for ``[B, H, N, D]`` f16/bf16 tensors
 (views such as ``x.transpose(1, 2)`` of ``[B, N, H, D]`` are read in place), through
-``examples/attention.tdsl``. Its backward is pluggable (:func:`set_attention_backward`): until a
-backward kernel is set, gradients come from recomputing attention in PyTorch (float32, N×N memory).
+``examples/attention.tdsl``. Its backward launches ``examples/attention_bwd.tdsl`` (preprocess,
+dK/dV and dQ kernels, from the forward's log-sum-exp) on CUDA tensors; on CPU tensors gradients
+come from recomputing attention in PyTorch (float32, N×N memory). Both are replaceable
+(:func:`set_attention_backward`).
 
 Importing this module registers ``tiledsl::attention_fwd`` (its schema; the kernels load on first
 use); :func:`register` registers the ops it is asked for.
@@ -40,8 +42,9 @@ _TORCH_DTYPES = {"f16": torch.float16, "bf16": torch.bfloat16, "f32": torch.floa
                  "i8": torch.int8, "u8": torch.uint8, "i16": torch.int16, "i64": torch.int64}
 _DTYPE_NAMES = {v: k for k, v in _TORCH_DTYPES.items()}
 _SCHEMA_SCALARS = {"f32": "float", "f16": "float", "bf16": "float", "i32": "int", "i1": "bool"}
-#: Where ``examples/attention.tdsl`` is (a source checkout or an editable install).
+#: Where ``examples/attention.tdsl`` and its backward are (a source checkout or an editable install).
 ATTENTION_SOURCE = Path(__file__).resolve().parents[1] / "examples" / "attention.tdsl"
+ATTENTION_BWD_SOURCE = ATTENTION_SOURCE.with_name("attention_bwd.tdsl")
 
 #: A shape rule: from the op's inputs by name (tensors and scalars) to the shape of each output,
 #: ``{"Y": lambda X, **_: X.shape}``; an output it leaves out gets the derived shape.
@@ -206,7 +209,8 @@ def register(program: Program, name: str | None = None, *, namespace: str = "til
 
 # ---------------------------------------------------------------------------------- attention
 
-#: ``backward(q, k, v, o, lse, do, scale, is_causal) -> (dq, dk, dv)``; None: recompute in PyTorch.
+#: ``backward(q, k, v, o, lse, do, scale, is_causal) -> (dq, dk, dv)``; None: the backward kernels on
+#: CUDA tensors, recomputation in PyTorch on CPU ones.
 AttentionBackward = Callable[..., tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 _attention_backward: list[AttentionBackward | None] = [None]
 
@@ -215,7 +219,8 @@ def set_attention_backward(fn: AttentionBackward | None) -> None:
     """Plug in the backward of :func:`attention` (e.g. one launching ``examples/attention_bwd.tdsl``):
     ``fn(q, k, v, o, lse, do, scale, is_causal) -> (dq, dk, dv)``, with ``lse`` the forward's
     log-sum-exp per row (``[B, H, N]`` f32; empty where the forward kernel does not write one).
-    None restores the default, which recomputes attention in PyTorch."""
+    None restores the default: :func:`kernel_attention_backward` on CUDA tensors,
+    :func:`reference_attention_backward` on CPU ones."""
     _attention_backward[0] = fn
 
 
@@ -232,6 +237,56 @@ def reference_attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tens
         out = torch.softmax(s, dim=-1) @ vf
         dq, dk, dv = torch.autograd.grad(out, (qf, kf, vf), do.float())
     return dq.to(q.dtype), dk.to(k.dtype), dv.to(v.dtype)
+
+
+class _AttentionBackwardKernels:
+    """The three kernels of ``examples/attention_bwd.tdsl`` (per causality), and their launchers."""
+
+    NAMES = ("attention_bwd_preprocess", "attention_bwd_dkdv", "attention_bwd_dq")
+
+    def __init__(self) -> None:
+        if not ATTENTION_BWD_SOURCE.is_file():
+            raise ArgumentError(f"tiledsl.torch.attention's backward needs {ATTENTION_BWD_SOURCE} (a source "
+                                f"checkout of tiledsl)")
+        import tiledsl
+        self.programs = {(name, c): tiledsl.load(ATTENTION_BWD_SOURCE, kernel=name,
+                                                 params={} if name == self.NAMES[0] else {"CAUSAL": c})
+                         for name in self.NAMES for c in (0, 1)}
+        self.launchers: dict[tuple, Any] = {}
+
+    def launcher(self, name: str, causal: bool, device: torch.device, level: str) -> Any:
+        target = "cpu" if device.type == "cpu" else default_target(device)
+        key = (name, causal, target, level)
+        if key not in self.launchers:
+            prog = self.programs[name, int(causal)]
+            self.launchers[key] = _CpuRunner(prog, level) if target == "cpu" else prog.launcher(target=target)
+        return self.launchers[key]
+
+
+@cache
+def _backward_kernels() -> _AttentionBackwardKernels:
+    return _AttentionBackwardKernels()
+
+
+def kernel_attention_backward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, o: torch.Tensor,
+                              lse: torch.Tensor, do: torch.Tensor, scale: float, is_causal: bool,
+                              cpu_level: str = "block") -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The gradients of attention from ``examples/attention_bwd.tdsl``: Delta = rowsum(O * dO), then
+    dK/dV (a block per key tile) and dQ (a block per query tile) from Q, K, V, dO, the forward's
+    log-sum-exp and Delta. On CPU tensors the kernels run in the ``cpu_level`` interpreter."""
+    if lse.numel() == 0:
+        return reference_attention_backward(q, k, v, o, lse, do, scale, is_causal)
+    kernels = _backward_kernels()
+    q, k, v, o, do = (x.contiguous() for x in (q, k, v, o, do.to(q.dtype)))
+    delta = q.new_empty(q.shape[:-1], dtype=torch.float32)
+    dq, dk, dv = torch.empty_like(q), torch.empty_like(k), torch.empty_like(v)
+
+    def run(name: str, **args: Any) -> None:
+        kernels.launcher(name, is_causal, q.device, cpu_level)(**args)
+    run("attention_bwd_preprocess", O=o, dO=do, Delta=delta)
+    run("attention_bwd_dkdv", Q=q, K=k, V=v, dO=do, L=lse, Delta=delta, dK=dk, dV=dv, scale=scale)
+    run("attention_bwd_dq", Q=q, K=k, V=v, dO=do, L=lse, Delta=delta, dQ=dq, scale=scale)
+    return dq, dk, dv
 
 
 class _AttentionKernels:
@@ -318,7 +373,7 @@ def _setup_context(ctx: Any, inputs: tuple, output: tuple) -> None:
 
 def _backward(ctx: Any, do: torch.Tensor, _dlse: torch.Tensor) -> tuple:
     q, k, v, o, lse = ctx.saved_tensors
-    fn = _attention_backward[0] or reference_attention_backward
+    fn = _attention_backward[0] or (kernel_attention_backward if q.is_cuda else reference_attention_backward)
     dq, dk, dv = fn(q, k, v, o, lse, do, ctx.scale, ctx.is_causal)
     return dq, dk, dv, None, None
 

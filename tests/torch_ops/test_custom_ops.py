@@ -108,6 +108,26 @@ def test_attention_forward_and_backward_match_sdpa(causal: bool, dtype: torch.dt
         assert float((got.float() - want.float()).norm() / want.float().norm()) < 2e-2
 
 
+@pytest.mark.parametrize(("causal", "dtype"), [(False, torch.float16), (True, torch.bfloat16)])
+def test_the_backward_kernels_match_sdpa(causal: bool, dtype: torch.dtype) -> None:
+    """The default backward on CUDA tensors (examples/attention_bwd.tdsl from the forward's L),
+    run here through the block interpreter on CPU tensors, against SDPA's autograd at N=45."""
+    tt.set_attention_backward(tt.kernel_attention_backward)
+    try:
+        torch.manual_seed(2)
+        q, k, v = (torch.randn(1, 2, 45, 32, dtype=dtype, requires_grad=True) for _ in range(3))
+        o = tt.attention(q, k, v, is_causal=causal)
+        do = torch.randn_like(o)
+        dq, dk, dv = torch.autograd.grad(o, (q, k, v), do)
+    finally:
+        tt.set_attention_backward(None)
+    ref = _sdpa(q, k, v, is_causal=causal)
+    rq, rk, rv = torch.autograd.grad(ref, (q, k, v), do.float())
+    for got, want in ((dq, rq), (dk, rk), (dv, rv)):
+        assert got.dtype == dtype
+        assert float((got.float() - want.float()).norm() / want.float().norm()) < 2e-2
+
+
 def test_attention_gqa_views_scale_and_compile() -> None:
     torch.manual_seed(1)
     q = torch.randn(1, 40, 4, 32, dtype=torch.float16).transpose(1, 2)      # [B, N, H, D] viewed [B, H, N, D]
