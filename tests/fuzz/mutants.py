@@ -18,8 +18,22 @@ ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 # The examples and the whole kernels of tests/kernels (gathers, 'until' bounds, ragged loops,
 # scatters, paged caches, block-sparse and varlen attention), by name.
-EXAMPLE_TEXT = {p.stem: p.read_text() for p in sorted(EXAMPLES.glob("*.tdsl"))} | \
-    {f"kernels/{p.stem}": p.read_text() for p in sorted((ROOT / "tests" / "kernels").glob("*.tdsl"))}
+_KERNEL = re.compile(r"^kernel\s+(\w+)", re.MULTILINE)
+
+
+def _kernels(name: str, text: str) -> dict[str, str]:
+    """A file's text by name; a file of several kernels as one text per kernel (``name:kernel``),
+    each kernel with its own header, so each mutant is one Program."""
+    found = list(_KERNEL.finditer(text))
+    if len(found) < 2:
+        return {name: text}
+    bounds = [0, *(m.start() for m in found[1:]), len(text)]
+    return {f"{name}:{m.group(1)}": text[lo:hi] for m, lo, hi in zip(found, bounds, bounds[1:])}
+
+
+EXAMPLE_TEXT = {k: v for p in sorted(EXAMPLES.glob("*.tdsl")) for k, v in _kernels(p.stem, p.read_text()).items()} | \
+    {k: v for p in sorted((ROOT / "tests" / "kernels").glob("*.tdsl"))
+     for k, v in _kernels(f"kernels/{p.stem}", p.read_text()).items()}
 
 TOKEN = re.compile(r"\s+|#[^\n]*|[A-Za-z_][A-Za-z0-9_]*|[0-9]+\.[0-9]+(?:[eE][-+]?[0-9]+)?|[0-9]+|\^T|<-|\.\."
                    r"|<=|>=|==|!=|//|\[:, _\]|\[_, :\]|.")

@@ -5,6 +5,7 @@ CUDA launcher, at once and with a clear message."""
 
 from __future__ import annotations
 
+import struct
 import time
 from pathlib import Path
 
@@ -110,4 +111,5 @@ def test_the_launcher_refuses_a_dim_over_2_to_the_31_but_not_a_tensor_of_more_el
         kernel.prepare({"X": _FakeGpuArray(shape), "Y": _FakeGpuArray(shape)})
     grid, args = kernel.prepare({"X": _FakeGpuArray((65536, 32769)), "Y": _FakeGpuArray((65536, 32769))})
     assert grid == (65536 // 16, 1, 1)
-    assert [int(a) for a in args[2:]] == [65536, 32769]
+    dims = [a for a in kernel.artifact.meta["args"] if a["kind"] == "dim"]
+    assert [struct.unpack_from("<i", args, a["offset"])[0] for a in dims] == [65536, 32769]

@@ -158,6 +158,9 @@ class Sema:
         if name in CONSTANTS:
             return Static(CONSTANTS[name], "f32")
         if name in self.runtime_dims:
+            if not self.blocks:      # a header's compile-time expression (the block size): no body yet
+                raise self.err(loc, f"'{name}' is a tensor dim, known only at run time; this must be a "
+                                    f"compile-time integer", "use a param or a const")
             return self.emit(ops.DimOp([], [scalar("i32")], {"name": name}, loc=loc, hints=[name])).result
         if name in self.grid_scalars:
             return self.grid_scalar(self.grid_scalars[name], loc)
