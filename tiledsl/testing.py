@@ -52,3 +52,16 @@ def require_torch_cuda() -> ModuleType:
     except ImportError:
         pytest.importorskip("cuda.cuda")
     return torch
+
+
+def load_module(path: Path | str, name: str) -> ModuleType:
+    """The Python file ``path`` imported as the module ``name`` (registered in ``sys.modules``, so
+    that dataclasses and pickling find it): the examples' ``reference.py`` and tests' case files,
+    which are not in a package."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

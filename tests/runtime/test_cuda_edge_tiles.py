@@ -4,31 +4,18 @@ real NVIDIA GPU against their NumPy references (skipped where there is none)."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import numpy as np
 import pytest
 
-from tiledsl.testing import require_cuda
+from tiledsl.testing import load_module, require_cuda
 
 pytestmark = pytest.mark.gpu
 cupy = require_cuda()
 
 
-def _edge_cases() -> ModuleType:
-    path = Path(__file__).resolve().parents[1] / "thread" / "edge_cases.py"
-    spec = importlib.util.spec_from_file_location("tdsl_edge_cases", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module          # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-EDGE = _edge_cases()
+EDGE = load_module(Path(__file__).resolve().parents[1] / "thread" / "edge_cases.py", "tdsl_edge_cases")
 
 
 @pytest.mark.parametrize("target", ["sm_90", "sm_90a"])
